@@ -1,0 +1,1 @@
+//! xiao-proto (work in progress).

@@ -1,0 +1,1 @@
+//! kwik (work in progress).

@@ -1,0 +1,1 @@
+//! kwik-presentation (work in progress).

@@ -1,0 +1,1 @@
+//! kwik-recorder (work in progress).
