@@ -98,10 +98,7 @@ proptest! {
             stream.extend_from_slice(next.as_bytes());
             stream.extend_from_slice(last.as_bytes());
             let mut decoder = FrameDecoder::new();
-            let mut accepted = Vec::new();
-            for r in decoder.decode(&stream) {
-                if let Ok(f) = r { accepted.push(f); }
-            }
+            let accepted: Vec<Frame> = decoder.decode(&stream).flatten().collect();
             prop_assert!(decoder.stats().errors() >= 1, "bit {} not detected", bit);
             // Only the good frames may come out, and at least the last one must.
             let good = [Frame::Sample(ImuSample { seq: SeqNo(sample.seq.0.wrapping_add(1)), ..sample }),
