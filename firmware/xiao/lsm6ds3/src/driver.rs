@@ -1,13 +1,10 @@
 //! The driver proper.
 
 use embedded_hal_async::i2c::I2c;
+use xiao_proto::lsm6::{BURST_LEN, CTRL3_C_BDU_IF_INC, ImuBurst, WHO_AM_I_VALUE, imu_temp_c, reg};
 
-use crate::config::Config;
-use crate::reading::{RawMotion, Status};
-use crate::register;
-
-/// What `WHO_AM_I` (0x0F) reads on an LSM6DS3TR-C.
-pub const WHO_AM_I_VALUE: u8 = 0x6A;
+use crate::config::{Config, INT1_CTRL};
+use crate::status::Status;
 
 /// 7-bit I2C address, selected by the SA0 pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +20,7 @@ impl Address {
     /// The 7-bit bus address.
     pub const fn bits(self) -> u8 {
         match self {
-            Self::Sa0Low => 0x6A,
+            Self::Sa0Low => xiao_proto::lsm6::I2C_ADDRESS,
             Self::Sa0High => 0x6B,
         }
     }
@@ -69,32 +66,29 @@ impl<I: I2c> Lsm6ds3tr<I> {
         }
     }
 
-    /// Checks `WHO_AM_I`, then writes CTRL3_C (block data update +
-    /// address auto-increment), INT1_CTRL, CTRL1_XL and CTRL2_G from `config`.
-    /// Nothing is written if the identity check fails.
+    /// Checks `WHO_AM_I`, then writes `CTRL3_C` (block data update +
+    /// address auto-increment), `INT1_CTRL`, `CTRL1_XL` and `CTRL2_G` from
+    /// `config`. Nothing is written if the identity check fails.
     ///
     /// Not cancel-safe: dropping the future mid-way can leave some registers
     /// written; call it again to finish.
     pub async fn init(&mut self, config: Config) -> Result<(), InitError<I::Error>> {
         let id = self
-            .read_register(register::WHO_AM_I)
+            .read_register(reg::WHO_AM_I)
             .await
             .map_err(InitError::Bus)?;
         if id != WHO_AM_I_VALUE {
             return Err(InitError::WrongChip(id));
         }
         let writes = [
-            (
-                register::CTRL3_C,
-                register::CTRL3_C_BDU | register::CTRL3_C_IF_INC,
-            ),
-            (register::INT1_CTRL, config.int1_ctrl()),
-            (register::CTRL1_XL, config.ctrl1_xl()),
-            (register::CTRL2_G, config.ctrl2_g()),
+            (reg::CTRL3_C, CTRL3_C_BDU_IF_INC),
+            (INT1_CTRL, config.int1_ctrl()),
+            (reg::CTRL1_XL, config.ctrl1_xl()),
+            (reg::CTRL2_G, config.ctrl2_g()),
         ];
-        for (reg, value) in writes {
+        for (register, value) in writes {
             self.i2c
-                .write(self.address, &[reg, value])
+                .write(self.address, &[register, value])
                 .await
                 .map_err(InitError::Bus)?;
         }
@@ -109,14 +103,14 @@ impl<I: I2c> Lsm6ds3tr<I> {
 
     /// Reads `WHO_AM_I`.
     pub async fn who_am_i(&mut self) -> Result<u8, ReadError<I::Error>> {
-        self.read_register(register::WHO_AM_I)
+        self.read_register(reg::WHO_AM_I)
             .await
             .map_err(ReadError::Bus)
     }
 
     /// Reads the data-ready flags.
     pub async fn status(&mut self) -> Result<Status, ReadError<I::Error>> {
-        self.read_register(register::STATUS_REG)
+        self.read_register(reg::STATUS_REG)
             .await
             .map(Status)
             .map_err(ReadError::Bus)
@@ -126,28 +120,28 @@ impl<I: I2c> Lsm6ds3tr<I> {
     /// With block data update on, the pair always comes from one sample.
     ///
     /// Cancel-safe: a dropped read has no effect on the chip.
-    pub async fn read_burst(&mut self) -> Result<[u8; 12], ReadError<I::Error>> {
-        let mut buf = [0u8; 12];
+    pub async fn read_burst(&mut self) -> Result<ImuBurst, ReadError<I::Error>> {
+        let mut buf = [0u8; BURST_LEN];
         self.i2c
-            .write_read(self.address, &[register::OUTX_L_G], &mut buf)
+            .write_read(self.address, &[reg::OUTX_L_G], &mut buf)
             .await
             .map_err(ReadError::Bus)?;
-        Ok(buf)
+        Ok(ImuBurst(buf))
     }
 
-    /// [`Self::read_burst`] decoded into raw counts.
-    pub async fn read_motion(&mut self) -> Result<RawMotion, ReadError<I::Error>> {
-        self.read_burst().await.map(|b| RawMotion::from_burst(&b))
-    }
-
-    /// The IMU's own temperature sensor in °C (25 °C + raw / 256).
-    pub async fn read_temperature(&mut self) -> Result<f32, ReadError<I::Error>> {
+    /// The raw `OUT_TEMP` register (256 LSB/°C, 0 at 25 °C).
+    pub async fn read_temperature_raw(&mut self) -> Result<i16, ReadError<I::Error>> {
         let mut buf = [0u8; 2];
         self.i2c
-            .write_read(self.address, &[register::OUT_TEMP_L], &mut buf)
+            .write_read(self.address, &[reg::OUT_TEMP_L], &mut buf)
             .await
             .map_err(ReadError::Bus)?;
-        Ok(25.0 + f32::from(i16::from_le_bytes(buf)) / 256.0)
+        Ok(i16::from_le_bytes(buf))
+    }
+
+    /// The IMU's own temperature sensor in °C.
+    pub async fn read_temperature(&mut self) -> Result<f32, ReadError<I::Error>> {
+        self.read_temperature_raw().await.map(imu_temp_c)
     }
 
     /// Gives the bus back.
@@ -155,9 +149,11 @@ impl<I: I2c> Lsm6ds3tr<I> {
         self.i2c
     }
 
-    async fn read_register(&mut self, reg: u8) -> Result<u8, I::Error> {
+    async fn read_register(&mut self, register: u8) -> Result<u8, I::Error> {
         let mut buf = [0u8; 1];
-        self.i2c.write_read(self.address, &[reg], &mut buf).await?;
+        self.i2c
+            .write_read(self.address, &[register], &mut buf)
+            .await?;
         Ok(buf[0])
     }
 }
@@ -173,22 +169,25 @@ mod tests {
     use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
 
     use super::*;
-    use crate::config::{AccelScale, DataReadyRoute, GyroScale, OutputDataRate};
+    use crate::config::DataReadyRoute;
+    use xiao_proto::lsm6::{AccelRange, GyroRange, Odr};
 
     const ADDR: u8 = 0x6A;
 
     #[test]
     fn init_checks_identity_then_writes_the_configuration() {
         let config = Config::default()
-            .with_rate(OutputDataRate::Hz833)
-            .with_accel_scale(AccelScale::G8)
-            .with_gyro_scale(GyroScale::Dps1000)
+            .with_rate(Odr::Hz833)
+            .with_accel_range(AccelRange::G8)
+            .with_gyro_range(GyroRange::Dps1000)
             .with_data_ready(DataReadyRoute::Accel);
         let expected = [
             Transaction::write_read(ADDR, vec![0x0F], vec![0x6A]),
             Transaction::write(ADDR, vec![0x12, 0x44]),
             Transaction::write(ADDR, vec![0x0D, 0x01]),
+            // CTRL1_XL: ODR 833 Hz (0111), FS_XL ±8 g (11).
             Transaction::write(ADDR, vec![0x10, 0x7C]),
+            // CTRL2_G: ODR 833 Hz (0111), FS_G ±1000 dps (10), FS_125 off.
             Transaction::write(ADDR, vec![0x11, 0x78]),
         ];
         let mut imu = Lsm6ds3tr::new(Mock::new(&expected), Address::Sa0Low);
@@ -221,10 +220,7 @@ mod tests {
             block_on(imu.init(Config::default())),
             Err(InitError::Bus(_))
         ));
-        assert!(matches!(
-            block_on(imu.read_motion()),
-            Err(ReadError::Bus(_))
-        ));
+        assert!(matches!(block_on(imu.read_burst()), Err(ReadError::Bus(_))));
         imu.release().done();
     }
 
@@ -236,9 +232,9 @@ mod tests {
         ];
         let expected = [Transaction::write_read(ADDR, vec![0x22], burst)];
         let mut imu = Lsm6ds3tr::new(Mock::new(&expected), Address::Sa0Low);
-        let m = block_on(imu.read_motion()).unwrap();
-        assert_eq!(m.gyro, [1, -1, i16::MIN]);
-        assert_eq!(m.accel, [16384, -16384, i16::MAX]);
+        let burst = block_on(imu.read_burst()).unwrap();
+        assert_eq!(burst.gyro_raw(), [1, -1, i16::MIN]);
+        assert_eq!(burst.accel_raw(), [16384, -16384, i16::MAX]);
         imu.release().done();
     }
 
