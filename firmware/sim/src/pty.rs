@@ -1,0 +1,100 @@
+//! A pseudo-terminal that looks like the board's USB serial port to other programs.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A pseudo-terminal pair in raw mode (no echo, no line editing, no newline
+/// translation), so the bytes written to it arrive unchanged at a program that opens
+/// [`Pty::slave_path`] as a serial port.
+///
+/// The simulator keeps the slave side open too, so writes succeed while no reader is
+/// attached; the kernel buffers a few KiB and then writes block until someone reads.
+#[derive(Debug)]
+pub struct Pty {
+    master: File,
+    _slave: File,
+    slave_path: PathBuf,
+}
+
+impl Pty {
+    /// Opens a new pseudo-terminal.
+    ///
+    /// # Errors
+    /// The OS error of `openpty`, `tcgetattr`/`tcsetattr` or `ttyname_r`.
+    pub fn open() -> io::Result<Self> {
+        let mut master = -1;
+        let mut slave = -1;
+        // SAFETY: openpty writes two descriptors into valid pointers; the name, termios
+        // and window-size arguments are optional and passed as null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        make_raw(&slave)?;
+        let slave_path = tty_name(&slave)?;
+        Ok(Self {
+            master: File::from(master),
+            _slave: File::from(slave),
+            slave_path,
+        })
+    }
+
+    /// Path of the terminal to open as the device (e.g. `/dev/pts/3`).
+    #[must_use]
+    pub fn slave_path(&self) -> &Path {
+        &self.slave_path
+    }
+}
+
+impl Write for Pty {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.master.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.master.flush()
+    }
+}
+
+fn make_raw(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: termios is plain data; tcgetattr fills it for a valid descriptor.
+    let mut tio: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is a valid open terminal descriptor and `tio` a valid termios.
+    if unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut tio) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: cfmakeraw only edits the struct it is given.
+    unsafe { libc::cfmakeraw(&mut tio) };
+    // SAFETY: as for tcgetattr.
+    if unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &tio) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn tty_name(fd: &OwnedFd) -> io::Result<PathBuf> {
+    let mut name = [0 as libc::c_char; 256];
+    // SAFETY: the buffer and its length are valid; ttyname_r NUL-terminates on success.
+    let rc = unsafe { libc::ttyname_r(fd.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: ttyname_r succeeded, so `name` holds a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(name.as_ptr()) };
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())))
+}
