@@ -23,7 +23,7 @@
 //! ```
 //!
 //! Feature `std` adds nothing the firmware needs (std error integration of
-//! `thiserror`); feature `selftest` exposes [`selftest`], the shared test vectors run
+//! `thiserror`); feature `selftest` exposes the module `selftest`, the shared test vectors run
 //! on the host and under QEMU.
 #![no_std]
 

@@ -35,9 +35,9 @@ struct Args {
     /// Do not pace to the sample rate; emit as fast as the output accepts.
     #[arg(long)]
     fast: bool,
-    /// Send a device-info frame every N samples (default: once at start).
-    #[arg(long)]
-    announce_every: Option<NonZeroU32>,
+    /// Send a device-info frame every this many device milliseconds (0: only at start).
+    #[arg(long, default_value_t = 2000)]
+    announce_ms: u32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -69,9 +69,8 @@ fn main() -> anyhow::Result<()> {
             drop: Probability::try_from(args.drop).context("--drop")?,
             corrupt: Probability::try_from(args.corrupt).context("--corrupt")?,
         },
-        announce: args
-            .announce_every
-            .map_or(Announce::AtStart, Announce::Every),
+        announce: NonZeroU32::new(args.announce_ms)
+            .map_or(Announce::AtStart, Announce::EveryMillis),
         ..SimConfig::default()
     };
     let mut sink: Box<dyn Write> = match args.output {

@@ -55,17 +55,25 @@ pub struct Faults {
     pub corrupt: Probability,
 }
 
-/// When the simulated board sends a [`DeviceInfo`](xiao_proto::DeviceInfo) frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// When the simulated board sends a [`DeviceInfo`](xiao_proto::DeviceInfo) frame
+/// (frames format only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Announce {
     /// Never.
     Never,
-    /// Once, before the first sample (the default).
-    #[default]
+    /// Once, before the first sample.
     AtStart,
-    /// Before the first sample and then before every n-th sample.
-    Every(NonZeroU32),
+    /// Before the first sample and then before the first sample at least this many
+    /// device milliseconds after the previous announcement. The firmware's USB
+    /// transport does this every 2000 ms, the default.
+    EveryMillis(NonZeroU32),
+}
+
+impl Default for Announce {
+    fn default() -> Self {
+        Self::EveryMillis(NonZeroU32::new(2000).unwrap_or(NonZeroU32::MIN))
+    }
 }
 
 /// Settings of a [`Simulator`].
@@ -82,7 +90,7 @@ pub struct SimConfig {
     pub sampler: SamplerConfig,
     /// Injected faults. Default: none.
     pub faults: Faults,
-    /// Device-info frames (frames format only). Default: once at start.
+    /// Device-info frames (frames format only). Default: every 2 s, as the firmware.
     pub announce: Announce,
 }
 
@@ -94,7 +102,7 @@ impl Default for SimConfig {
             format: StreamFormat::Frames,
             sampler: SamplerConfig::default(),
             faults: Faults::default(),
-            announce: Announce::AtStart,
+            announce: Announce::default(),
         }
     }
 }
@@ -133,8 +141,9 @@ pub struct Tick {
     pub sample: ImuSample,
     /// What the fault injection did with it.
     pub fate: Fate,
-    /// Every byte sent during this period, in order (device-info frame, then the
-    /// sample's bytes; empty when dropped and nothing else was due).
+    /// Every byte sent during this period, in order (a due device-info frame or, in
+    /// CSV format, the header row at start; then the sample's bytes; empty when the
+    /// sample was dropped and nothing else was due).
     pub bytes: Vec<u8>,
 }
 
@@ -175,6 +184,7 @@ pub struct Simulator {
     faults: SplitMix64,
     sampler: Sampler,
     index: u64,
+    last_info: Option<u32>,
     stats: SimStats,
 }
 
@@ -188,6 +198,7 @@ impl Simulator {
             faults: SplitMix64::new(config.seed ^ 0x5EED_FA17_0000_0000),
             sampler: Sampler::new(config.sampler),
             index: 0,
+            last_info: None,
             stats: SimStats::default(),
             config,
         }
@@ -221,24 +232,22 @@ impl Simulator {
         self.stats.samples += 1;
 
         let mut bytes = Vec::new();
-        if self.config.format == StreamFormat::Frames {
-            if self.index == 0 {
-                // Flush whatever the line held before the board started.
-                bytes.push(xiao_proto::FRAME_DELIMITER);
+        match self.config.format {
+            StreamFormat::Csv if self.index == 0 => {
+                // The board starts every CSV session with the header row.
+                bytes.extend_from_slice(xiao_proto::CSV_HEADER.as_bytes());
+                bytes.extend_from_slice(xiao_proto::CSV_LINE_END.as_bytes());
             }
-            let announce = match self.config.announce {
-                Announce::Never => false,
-                Announce::AtStart => self.index == 0,
-                Announce::Every(n) => self.index % u64::from(n.get()) == 0,
-            };
-            if announce {
+            StreamFormat::Frames if self.announce_due(millis) => {
                 let info = self.sampler.device_info(
                     SIM_FIRMWARE_VERSION,
                     u16::try_from(self.config.rate_hz.get()).unwrap_or(u16::MAX),
                 );
                 bytes.extend_from_slice(Frame::DeviceInfo(info).encode().as_bytes());
                 self.stats.info_frames += 1;
+                self.last_info = Some(millis);
             }
+            _ => {}
         }
         self.index += 1;
 
@@ -267,6 +276,15 @@ impl Simulator {
             sample,
             fate,
             bytes,
+        }
+    }
+
+    fn announce_due(&self, millis: u32) -> bool {
+        match (self.config.announce, self.last_info) {
+            (Announce::Never, _) => false,
+            (_, None) => true,
+            (Announce::AtStart, Some(_)) => false,
+            (Announce::EveryMillis(every), Some(last)) => millis.wrapping_sub(last) >= every.get(),
         }
     }
 

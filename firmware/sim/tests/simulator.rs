@@ -53,6 +53,10 @@ fn output_decodes_to_the_ticks_samples() {
     }
     let (frames, decoder) = decode_all(&stream);
     assert_eq!(decoder.stats().errors(), 0);
+    // 500 samples at 50 Hz span 10 s: announcements at 0, 2, 4, 6 and 8 s.
+    assert_eq!(sim.stats().info_frames, 5);
+    assert_eq!(frames.len(), 505);
+    assert!(matches!(frames[101], Frame::DeviceInfo(_)));
     let Frame::DeviceInfo(info) = frames[0] else {
         panic!("first frame is {:?}", frames[0])
     };
@@ -136,7 +140,11 @@ fn csv_format_parses() {
     let mut sim = Simulator::new(config);
     for i in 0..100u32 {
         let tick = sim.tick();
-        let line = std::str::from_utf8(&tick.bytes).unwrap();
+        let mut line = std::str::from_utf8(&tick.bytes).unwrap();
+        if i == 0 {
+            let header = format!("{}\r\n", xiao_proto::CSV_HEADER);
+            line = line.strip_prefix(header.as_str()).unwrap();
+        }
         assert!(line.ends_with("\r\n"));
         let r = parse_csv_line(line).unwrap();
         assert_eq!(r.millis, i * 40);
