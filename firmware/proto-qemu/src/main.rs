@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use cortex_m_rt::entry;
+use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::{debug, hprintln};
 
 #[entry]
@@ -37,4 +37,21 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     loop {
         cortex_m::asm::wfi();
     }
+}
+
+/// A fault (e.g. an FPU or memory error) must fail the run, not hang it.
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    hprintln!("hard fault at pc {:#010x}", frame.pc());
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+/// Any unexpected interrupt or exception fails the run.
+#[exception]
+unsafe fn DefaultHandler(irq: i16) {
+    hprintln!("unexpected exception {}", irq);
+    debug::exit(debug::EXIT_FAILURE);
 }

@@ -51,7 +51,8 @@ pub struct Faults {
     /// Chance that one byte of a sent sample is corrupted (one or more bits flipped).
     /// In [`StreamFormat::Frames`] the flip never creates or removes a `0x00`, so each
     /// corrupted frame costs exactly that frame: one decoder error and one sequence
-    /// gap. Default: never.
+    /// gap. In CSV format the line ending is never hit either, but CSV has no check, so
+    /// a corrupted line may still parse with a wrong value. Default: never.
     pub corrupt: Probability,
 }
 
