@@ -676,7 +676,7 @@ impl Presentation {
     /// (when `buf` is not empty). This is the one method that reads the clock (to
     /// honour `timeout`) and parks the calling thread; never call it from async
     /// code.
-    #[cfg(not(loom))]
+    #[cfg(not(all(loom, test)))]
     pub fn read_blocking(
         &self,
         id: StreamId,
@@ -961,10 +961,10 @@ impl fmt::Debug for Presentation {
 }
 
 /// Wakes a parked thread (for [`Presentation::read_blocking`]).
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
 struct ThreadWaker(std::thread::Thread);
 
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
 impl std::task::Wake for ThreadWaker {
     fn wake(self: std::sync::Arc<Self>) {
         self.0.unpark();

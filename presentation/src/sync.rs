@@ -1,16 +1,17 @@
 //! The one place the crate takes its synchronisation primitives from.
 //!
 //! Normal builds use `parking_lot` (no poisoning, small and fast uncontended locks).
+//! (loom is a dev-dependency, so the switch applies to `--cfg loom` test builds.)
 //! Under `--cfg loom` the same names resolve to thin wrappers around `loom`'s
 //! primitives, so the model checker sees every lock the crate takes.
 
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
 pub(crate) use parking_lot::{Mutex, RwLock};
 
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 pub(crate) use self::loom_impl::{Mutex, RwLock};
 
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 mod loom_impl {
     use std::fmt;
 
