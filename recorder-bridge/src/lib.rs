@@ -1,1 +1,59 @@
-//! kwik-recorder (work in progress).
+//! Sensor recording for the KWIK workspace: schemas, a ring buffer with drop detection,
+//! a double-buffered exporter with its own writer thread, standard CSV and the legacy
+//! LabVIEW layout, crash-safe files with a `.meta.json` sidecar, and recording groups.
+//!
+//! Layers, each using only the ones before it:
+//! [`codec`] (pure text) → [`ring`](mod@ring) (pure memory) → [`exporter`] + [`file_writer`]
+//! (a writer thread swapping two buffers) → [`recorder`] (groups, limits, sidecars) and
+//! the `kwik-record` binary.
+//!
+//! ```
+//! use kwik_recorder::{ImuRow, Schema, Encoder, Format};
+//! let mut enc = Encoder::<ImuRow>::new(Format::default()).unwrap();
+//! let mut out = Vec::new();
+//! enc.begin(&[], &mut out);
+//! enc.push(&ImuRow { millis: 5, ax: 0.5, ..ImuRow::default() }, &mut out);
+//! assert_eq!(out, b"millis,ax,ay,az,gx,gy,gz,tempC,audioRMS\n5,0.5,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n");
+//! ```
+
+pub mod codec;
+pub mod disk;
+pub mod exporter;
+pub mod file_writer;
+pub mod recorder;
+pub mod recover;
+pub mod ring;
+pub mod schema;
+pub mod sidecar;
+pub mod source;
+mod sync;
+pub mod verify;
+
+pub use codec::{
+    CsvOptions, Encoder, EncoderError, Footer, Format, LabviewLayout, LabviewLayoutError,
+    ParseError, ParseRowError, ParsedCsv, ParsedLabview, parse_csv, parse_labview,
+};
+pub use exporter::{
+    BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,
+    OverflowPolicy, WriteOutcome,
+};
+pub use file_writer::{
+    FileConfig, FileProgress, FileReport, FileWriter, PartInfo, SizeLimitAction, WriteFault,
+    WriterStop, part_path,
+};
+pub use recorder::{
+    GroupState, GroupStatus, LineFilter, Prefix, PrefixError, Recording, RecordingConfig,
+    RecordingGroup, RecordingSummary, SegmentCell, SegmentMarking, SessionId, StartError,
+    StreamStatus,
+};
+pub use recover::{RecoverError, RecoverReport, recover};
+pub use ring::{RingReader, RingWriter, SampleIndex, Since, ring};
+pub use schema::{
+    EfieldSample, ImuRow, LabviewValues, LineState, RelMicros, Schema, SchemaKind, Segment,
+    SegmentId, StagePosition,
+};
+pub use sidecar::{
+    DroppedCounts, LabviewMeta, PartMeta, RecordingState, Sidecar, SidecarError, sidecar_path,
+};
+pub use source::{RateHz, SignalGenerator, SimEfield, SimImu, SimSource, SimStage, ZeroRate};
+pub use verify::{PartContents, VerifyError, VerifyReport, verify};

@@ -1,0 +1,683 @@
+//! Pure text formatting and parsing: numbers (lossless, via `itoa`/`ryu`), the standard
+//! CSV layout and the legacy LabVIEW block layout. No I/O, no clock.
+
+use std::str::FromStr;
+
+use crate::schema::{LabviewValues, LineState, RelMicros, Schema, Segment, SegmentId};
+
+/// Why one CSV row could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseRowError {
+    /// The row has the wrong number of fields.
+    #[error("expected {expected} fields, found {found}")]
+    FieldCount {
+        /// Fields the schema has.
+        expected: usize,
+        /// Fields found.
+        found: usize,
+    },
+    /// A field is not a valid number of the column's type.
+    #[error("field {column} ({text:?}) is not a valid number")]
+    BadNumber {
+        /// Zero-based column.
+        column: usize,
+        /// The text found.
+        text: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------
+// number formatting
+
+/// Appends an unsigned integer.
+pub fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Appends the shortest text that parses back to exactly `v`.
+pub fn put_f64(out: &mut Vec<u8>, v: f64) {
+    out.extend_from_slice(ryu::Buffer::new().format(v).as_bytes());
+}
+
+/// Appends the shortest text that parses back to exactly `v` as an `f32`.
+pub fn put_f32(out: &mut Vec<u8>, v: f32) {
+    out.extend_from_slice(ryu::Buffer::new().format(v).as_bytes());
+}
+
+/// Appends relative time as seconds with exactly 6 decimals (exact: it is integer µs).
+pub fn put_rel_time(out: &mut Vec<u8>, t: RelMicros) {
+    put_u64(out, t.0 / 1_000_000);
+    out.push(b'.');
+    let mut frac = t.0 % 1_000_000;
+    let mut digits = [b'0'; 6];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    out.extend_from_slice(&digits);
+}
+
+pub(crate) fn put_indexed_prefix(out: &mut Vec<u8>, index: u64, t: RelMicros, seg: Segment) {
+    put_u64(out, index);
+    out.push(b',');
+    put_rel_time(out, t);
+    out.push(b',');
+    put_u64(out, u64::from(seg.id.0));
+    out.push(b',');
+    out.push(b'0' + seg.line.as_flag());
+}
+
+// ---------------------------------------------------------------------------------
+// number parsing
+
+pub(crate) fn expect_len(f: &[&str], expected: usize) -> Result<(), ParseRowError> {
+    if f.len() == expected {
+        Ok(())
+    } else {
+        Err(ParseRowError::FieldCount {
+            expected,
+            found: f.len(),
+        })
+    }
+}
+
+fn parse_at<T: FromStr>(f: &[&str], column: usize) -> Result<T, ParseRowError> {
+    let text = f.get(column).copied().unwrap_or("");
+    text.trim().parse().map_err(|_| ParseRowError::BadNumber {
+        column,
+        text: text.to_owned(),
+    })
+}
+
+pub(crate) fn parse_int<T: FromStr>(f: &[&str], column: usize) -> Result<T, ParseRowError> {
+    parse_at(f, column)
+}
+
+pub(crate) fn parse_f32(f: &[&str], column: usize) -> Result<f32, ParseRowError> {
+    parse_at(f, column)
+}
+
+pub(crate) fn parse_f64(f: &[&str], column: usize) -> Result<f64, ParseRowError> {
+    parse_at(f, column)
+}
+
+/// Parses `secs[.fraction]` with at most 6 decimals into exact microseconds.
+pub fn parse_rel_time(text: &str) -> Option<RelMicros> {
+    let text = text.trim();
+    let (secs, frac) = match text.split_once('.') {
+        Some((s, f)) => (s, f),
+        None => (text, ""),
+    };
+    if secs.is_empty()
+        || frac.len() > 6
+        || !secs.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let secs: u64 = secs.parse().ok()?;
+    let mut micros: u64 = 0;
+    for i in 0..6 {
+        let d = frac.as_bytes().get(i).map_or(0, |b| u64::from(b - b'0'));
+        micros = micros * 10 + d;
+    }
+    secs.checked_mul(1_000_000)?
+        .checked_add(micros)
+        .map(RelMicros)
+}
+
+pub(crate) fn parse_indexed_prefix(f: &[&str]) -> Result<(u64, RelMicros, Segment), ParseRowError> {
+    let index = parse_int(f, 0)?;
+    let t = parse_rel_time(f[1]).ok_or_else(|| ParseRowError::BadNumber {
+        column: 1,
+        text: f[1].to_owned(),
+    })?;
+    let id = parse_int(f, 2)?;
+    let flag: u8 = parse_int(f, 3)?;
+    let line = LineState::from_flag(flag).ok_or_else(|| ParseRowError::BadNumber {
+        column: 3,
+        text: f[3].to_owned(),
+    })?;
+    Ok((
+        index,
+        t,
+        Segment {
+            id: SegmentId(id),
+            line,
+        },
+    ))
+}
+
+// ---------------------------------------------------------------------------------
+// layouts
+
+/// Options of the standard CSV layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// Write `#` comment lines (start time, device, settings) before the header row.
+    /// Default: true. Some tools choke on comment lines; turn it off for those.
+    pub comment_header: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            comment_header: true,
+        }
+    }
+}
+
+/// The legacy LabVIEW layout (E-field only): no header, blocks of `block` samples
+/// written as 16 transposed rows.
+///
+/// Rows of a block: time, c0, c1, Ex imag, Ex real, time, c2, c3, Ey imag, Ey real,
+/// time, c4, c5, Ez imag, Ez real, scan state (0/1). Time is seconds with 6 decimals.
+/// The last block of a file may be shorter than `block`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabviewLayout {
+    block: usize,
+    constants: [String; 6],
+}
+
+/// Why a LabVIEW layout setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabviewLayoutError {
+    /// Block size zero.
+    #[error("the LabVIEW block size must be at least 1 sample")]
+    ZeroBlock,
+    /// A constant row value is not a number.
+    #[error("LabVIEW constant {0:?} is not a number; give it like -3.41E-01")]
+    BadConstant(String),
+}
+
+/// Default samples per LabVIEW block.
+pub const DEFAULT_LABVIEW_BLOCK: usize = 1000;
+
+impl Default for LabviewLayout {
+    fn default() -> Self {
+        let c = |s: &str| s.to_owned();
+        LabviewLayout {
+            block: DEFAULT_LABVIEW_BLOCK,
+            constants: [
+                c("-3.41E-01"),
+                c("-2.06E-04"),
+                c("-3.41E-01"),
+                c("-4.98E-04"),
+                c("-3.41E-01"),
+                c("2.48E-04"),
+            ],
+        }
+    }
+}
+
+impl LabviewLayout {
+    /// Samples per block (default 1000). Larger blocks mean longer rows.
+    pub fn with_block(mut self, block: usize) -> Result<Self, LabviewLayoutError> {
+        if block == 0 {
+            return Err(LabviewLayoutError::ZeroBlock);
+        }
+        self.block = block;
+        Ok(self)
+    }
+
+    /// The six constant rows (pairs for Ex, Ey, Ez), written verbatim in every column.
+    /// Defaults: -3.41E-01, -2.06E-04, -3.41E-01, -4.98E-04, -3.41E-01, 2.48E-04.
+    pub fn with_constants(mut self, constants: [&str; 6]) -> Result<Self, LabviewLayoutError> {
+        for c in constants {
+            if c.trim().parse::<f64>().is_err() || c.contains(',') {
+                return Err(LabviewLayoutError::BadConstant(c.to_owned()));
+            }
+        }
+        self.constants = constants.map(|c| c.trim().to_owned());
+        Ok(self)
+    }
+
+    /// Samples per block.
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    /// The six constant row values.
+    pub fn constants(&self) -> &[String; 6] {
+        &self.constants
+    }
+}
+
+/// A file layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// Standard CSV: optional comment header, header row, rows, footer.
+    Csv(CsvOptions),
+    /// The legacy LabVIEW layout (E-field schema only).
+    Labview(LabviewLayout),
+}
+
+impl Default for Format {
+    fn default() -> Self {
+        Format::Csv(CsvOptions::default())
+    }
+}
+
+impl Format {
+    /// Short name (`csv` or `labview`), as used by the CLI and sidecars.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Csv(_) => "csv",
+            Format::Labview(_) => "labview",
+        }
+    }
+}
+
+/// The footer of a standard CSV file: `# end samples=N dropped=D`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Footer {
+    /// Data rows in this file.
+    pub samples: u64,
+    /// Samples of this stream lost at any stage up to the moment the file was closed.
+    pub dropped: u64,
+}
+
+const FOOTER_PREFIX: &str = "# end samples=";
+
+impl Footer {
+    /// Appends the footer line (with newline).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(FOOTER_PREFIX.as_bytes());
+        put_u64(out, self.samples);
+        out.extend_from_slice(b" dropped=");
+        put_u64(out, self.dropped);
+        out.push(b'\n');
+    }
+
+    /// Parses a footer line (without newline).
+    pub fn parse(line: &str) -> Option<Footer> {
+        let rest = line.strip_prefix(FOOTER_PREFIX)?;
+        let (s, d) = rest.split_once(" dropped=")?;
+        Some(Footer {
+            samples: s.trim().parse().ok()?,
+            dropped: d.trim().parse().ok()?,
+        })
+    }
+}
+
+/// Why an encoder could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncoderError {
+    /// The LabVIEW layout was asked for a schema that has no LabVIEW projection.
+    #[error("the LabVIEW layout exists only for the E-field schema, not `{0}`; use --format csv")]
+    LabviewUnsupported(&'static str),
+}
+
+/// Turns samples of one schema into file bytes in one layout. Stateful only for the
+/// LabVIEW layout, which holds up to one block of samples before emitting it.
+#[derive(Debug)]
+pub struct Encoder<S> {
+    format: Format,
+    block: Vec<LabviewValues>,
+    _schema: std::marker::PhantomData<S>,
+}
+
+impl<S: Schema> Encoder<S> {
+    /// Creates an encoder; fails if the layout does not fit the schema.
+    pub fn new(format: Format) -> Result<Self, EncoderError> {
+        let block = match &format {
+            Format::Labview(l) if !S::LABVIEW => {
+                let _ = l;
+                return Err(EncoderError::LabviewUnsupported(S::NAME));
+            }
+            Format::Labview(l) => Vec::with_capacity(l.block),
+            Format::Csv(_) => Vec::new(),
+        };
+        Ok(Encoder {
+            format,
+            block,
+            _schema: std::marker::PhantomData,
+        })
+    }
+
+    /// The layout.
+    pub fn format(&self) -> &Format {
+        &self.format
+    }
+
+    /// Appends the start of a file: comment lines (each gets a `# ` prefix, when the
+    /// layout has them) and the header row.
+    pub fn begin(&mut self, comments: &[String], out: &mut Vec<u8>) {
+        if let Format::Csv(opts) = &self.format {
+            if opts.comment_header {
+                for c in comments {
+                    out.extend_from_slice(b"# ");
+                    // A newline inside a comment would break the layout.
+                    out.extend(c.bytes().map(|b| if b == b'\n' { b' ' } else { b }));
+                    out.push(b'\n');
+                }
+            }
+            out.extend_from_slice(S::COLUMNS.join(",").as_bytes());
+            out.push(b'\n');
+        }
+    }
+
+    /// Encodes one sample. CSV emits a row at once; LabVIEW emits a whole block every
+    /// `block` samples. Returns true when bytes were appended.
+    pub fn push(&mut self, sample: &S, out: &mut Vec<u8>) -> bool {
+        match &self.format {
+            Format::Csv(_) => {
+                sample.write_row(out);
+                out.push(b'\n');
+                true
+            }
+            Format::Labview(layout) => {
+                // Invariant: `new` refused layouts whose schema has no projection.
+                if let Some(v) = sample.labview() {
+                    self.block.push(v);
+                }
+                if self.block.len() >= layout.block {
+                    write_labview_block(layout, &self.block, out);
+                    self.block.clear();
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    /// Samples held back (a LabVIEW block in progress).
+    pub fn pending(&self) -> usize {
+        self.block.len()
+    }
+
+    /// Ends a file: emits a partial LabVIEW block, or the CSV footer.
+    pub fn finish(&mut self, footer: Footer, out: &mut Vec<u8>) {
+        match &self.format {
+            Format::Csv(_) => footer.write(out),
+            Format::Labview(layout) => {
+                if !self.block.is_empty() {
+                    write_labview_block(layout, &self.block, out);
+                    self.block.clear();
+                }
+            }
+        }
+    }
+}
+
+fn write_labview_block(layout: &LabviewLayout, block: &[LabviewValues], out: &mut Vec<u8>) {
+    fn row<F: Fn(&LabviewValues, &mut Vec<u8>)>(b: &[LabviewValues], out: &mut Vec<u8>, f: F) {
+        for (i, v) in b.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            f(v, out);
+        }
+        out.push(b'\n');
+    }
+    let constant = |c: &str, b: &[LabviewValues], out: &mut Vec<u8>| {
+        row(b, out, |_, o| o.extend_from_slice(c.as_bytes()))
+    };
+    let c = &layout.constants;
+    type Pick = fn(&LabviewValues) -> f64;
+    let axes: [(usize, Pick, Pick); 3] = [
+        (0, |v| v.ex_imag, |v| v.ex_real),
+        (2, |v| v.ey_imag, |v| v.ey_real),
+        (4, |v| v.ez_imag, |v| v.ez_real),
+    ];
+    for (ci, imag, real) in axes {
+        row(block, out, |v, o| put_rel_time(o, v.time));
+        constant(&c[ci], block, out);
+        constant(&c[ci + 1], block, out);
+        row(block, out, |v, o| put_f64(o, imag(v)));
+        row(block, out, |v, o| put_f64(o, real(v)));
+    }
+    row(block, out, |v, o| o.push(b'0' + v.line.as_flag()));
+}
+
+/// Rows per LabVIEW block.
+pub const LABVIEW_ROWS: usize = 16;
+
+// ---------------------------------------------------------------------------------
+// parsing whole files
+
+/// Why a file's text could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The header row does not match the schema's columns.
+    #[error("header row {found:?} does not match schema `{schema}`")]
+    Header {
+        /// Schema name.
+        schema: &'static str,
+        /// The line found.
+        found: String,
+    },
+    /// No header row.
+    #[error("the file has no header row")]
+    NoHeader,
+    /// A data row is malformed.
+    #[error("line {line}: {error}")]
+    Row {
+        /// One-based line number.
+        line: usize,
+        /// What is wrong.
+        error: ParseRowError,
+    },
+    /// A line after the footer, or a malformed footer.
+    #[error("line {line}: unexpected text after or in the footer")]
+    Footer {
+        /// One-based line number.
+        line: usize,
+    },
+    /// A LabVIEW block is malformed.
+    #[error("LabVIEW block {block}: {what}")]
+    Labview {
+        /// Zero-based block number.
+        block: usize,
+        /// What is wrong.
+        what: String,
+    },
+    /// The file is not UTF-8 text.
+    #[error("the file is not UTF-8 text")]
+    NotText,
+}
+
+/// A parsed standard CSV file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedCsv<S> {
+    /// Comment lines before the header row, without the `# ` prefix.
+    pub comments: Vec<String>,
+    /// Data rows.
+    pub rows: Vec<S>,
+    /// The footer, if the file has one.
+    pub footer: Option<Footer>,
+    /// Bytes after the last newline (a row cut by a crash), if any.
+    pub partial_tail: usize,
+}
+
+/// Parses a standard CSV file written by [`Encoder`].
+pub fn parse_csv<S: Schema>(bytes: &[u8]) -> Result<ParsedCsv<S>, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ParseError::NotText)?;
+    let (whole, partial_tail) = match text.rfind('\n') {
+        Some(i) => (&text[..=i], text.len() - i - 1),
+        None => ("", text.len()),
+    };
+    let mut comments = Vec::new();
+    let mut rows = Vec::new();
+    let mut footer = None;
+    let mut header_seen = false;
+    let header = S::COLUMNS.join(",");
+    let mut fields: Vec<&str> = Vec::with_capacity(S::COLUMNS.len());
+    for (n, line) in whole.lines().enumerate() {
+        let lineno = n + 1;
+        if footer.is_some() {
+            return Err(ParseError::Footer { line: lineno });
+        }
+        if !header_seen {
+            if let Some(c) = line.strip_prefix('#') {
+                comments.push(c.strip_prefix(' ').unwrap_or(c).to_owned());
+                continue;
+            }
+            if line != header {
+                return Err(ParseError::Header {
+                    schema: S::NAME,
+                    found: line.to_owned(),
+                });
+            }
+            header_seen = true;
+            continue;
+        }
+        if line.starts_with('#') {
+            footer = Some(Footer::parse(line).ok_or(ParseError::Footer { line: lineno })?);
+            continue;
+        }
+        fields.clear();
+        fields.extend(line.split(','));
+        let row = S::parse_row(&fields).map_err(|error| ParseError::Row {
+            line: lineno,
+            error,
+        })?;
+        rows.push(row);
+    }
+    if !header_seen {
+        return Err(ParseError::NoHeader);
+    }
+    Ok(ParsedCsv {
+        comments,
+        rows,
+        footer,
+        partial_tail,
+    })
+}
+
+/// A parsed LabVIEW file: the samples' projections and the constants found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedLabview {
+    /// Samples in file order.
+    pub samples: Vec<LabviewValues>,
+    /// Columns of each block.
+    pub block_sizes: Vec<usize>,
+    /// Bytes after the last newline (a row cut by a crash), if any.
+    pub partial_tail: usize,
+}
+
+/// Parses a LabVIEW layout file; checks the constants against `layout`.
+pub fn parse_labview(bytes: &[u8], layout: &LabviewLayout) -> Result<ParsedLabview, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ParseError::NotText)?;
+    let (whole, partial_tail) = match text.rfind('\n') {
+        Some(i) => (&text[..=i], text.len() - i - 1),
+        None => ("", text.len()),
+    };
+    let lines: Vec<&str> = whole.lines().collect();
+    if lines.len() % LABVIEW_ROWS != 0 {
+        return Err(ParseError::Labview {
+            block: lines.len() / LABVIEW_ROWS,
+            what: format!(
+                "{} lines is not a whole number of 16-row blocks",
+                lines.len()
+            ),
+        });
+    }
+    let mut samples = Vec::new();
+    let mut block_sizes = Vec::new();
+    for (b, chunk) in lines.chunks(LABVIEW_ROWS).enumerate() {
+        let cells: Vec<Vec<&str>> = chunk.iter().map(|l| l.split(',').collect()).collect();
+        let n = cells[0].len();
+        let bad = |what: String| ParseError::Labview { block: b, what };
+        if cells.iter().any(|r| r.len() != n) {
+            return Err(bad("rows of unequal length".into()));
+        }
+        let consts = [1, 2, 6, 7, 11, 12];
+        for (k, &r) in consts.iter().enumerate() {
+            if cells[r].iter().any(|c| *c != layout.constants[k]) {
+                return Err(bad(format!(
+                    "row {} is not the constant {}",
+                    r + 1,
+                    layout.constants[k]
+                )));
+            }
+        }
+        for t in [5, 10] {
+            if cells[t] != cells[0] {
+                return Err(bad(format!("time row {} differs from row 1", t + 1)));
+            }
+        }
+        let num = |r: usize, i: usize| -> Result<f64, ParseError> {
+            cells[r][i]
+                .parse()
+                .map_err(|_| bad(format!("row {} column {} is not a number", r + 1, i + 1)))
+        };
+        #[allow(clippy::needless_range_loop)] // `i` indexes a column across 16 rows
+        for i in 0..n {
+            let time = parse_rel_time(cells[0][i])
+                .ok_or_else(|| bad(format!("time {:?} in column {}", cells[0][i], i + 1)))?;
+            let line = match cells[15][i] {
+                "0" => LineState::Inactive,
+                "1" => LineState::Active,
+                other => return Err(bad(format!("scan state {other:?} in column {}", i + 1))),
+            };
+            samples.push(LabviewValues {
+                time,
+                ex_imag: num(3, i)?,
+                ex_real: num(4, i)?,
+                ey_imag: num(8, i)?,
+                ey_real: num(9, i)?,
+                ez_imag: num(13, i)?,
+                ez_real: num(14, i)?,
+                line,
+            });
+        }
+        block_sizes.push(n);
+    }
+    Ok(ParsedLabview {
+        samples,
+        block_sizes,
+        partial_tail,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rel_time_is_exact_with_six_decimals() {
+        let mut out = Vec::new();
+        put_rel_time(&mut out, RelMicros(12_000_250));
+        assert_eq!(out, b"12.000250");
+        assert_eq!(parse_rel_time("12.000250"), Some(RelMicros(12_000_250)));
+        assert_eq!(parse_rel_time("3.5"), Some(RelMicros(3_500_000)));
+        assert_eq!(parse_rel_time("3.1234567"), None);
+        assert_eq!(parse_rel_time("-1.0"), None);
+    }
+
+    #[test]
+    fn floats_round_trip_exactly() {
+        for v in [
+            0.1f64,
+            -3.41e-1,
+            1e-300,
+            123_456_789.123_456_79,
+            f64::MAX,
+            1.0 / 3.0,
+        ] {
+            let mut out = Vec::new();
+            put_f64(&mut out, v);
+            let back: f64 = std::str::from_utf8(&out).unwrap().parse().unwrap();
+            assert_eq!(back.to_bits(), v.to_bits());
+        }
+    }
+
+    #[test]
+    fn footer_round_trips() {
+        let f = Footer {
+            samples: 10,
+            dropped: 3,
+        };
+        let mut out = Vec::new();
+        f.write(&mut out);
+        let s = std::str::from_utf8(&out).unwrap();
+        assert_eq!(Footer::parse(s.trim_end()), Some(f));
+    }
+}

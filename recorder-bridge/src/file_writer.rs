@@ -1,0 +1,456 @@
+//! The file side of the exporter: encodes batches into a data file, splits into
+//! numbered parts or stops at a size limit, hashes what it writes, and syncs to disk at
+//! a configurable interval. Runs on the exporter's writer thread, never on the
+//! acquisition thread.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex as StdMutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::codec::{Encoder, Footer};
+use crate::exporter::{BatchWriter, WriteOutcome};
+use crate::schema::Schema;
+use crate::sync::{Arc, AtomicU64, Ordering};
+
+/// What to do when a data file reaches the size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SizeLimitAction {
+    /// Close the file and stop the recording.
+    #[default]
+    Stop,
+    /// Close the file and continue in the next numbered part (`_part002`, ...), at a
+    /// row (or LabVIEW block) boundary, so no sample is lost or split.
+    Split,
+}
+
+/// An injected write failure, for tests of the error path (a seam, not a feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteFault {
+    /// Bytes (over all parts) the file may take before writes fail.
+    pub after_bytes: u64,
+    /// The OS error to fail with (e.g. `libc::ENOSPC`, `libc::EIO`).
+    pub errno: i32,
+}
+
+/// Data-file settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileConfig {
+    /// Path of the first part.
+    pub path: PathBuf,
+    /// Comment lines for the CSV comment header.
+    pub comments: Vec<String>,
+    /// Size limit per file in bytes (footer included), if any.
+    pub size_limit: Option<u64>,
+    /// What the size limit does.
+    pub on_size_limit: SizeLimitAction,
+    /// Sync data to disk at least this often (default 1 s): a crash loses at most this
+    /// much. Shorter costs more disk flushes.
+    pub sync_interval: Duration,
+    /// Injected write failure (tests).
+    pub fault: Option<WriteFault>,
+}
+
+/// One finished (or interrupted) data file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartInfo {
+    /// File path.
+    pub path: PathBuf,
+    /// Samples in the file.
+    pub samples: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file's bytes (hex), when the file was closed cleanly.
+    pub sha256: Option<String>,
+}
+
+/// Why the file writer stopped before being closed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum WriterStop {
+    /// The size limit with [`SizeLimitAction::Stop`].
+    SizeLimit,
+    /// A write or sync failed.
+    Io {
+        /// The OS error number, if any.
+        errno: Option<i32>,
+        /// The error text.
+        message: String,
+    },
+}
+
+/// Live progress of a file writer, readable from other threads.
+#[derive(Debug, Default)]
+pub struct FileProgress {
+    bytes: AtomicU64,
+    samples: AtomicU64,
+    parts: AtomicU64,
+    current: StdMutex<PathBuf>,
+    stop: StdMutex<Option<WriterStop>>,
+}
+
+impl FileProgress {
+    /// Bytes written over all parts.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    /// Samples written over all parts (including a LabVIEW block in progress).
+    pub fn samples(&self) -> u64 {
+        self.samples.load(Ordering::Relaxed)
+    }
+    /// Parts opened so far.
+    pub fn parts(&self) -> u64 {
+        self.parts.load(Ordering::Relaxed)
+    }
+    /// The file being written.
+    pub fn current_file(&self) -> PathBuf {
+        match self.current.lock() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+    /// Why the writer stopped, if it did.
+    pub fn stop(&self) -> Option<WriterStop> {
+        match self.stop.lock() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// The final report of a file writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    /// Every part written, in order.
+    pub parts: Vec<PartInfo>,
+    /// Why the writer stopped early, if it did.
+    pub stop: Option<WriterStop>,
+}
+
+/// Returns the path of part `n` (1-based): part 1 is `path` itself, later parts get a
+/// `_partNNN` suffix before the extension.
+pub fn part_path(path: &Path, n: u32) -> PathBuf {
+    if n <= 1 {
+        return path.to_path_buf();
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("data");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("csv");
+    path.with_file_name(format!("{stem}_part{n:03}.{ext}"))
+}
+
+struct OpenPart {
+    file: File,
+    path: PathBuf,
+    /// Samples encoded into this part (some may still be in `out`).
+    samples: u64,
+    bytes: u64,
+    /// Bytes and samples known to be in the file (last successful write).
+    flushed_bytes: u64,
+    flushed_samples: u64,
+    hash: Sha256,
+}
+
+fn lock_std<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// A [`BatchWriter`] that writes one schema in one layout to data files.
+pub struct FileWriter<S: Schema> {
+    encoder: Encoder<S>,
+    config: FileConfig,
+    part: Option<OpenPart>,
+    part_no: u32,
+    done: Vec<PartInfo>,
+    out: Vec<u8>,
+    total_bytes: u64,
+    total_bytes_closed: u64,
+    last_sync: Instant,
+    dirty: bool,
+    stop: Option<WriterStop>,
+    progress: Arc<FileProgress>,
+    dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl<S: Schema> std::fmt::Debug for FileWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWriter")
+            .field("config", &self.config)
+            .field("part_no", &self.part_no)
+            .field("stop", &self.stop)
+            .finish()
+    }
+}
+
+const FOOTER_RESERVE: u64 = 64;
+
+fn io_stop(e: &io::Error) -> WriterStop {
+    WriterStop::Io {
+        errno: e.raw_os_error(),
+        message: e.to_string(),
+    }
+}
+
+impl<S: Schema> FileWriter<S> {
+    /// Creates the first part (refusing to overwrite an existing file) and writes its
+    /// header. `dropped` reports this stream's losses so far, for the footer.
+    pub fn create(
+        encoder: Encoder<S>,
+        config: FileConfig,
+        dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> io::Result<Self> {
+        let mut w = FileWriter {
+            encoder,
+            config,
+            part: None,
+            part_no: 0,
+            done: Vec::new(),
+            out: Vec::with_capacity(1 << 20),
+            total_bytes: 0,
+            total_bytes_closed: 0,
+            last_sync: Instant::now(),
+            dirty: false,
+            stop: None,
+            progress: Arc::new(FileProgress::default()),
+            dropped,
+        };
+        w.open_next()?;
+        w.write_out()?;
+        Ok(w)
+    }
+
+    /// Live progress.
+    pub fn progress(&self) -> Arc<FileProgress> {
+        self.progress.clone()
+    }
+
+    fn open_next(&mut self) -> io::Result<()> {
+        self.part_no += 1;
+        let path = part_path(&self.config.path, self.part_no);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        *lock_std(&self.progress.current) = path.clone();
+        self.progress
+            .parts
+            .store(u64::from(self.part_no), Ordering::Relaxed);
+        self.part = Some(OpenPart {
+            file,
+            path,
+            samples: 0,
+            bytes: 0,
+            flushed_bytes: 0,
+            flushed_samples: 0,
+            hash: Sha256::new(),
+        });
+        self.encoder.begin(&self.config.comments, &mut self.out);
+        Ok(())
+    }
+
+    /// Writes `self.out` to the open part.
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let Some(part) = self.part.as_mut() else {
+            self.out.clear();
+            return Ok(());
+        };
+        let n = self.out.len() as u64;
+        let res = match self.config.fault {
+            Some(f) if self.total_bytes + n > f.after_bytes => {
+                // Write what fits, as a full disk would, then fail.
+                let room = f.after_bytes.saturating_sub(self.total_bytes) as usize;
+                let _ = part.file.write_all(&self.out[..room]);
+                self.total_bytes += room as u64;
+                Err(io::Error::from_raw_os_error(f.errno))
+            }
+            _ => part.file.write_all(&self.out),
+        };
+        res?;
+        part.hash.update(&self.out);
+        part.bytes += n;
+        part.flushed_bytes = part.bytes;
+        part.flushed_samples = part.samples;
+        self.total_bytes += n;
+        self.progress.bytes.fetch_add(n, Ordering::Relaxed);
+        self.out.clear();
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Ends the open part: footer (or partial LabVIEW block), sync, record it.
+    fn close_part(&mut self) -> io::Result<()> {
+        let Some(part) = self.part.as_ref() else {
+            return Ok(());
+        };
+        let pending = self.encoder.pending() as u64;
+        let footer = Footer {
+            samples: part.samples + pending,
+            dropped: (self.dropped)(),
+        };
+        self.encoder.finish(footer, &mut self.out);
+        if let Some(p) = self.part.as_mut() {
+            p.samples += pending;
+        }
+        self.progress.samples.fetch_add(pending, Ordering::Relaxed);
+        self.write_out()?;
+        let Some(part) = self.part.take() else {
+            return Ok(());
+        };
+        part.file.sync_all()?;
+        self.dirty = false;
+        self.total_bytes_closed += part.bytes;
+        self.done.push(PartInfo {
+            path: part.path,
+            samples: part.samples,
+            bytes: part.bytes,
+            sha256: Some(hex::encode(part.hash.finalize())),
+        });
+        Ok(())
+    }
+
+    /// True when the row just encoded at the end of `out` would push a part that
+    /// already holds rows over the size limit.
+    fn over_limit(&self) -> bool {
+        let (Some(limit), Some(part)) = (self.config.size_limit, self.part.as_ref()) else {
+            return false;
+        };
+        part.samples > 0 && part.bytes + self.out.len() as u64 + FOOTER_RESERVE > limit
+    }
+
+    fn set_stop(&mut self, stop: WriterStop) {
+        *lock_std(&self.progress.stop) = Some(stop.clone());
+        self.stop = Some(stop);
+    }
+
+    /// Stops after an I/O error, keeping what was written: the part is cut back to its
+    /// last whole write (so it holds only whole rows), a footer is tried, and the part
+    /// is recorded with the hash of exactly the bytes it holds.
+    fn fail(&mut self, stop: WriterStop) {
+        self.set_stop(stop);
+        self.out.clear();
+        let Some(mut part) = self.part.take() else {
+            return;
+        };
+        let _ = part.file.set_len(part.flushed_bytes);
+        part.bytes = part.flushed_bytes;
+        part.samples = part.flushed_samples;
+        self.progress.bytes.store(
+            self.total_bytes_closed + part.flushed_bytes,
+            Ordering::Relaxed,
+        );
+        let mut footer = Vec::new();
+        if matches!(self.encoder.format(), crate::codec::Format::Csv(_)) {
+            Footer {
+                samples: part.samples,
+                dropped: (self.dropped)(),
+            }
+            .write(&mut footer);
+        }
+        let fits = self.config.fault.is_none_or(|f| {
+            part.flushed_bytes + self.total_bytes_closed + footer.len() as u64 <= f.after_bytes
+        });
+        if !footer.is_empty() && fits && part.file.write_all(&footer).is_ok() {
+            part.hash.update(&footer);
+            part.bytes += footer.len() as u64;
+        } else {
+            let _ = part.file.set_len(part.flushed_bytes);
+        }
+        let _ = part.file.sync_all();
+        self.progress.samples.store(
+            self.done.iter().map(|p| p.samples).sum::<u64>() + part.samples,
+            Ordering::Relaxed,
+        );
+        self.done.push(PartInfo {
+            path: part.path,
+            samples: part.samples,
+            bytes: part.bytes,
+            sha256: Some(hex::encode(part.hash.finalize())),
+        });
+    }
+}
+
+impl<S: Schema> BatchWriter<S> for FileWriter<S> {
+    type Report = FileReport;
+
+    fn write_batch(&mut self, batch: &[S]) -> WriteOutcome {
+        if self.stop.is_some() || self.part.is_none() {
+            return WriteOutcome::Stop;
+        }
+        for sample in batch {
+            let before = self.out.len();
+            let held = self.encoder.pending() as u64;
+            if !self.encoder.push(sample, &mut self.out) {
+                continue; // held in a LabVIEW block until the block is complete
+            }
+            let emitted = held + 1;
+            if self.over_limit() {
+                // The new row (or block) goes to the next part, or nowhere.
+                let tail = self.out.split_off(before);
+                if let Err(e) = self.write_out().and_then(|()| self.close_part()) {
+                    self.fail(io_stop(&e));
+                    return WriteOutcome::Stop;
+                }
+                match self.config.on_size_limit {
+                    SizeLimitAction::Stop => {
+                        self.set_stop(WriterStop::SizeLimit);
+                        return WriteOutcome::Stop;
+                    }
+                    SizeLimitAction::Split => {
+                        if let Err(e) = self.open_next() {
+                            self.fail(io_stop(&e));
+                            return WriteOutcome::Stop;
+                        }
+                        self.out.extend_from_slice(&tail);
+                    }
+                }
+            }
+            if let Some(p) = self.part.as_mut() {
+                p.samples += emitted;
+            }
+            self.progress.samples.fetch_add(emitted, Ordering::Relaxed);
+        }
+        if let Err(e) = self.write_out() {
+            self.fail(io_stop(&e));
+            return WriteOutcome::Stop;
+        }
+        WriteOutcome::Continue
+    }
+
+    fn tick(&mut self) -> WriteOutcome {
+        if self.stop.is_some() {
+            return WriteOutcome::Stop;
+        }
+        if self.dirty && self.last_sync.elapsed() >= self.config.sync_interval {
+            if let Some(p) = self.part.as_ref() {
+                if let Err(e) = p.file.sync_data() {
+                    self.fail(io_stop(&e));
+                    return WriteOutcome::Stop;
+                }
+            }
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        }
+        WriteOutcome::Continue
+    }
+
+    fn finish(mut self) -> FileReport {
+        if self.stop.is_none() {
+            if let Err(e) = self.close_part() {
+                self.fail(io_stop(&e));
+            }
+        }
+        FileReport {
+            parts: self.done,
+            stop: self.stop,
+        }
+    }
+}

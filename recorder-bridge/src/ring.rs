@@ -1,0 +1,284 @@
+//! A fixed-capacity ring of samples with a monotonic write index.
+//!
+//! One writer ([`RingWriter`], not `Clone`) and any number of readers ([`RingReader`],
+//! each with its own position). The writer never blocks and never waits for a reader:
+//! it overwrites the oldest slot. A reader asks for everything since its index and
+//! learns exactly how many samples it missed. Each slot is guarded by a sequence number
+//! (a per-slot seqlock), so a reader detects a slot overwritten while it was copying.
+//! No I/O, no clock, no thread.
+
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+
+use crate::sync::{Arc, AtomicU64, Ordering, fence};
+
+/// Position of a sample in a ring's history: 0 for the first sample ever pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SampleIndex(pub u64);
+
+struct Slot<T> {
+    /// `2 * (i + 1)` once sample `i` is complete in this slot, odd while it is written.
+    seq: AtomicU64,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+struct Ring<T> {
+    slots: Box<[Slot<T>]>,
+    head: AtomicU64,
+}
+
+// SAFETY: values are `Copy` (no drop, no interior pointers owned); concurrent access to
+// a slot is arbitrated by its sequence number: readers copy then discard the copy if the
+// sequence moved, so they never hand out a torn value.
+unsafe impl<T: Copy + Send> Sync for Ring<T> {}
+// SAFETY: as above; the ring owns plain `Copy` values.
+unsafe impl<T: Copy + Send> Send for Ring<T> {}
+
+/// The result of a [`RingReader::read`] or [`RingReader::since`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since {
+    /// Samples appended to the output.
+    pub read: usize,
+    /// Index to ask from next time.
+    pub next: SampleIndex,
+    /// Samples between the requested index and `next` that were overwritten before they
+    /// could be read.
+    pub dropped: u64,
+}
+
+/// The single writer of a ring. Owns the write index.
+pub struct RingWriter<T> {
+    ring: Arc<Ring<T>>,
+}
+
+/// A reader of a ring with its own position. Cloning gives an independent reader at
+/// the same position.
+pub struct RingReader<T> {
+    ring: Arc<Ring<T>>,
+    next: SampleIndex,
+}
+
+/// Creates a ring holding the last `capacity` samples (at least 1).
+pub fn ring<T: Copy + Send>(capacity: usize) -> (RingWriter<T>, RingReader<T>) {
+    let capacity = capacity.max(1);
+    let slots = (0..capacity)
+        .map(|_| Slot {
+            seq: AtomicU64::new(0),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        })
+        .collect();
+    let ring = Arc::new(Ring {
+        slots,
+        head: AtomicU64::new(0),
+    });
+    (
+        RingWriter { ring: ring.clone() },
+        RingReader {
+            ring,
+            next: SampleIndex(0),
+        },
+    )
+}
+
+impl<T: Copy + Send> RingWriter<T> {
+    /// Appends a sample, overwriting the oldest when full. Never blocks.
+    pub fn push(&mut self, value: T) -> SampleIndex {
+        let ring = &*self.ring;
+        let i = ring.head.load(Ordering::Relaxed);
+        let slot = &ring.slots[(i % ring.slots.len() as u64) as usize];
+        slot.seq.store(2 * i + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        // SAFETY: only this (unique) writer writes slots; readers validate with `seq`.
+        unsafe { std::ptr::write_volatile(slot.value.get(), MaybeUninit::new(value)) };
+        slot.seq.store(2 * i + 2, Ordering::Release);
+        ring.head.store(i + 1, Ordering::Release);
+        SampleIndex(i)
+    }
+
+    /// Appends every sample of `values`.
+    pub fn push_slice(&mut self, values: &[T]) {
+        for v in values {
+            self.push(*v);
+        }
+    }
+
+    /// Index the next sample will get (= samples pushed so far).
+    pub fn head(&self) -> SampleIndex {
+        SampleIndex(self.ring.head.load(Ordering::Relaxed))
+    }
+
+    /// A new reader positioned at the current head (sees only future samples).
+    pub fn reader(&self) -> RingReader<T> {
+        RingReader {
+            ring: self.ring.clone(),
+            next: self.head(),
+        }
+    }
+
+    /// Slots in the ring.
+    pub fn capacity(&self) -> usize {
+        self.ring.slots.len()
+    }
+}
+
+impl<T: Copy + Send> RingReader<T> {
+    /// Index the next sample will get (= samples pushed so far).
+    pub fn head(&self) -> SampleIndex {
+        SampleIndex(self.ring.head.load(Ordering::Acquire))
+    }
+
+    /// This reader's position.
+    pub fn position(&self) -> SampleIndex {
+        self.next
+    }
+
+    /// Moves this reader's position (e.g. to `head()` to skip history).
+    pub fn seek(&mut self, index: SampleIndex) {
+        self.next = index;
+    }
+
+    /// Slots in the ring.
+    pub fn capacity(&self) -> usize {
+        self.ring.slots.len()
+    }
+
+    /// Appends to `out` at most `max` samples from `index` on, without moving this
+    /// reader. Samples no longer in the ring are counted in `dropped`.
+    pub fn since(&self, index: SampleIndex, out: &mut Vec<T>, max: usize) -> Since {
+        let ring = &*self.ring;
+        let cap = ring.slots.len() as u64;
+        let head = ring.head.load(Ordering::Acquire);
+        let mut start = index.0.min(head);
+        let oldest = head.saturating_sub(cap);
+        let mut dropped = 0;
+        if start < oldest {
+            dropped += oldest - start;
+            start = oldest;
+        }
+        let end = head.min(start.saturating_add(max as u64));
+        let mut read = 0;
+        for i in start..end {
+            let slot = &ring.slots[(i % cap) as usize];
+            let s1 = slot.seq.load(Ordering::Acquire);
+            if s1 != 2 * i + 2 {
+                dropped += 1;
+                continue;
+            }
+            // SAFETY: the slot held sample `i` completely when `s1` was read; the copy is
+            // kept only if the sequence did not move while copying (seqlock).
+            let v = unsafe { std::ptr::read_volatile(slot.value.get()) };
+            fence(Ordering::Acquire);
+            let s2 = slot.seq.load(Ordering::Relaxed);
+            if s2 != s1 {
+                dropped += 1;
+                continue;
+            }
+            // SAFETY: sequence matched before and after the copy: the value is whole.
+            out.push(unsafe { v.assume_init() });
+            read += 1;
+        }
+        Since {
+            read,
+            next: SampleIndex(end),
+            dropped,
+        }
+    }
+
+    /// Appends at most `max` samples from this reader's position and advances it.
+    pub fn read(&mut self, out: &mut Vec<T>, max: usize) -> Since {
+        let r = self.since(self.next, out, max);
+        self.next = r.next;
+        r
+    }
+}
+
+impl<T> Clone for RingReader<T> {
+    fn clone(&self) -> Self {
+        RingReader {
+            ring: self.ring.clone(),
+            next: self.next,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for RingWriter<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingWriter")
+            .field("capacity", &self.ring.slots.len())
+            .field("head", &self.ring.head.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<T> std::fmt::Debug for RingReader<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingReader")
+            .field("capacity", &self.ring.slots.len())
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_learns_exactly_what_it_missed() {
+        let (mut w, mut r) = ring::<u64>(4);
+        for i in 0..10 {
+            w.push(i);
+        }
+        let mut out = Vec::new();
+        let s = r.read(&mut out, usize::MAX);
+        assert_eq!(out, vec![6, 7, 8, 9]);
+        assert_eq!(s.dropped, 6);
+        assert_eq!(s.next, SampleIndex(10));
+        out.clear();
+        assert_eq!(r.read(&mut out, 10).read, 0);
+    }
+
+    #[test]
+    fn readers_keep_their_own_positions() {
+        let (mut w, mut a) = ring::<u32>(8);
+        let mut b = a.clone();
+        w.push_slice(&[1, 2, 3]);
+        let mut out = Vec::new();
+        a.read(&mut out, 2);
+        assert_eq!(out, vec![1, 2]);
+        out.clear();
+        b.read(&mut out, 10);
+        assert_eq!(out, vec![1, 2, 3]);
+        out.clear();
+        a.read(&mut out, 10);
+        assert_eq!(out, vec![3]);
+    }
+
+    #[test]
+    fn concurrent_reader_never_sees_torn_or_misordered_values() {
+        let (mut w, mut r) = ring::<(u64, u64)>(64);
+        let n = 200_000u64;
+        let t = std::thread::spawn(move || {
+            for i in 0..n {
+                w.push((i, i.wrapping_mul(0x9e37_79b9)));
+            }
+        });
+        let mut out = Vec::new();
+        let mut seen = 0u64;
+        let mut dropped = 0u64;
+        let mut last = None;
+        while seen + dropped < n {
+            out.clear();
+            let s = r.read(&mut out, 32);
+            dropped += s.dropped;
+            for &(i, h) in &out {
+                assert_eq!(h, i.wrapping_mul(0x9e37_79b9));
+                assert!(last.is_none_or(|l| i > l));
+                last = Some(i);
+            }
+            seen += out.len() as u64;
+        }
+        t.join().unwrap();
+        assert_eq!(seen + dropped, n);
+    }
+}
