@@ -22,8 +22,8 @@
 //! assert_eq!(frames, [Ok(Frame::Sample(sample))]);
 //! ```
 //!
-//! Feature `std` adds nothing the firmware needs (std error integration of
-//! `thiserror`); feature `selftest` exposes the module `selftest`, the shared test vectors run
+//! Feature `std` adds `FrameReader`, frames from any `std::io::Read` source (a serial
+//! port, a pseudo-terminal, the simulator), and std error integration; feature `selftest` exposes the module `selftest`, the shared test vectors run
 //! on the host and under QEMU.
 #![no_std]
 
@@ -37,6 +37,8 @@ mod csv;
 mod decoder;
 mod frame;
 pub mod lsm6;
+#[cfg(feature = "std")]
+mod reader;
 mod sample;
 mod sampler;
 #[cfg(any(test, feature = "selftest"))]
@@ -58,6 +60,8 @@ pub use frame::{
     DecodeError, FRAME_DELIMITER, Frame, FrameKind, INFO_PAYLOAD_LEN, MAX_RAW_FRAME_LEN,
     MAX_WIRE_FRAME_LEN, PROTOCOL_VERSION, SAMPLE_PAYLOAD_LEN, WireFrame, decode_frame,
 };
+#[cfg(feature = "std")]
+pub use reader::FrameReader;
 pub use sample::{DeviceInfo, ImuSample, SeqNo};
 pub use sampler::{
     MAX_SAMPLE_BYTES, RawReading, Sampler, SamplerConfig, StreamFormat, Temperature,

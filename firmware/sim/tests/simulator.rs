@@ -4,7 +4,8 @@
 use std::io::Read;
 use std::num::NonZeroU32;
 use xiao_proto::{
-    Frame, FrameDecoder, ImuSample, SeqNo, SequenceTracker, StreamFormat, parse_csv_line,
+    Frame, FrameDecoder, FrameReader, ImuSample, SeqNo, SequenceTracker, StreamFormat,
+    parse_csv_line,
 };
 use xiao_sim::{Fate, Faults, Pacing, Probability, Pty, SimConfig, Simulator};
 
@@ -154,27 +155,39 @@ fn csv_format_parses() {
 
 #[test]
 fn threaded_stream_reads_like_a_serial_port() {
-    let mut stream =
-        Simulator::new(SimConfig::new(9, rate(1000))).spawn(Pacing::Unpaced, Some(3000));
-    let mut decoder = FrameDecoder::new();
+    let stream = Simulator::new(SimConfig::new(9, rate(1000))).spawn(Pacing::Unpaced, Some(3000));
+    let mut reader = FrameReader::new(stream);
     let mut tracker = SequenceTracker::new();
-    let mut buf = [0u8; 100];
+    for item in &mut reader {
+        if let Frame::Sample(s) = item.unwrap().unwrap() {
+            tracker.observe(s.seq);
+        }
+    }
+    assert_eq!(reader.stats().errors(), 0);
+    let stats = reader.into_inner().stop();
+    assert_eq!(stats.samples, 3000);
+    assert_eq!(tracker.received(), 3000);
+    assert_eq!(tracker.missing(), 0);
+}
+
+#[test]
+fn raw_read_returns_every_byte() {
+    let mut stream = Simulator::new(SimConfig::new(4, rate(100))).spawn(Pacing::Unpaced, Some(300));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 33];
     loop {
         let n = stream.read(&mut buf).unwrap();
         if n == 0 {
             break;
         }
-        for frame in decoder.decode(&buf[..n]).flatten() {
-            if let Frame::Sample(s) = frame {
-                tracker.observe(s.seq);
-            }
-        }
+        got.extend_from_slice(&buf[..n]);
     }
-    let stats = stream.stop();
-    assert_eq!(stats.samples, 3000);
-    assert_eq!(tracker.received(), 3000);
-    assert_eq!(tracker.missing(), 0);
-    assert_eq!(decoder.stats().errors(), 0);
+    let expected: Vec<u8> = {
+        let mut sim = Simulator::new(SimConfig::new(4, rate(100)));
+        (0..300).flat_map(|_| sim.tick().bytes).collect()
+    };
+    assert_eq!(got, expected);
+    assert_eq!(stream.stop().bytes, expected.len() as u64);
 }
 
 #[test]
