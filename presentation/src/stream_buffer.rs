@@ -53,7 +53,7 @@ pub struct StreamBuffer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecvState {
     Receiving,
-    Reset { error_code: u64 },
+    Reset { error_code: u64, seen: bool },
     Stopped,
 }
 
@@ -407,7 +407,13 @@ impl StreamBuffer {
     /// A `max_len` of 0 is treated as 1.
     pub fn read_chunk(&mut self, max_len: usize) -> StreamRead<Bytes> {
         match self.state {
-            RecvState::Reset { error_code } => return StreamRead::Reset { error_code },
+            RecvState::Reset { error_code, .. } => {
+                self.state = RecvState::Reset {
+                    error_code,
+                    seen: true,
+                };
+                return StreamRead::Reset { error_code };
+            }
             RecvState::Stopped => return StreamRead::Stopped,
             RecvState::Receiving => {}
         }
@@ -428,7 +434,13 @@ impl StreamBuffer {
     /// Copies contiguous bytes at the read position into `buf` (as many as fit).
     pub fn read(&mut self, buf: &mut [u8]) -> StreamRead<usize> {
         match self.state {
-            RecvState::Reset { error_code } => return StreamRead::Reset { error_code },
+            RecvState::Reset { error_code, .. } => {
+                self.state = RecvState::Reset {
+                    error_code,
+                    seen: true,
+                };
+                return StreamRead::Reset { error_code };
+            }
             RecvState::Stopped => return StreamRead::Stopped,
             RecvState::Receiving => {}
         }
@@ -501,7 +513,10 @@ impl StreamBuffer {
             return Ok(delta);
         }
         self.discard_buffered();
-        self.state = RecvState::Reset { error_code };
+        self.state = RecvState::Reset {
+            error_code,
+            seen: false,
+        };
         Ok(delta)
     }
 
@@ -578,12 +593,13 @@ impl StreamBuffer {
         self.state == RecvState::Stopped
     }
 
-    /// Whether nothing more can arrive that anyone will read: finished, reset, or
-    /// stopped with every byte up to the final size seen.
+    /// Whether nothing more can arrive that anyone will read: finished (FIN read),
+    /// reset (and the reader was told), or stopped with every byte up to the final
+    /// size seen.
     pub fn is_closed(&self) -> bool {
         match self.state {
             RecvState::Receiving => self.is_finished(),
-            RecvState::Reset { .. } => true,
+            RecvState::Reset { seen, .. } => seen,
             RecvState::Stopped => self.final_size == Some(self.contiguous_end),
         }
     }
