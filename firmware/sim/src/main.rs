@@ -35,6 +35,9 @@ struct Args {
     /// Do not pace to the sample rate; emit as fast as the output accepts.
     #[arg(long)]
     fast: bool,
+    /// With `--output pty`: at the end, wait this long for the reader to take every byte.
+    #[arg(long, default_value_t = 30)]
+    drain_timeout_s: u64,
     /// Send a device-info frame every this many device milliseconds (0: only at start).
     #[arg(long, default_value_t = 2000)]
     announce_ms: u32,
@@ -73,13 +76,14 @@ fn main() -> anyhow::Result<()> {
             .map_or(Announce::AtStart, Announce::EveryMillis),
         ..SimConfig::default()
     };
-    let mut sink: Box<dyn Write> = match args.output {
-        Output::Stdout => Box::new(std::io::stdout().lock()),
+    let (mut sink, pty): (Box<dyn Write>, Option<Pty>) = match args.output {
+        Output::Stdout => (Box::new(std::io::stdout().lock()), None),
         Output::Pty => {
             let pty = Pty::open().context("opening a pseudo-terminal")?;
             println!("{}", pty.slave_path().display());
             std::io::stdout().flush()?;
-            Box::new(pty)
+            let writer = pty.try_clone_writer().context("duplicating the terminal")?;
+            (Box::new(writer), Some(pty))
         }
     };
     let pacing = if args.fast {
@@ -93,6 +97,13 @@ fn main() -> anyhow::Result<()> {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
             Err(e) => return Err(e).context("writing the stream"),
+        }
+    }
+    if let Some(pty) = &pty {
+        // Closing the terminal discards what the reader has not taken yet.
+        let timeout = std::time::Duration::from_secs(args.drain_timeout_s);
+        if !pty.wait_drained(timeout)? {
+            eprintln!("xiao-sim: reader did not take every byte within {timeout:?}");
         }
     }
     let stats = stream.stop();

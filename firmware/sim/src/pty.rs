@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct Pty {
     master: File,
-    _slave: File,
+    slave: File,
     slave_path: PathBuf,
 }
 
@@ -49,7 +49,7 @@ impl Pty {
         let slave_path = tty_name(&slave)?;
         Ok(Self {
             master: File::from(master),
-            _slave: File::from(slave),
+            slave: File::from(slave),
             slave_path,
         })
     }
@@ -58,6 +58,52 @@ impl Pty {
     #[must_use]
     pub fn slave_path(&self) -> &Path {
         &self.slave_path
+    }
+
+    /// A second handle on the writing side (e.g. for another thread), sharing the
+    /// same terminal.
+    ///
+    /// # Errors
+    /// The OS error of `dup`.
+    pub fn try_clone_writer(&self) -> io::Result<File> {
+        self.master.try_clone()
+    }
+
+    /// Bytes written but not yet read by the program on the other side.
+    ///
+    /// # Errors
+    /// The OS error of the `FIONREAD` ioctl.
+    pub fn unread(&self) -> io::Result<usize> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD stores one c_int through the valid pointer.
+        if unsafe { libc::ioctl(self.slave.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Waits (polling every 20 ms) until the reader has taken every byte or `timeout`
+    /// passed; returns whether everything was read. Closing a pseudo-terminal
+    /// discards unread bytes, so call this before dropping it at the end of a run.
+    ///
+    /// # Errors
+    /// As [`Pty::unread`].
+    pub fn wait_drained(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        let give_up = std::time::Instant::now() + timeout;
+        // Bytes written to the master reach the slave's queue asynchronously, so one
+        // empty reading can come too early: require two, 20 ms apart.
+        let mut empty_before = false;
+        loop {
+            let empty = self.unread()? == 0;
+            if empty && empty_before {
+                return Ok(true);
+            }
+            empty_before = empty;
+            if std::time::Instant::now() >= give_up {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
