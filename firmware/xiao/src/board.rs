@@ -13,6 +13,7 @@
 
 use embassy_executor::Spawner;
 use embassy_nrf::gpio::{Level, Output, OutputDrive};
+use embassy_nrf::interrupt::{self, InterruptExt, Priority};
 use embassy_nrf::pdm::{self, Pdm};
 use embassy_nrf::twim::{self, Twim};
 use embassy_nrf::{Peripherals, bind_interrupts, peripherals};
@@ -61,8 +62,9 @@ pub(crate) const DEVICE_INFO: DeviceInfo = Sampler::new(SAMPLER_CONFIG).device_i
 /// crystal for the RTC. In the BLE build the MPSL owns the clocks, so embassy
 /// keeps its defaults and the MPSL starts what the radio needs.
 pub(crate) fn clock_config() -> embassy_nrf::config::Config {
-    #[allow(unused_mut)]
     let mut config = embassy_nrf::config::Config::default();
+    config.time_interrupt_priority = APP_PRIORITY;
+    config.gpiote_interrupt_priority = APP_PRIORITY;
     #[cfg(not(feature = "ble"))]
     {
         config.hfclk_source = embassy_nrf::config::HfclkSource::ExternalXtal;
@@ -71,8 +73,23 @@ pub(crate) fn clock_config() -> embassy_nrf::config::Config {
     config
 }
 
+/// Priority of every interrupt this firmware handles. Priorities 0 and 1
+/// belong to the MPSL in the BLE build (radio timing must not wait behind a
+/// driver's handler); the USB build uses the same value so both builds
+/// schedule alike.
+const APP_PRIORITY: Priority = Priority::P2;
+
 /// Hands each peripheral to the task that owns it and starts the tasks.
 pub(crate) async fn start(spawner: Spawner, p: Peripherals) {
+    interrupt::TWISPI0.set_priority(APP_PRIORITY);
+    interrupt::PDM.set_priority(APP_PRIORITY);
+    #[cfg(not(feature = "ble"))]
+    for irq in [interrupt::TEMP, interrupt::USBD, interrupt::CLOCK_POWER] {
+        irq.set_priority(APP_PRIORITY);
+    }
+    #[cfg(feature = "ble")]
+    interrupt::RNG.set_priority(APP_PRIORITY);
+
     let imu_power = Output::new(p.P1_08, Level::Low, OutputDrive::HighDrive);
     let mut twim_config = twim::Config::default();
     twim_config.frequency = twim::Frequency::K400;
