@@ -8,12 +8,12 @@ use embassy_nrf::gpio::Output;
 use embassy_nrf::twim::Twim;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
-use embassy_time::{Duration, Instant, Ticker, Timer};
+use embassy_time::{Duration, Instant, Timer};
 use lsm6ds3tr::{Address, Config, Lsm6ds3tr, Odr};
 use xiao_proto::{ImuSample, RawReading, Sampler, SamplerConfig};
 
 use crate::mic;
-use crate::rate::RATE_HZ;
+use crate::rate::{RATE_HZ, SampleClock};
 use crate::thermometer::{DieThermometer, Thermometer};
 
 /// Samples waiting for the transport. 32 slots ride out a 1.3 s stall at
@@ -21,8 +21,11 @@ use crate::thermometer::{DieThermometer, Thermometer};
 pub(crate) static SAMPLES: Channel<CriticalSectionRawMutex, ImuSample, 32> = Channel::new();
 
 /// Samples dropped because [`SAMPLES`] was full (their sequence numbers are
-/// used up, so the host also sees them as gaps).
+/// used up, so the host also sees them as gaps). These counters are for a
+/// debugger; the host learns the same from the sequence numbers.
 pub(crate) static DROPPED: AtomicU32 = AtomicU32::new(0);
+/// Sample periods that passed while the task could not run (numbers skipped).
+pub(crate) static MISSED: AtomicU32 = AtomicU32::new(0);
 /// IMU reads that failed on the bus (their sequence numbers are skipped too).
 pub(crate) static READ_ERRORS: AtomicU32 = AtomicU32::new(0);
 
@@ -69,9 +72,12 @@ pub(crate) async fn sensor_task(
     let temp_every = (RATE_HZ / TEMP_HZ).max(1);
     let mut temperature = thermometer.measure().await;
     let mut tick: u32 = 0;
-    let mut ticker = Ticker::every(Duration::from_hz(u64::from(RATE_HZ)));
+    let mut clock = SampleClock::new(Instant::now());
     loop {
-        ticker.next().await;
+        for _ in 0..clock.tick().await {
+            MISSED.fetch_add(1, Ordering::Relaxed);
+            sampler.skip();
+        }
         let at = Instant::now();
         if tick.is_multiple_of(temp_every) {
             temperature = thermometer.measure().await;
