@@ -2,11 +2,16 @@
 //! test suite and on a Cortex-M4 under QEMU (`firmware/proto-qemu`). `no_std`, no
 //! allocation, deterministic.
 
+use crate::audio::{AudioWindow, pcm_rms};
 use crate::ble::{BLE_ACCEL_LSB_PER_G, BLE_GYRO_LSB_PER_DPS, decode_ble, encode_ble};
 use crate::csv::{CSV_LINE_CAPACITY, parse_csv_line, write_csv_line};
 use crate::decoder::FrameDecoder;
 use crate::frame::{DecodeError, Frame, MAX_WIRE_FRAME_LEN, decode_frame};
+use crate::lsm6::{AccelRange, GyroRange, ImuBurst};
 use crate::sample::{ImuSample, SeqNo};
+use crate::sampler::{
+    MAX_SAMPLE_BYTES, RawReading, Sampler, SamplerConfig, StreamFormat, Temperature,
+};
 
 /// A failed self-test check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +36,7 @@ pub const TESTS: &[SelfTest] = &[
     ("random_bytes_never_accepted_silently", random_bytes),
     ("ble_round_trip", ble_round_trip),
     ("csv_round_trip", csv_round_trip),
+    ("sampler_pipeline", sampler_pipeline),
 ];
 
 /// Runs every test, calling `report` after each; returns the number that passed or the
@@ -391,6 +397,58 @@ fn csv_round_trip() -> Result<(), Failure> {
                 i,
             ));
         }
+    }
+    Ok(())
+}
+
+/// The firmware's path from raw registers to bytes: conversions, integer RMS,
+/// numbering, encoding, decoding.
+fn sampler_pipeline() -> Result<(), Failure> {
+    const T: &str = "sampler_pipeline";
+    // Integer RMS: exact values, chunked accumulation, DC removal.
+    let mut window = AudioWindow::new();
+    window.push(&[1100, 900]);
+    window.push(&[1100, 900]);
+    if window.rms() != 100.0 || pcm_rms(&[i16::MAX, i16::MIN]) != 32767.5 || pcm_rms(&[7; 9]) != 0.0
+    {
+        return Err(fail(T, "integer RMS", 0));
+    }
+    let config = SamplerConfig {
+        accel_range: AccelRange::G16,
+        gyro_range: GyroRange::Dps250,
+    };
+    let mut sampler = Sampler::starting_at(config, SeqNo(u32::MAX));
+    let raw = RawReading {
+        millis: 1234,
+        imu: ImuBurst::from_raw([400, -400, 0], [2048, -2049, i16::MIN]),
+        temperature: Temperature::DieQuarterCelsius(-41),
+        audio_rms: window.rms(),
+    };
+    let a = sampler.sample(&raw);
+    let skipped = sampler.skip();
+    let b = sampler.sample(&raw);
+    if a.seq != SeqNo(u32::MAX) || skipped != SeqNo(0) || b.seq != SeqNo(1) {
+        return Err(fail(T, "sequence numbering", 1));
+    }
+    let expect_accel = [2048.0 * 0.488e-3, -2049.0 * 0.488e-3, -32768.0 * 0.488e-3];
+    let expect_gyro = [400.0 * 8.75e-3, -400.0 * 8.75e-3, 0.0];
+    let same =
+        |x: &[f32; 3], y: &[f32; 3]| x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
+    if !same(&a.accel_g, &expect_accel) || !same(&a.gyro_dps, &expect_gyro) || a.temp_c != -10.25 {
+        return Err(fail(T, "register conversion", 2));
+    }
+    let mut out = [0u8; MAX_SAMPLE_BYTES];
+    let Ok(n) = Sampler::encode(&a, StreamFormat::Frames, &mut out) else {
+        return Err(fail(T, "encode", 3));
+    };
+    let mut decoder = FrameDecoder::new();
+    let mut got = decoder.decode(&out[..n]);
+    match (got.next(), got.next()) {
+        (Some(Ok(Frame::Sample(s))), None) if s.bitwise_eq(&a) => {}
+        _ => return Err(fail(T, "encoded sample does not decode", 3)),
+    }
+    if Sampler::encode(&a, StreamFormat::Frames, &mut out[..10]).is_ok() {
+        return Err(fail(T, "short buffer accepted", 4));
     }
     Ok(())
 }
