@@ -1,16 +1,12 @@
 //! Puts `memory.x` where the linker finds it and turns the `XIAO_RATE_HZ`
 //! environment variable (sample rate, 1..=1000 Hz, default 25) into a
-//! compile-time constant.
+//! compile-time constant, checked by the same `SampleRate` the firmware uses.
 
 use std::env;
 use std::fs;
 use std::path::PathBuf;
 
-/// Default sample rate when `XIAO_RATE_HZ` is unset.
-const DEFAULT_RATE_HZ: u32 = 25;
-/// The IMU is polled by a timer; above 1 kHz the I2C burst (about 0.4 ms at
-/// 400 kHz) and the transports no longer keep up.
-const MAX_RATE_HZ: u32 = 1000;
+use xiao_fw_core::SampleRate;
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts"));
@@ -21,11 +17,14 @@ fn main() {
 
     println!("cargo:rerun-if-env-changed=XIAO_RATE_HZ");
     let rate = match env::var("XIAO_RATE_HZ") {
-        Ok(text) => match text.trim().parse::<u32>() {
-            Ok(hz) if (1..=MAX_RATE_HZ).contains(&hz) => hz,
-            _ => panic!("XIAO_RATE_HZ must be an integer in 1..={MAX_RATE_HZ}, got {text:?}"),
+        Ok(text) => match text.trim().parse::<u32>().ok().map(SampleRate::try_from) {
+            Some(Ok(rate)) => rate,
+            _ => panic!(
+                "XIAO_RATE_HZ must be an integer in 1..={}, got {text:?}",
+                SampleRate::MAX_HZ
+            ),
         },
-        Err(_) => DEFAULT_RATE_HZ,
+        Err(_) => SampleRate::DEFAULT,
     };
-    println!("cargo:rustc-env=XIAO_RATE_HZ={rate}");
+    println!("cargo:rustc-env=XIAO_RATE_HZ={}", rate.hz());
 }

@@ -1,45 +1,48 @@
-//! The sample rate, fixed at build time, and the schedule that keeps it.
+//! The sample rate, fixed at build time, and the clock that keeps it.
 
 use embassy_time::{Duration, Instant, Timer};
+use xiao_fw_core::{SampleRate, SampleSchedule};
 
-/// Samples per second, from `XIAO_RATE_HZ` (validated to 1..=1000 by build.rs).
-pub(crate) const RATE_HZ: u32 = parse_decimal(env!("XIAO_RATE_HZ"));
+/// Samples per second, from `XIAO_RATE_HZ` (build.rs validated it with the
+/// same [`SampleRate`]; a bad value here is a const-evaluation error).
+pub(crate) const RATE: SampleRate = match SampleRate::new(parse_decimal(env!("XIAO_RATE_HZ"))) {
+    Ok(rate) => rate,
+    Err(_) => panic!("XIAO_RATE_HZ out of range"),
+};
+/// [`RATE`] in hertz.
+pub(crate) const RATE_HZ: u32 = RATE.hz();
 
-/// Parses the decimal string build.rs emitted; build.rs already rejected
-/// anything else, so a bad digit is a build-time (const evaluation) error.
+/// Parses a decimal string at compile time (for `env!` values).
 pub(crate) const fn parse_decimal(text: &str) -> u32 {
     let bytes = text.as_bytes();
     let mut value = 0u32;
     let mut i = 0;
     while i < bytes.len() {
         let digit = bytes[i];
-        assert!(digit.is_ascii_digit(), "XIAO_RATE_HZ is not decimal");
+        assert!(digit.is_ascii_digit(), "not a decimal number");
         value = value * 10 + (digit - b'0') as u32;
         i += 1;
     }
     value
 }
 
-const _: () = assert!(RATE_HZ >= 1 && RATE_HZ <= 1000);
-
-/// Wakes the sensor task at `start + n / RATE_HZ` for n = 1, 2, … Each
-/// deadline is computed from `n`, not by adding a period to the last one,
-/// so the 32.768 kHz time base's rounding (1 ms is 32.768 ticks) never
-/// accumulates: the long-run rate is exactly [`RATE_HZ`].
+/// Wakes the sensor task at the deadlines of a [`SampleSchedule`] at
+/// [`RATE`]: computed from the sample index, so they never drift.
 #[derive(Debug)]
 pub(crate) struct SampleClock {
     start: Instant,
+    schedule: SampleSchedule,
     n: u64,
 }
 
 impl SampleClock {
     /// A clock whose first deadline is one period after `start`.
     pub(crate) fn new(start: Instant) -> Self {
-        Self { start, n: 0 }
-    }
-
-    fn deadline(&self) -> Instant {
-        self.start + Duration::from_micros(self.n * 1_000_000 / u64::from(RATE_HZ))
+        Self {
+            start,
+            schedule: SampleSchedule::new(RATE),
+            n: 0,
+        }
     }
 
     /// Waits for the next deadline. Returns how many deadlines had already
@@ -49,14 +52,14 @@ impl SampleClock {
     ///
     /// Cancel-safe: a dropped wait leaves the schedule where it was.
     pub(crate) async fn tick(&mut self) -> u64 {
-        self.n += 1;
-        let due = self.deadline();
+        let n = self.n + 1;
+        let due = self.start + Duration::from_micros(self.schedule.deadline_micros(n));
         Timer::at(due).await;
         let late_us = Instant::now()
             .checked_duration_since(due)
             .map_or(0, |d| d.as_micros());
-        let missed = late_us * u64::from(RATE_HZ) / 1_000_000;
-        self.n += missed;
+        let missed = self.schedule.missed_periods(late_us);
+        self.n = n + missed;
         missed
     }
 }

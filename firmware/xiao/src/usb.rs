@@ -13,6 +13,7 @@ use embassy_usb::UsbDevice;
 use embassy_usb::class::cdc_acm::{CdcAcmClass, Sender, State};
 use embassy_usb::driver::EndpointError;
 use static_cell::StaticCell;
+use xiao_fw_core::PacketBatch;
 use xiao_proto::{ImuSample, MAX_SAMPLE_BYTES, Sampler, StreamFormat};
 
 #[cfg(not(feature = "csv"))]
@@ -80,50 +81,26 @@ async fn stream_task(mut tx: Sender<'static, UsbDriver>) -> ! {
 }
 
 /// Bytes queued for one burst of packets.
-struct Staging {
-    buf: [u8; STAGING],
-    len: usize,
+type Staging = PacketBatch<STAGING>;
+
+/// Sends everything queued, ended by a short or zero-length packet so the
+/// host returns the data at once, and empties the batch.
+async fn flush(
+    staging: &mut Staging,
+    tx: &mut Sender<'static, UsbDriver>,
+) -> Result<(), EndpointError> {
+    for packet in staging.packets(PACKET) {
+        tx.write_packet(packet).await?;
+    }
+    staging.clear();
+    Ok(())
 }
 
-impl Staging {
-    const fn new() -> Self {
-        Self {
-            buf: [0; STAGING],
-            len: 0,
-        }
-    }
-
-    fn room(&self) -> usize {
-        STAGING - self.len
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-
-    /// Appends the sample's wire form; callers leave [`MAX_SAMPLE_BYTES`] of
-    /// room, which always suffices, so a refusal (which would only drop this
-    /// sample, seen by the host as a gap) cannot happen in practice.
-    fn push_sample(&mut self, sample: &ImuSample) {
-        if let Ok(n) = Sampler::encode(sample, FORMAT, &mut self.buf[self.len..]) {
-            self.len += n;
-        }
-    }
-
-    /// Sends everything in max-size packets, closing the transfer with a
-    /// short (possibly zero-length) packet so the host returns the data now.
-    async fn flush(&mut self, tx: &mut Sender<'static, UsbDriver>) -> Result<(), EndpointError> {
-        let bytes = &self.buf[..self.len];
-        for chunk in bytes.chunks(PACKET) {
-            tx.write_packet(chunk).await?;
-        }
-        if self.len > 0 && self.len.is_multiple_of(PACKET) {
-            tx.write_packet(&[]).await?;
-        }
-        self.len = 0;
-        Ok(())
-    }
+/// Appends the sample's wire form. Callers leave [`MAX_SAMPLE_BYTES`] of
+/// room, which always suffices; a refusal would drop only this sample, which
+/// the host then sees as a gap.
+fn push_sample(staging: &mut Staging, sample: &ImuSample) {
+    let _ = staging.fill_with(|out| Sampler::encode(sample, FORMAT, out));
 }
 
 /// What goes over the port in this build.
@@ -133,6 +110,13 @@ const FORMAT: StreamFormat = StreamFormat::Frames;
 const FORMAT: StreamFormat = StreamFormat::Csv;
 
 const _: () = assert!(MAX_SAMPLE_BYTES <= STAGING);
+const _: () = assert!(
+    xiao_proto::CSV_HEADER.len()
+        + xiao_proto::CSV_LINE_END.len()
+        + xiao_proto::MAX_WIRE_FRAME_LEN
+        + MAX_SAMPLE_BYTES
+        <= STAGING
+);
 
 /// One connected session.
 async fn stream(tx: &mut Sender<'static, UsbDriver>) -> Result<(), EndpointError> {
@@ -141,24 +125,26 @@ async fn stream(tx: &mut Sender<'static, UsbDriver>) -> Result<(), EndpointError
     let mut info_due = Instant::now();
     #[cfg(feature = "csv")]
     {
-        staging.push(xiao_proto::CSV_HEADER.as_bytes());
-        staging.push(xiao_proto::CSV_LINE_END.as_bytes());
+        // The header row fits the empty batch (a const assertion above).
+        let _ = staging.push(xiao_proto::CSV_HEADER.as_bytes());
+        let _ = staging.push(xiao_proto::CSV_LINE_END.as_bytes());
     }
     loop {
         #[cfg(not(feature = "csv"))]
         if Instant::now() >= info_due {
-            staging.push(xiao_proto::Frame::from(DEVICE_INFO).encode().as_bytes());
+            // The batch is empty here, and a frame is far smaller than it.
+            let _ = staging.push(xiao_proto::Frame::from(DEVICE_INFO).encode().as_bytes());
             info_due = Instant::now() + INFO_PERIOD;
         }
         let first = SAMPLES.receive().await;
-        staging.push_sample(&first);
+        push_sample(&mut staging, &first);
         // Take whatever else is already waiting, as long as it surely fits.
         while staging.room() >= MAX_SAMPLE_BYTES {
             match SAMPLES.try_receive() {
-                Ok(sample) => staging.push_sample(&sample),
+                Ok(sample) => push_sample(&mut staging, &sample),
                 Err(_) => break,
             }
         }
-        staging.flush(tx).await?;
+        flush(&mut staging, tx).await?;
     }
 }
