@@ -80,7 +80,7 @@ pub(crate) fn clock_config() -> embassy_nrf::config::Config {
 const APP_PRIORITY: Priority = Priority::P2;
 
 /// Hands each peripheral to the task that owns it and starts the tasks.
-pub(crate) async fn start(spawner: Spawner, p: Peripherals) {
+pub(crate) fn start(spawner: Spawner, p: Peripherals) {
     interrupt::TWISPI0.set_priority(APP_PRIORITY);
     interrupt::PDM.set_priority(APP_PRIORITY);
     #[cfg(not(feature = "ble"))]

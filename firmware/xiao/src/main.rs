@@ -33,5 +33,5 @@ use panic_halt as _;
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     let p = embassy_nrf::init(board::clock_config());
-    board::start(spawner, p).await;
+    board::start(spawner, p);
 }
