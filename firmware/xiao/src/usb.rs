@@ -118,7 +118,9 @@ const _: () = assert!(
         <= STAGING
 );
 
-/// One connected session.
+/// One connected session: samples as they come, and (frames format) the
+/// device-info frame at connection and every [`INFO_PERIOD`] even when no
+/// sample arrives, so a host can tell a silent sensor from a dead link.
 async fn stream(tx: &mut Sender<'static, UsbDriver>) -> Result<(), EndpointError> {
     let mut staging = Staging::new();
     #[cfg(not(feature = "csv"))]
@@ -131,11 +133,21 @@ async fn stream(tx: &mut Sender<'static, UsbDriver>) -> Result<(), EndpointError
     }
     loop {
         #[cfg(not(feature = "csv"))]
-        if Instant::now() >= info_due {
-            // The batch is empty here, and a frame is far smaller than it.
-            let _ = staging.push(xiao_proto::Frame::from(DEVICE_INFO).encode().as_bytes());
-            info_due = Instant::now() + INFO_PERIOD;
-        }
+        let first = {
+            use embassy_futures::select::{Either, select};
+            // Channel::receive is cancel-safe: losing the race takes nothing.
+            match select(SAMPLES.receive(), embassy_time::Timer::at(info_due)).await {
+                Either::First(sample) => sample,
+                Either::Second(()) => {
+                    // The batch is empty here, and a frame is far smaller than it.
+                    let _ = staging.push(xiao_proto::Frame::from(DEVICE_INFO).encode().as_bytes());
+                    info_due = Instant::now() + INFO_PERIOD;
+                    flush(&mut staging, tx).await?;
+                    continue;
+                }
+            }
+        };
+        #[cfg(feature = "csv")]
         let first = SAMPLES.receive().await;
         push_sample(&mut staging, &first);
         // Take whatever else is already waiting, as long as it surely fits.
