@@ -130,31 +130,36 @@ struct Session {
     /// Indices of removed streams, per kind (low two id bits): ids are not reused.
     removed: [RangeSet; 4],
     open_streams: usize,
-    bytes_received: u64,
     bytes_read: u64,
-    duplicate_bytes: u64,
-    discarded_bytes: u64,
     late_bytes: u64,
-    out_of_order_segments: u64,
+    /// Buffer counters of removed streams (live streams keep their own).
+    retired: BufferCounters,
     rejected_writes: u64,
     gap_timeouts: u64,
     /// Backpressure counters of removed streams.
     retired_stream_backpressure: BackpressureStats,
 }
 
-/// Wakers collected under locks and woken after they are released.
+/// Wakers collected under locks and woken after they are released. An operation
+/// wakes at most the stream's reader and the event consumer, so two slots suffice
+/// and no allocation happens on the data path.
 #[derive(Default)]
-struct Wakeups(Vec<Waker>);
+struct Wakeups([Option<Waker>; 2]);
 
 impl Wakeups {
     fn add(&mut self, waker: Option<Waker>) {
-        if let Some(w) = waker {
-            self.0.push(w);
+        let Some(waker) = waker else {
+            return;
+        };
+        match self.0.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(waker),
+            // Not reached with two sources; waking early is still correct.
+            None => waker.wake(),
         }
     }
 
     fn wake(self) {
-        for w in self.0 {
+        for w in self.0.into_iter().flatten() {
             w.wake();
         }
     }
@@ -243,12 +248,9 @@ impl Presentation {
             events: EventQueue::new(config.max_streams.saturating_mul(4).saturating_add(16)),
             removed: Default::default(),
             open_streams: 0,
-            bytes_received: 0,
             bytes_read: 0,
-            duplicate_bytes: 0,
-            discarded_bytes: 0,
             late_bytes: 0,
-            out_of_order_segments: 0,
+            retired: BufferCounters::default(),
             rejected_writes: 0,
             gap_timeouts: 0,
             retired_stream_backpressure: BackpressureStats::default(),
@@ -321,7 +323,9 @@ impl Presentation {
         let now = session.clock;
         session.buffered -= st.buffer.buffered_bytes();
         session.readable -= st.buffer.readable_bytes();
-        session.discarded_bytes += st.buffer.buffered_bytes();
+        let mut counters = st.buffer.counters();
+        counters.discarded_bytes += st.buffer.buffered_bytes();
+        session.retired.absorb(&counters);
         let release = st.window.outstanding();
         st.window.consume(release);
         session.window.consume(release);
@@ -367,6 +371,17 @@ impl Presentation {
                 return Err(self.reject(WriteError::from_insert(id, e), now));
             }
         };
+        let end = offset + data.len() as u64;
+        if delta == 0 && end <= st.buffer.contiguous_end() && !st.buffer.is_stopped() {
+            // Pure duplicate (redundant path or retransmission): nothing changes
+            // for the session, so its lock is not taken.
+            let outcome = st.buffer.insert_prepared(offset, data, fin, now);
+            st.last_activity = now;
+            return Ok(WriteOutcome {
+                new_bytes: outcome.new_bytes,
+                duplicate_bytes: outcome.duplicate_bytes,
+            });
+        }
         let mut wake = Wakeups::default();
         let mut session = self.session.lock();
         session.clock = session.clock.max(now);
@@ -384,19 +399,14 @@ impl Presentation {
         let _ = st.window.receive(delta);
         let buffered_before = st.buffer.buffered_bytes();
         let readable_before = st.buffer.readable_bytes();
-        let ooo_before = st.buffer.counters().out_of_order_segments;
         let outcome = st.buffer.insert_prepared(offset, data, fin, now);
         let buffered_after = st.buffer.buffered_bytes();
         let readable_after = st.buffer.readable_bytes();
         session.buffered += buffered_after - buffered_before;
         session.readable += readable_after - readable_before;
-        session.bytes_received += outcome.new_bytes;
-        session.duplicate_bytes += outcome.duplicate_bytes;
-        session.out_of_order_segments += st.buffer.counters().out_of_order_segments - ooo_before;
         st.last_activity = now;
         if st.buffer.is_stopped() {
             // Nobody reads a stopped stream: what arrives is consumed at once.
-            session.discarded_bytes += outcome.new_bytes;
             let release = st.window.outstanding();
             st.window.consume(release);
             session.window.consume(release);
@@ -483,7 +493,6 @@ impl Presentation {
         let _ = st.window.receive(delta);
         session.buffered -= buffered_before - st.buffer.buffered_bytes();
         session.readable -= readable_before - st.buffer.readable_bytes();
-        session.discarded_bytes += buffered_before - st.buffer.buffered_bytes();
         st.last_activity = now;
         if st.buffer.is_reset() {
             let release = st.window.outstanding();
@@ -666,7 +675,7 @@ impl Presentation {
                         .events
                         .push(PresentationEvent::SessionCredit { max_data }),
                 );
-                self.publish_metrics(session);
+                publish_gauges(session);
             }
         }
     }
@@ -718,7 +727,6 @@ impl Presentation {
         let mut session = self.session.lock();
         session.buffered -= dropped;
         session.readable -= readable.min(dropped);
-        session.discarded_bytes += dropped;
         let release = st.window.outstanding();
         st.window.consume(release);
         session.window.consume(release);
@@ -822,12 +830,13 @@ impl Presentation {
                 session.gap_timeouts += 1;
                 wake.add(session.events.push(event));
             }
-            self.publish_metrics(&session);
         }
         wake.wake();
         for id in idle {
             self.remove_stream(id);
         }
+        // Publishes the counters as metrics.
+        let _ = self.stats();
     }
 
     fn gap_deadline(&self, st: &StreamState, since: Instant) -> Instant {
@@ -864,6 +873,7 @@ impl Presentation {
     /// Session-wide counters and gauges; also publishes them as metrics.
     pub fn stats(&self) -> PresentationStats {
         let mut stream_bp = BackpressureStats::default();
+        let mut counters = BufferCounters::default();
         let mut gaps = 0;
         let now = self.session.lock().clock;
         for shard in self.streams.shards() {
@@ -871,20 +881,21 @@ impl Presentation {
             for stream in shard.values() {
                 let st = stream.lock();
                 stream_bp.absorb(&st.backpressure.stats(now));
+                counters.absorb(&st.buffer.counters());
                 gaps += st.buffer.gaps().len();
             }
         }
         let session = self.session.lock();
         stream_bp.absorb(&session.retired_stream_backpressure);
-        self.publish_metrics(&session);
+        counters.absorb(&session.retired);
         let window = session.window.window();
-        PresentationStats {
-            bytes_received: session.bytes_received,
+        let stats = PresentationStats {
+            bytes_received: counters.new_bytes,
             bytes_read: session.bytes_read,
-            duplicate_bytes: session.duplicate_bytes,
-            discarded_bytes: session.discarded_bytes,
+            duplicate_bytes: counters.duplicate_bytes,
+            discarded_bytes: counters.discarded_bytes,
             late_bytes: session.late_bytes,
-            out_of_order_segments: session.out_of_order_segments,
+            out_of_order_segments: counters.out_of_order_segments,
             rejected_writes: session.rejected_writes,
             buffered_bytes: session.buffered,
             readable_bytes: session.readable,
@@ -900,7 +911,10 @@ impl Presentation {
             session_backpressure: session.backpressure.stats(session.clock),
             events_pending: session.events.len(),
             events_dropped: session.events.dropped(),
-        }
+        };
+        drop(session);
+        publish_counters(&stats);
+        stats
     }
 
     /// One stream's buffer, window, gap and backpressure view. `None` if unknown.
@@ -921,32 +935,35 @@ impl Presentation {
             backpressure: st.backpressure.reason(),
         })
     }
+}
 
-    /// Publishes counters and gauges through the `metrics` facade (absolute values;
-    /// called at credit raises, timeouts and stats, not per segment).
-    fn publish_metrics(&self, session: &Session) {
-        metrics::counter!("kwik_presentation_bytes_received_total")
-            .absolute(session.bytes_received);
-        metrics::counter!("kwik_presentation_bytes_read_total").absolute(session.bytes_read);
-        metrics::counter!("kwik_presentation_duplicate_bytes_total")
-            .absolute(session.duplicate_bytes);
-        metrics::counter!("kwik_presentation_discarded_bytes_total")
-            .absolute(session.discarded_bytes);
-        metrics::counter!("kwik_presentation_out_of_order_segments_total")
-            .absolute(session.out_of_order_segments);
-        metrics::counter!("kwik_presentation_gap_timeouts_total").absolute(session.gap_timeouts);
-        metrics::counter!("kwik_presentation_rejected_writes_total")
-            .absolute(session.rejected_writes);
-        let bp = session.backpressure.stats(session.clock);
-        metrics::counter!("kwik_presentation_session_backpressure_activations_total")
-            .absolute(bp.activations);
-        metrics::gauge!("kwik_presentation_buffered_bytes").set(session.buffered as f64);
-        metrics::gauge!("kwik_presentation_session_window_bytes")
-            .set(session.window.window() as f64);
-        metrics::gauge!("kwik_presentation_window_utilisation")
-            .set(session.buffered as f64 / session.window.window() as f64);
-        metrics::gauge!("kwik_presentation_open_streams").set(session.open_streams as f64);
-    }
+/// Publishes session counters through the `metrics` facade (absolute values; called
+/// from `stats` and timeouts, not per segment).
+fn publish_counters(stats: &PresentationStats) {
+    metrics::counter!("kwik_presentation_bytes_received_total").absolute(stats.bytes_received);
+    metrics::counter!("kwik_presentation_bytes_read_total").absolute(stats.bytes_read);
+    metrics::counter!("kwik_presentation_duplicate_bytes_total").absolute(stats.duplicate_bytes);
+    metrics::counter!("kwik_presentation_discarded_bytes_total").absolute(stats.discarded_bytes);
+    metrics::counter!("kwik_presentation_out_of_order_segments_total")
+        .absolute(stats.out_of_order_segments);
+    metrics::counter!("kwik_presentation_gap_timeouts_total").absolute(stats.gap_timeouts);
+    metrics::counter!("kwik_presentation_rejected_writes_total").absolute(stats.rejected_writes);
+    metrics::counter!("kwik_presentation_backpressure_activations_total", "scope" => "session")
+        .absolute(stats.session_backpressure.activations);
+    metrics::counter!("kwik_presentation_backpressure_activations_total", "scope" => "stream")
+        .absolute(stats.stream_backpressure.activations);
+    metrics::gauge!("kwik_presentation_gaps").set(stats.gaps as f64);
+    metrics::gauge!("kwik_presentation_buffered_bytes").set(stats.buffered_bytes as f64);
+    metrics::gauge!("kwik_presentation_window_utilisation").set(stats.window_utilisation);
+    metrics::gauge!("kwik_presentation_open_streams").set(stats.open_streams as f64);
+}
+
+/// Publishes window gauges (called at session credit raises, every half window).
+fn publish_gauges(session: &Session) {
+    let window = session.window.window() as f64;
+    metrics::gauge!("kwik_presentation_session_window_bytes").set(window);
+    metrics::gauge!("kwik_presentation_buffered_bytes").set(session.buffered as f64);
+    metrics::gauge!("kwik_presentation_window_utilisation").set(session.buffered as f64 / window);
 }
 
 impl fmt::Debug for Presentation {

@@ -118,6 +118,17 @@ pub struct GapStats {
     pub oldest_gap_age: Option<Duration>,
 }
 
+impl BufferCounters {
+    /// Adds `other`'s counts to `self`.
+    pub fn absorb(&mut self, other: &BufferCounters) {
+        self.new_bytes += other.new_bytes;
+        self.duplicate_bytes += other.duplicate_bytes;
+        self.discarded_bytes += other.discarded_bytes;
+        self.out_of_order_segments += other.out_of_order_segments;
+        self.segments += other.segments;
+    }
+}
+
 impl StreamBuffer {
     /// An empty buffer that accepts data up to offset `limit`.
     pub fn new(limit: u64) -> Self {
