@@ -66,6 +66,10 @@ impl BackpressureStats {
 pub struct Backpressure {
     on: Fraction,
     off: Fraction,
+    /// Window the byte thresholds below were computed for.
+    window: u64,
+    on_at: u64,
+    off_at: u64,
     active: Option<(BackpressureReason, Instant)>,
     stats: BackpressureStats,
 }
@@ -77,6 +81,9 @@ impl Backpressure {
         Self {
             on,
             off,
+            window: 0,
+            on_at: 0,
+            off_at: 0,
             active: None,
             stats: BackpressureStats::default(),
         }
@@ -84,6 +91,7 @@ impl Backpressure {
 
     /// Re-evaluates with the current fill: `buffered` bytes held, `readable` of them
     /// before the first hole, against `window`. Returns a transition, if any.
+    #[inline]
     pub fn update(
         &mut self,
         buffered: u64,
@@ -91,8 +99,34 @@ impl Backpressure {
         window: u64,
         now: Instant,
     ) -> Option<BackpressureState> {
+        // Called for every segment and read: the common "nothing changes" case
+        // compares integers only.
+        if window == self.window {
+            let quiet = match self.active {
+                None => buffered < self.on_at || buffered == 0,
+                Some(_) => buffered > self.off_at,
+            };
+            if quiet {
+                return None;
+            }
+        }
+        self.transition(buffered, readable, window, now)
+    }
+
+    fn transition(
+        &mut self,
+        buffered: u64,
+        readable: u64,
+        window: u64,
+        now: Instant,
+    ) -> Option<BackpressureState> {
+        if window != self.window {
+            self.window = window;
+            self.on_at = self.on.of(window);
+            self.off_at = self.off.of(window);
+        }
         match self.active {
-            None if buffered > 0 && buffered >= self.on.of(window) => {
+            None if buffered > 0 && buffered >= self.on_at => {
                 let reason = if readable.saturating_mul(2) >= buffered {
                     BackpressureReason::SlowReader
                 } else {
@@ -106,7 +140,7 @@ impl Backpressure {
                 }
                 Some(BackpressureState::On(reason))
             }
-            Some((_, since)) if buffered <= self.off.of(window) => {
+            Some((_, since)) if buffered <= self.off_at => {
                 self.stats.time_active += now.saturating_duration_since(since);
                 self.active = None;
                 Some(BackpressureState::Off)

@@ -127,16 +127,22 @@ impl ReceiveWindow {
     }
 
     /// Whether enough was consumed that a credit raise is worth sending.
+    #[inline]
     pub fn update_due(&self) -> bool {
         (self.consumed + self.window).saturating_sub(self.credit) >= self.window.div_ceil(2)
     }
 
     /// Raises the credit if [`update_due`](Self::update_due), auto-tuning the window
     /// first. Returns the new credit when it was raised.
+    #[inline]
     pub fn update(&mut self, now: Instant, rtt: Duration) -> Option<u64> {
         if !self.update_due() {
             return None;
         }
+        Some(self.raise(now, rtt))
+    }
+
+    fn raise(&mut self, now: Instant, rtt: Duration) -> u64 {
         if let Some(last) = self.last_update {
             let fast = now.saturating_duration_since(last) < rtt.saturating_mul(2);
             if fast && !self.pressure_since_update && self.window < self.max_window {
@@ -147,7 +153,7 @@ impl ReceiveWindow {
         self.last_update = Some(now);
         self.pressure_since_update = false;
         self.credit = self.credit.max(self.consumed + self.window);
-        Some(self.credit)
+        self.credit
     }
 }
 
