@@ -52,18 +52,17 @@ pub(crate) fn encode(src: &[u8], dst: &mut [u8]) -> Option<usize> {
 
 /// Decodes one undelimited COBS run into `dst`; returns the decoded length.
 pub(crate) fn decode(src: &[u8], dst: &mut [u8]) -> Result<usize, CobsError> {
+    // One scan for the whole run (cheaper than one per block).
+    if src.contains(&0) {
+        return Err(CobsError::ZeroByte);
+    }
     let mut i = 0;
     let mut out = 0;
     while let Some(&code) = src.get(i) {
-        if code == 0 {
-            return Err(CobsError::ZeroByte);
-        }
         i += 1;
-        let n = usize::from(code - 1);
+        // `code` is not 0: the run holds no zero (checked above).
+        let n = usize::from(code.saturating_sub(1));
         let block = src.get(i..i + n).ok_or(CobsError::Truncated)?;
-        if block.contains(&0) {
-            return Err(CobsError::ZeroByte);
-        }
         dst.get_mut(out..out + n)
             .ok_or(CobsError::Overflow)?
             .copy_from_slice(block);

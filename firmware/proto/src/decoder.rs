@@ -107,39 +107,60 @@ impl FrameDecoder {
 
     /// Feeds one byte; returns a result when the byte completes a frame (or overflows).
     pub fn push_byte(&mut self, byte: u8) -> Option<Result<Frame, DecodeError>> {
-        self.stats.bytes += 1;
-        if byte == FRAME_DELIMITER {
-            if self.skipping {
-                self.skipping = false;
-                return None;
-            }
-            let len = core::mem::take(&mut self.len);
-            if len == 0 {
-                return None;
-            }
-            let result = decode_frame(&self.buf[..len]);
-            match &result {
-                Ok(_) => self.stats.frames += 1,
-                Err(e) => self.stats.count(e),
-            }
-            return Some(result);
-        }
+        self.advance(&[byte]).1
+    }
+
+    /// Consumes `chunk` up to and including the first byte that completes a frame or
+    /// overflows the buffer; returns how many bytes were consumed and the result, if
+    /// any. Copies runs of bytes at once rather than one byte at a time.
+    pub(crate) fn advance(&mut self, chunk: &[u8]) -> (usize, Option<Result<Frame, DecodeError>>) {
+        let end = chunk
+            .iter()
+            .position(|&b| b == FRAME_DELIMITER)
+            .unwrap_or(chunk.len());
+        let run = &chunk[..end];
         if self.skipping {
-            self.stats.discarded_bytes += 1;
+            self.stats.discarded_bytes += run.len() as u64;
+        } else if let Some(dst) = self.buf.get_mut(self.len..self.len + run.len()) {
+            dst.copy_from_slice(run);
+            self.len += run.len();
+        } else {
+            // The byte after the ones that fit overflows: this cannot be a valid frame.
+            // Everything buffered plus that byte is discarded, then the rest up to the
+            // next delimiter.
+            let consumed = CAPACITY - self.len + 1;
+            self.stats.bytes += consumed as u64;
+            self.stats.discarded_bytes += CAPACITY as u64 + 1;
+            self.len = 0;
+            self.skipping = true;
+            let err = DecodeError::Oversized { max: CAPACITY };
+            self.stats.count(&err);
+            return (consumed, Some(Err(err)));
+        }
+        if end == chunk.len() {
+            self.stats.bytes += end as u64;
+            return (end, None);
+        }
+        self.stats.bytes += end as u64 + 1;
+        (end + 1, self.end_of_frame())
+    }
+
+    /// A delimiter arrived: decode what was buffered.
+    fn end_of_frame(&mut self) -> Option<Result<Frame, DecodeError>> {
+        if self.skipping {
+            self.skipping = false;
             return None;
         }
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = byte;
-            self.len += 1;
+        let len = core::mem::take(&mut self.len);
+        if len == 0 {
             return None;
         }
-        // Buffer full and still no delimiter: this cannot be a valid frame.
-        self.stats.discarded_bytes += self.len as u64 + 1;
-        self.len = 0;
-        self.skipping = true;
-        let err = DecodeError::Oversized { max: CAPACITY };
-        self.stats.count(&err);
-        Some(Err(err))
+        let result = decode_frame(&self.buf[..len]);
+        match &result {
+            Ok(_) => self.stats.frames += 1,
+            Err(e) => self.stats.count(e),
+        }
+        Some(result)
     }
 
     /// Feeds a chunk; the returned iterator yields one item per completed frame or error.
@@ -159,8 +180,11 @@ impl FrameDecoder {
         chunk: &[u8],
         mut on_frame: impl FnMut(Result<Frame, DecodeError>),
     ) {
-        for &byte in chunk {
-            if let Some(result) = self.push_byte(byte) {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let (consumed, result) = self.advance(rest);
+            rest = rest.get(consumed..).unwrap_or_default();
+            if let Some(result) = result {
                 on_frame(result);
             }
         }
@@ -184,10 +208,11 @@ impl Iterator for Decoded<'_> {
     type Item = Result<Frame, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while let Some((&byte, rest)) = self.rest.split_first() {
-            self.rest = rest;
-            if let Some(result) = self.decoder.push_byte(byte) {
-                return Some(result);
+        while !self.rest.is_empty() {
+            let (consumed, result) = self.decoder.advance(self.rest);
+            self.rest = self.rest.get(consumed..).unwrap_or_default();
+            if result.is_some() {
+                return result;
             }
         }
         None

@@ -43,9 +43,9 @@ impl<R: Read> FrameReader<R> {
     pub fn read_frame(&mut self) -> io::Result<Option<Result<Frame, DecodeError>>> {
         loop {
             while self.start < self.end {
-                let byte = self.buf[self.start];
-                self.start += 1;
-                if let Some(result) = self.decoder.push_byte(byte) {
+                let (consumed, result) = self.decoder.advance(&self.buf[self.start..self.end]);
+                self.start += consumed;
+                if let Some(result) = result {
                     return Ok(Some(result));
                 }
             }

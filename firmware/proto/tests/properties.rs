@@ -78,9 +78,14 @@ proptest! {
         prop_assert_eq!(stats.bytes, bytes.len() as u64);
         prop_assert_eq!(stats.frames + stats.errors(), results.len() as u64);
         prop_assert!(decoder.pending() < xiao_proto::MAX_WIRE_FRAME_LEN);
-        // Chunking never changes the outcome.
-        let (whole, _) = decode_chunked(&bytes, &[]);
-        prop_assert_eq!(results, whole);
+        // Chunking never changes the outcome, down to one byte at a time.
+        let (whole, whole_decoder) = decode_chunked(&bytes, &[]);
+        let mut bytewise = FrameDecoder::new();
+        let one_by_one: Vec<_> = bytes.iter().filter_map(|&b| bytewise.push_byte(b)).collect();
+        prop_assert_eq!(&results, &whole);
+        prop_assert_eq!(&results, &one_by_one);
+        prop_assert_eq!(whole_decoder.stats(), bytewise.stats());
+        prop_assert_eq!(decoder.stats(), bytewise.stats());
         let _ = decode_frame(&bytes);
         let _ = decode_ble(&bytes);
         let _ = parse_csv_line(&String::from_utf8_lossy(&bytes));
