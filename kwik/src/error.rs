@@ -1,0 +1,194 @@
+//! Error types, one per fallible operation.
+
+use bytes::Bytes;
+
+use crate::config::TlsConfigError;
+use crate::frame::{DecodeError, RefuseReason};
+use crate::ids::PathId;
+
+/// Why a session ended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// This side called `close`.
+    #[error("closed locally with code {code}")]
+    Local {
+        /// Application code.
+        code: u64,
+        /// Reason bytes.
+        reason: Bytes,
+    },
+    /// The peer sent CLOSE.
+    #[error("closed by peer with code {code}: {}", String::from_utf8_lossy(reason))]
+    Peer {
+        /// Application code.
+        code: u64,
+        /// Reason bytes.
+        reason: Bytes,
+    },
+    /// A protocol violation (by the peer, or a corrupt stream).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// Every path died.
+    #[error("all paths lost")]
+    AllPathsLost,
+}
+
+/// A protocol violation detected by the session core.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// Bytes that are not a valid frame or segment.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Stream data refused by the receive side (credit, final size, ...).
+    #[error(transparent)]
+    Data(#[from] kwik_presentation::WriteError),
+    /// A frame that is not allowed here (e.g. OPEN on an established path).
+    #[error("unexpected {0} frame")]
+    UnexpectedFrame(&'static str),
+    /// Data or a frame for a stream the peer may not use that way.
+    #[error("stream misuse: {0}")]
+    StreamState(&'static str),
+    /// The peer opened more streams than allowed.
+    #[error("too many streams: {0}")]
+    TooManyStreams(String),
+}
+
+/// Why writing to a stream failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The session ended.
+    #[error("session closed: {0}")]
+    SessionClosed(CloseReason),
+    /// The peer asked us to stop sending (the stream was reset with that code).
+    #[error("stopped by peer with code {error_code}")]
+    Stopped {
+        /// The peer's code.
+        error_code: u64,
+    },
+    /// The stream was finished or reset locally.
+    #[error("stream already finished or reset")]
+    ClosedStream,
+}
+
+/// Why reading a stream failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The peer reset the stream.
+    #[error("reset by peer with code {error_code}")]
+    Reset {
+        /// The peer's code.
+        error_code: u64,
+    },
+    /// The stream was stopped locally.
+    #[error("stream stopped")]
+    Stopped,
+    /// The session ended before the stream was complete.
+    #[error("session closed: {0}")]
+    SessionClosed(CloseReason),
+    /// The stream is unknown (already read to the end and released).
+    #[error("unknown stream")]
+    UnknownStream,
+    /// `read_to_end` got more than its limit.
+    #[error("stream longer than {limit} bytes")]
+    TooLong {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Why opening or accepting a stream failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The session ended.
+    #[error("session closed: {0}")]
+    SessionClosed(CloseReason),
+    /// Too many streams are open on the receive side.
+    #[error("too many open streams")]
+    TooManyStreams,
+}
+
+/// Why an endpoint could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// Binding the UDP socket failed.
+    #[error("bind: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS configuration is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+}
+
+/// Why `connect` (or joining a path) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// This endpoint has no client configuration.
+    #[error("endpoint has no client configuration")]
+    NotAClient,
+    /// quinn refused to start the connection (bad server name, endpoint closed...).
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The QUIC handshake or the connection failed.
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Writing the control channel failed.
+    #[error("control stream write: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// Reading the control channel failed.
+    #[error("control stream read: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// The server closed the control channel before answering.
+    #[error("server closed the control channel")]
+    ControlClosed,
+    /// The server refused.
+    #[error("refused by server: {0:?}")]
+    Refused(RefuseReason),
+    /// The server answered with something unexpected.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// No answer in time.
+    #[error("timed out")]
+    TimedOut,
+    /// Binding a local socket for a new path failed.
+    #[error("bind: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why adding a path failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddPathError {
+    /// Only the client adds paths to its sessions (in this version).
+    #[error("only clients add paths")]
+    NotAClient,
+    /// The session ended.
+    #[error("session closed: {0}")]
+    SessionClosed(CloseReason),
+    /// The session has the configured maximum number of paths.
+    #[error("too many paths")]
+    TooManyPaths,
+    /// The server did not hand out a join token in time.
+    #[error("no join token from server")]
+    NoToken,
+    /// Connecting or joining failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// Why removing a path failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemovePathError {
+    /// No live path with that id.
+    #[error("unknown or dead path {0}")]
+    UnknownPath(PathId),
+    /// It is the last live path (close the session instead).
+    #[error("cannot remove the last path")]
+    LastPath,
+}

@@ -1,0 +1,785 @@
+//! Control frames: what travels on each path's control channel (the path's first
+//! bidirectional QUIC stream). Wire format in `docs/PROTOCOL.md`:
+//! `type (varint) | length (varint) | payload (length bytes)`.
+
+use std::ops::Range;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kwik_presentation::StreamId;
+
+use crate::ids::{PathId, SessionId};
+use crate::varint::{self, VARINT_MAX};
+
+/// Protocol version carried in OPEN.
+pub const PROTOCOL_VERSION: u64 = 1;
+/// Largest accepted frame payload in bytes.
+pub const MAX_FRAME_PAYLOAD: usize = 16 * 1024;
+/// Most ranges one ACK frame may carry.
+pub const MAX_ACK_RANGES: usize = 64;
+/// Longest close reason in bytes.
+pub const MAX_REASON_LEN: usize = 1024;
+/// Longest join token in bytes.
+pub const MAX_TOKEN_LEN: usize = 256;
+
+/// Whether the sender should use a path for new data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PathStatus {
+    /// Use the path as the scheduler sees fit.
+    Available,
+    /// Use the path only when no available path is left.
+    Backup,
+}
+
+/// Why a server refused an OPEN or a JOIN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefuseReason {
+    /// The server does not speak this protocol version.
+    Version,
+    /// No session with that id lives here.
+    UnknownSession,
+    /// The token failed verification (forged, wrong session or path, malformed).
+    BadToken,
+    /// The token was valid once and has been used already.
+    ReusedToken,
+    /// The token expired.
+    ExpiredToken,
+    /// The path id is already in use in the session.
+    PathInUse,
+    /// The server does not accept new sessions or paths now.
+    Unavailable,
+}
+
+impl RefuseReason {
+    fn code(self) -> u64 {
+        match self {
+            Self::Version => 1,
+            Self::UnknownSession => 2,
+            Self::BadToken => 3,
+            Self::ReusedToken => 4,
+            Self::ExpiredToken => 5,
+            Self::PathInUse => 6,
+            Self::Unavailable => 7,
+        }
+    }
+
+    fn from_code(code: u64) -> Result<Self, DecodeError> {
+        Ok(match code {
+            1 => Self::Version,
+            2 => Self::UnknownSession,
+            3 => Self::BadToken,
+            4 => Self::ReusedToken,
+            5 => Self::ExpiredToken,
+            6 => Self::PathInUse,
+            7 => Self::Unavailable,
+            _ => return Err(DecodeError::InvalidValue("refuse reason")),
+        })
+    }
+}
+
+/// One control frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Frame {
+    /// First frame of the first path: open a new session. Carries the sender's
+    /// initial receive credits.
+    Open {
+        /// Protocol version ([`PROTOCOL_VERSION`]).
+        version: u64,
+        /// Initial session credit the client grants (MAX_DATA).
+        max_data: u64,
+        /// Initial per-stream credit the client grants.
+        stream_credit: u64,
+    },
+    /// First frame of a further path: join an existing session.
+    Join {
+        /// The session to join.
+        session: SessionId,
+        /// The path this connection becomes.
+        path: PathId,
+        /// The token the server issued for this session and path.
+        token: Bytes,
+    },
+    /// Server's answer to OPEN or JOIN: the path belongs to the session.
+    Welcome {
+        /// The session.
+        session: SessionId,
+        /// The path this connection is.
+        path: PathId,
+        /// Initial session credit the server grants.
+        max_data: u64,
+        /// Initial per-stream credit the server grants.
+        stream_credit: u64,
+    },
+    /// Server's answer to OPEN or JOIN: refused; the connection closes.
+    Refused {
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// Client asks for a join token for a path it is about to add.
+    TokenRequest {
+        /// The path id the client will join with.
+        path: PathId,
+    },
+    /// Server hands out a single-use join token for `path`.
+    PathToken {
+        /// The path the token is bound to.
+        path: PathId,
+        /// The opaque token.
+        token: Bytes,
+    },
+    /// New session credit (max sum over streams of the highest offset).
+    SessionCredit {
+        /// The new limit.
+        max_data: u64,
+    },
+    /// New stream credit (max offset).
+    StreamCredit {
+        /// The stream.
+        stream: StreamId,
+        /// The new limit.
+        max_offset: u64,
+    },
+    /// Byte ranges of a stream the receiver holds (buffered or read).
+    Ack {
+        /// The stream.
+        stream: StreamId,
+        /// The receiver has seen the FIN (the final size).
+        fin: bool,
+        /// Ascending, disjoint, non-empty ranges.
+        ranges: Vec<Range<u64>>,
+    },
+    /// The receiver's backpressure switched on or off.
+    Backpressure {
+        /// `None` for the whole session, else the stream.
+        stream: Option<StreamId>,
+        /// On (true) or off.
+        on: bool,
+    },
+    /// The sender abandons a stream.
+    ResetStream {
+        /// The stream.
+        stream: StreamId,
+        /// Application error code.
+        error_code: u64,
+        /// Bytes the sender had written (the final size).
+        final_size: u64,
+    },
+    /// The receiver no longer reads a stream.
+    StopSending {
+        /// The stream.
+        stream: StreamId,
+        /// Application error code.
+        error_code: u64,
+    },
+    /// The sender of this frame asks the peer to treat a path as available or backup.
+    PathStatus {
+        /// The path.
+        path: PathId,
+        /// Its status.
+        status: PathStatus,
+    },
+    /// Liveness and RTT probe; answered by PONG with the same sequence number.
+    Ping {
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Answer to PING.
+    Pong {
+        /// The PING's sequence number.
+        seq: u64,
+    },
+    /// The session ends.
+    Close {
+        /// Application error code.
+        code: u64,
+        /// Human-readable reason (UTF-8 not enforced).
+        reason: Bytes,
+    },
+    /// The sender stops using a path; the peer closes it.
+    PathAbandon {
+        /// The path.
+        path: PathId,
+    },
+}
+
+mod ty {
+    pub(super) const OPEN: u64 = 0x01;
+    pub(super) const JOIN: u64 = 0x02;
+    pub(super) const WELCOME: u64 = 0x03;
+    pub(super) const REFUSED: u64 = 0x04;
+    pub(super) const TOKEN_REQUEST: u64 = 0x05;
+    pub(super) const PATH_TOKEN: u64 = 0x06;
+    pub(super) const SESSION_CREDIT: u64 = 0x10;
+    pub(super) const STREAM_CREDIT: u64 = 0x11;
+    pub(super) const ACK: u64 = 0x12;
+    pub(super) const BACKPRESSURE: u64 = 0x13;
+    pub(super) const RESET_STREAM: u64 = 0x14;
+    pub(super) const STOP_SENDING: u64 = 0x15;
+    pub(super) const PATH_STATUS: u64 = 0x16;
+    pub(super) const PING: u64 = 0x17;
+    pub(super) const PONG: u64 = 0x18;
+    pub(super) const CLOSE: u64 = 0x19;
+    pub(super) const PATH_ABANDON: u64 = 0x1a;
+}
+
+/// Why bytes from the peer are not a valid frame or segment.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The frame type is not defined by this version.
+    #[error("unknown frame type {0:#x}")]
+    UnknownFrame(u64),
+    /// The payload ended before the frame was complete.
+    #[error("frame payload truncated")]
+    Truncated,
+    /// The payload is longer than the frame needs.
+    #[error("{0} trailing bytes after the frame")]
+    TrailingBytes(usize),
+    /// The declared payload is longer than [`MAX_FRAME_PAYLOAD`].
+    #[error("frame payload of {0} bytes is too large")]
+    FrameTooLarge(u64),
+    /// A field holds a value outside its range.
+    #[error("invalid value for {0}")]
+    InvalidValue(&'static str),
+    /// A data segment's offset plus length passes 2^62.
+    #[error("segment offset {offset} + length {length} passes the maximum offset")]
+    SegmentOverflow {
+        /// Declared offset.
+        offset: u64,
+        /// Declared length.
+        length: u64,
+    },
+    /// A data stream started with an unknown kind.
+    #[error("unknown data stream kind {0}")]
+    UnknownStreamKind(u64),
+}
+
+impl Frame {
+    /// Appends the frame's wire form to `buf`.
+    pub fn encode(&self, buf: &mut BytesMut) {
+        let mut p = BytesMut::new();
+        let t = match self {
+            Frame::Open {
+                version,
+                max_data,
+                stream_credit,
+            } => {
+                varint::encode(&mut p, *version);
+                varint::encode(&mut p, *max_data);
+                varint::encode(&mut p, *stream_credit);
+                ty::OPEN
+            }
+            Frame::Join {
+                session,
+                path,
+                token,
+            } => {
+                p.put_slice(session.as_bytes());
+                varint::encode(&mut p, path.into_inner());
+                put_bytes(&mut p, token);
+                ty::JOIN
+            }
+            Frame::Welcome {
+                session,
+                path,
+                max_data,
+                stream_credit,
+            } => {
+                p.put_slice(session.as_bytes());
+                varint::encode(&mut p, path.into_inner());
+                varint::encode(&mut p, *max_data);
+                varint::encode(&mut p, *stream_credit);
+                ty::WELCOME
+            }
+            Frame::Refused { reason } => {
+                varint::encode(&mut p, reason.code());
+                ty::REFUSED
+            }
+            Frame::TokenRequest { path } => {
+                varint::encode(&mut p, path.into_inner());
+                ty::TOKEN_REQUEST
+            }
+            Frame::PathToken { path, token } => {
+                varint::encode(&mut p, path.into_inner());
+                put_bytes(&mut p, token);
+                ty::PATH_TOKEN
+            }
+            Frame::SessionCredit { max_data } => {
+                varint::encode(&mut p, *max_data);
+                ty::SESSION_CREDIT
+            }
+            Frame::StreamCredit { stream, max_offset } => {
+                varint::encode(&mut p, stream.into_inner());
+                varint::encode(&mut p, *max_offset);
+                ty::STREAM_CREDIT
+            }
+            Frame::Ack {
+                stream,
+                fin,
+                ranges,
+            } => {
+                varint::encode(&mut p, stream.into_inner());
+                p.put_u8(u8::from(*fin));
+                let ranges = &ranges[..ranges.len().min(MAX_ACK_RANGES)];
+                varint::encode(&mut p, ranges.len() as u64);
+                for r in ranges {
+                    varint::encode(&mut p, r.start);
+                    varint::encode(&mut p, r.end - r.start);
+                }
+                ty::ACK
+            }
+            Frame::Backpressure { stream, on } => {
+                match stream {
+                    None => p.put_u8(0),
+                    Some(s) => {
+                        p.put_u8(1);
+                        varint::encode(&mut p, s.into_inner());
+                    }
+                }
+                p.put_u8(u8::from(*on));
+                ty::BACKPRESSURE
+            }
+            Frame::ResetStream {
+                stream,
+                error_code,
+                final_size,
+            } => {
+                varint::encode(&mut p, stream.into_inner());
+                varint::encode(&mut p, *error_code);
+                varint::encode(&mut p, *final_size);
+                ty::RESET_STREAM
+            }
+            Frame::StopSending { stream, error_code } => {
+                varint::encode(&mut p, stream.into_inner());
+                varint::encode(&mut p, *error_code);
+                ty::STOP_SENDING
+            }
+            Frame::PathStatus { path, status } => {
+                varint::encode(&mut p, path.into_inner());
+                p.put_u8(match status {
+                    PathStatus::Available => 0,
+                    PathStatus::Backup => 1,
+                });
+                ty::PATH_STATUS
+            }
+            Frame::Ping { seq } => {
+                varint::encode(&mut p, *seq);
+                ty::PING
+            }
+            Frame::Pong { seq } => {
+                varint::encode(&mut p, *seq);
+                ty::PONG
+            }
+            Frame::Close { code, reason } => {
+                varint::encode(&mut p, *code);
+                let reason = &reason[..reason.len().min(MAX_REASON_LEN)];
+                put_bytes(&mut p, reason);
+                ty::CLOSE
+            }
+            Frame::PathAbandon { path } => {
+                varint::encode(&mut p, path.into_inner());
+                ty::PATH_ABANDON
+            }
+        };
+        varint::encode(buf, t);
+        varint::encode(buf, p.len() as u64);
+        buf.put_slice(&p);
+    }
+
+    /// Decodes one frame from a complete payload of type `t`.
+    fn decode_payload(t: u64, mut p: Bytes) -> Result<Frame, DecodeError> {
+        let p = &mut p;
+        let frame = match t {
+            ty::OPEN => Frame::Open {
+                version: get_varint(p)?,
+                max_data: get_varint(p)?,
+                stream_credit: get_varint(p)?,
+            },
+            ty::JOIN => Frame::Join {
+                session: get_session(p)?,
+                path: PathId::new(get_varint(p)?),
+                token: get_bytes(p, MAX_TOKEN_LEN)?,
+            },
+            ty::WELCOME => Frame::Welcome {
+                session: get_session(p)?,
+                path: PathId::new(get_varint(p)?),
+                max_data: get_varint(p)?,
+                stream_credit: get_varint(p)?,
+            },
+            ty::REFUSED => Frame::Refused {
+                reason: RefuseReason::from_code(get_varint(p)?)?,
+            },
+            ty::TOKEN_REQUEST => Frame::TokenRequest {
+                path: PathId::new(get_varint(p)?),
+            },
+            ty::PATH_TOKEN => Frame::PathToken {
+                path: PathId::new(get_varint(p)?),
+                token: get_bytes(p, MAX_TOKEN_LEN)?,
+            },
+            ty::SESSION_CREDIT => Frame::SessionCredit {
+                max_data: get_varint(p)?,
+            },
+            ty::STREAM_CREDIT => Frame::StreamCredit {
+                stream: StreamId::new(get_varint(p)?),
+                max_offset: get_varint(p)?,
+            },
+            ty::ACK => {
+                let stream = StreamId::new(get_varint(p)?);
+                let fin = get_flag(p, "ack fin flag")?;
+                let count = get_varint(p)?;
+                if count > MAX_ACK_RANGES as u64 {
+                    return Err(DecodeError::InvalidValue("ack range count"));
+                }
+                let mut ranges: Vec<Range<u64>> = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let start = get_varint(p)?;
+                    let len = get_varint(p)?;
+                    let end = start
+                        .checked_add(len)
+                        .filter(|e| *e <= VARINT_MAX)
+                        .ok_or(DecodeError::InvalidValue("ack range end"))?;
+                    if len == 0 || ranges.last().is_some_and(|prev| prev.end >= start) {
+                        return Err(DecodeError::InvalidValue("ack ranges order"));
+                    }
+                    ranges.push(start..end);
+                }
+                Frame::Ack {
+                    stream,
+                    fin,
+                    ranges,
+                }
+            }
+            ty::BACKPRESSURE => {
+                let stream = if get_flag(p, "backpressure scope")? {
+                    Some(StreamId::new(get_varint(p)?))
+                } else {
+                    None
+                };
+                Frame::Backpressure {
+                    stream,
+                    on: get_flag(p, "backpressure state")?,
+                }
+            }
+            ty::RESET_STREAM => Frame::ResetStream {
+                stream: StreamId::new(get_varint(p)?),
+                error_code: get_varint(p)?,
+                final_size: get_varint(p)?,
+            },
+            ty::STOP_SENDING => Frame::StopSending {
+                stream: StreamId::new(get_varint(p)?),
+                error_code: get_varint(p)?,
+            },
+            ty::PATH_STATUS => Frame::PathStatus {
+                path: PathId::new(get_varint(p)?),
+                status: if get_flag(p, "path status")? {
+                    PathStatus::Backup
+                } else {
+                    PathStatus::Available
+                },
+            },
+            ty::PING => Frame::Ping {
+                seq: get_varint(p)?,
+            },
+            ty::PONG => Frame::Pong {
+                seq: get_varint(p)?,
+            },
+            ty::CLOSE => Frame::Close {
+                code: get_varint(p)?,
+                reason: get_bytes(p, MAX_REASON_LEN)?,
+            },
+            ty::PATH_ABANDON => Frame::PathAbandon {
+                path: PathId::new(get_varint(p)?),
+            },
+            other => return Err(DecodeError::UnknownFrame(other)),
+        };
+        if p.has_remaining() {
+            return Err(DecodeError::TrailingBytes(p.remaining()));
+        }
+        Ok(frame)
+    }
+}
+
+fn put_bytes(p: &mut BytesMut, bytes: &[u8]) {
+    varint::encode(p, bytes.len() as u64);
+    p.put_slice(bytes);
+}
+
+fn get_varint(p: &mut Bytes) -> Result<u64, DecodeError> {
+    varint::decode(p).ok_or(DecodeError::Truncated)
+}
+
+fn get_flag(p: &mut Bytes, what: &'static str) -> Result<bool, DecodeError> {
+    if !p.has_remaining() {
+        return Err(DecodeError::Truncated);
+    }
+    match p.get_u8() {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(DecodeError::InvalidValue(what)),
+    }
+}
+
+fn get_session(p: &mut Bytes) -> Result<SessionId, DecodeError> {
+    if p.remaining() < SessionId::LEN {
+        return Err(DecodeError::Truncated);
+    }
+    let mut id = [0u8; SessionId::LEN];
+    p.copy_to_slice(&mut id);
+    Ok(SessionId::from_bytes(id))
+}
+
+fn get_bytes(p: &mut Bytes, max: usize) -> Result<Bytes, DecodeError> {
+    let len = get_varint(p)?;
+    if len > max as u64 {
+        return Err(DecodeError::InvalidValue("byte string length"));
+    }
+    if p.remaining() < len as usize {
+        return Err(DecodeError::Truncated);
+    }
+    Ok(p.split_to(len as usize))
+}
+
+/// Reassembles control frames from the bytes of a control stream, however the
+/// transport splits them.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    /// An empty reader.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends bytes received on the control stream.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed. After an
+    /// error the stream is unusable (frame boundaries are lost).
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, DecodeError> {
+        let mut peek = &self.buf[..];
+        let Some(t) = varint::decode(&mut peek) else {
+            return Ok(None);
+        };
+        let Some(len) = varint::decode(&mut peek) else {
+            return Ok(None);
+        };
+        if len > MAX_FRAME_PAYLOAD as u64 {
+            return Err(DecodeError::FrameTooLarge(len));
+        }
+        if peek.len() < len as usize {
+            return Ok(None);
+        }
+        let header = self.buf.len() - peek.len();
+        self.buf.advance(header);
+        let payload = self.buf.split_to(len as usize).freeze();
+        Frame::decode_payload(t, payload).map(Some)
+    }
+
+    /// Bytes held that do not form a complete frame yet.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn stream() -> impl Strategy<Value = StreamId> {
+        (0..VARINT_MAX).prop_map(StreamId::new)
+    }
+
+    fn ranges() -> impl Strategy<Value = Vec<Range<u64>>> {
+        proptest::collection::vec((0u64..1000, 1u64..1000), 0..MAX_ACK_RANGES).prop_map(|v| {
+            let mut at = 0;
+            v.into_iter()
+                .map(|(gap, len)| {
+                    let start = at + gap;
+                    at = start + len + 1;
+                    start..start + len
+                })
+                .collect()
+        })
+    }
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        let v = 0..VARINT_MAX;
+        let bytes = proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from);
+        let sid = any::<[u8; 16]>().prop_map(SessionId::from_bytes);
+        prop_oneof![
+            (v.clone(), v.clone(), v.clone()).prop_map(|(a, b, c)| Frame::Open {
+                version: a,
+                max_data: b,
+                stream_credit: c
+            }),
+            (sid.clone(), v.clone(), bytes.clone()).prop_map(|(s, p, t)| Frame::Join {
+                session: s,
+                path: PathId::new(p),
+                token: t
+            }),
+            (sid, v.clone(), v.clone(), v.clone()).prop_map(|(s, p, a, b)| Frame::Welcome {
+                session: s,
+                path: PathId::new(p),
+                max_data: a,
+                stream_credit: b
+            }),
+            Just(Frame::Refused {
+                reason: RefuseReason::ReusedToken
+            }),
+            v.clone().prop_map(|p| Frame::TokenRequest {
+                path: PathId::new(p)
+            }),
+            (v.clone(), bytes.clone()).prop_map(|(p, t)| Frame::PathToken {
+                path: PathId::new(p),
+                token: t
+            }),
+            v.clone().prop_map(|m| Frame::SessionCredit { max_data: m }),
+            (stream(), v.clone()).prop_map(|(s, m)| Frame::StreamCredit {
+                stream: s,
+                max_offset: m
+            }),
+            (stream(), any::<bool>(), ranges()).prop_map(|(s, f, r)| Frame::Ack {
+                stream: s,
+                fin: f,
+                ranges: r
+            }),
+            (proptest::option::of(stream()), any::<bool>())
+                .prop_map(|(s, on)| Frame::Backpressure { stream: s, on }),
+            (stream(), v.clone(), v.clone()).prop_map(|(s, e, f)| Frame::ResetStream {
+                stream: s,
+                error_code: e,
+                final_size: f
+            }),
+            (stream(), v.clone()).prop_map(|(s, e)| Frame::StopSending {
+                stream: s,
+                error_code: e
+            }),
+            (v.clone(), any::<bool>()).prop_map(|(p, b)| Frame::PathStatus {
+                path: PathId::new(p),
+                status: if b {
+                    PathStatus::Backup
+                } else {
+                    PathStatus::Available
+                }
+            }),
+            v.clone().prop_map(|s| Frame::Ping { seq: s }),
+            v.clone().prop_map(|s| Frame::Pong { seq: s }),
+            (v.clone(), bytes).prop_map(|(c, r)| Frame::Close { code: c, reason: r }),
+            v.prop_map(|p| Frame::PathAbandon {
+                path: PathId::new(p)
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_any_split(frames in proptest::collection::vec(frame(), 1..8), split in 1usize..40) {
+            let mut wire = BytesMut::new();
+            for f in &frames {
+                f.encode(&mut wire);
+            }
+            let mut reader = FrameReader::new();
+            let mut out = Vec::new();
+            for chunk in wire.chunks(split) {
+                reader.push(chunk);
+                while let Some(f) = reader.next_frame().unwrap() {
+                    out.push(f);
+                }
+            }
+            prop_assert_eq!(out, frames);
+            prop_assert_eq!(reader.buffered(), 0);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut reader = FrameReader::new();
+            reader.push(&bytes);
+            for _ in 0..10 {
+                match reader.next_frame() {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        #[test]
+        fn truncated_payload_is_typed_error(f in frame()) {
+            let mut wire = BytesMut::new();
+            f.encode(&mut wire);
+            // Rewrite the frame with its payload cut by one byte and a consistent length.
+            let mut peek = &wire[..];
+            let t = varint::decode(&mut peek).unwrap();
+            let len = varint::decode(&mut peek).unwrap() as usize;
+            prop_assume!(len > 0);
+            let payload = &peek[..len - 1];
+            let mut cut = BytesMut::new();
+            varint::encode(&mut cut, t);
+            varint::encode(&mut cut, payload.len() as u64);
+            cut.put_slice(payload);
+            let mut reader = FrameReader::new();
+            reader.push(&cut);
+            let r = reader.next_frame();
+            prop_assert!(r.is_err(), "{:?}", r);
+        }
+    }
+
+    #[test]
+    fn unknown_type_rejected() {
+        let mut wire = BytesMut::new();
+        varint::encode(&mut wire, 0x3f);
+        varint::encode(&mut wire, 0);
+        let mut r = FrameReader::new();
+        r.push(&wire);
+        assert_eq!(r.next_frame(), Err(DecodeError::UnknownFrame(0x3f)));
+    }
+
+    #[test]
+    fn oversized_frame_rejected() {
+        let mut wire = BytesMut::new();
+        varint::encode(&mut wire, ty::CLOSE);
+        varint::encode(&mut wire, 1 << 20);
+        let mut r = FrameReader::new();
+        r.push(&wire);
+        assert_eq!(r.next_frame(), Err(DecodeError::FrameTooLarge(1 << 20)));
+    }
+
+    #[test]
+    fn trailing_bytes_rejected() {
+        let mut wire = BytesMut::new();
+        varint::encode(&mut wire, ty::PING);
+        varint::encode(&mut wire, 2);
+        wire.put_slice(&[1, 2]);
+        let mut r = FrameReader::new();
+        r.push(&wire);
+        assert_eq!(r.next_frame(), Err(DecodeError::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn overlapping_ack_ranges_rejected() {
+        let mut p = BytesMut::new();
+        varint::encode(&mut p, 4);
+        p.put_u8(0);
+        varint::encode(&mut p, 2);
+        for (s, l) in [(10u64, 10u64), (15, 10)] {
+            varint::encode(&mut p, s);
+            varint::encode(&mut p, l);
+        }
+        let mut wire = BytesMut::new();
+        varint::encode(&mut wire, ty::ACK);
+        varint::encode(&mut wire, p.len() as u64);
+        wire.put_slice(&p);
+        let mut r = FrameReader::new();
+        r.push(&wire);
+        assert_eq!(
+            r.next_frame(),
+            Err(DecodeError::InvalidValue("ack ranges order"))
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Per-path state of a session: liveness from ping/pong, smoothed RTT, data in
+//! flight, delivery rate and counters.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use kwik_presentation::StreamId;
+
+use crate::frame::{Frame, PathStatus};
+use crate::ids::PathId;
+use crate::scheduler::PathView;
+
+/// Where a path is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PathState {
+    /// Joined; no pong seen yet.
+    Joined,
+    /// A pong came back: the path carries traffic both ways.
+    Validated,
+    /// At least one pong is overdue.
+    Degraded,
+    /// Dead or removed; its unacknowledged data was re-sent elsewhere.
+    Abandoned,
+}
+
+/// Counters and estimates of one path.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct PathStats {
+    /// The path.
+    pub id: PathId,
+    /// Life-cycle state.
+    pub state: PathState,
+    /// Available or backup.
+    pub status: PathStatus,
+    /// Smoothed round-trip time from ping/pong, if measured.
+    pub srtt: Option<Duration>,
+    /// Payload bytes handed to this path (first sends and re-sends).
+    pub bytes_sent: u64,
+    /// Of `bytes_sent`, bytes that were re-sends of a dead path's data.
+    pub bytes_resent: u64,
+    /// Payload bytes received on this path.
+    pub bytes_received: u64,
+    /// Bytes sent on this path and not yet acknowledged.
+    pub inflight: u64,
+    /// Delivery-rate estimate (bytes per second) used by `Aggregate`.
+    pub rate: f64,
+    /// Pings sent.
+    pub pings_sent: u64,
+    /// Pings currently overdue.
+    pub missed_pongs: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct Path {
+    pub(crate) id: PathId,
+    pub(crate) state: PathState,
+    pub(crate) status: PathStatus,
+    srtt: Option<Duration>,
+    next_seq: u64,
+    outstanding: Option<(u64, Instant)>,
+    pub(crate) missed: u32,
+    pub(crate) next_ping: Instant,
+    pub(crate) inflight: u64,
+    rate: f64,
+    rate_window_start: Instant,
+    rate_window_bytes: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_resent: u64,
+    pub(crate) bytes_received: u64,
+    pings_sent: u64,
+    pub(crate) control: VecDeque<Frame>,
+    /// Logical streams whose data streams on this path can be finished.
+    pub(crate) done_streams: Vec<StreamId>,
+}
+
+/// Initial delivery-rate guess (bytes/s) until acknowledgements measure it.
+const INITIAL_RATE: f64 = 10e6;
+
+impl Path {
+    pub(crate) fn new(id: PathId, status: PathStatus, now: Instant) -> Self {
+        Self {
+            id,
+            state: PathState::Joined,
+            status,
+            srtt: None,
+            next_seq: 0,
+            outstanding: None,
+            missed: 0,
+            next_ping: now,
+            inflight: 0,
+            rate: INITIAL_RATE,
+            rate_window_start: now,
+            rate_window_bytes: 0,
+            bytes_sent: 0,
+            bytes_resent: 0,
+            bytes_received: 0,
+            pings_sent: 0,
+            control: VecDeque::new(),
+            done_streams: Vec::new(),
+        }
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.state != PathState::Abandoned
+    }
+
+    pub(crate) fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// A ping is due: counts an unanswered previous ping as missed and returns the
+    /// frame to send.
+    pub(crate) fn on_ping_due(&mut self, now: Instant, interval: Duration) -> Frame {
+        // A pong is overdue once the oldest unanswered ping is older than the
+        // interval and twice the smoothed RTT (a ping interval below the RTT must
+        // not make a healthy path look dead).
+        if let Some((_, sent)) = self.outstanding {
+            let patience = self.srtt.map_or(interval, |rtt| interval.max(rtt * 2));
+            if now.saturating_duration_since(sent) >= patience {
+                self.missed += 1;
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.outstanding.is_none() {
+            self.outstanding = Some((seq, now));
+        }
+        self.pings_sent += 1;
+        self.next_ping = now + interval;
+        Frame::Ping { seq }
+    }
+
+    /// A pong arrived. Returns true if it validated the path or cleared degradation.
+    pub(crate) fn on_pong(&mut self, seq: u64, now: Instant) -> bool {
+        let Some((out_seq, sent)) = self.outstanding else {
+            return false;
+        };
+        if seq < out_seq || seq >= self.next_seq {
+            return false;
+        }
+        if seq == out_seq {
+            let sample = now.saturating_duration_since(sent);
+            self.srtt = Some(match self.srtt {
+                None => sample,
+                Some(s) => (s * 7 + sample) / 8,
+            });
+        }
+        self.outstanding = None;
+        self.missed = 0;
+        let changed = matches!(self.state, PathState::Joined | PathState::Degraded);
+        if self.is_alive() {
+            self.state = PathState::Validated;
+        }
+        changed
+    }
+
+    pub(crate) fn on_delivered(&mut self, bytes: u64, now: Instant) {
+        self.inflight = self.inflight.saturating_sub(bytes);
+        self.rate_window_bytes += bytes;
+        let elapsed = now.saturating_duration_since(self.rate_window_start);
+        if elapsed >= Duration::from_millis(50) {
+            let sample = self.rate_window_bytes as f64 / elapsed.as_secs_f64();
+            self.rate = (self.rate * 0.75 + sample * 0.25).max(1.0);
+            self.rate_window_bytes = 0;
+            self.rate_window_start = now;
+        }
+    }
+
+    pub(crate) fn view(&self, window: u64) -> PathView {
+        PathView {
+            id: self.id,
+            status: self.status,
+            degraded: self.state == PathState::Degraded,
+            srtt: self.srtt.unwrap_or(Duration::from_millis(100)),
+            inflight: self.inflight,
+            window,
+            rate: self.rate.max(1.0),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> PathStats {
+        PathStats {
+            id: self.id,
+            state: self.state,
+            status: self.status,
+            srtt: self.srtt,
+            bytes_sent: self.bytes_sent,
+            bytes_resent: self.bytes_resent,
+            bytes_received: self.bytes_received,
+            inflight: self.inflight,
+            rate: self.rate,
+            pings_sent: self.pings_sent,
+            missed_pongs: self.missed,
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Scheduling policies: which path may carry a stream's next chunk. The decisions
+//! are pure functions of a snapshot of the paths ([`PathView`]); the session state
+//! asks them each time a path has room for more data (pull scheduling: a path that
+//! drains faster asks more often, so capacity weighting falls out of the pulls).
+
+use std::time::Duration;
+
+use crate::frame::PathStatus;
+use crate::ids::PathId;
+
+/// How a stream's bytes are spread over the session's paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Scheduler {
+    /// Send on the path with the lowest smoothed RTT that has room; spill to the
+    /// next one when it is full. The default.
+    #[default]
+    MinRtt,
+    /// Use every available path, each taking chunks in proportion to how fast it
+    /// drains (the path with the least data in flight relative to its delivery rate
+    /// goes next), so a slow path does not hold the reader up with a large backlog.
+    Aggregate,
+    /// Send every byte on every available path (telemetry: the first copy wins,
+    /// duplicates are trimmed by the receiver).
+    Redundant,
+    /// Use one path (the lowest-numbered healthy available one); the others are
+    /// standby and only carry data when it is gone.
+    Backup,
+    /// Only this path while it is alive; falls back to `MinRtt` when it is not.
+    Pinned(PathId),
+}
+
+/// What the scheduler knows about one live path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PathView {
+    pub(crate) id: PathId,
+    pub(crate) status: PathStatus,
+    /// Missed at least one pong.
+    pub(crate) degraded: bool,
+    pub(crate) srtt: Duration,
+    /// Bytes handed to the path and not yet acknowledged.
+    pub(crate) inflight: u64,
+    /// Limit for `inflight`.
+    pub(crate) window: u64,
+    /// Delivery rate estimate in bytes per second (> 0).
+    pub(crate) rate: f64,
+}
+
+impl PathView {
+    fn tier(&self) -> u8 {
+        let backup = u8::from(self.status == PathStatus::Backup) * 2;
+        backup + u8::from(self.degraded)
+    }
+
+    fn has_room(&self) -> bool {
+        self.inflight < self.window
+    }
+
+    fn load(&self) -> f64 {
+        self.inflight as f64 / self.rate
+    }
+}
+
+/// The live paths a policy may choose from: the best tier present (healthy
+/// available, then degraded available, then healthy backup, then degraded backup).
+fn candidates(views: &[PathView]) -> impl Iterator<Item = &PathView> {
+    let best = views.iter().map(PathView::tier).min().unwrap_or(0);
+    views.iter().filter(move |v| v.tier() == best)
+}
+
+fn min_rtt(path: PathId, views: &[PathView]) -> bool {
+    candidates(views)
+        .filter(|v| v.has_room())
+        .min_by_key(|v| (v.srtt, v.id))
+        .is_some_and(|v| v.id == path)
+}
+
+/// May `path` take a new chunk of a stream scheduled with `policy`? `views` holds
+/// every live path of the session.
+pub(crate) fn may_send(policy: Scheduler, path: PathId, views: &[PathView]) -> bool {
+    match policy {
+        Scheduler::MinRtt => min_rtt(path, views),
+        Scheduler::Aggregate => candidates(views)
+            .filter(|v| v.has_room())
+            .min_by(|a, b| a.load().total_cmp(&b.load()).then(a.id.cmp(&b.id)))
+            .is_some_and(|v| v.id == path),
+        Scheduler::Redundant => candidates(views).any(|v| v.id == path && v.has_room()),
+        Scheduler::Backup => candidates(views)
+            .min_by_key(|v| v.id)
+            .is_some_and(|v| v.id == path && v.has_room()),
+        Scheduler::Pinned(pin) => {
+            if views.iter().any(|v| v.id == pin) {
+                pin == path && views.iter().any(|v| v.id == pin && v.has_room())
+            } else {
+                min_rtt(path, views)
+            }
+        }
+    }
+}
+
+/// May `path` re-send a chunk whose paths all died? Any healthy candidate with room.
+pub(crate) fn may_resend(path: PathId, views: &[PathView]) -> bool {
+    candidates(views).any(|v| v.id == path && v.has_room())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: u64, rtt_ms: u64, inflight: u64) -> PathView {
+        PathView {
+            id: PathId::new(id),
+            status: PathStatus::Available,
+            degraded: false,
+            srtt: Duration::from_millis(rtt_ms),
+            inflight,
+            window: 100,
+            rate: 1.0,
+        }
+    }
+
+    #[test]
+    fn min_rtt_prefers_fast_path_then_spills() {
+        let v = [view(0, 10, 0), view(1, 20, 0)];
+        assert!(may_send(Scheduler::MinRtt, PathId::new(0), &v));
+        assert!(!may_send(Scheduler::MinRtt, PathId::new(1), &v));
+        let v = [view(0, 10, 100), view(1, 20, 0)];
+        assert!(may_send(Scheduler::MinRtt, PathId::new(1), &v));
+    }
+
+    #[test]
+    fn aggregate_balances_by_load() {
+        let v = [view(0, 10, 50), view(1, 20, 10)];
+        assert!(may_send(Scheduler::Aggregate, PathId::new(1), &v));
+        assert!(!may_send(Scheduler::Aggregate, PathId::new(0), &v));
+        let mut fast = [view(0, 10, 50), view(1, 10, 10)];
+        fast[0].rate = 10.0;
+        assert!(may_send(Scheduler::Aggregate, PathId::new(0), &fast));
+    }
+
+    #[test]
+    fn backup_and_degraded_tiers() {
+        let mut v = [view(0, 10, 0), view(1, 5, 0)];
+        v[1].status = PathStatus::Backup;
+        assert!(may_send(Scheduler::MinRtt, PathId::new(0), &v));
+        assert!(!may_send(Scheduler::Redundant, PathId::new(1), &v));
+        v[0].degraded = true;
+        assert!(may_send(Scheduler::MinRtt, PathId::new(0), &v));
+        let only_backup = [v[1]];
+        assert!(may_send(Scheduler::MinRtt, PathId::new(1), &only_backup));
+    }
+
+    #[test]
+    fn backup_policy_uses_one_path_and_pinned_falls_back() {
+        let v = [view(0, 30, 0), view(1, 5, 0)];
+        assert!(may_send(Scheduler::Backup, PathId::new(0), &v));
+        assert!(!may_send(Scheduler::Backup, PathId::new(1), &v));
+        assert!(may_send(
+            Scheduler::Pinned(PathId::new(0)),
+            PathId::new(0),
+            &v
+        ));
+        assert!(!may_send(
+            Scheduler::Pinned(PathId::new(0)),
+            PathId::new(1),
+            &v
+        ));
+        let survivors = [view(1, 5, 0)];
+        assert!(may_send(
+            Scheduler::Pinned(PathId::new(0)),
+            PathId::new(1),
+            &survivors
+        ));
+        assert!(may_send(Scheduler::Backup, PathId::new(1), &survivors));
+    }
+
+    #[test]
+    fn redundant_uses_all_with_room() {
+        let v = [view(0, 10, 0), view(1, 20, 100)];
+        assert!(may_send(Scheduler::Redundant, PathId::new(0), &v));
+        assert!(!may_send(Scheduler::Redundant, PathId::new(1), &v));
+    }
+}

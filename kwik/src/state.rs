@@ -1,0 +1,1027 @@
+//! The sans-IO session core: paths, send-side retention and scheduling, the
+//! receive side's acknowledgements, liveness and control frames. It never touches
+//! a socket or a clock: callers pass `now`, feed frames and pieces in, and pull
+//! frames and data out per path ([`SessionState::poll_control`],
+//! [`SessionState::poll_data`]) and the next deadline.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use kwik_presentation::{
+    BackpressureScope, BackpressureState, Dir, OpenError, Presentation, PresentationEvent, Side,
+    StreamId,
+};
+
+use crate::config::SessionConfig;
+use crate::error::{CloseReason, ProtocolError, WriteError};
+use crate::frame::{Frame, PathStatus};
+use crate::ids::{PathId, SessionId};
+use crate::path::{Path, PathState, PathStats};
+use crate::retention::SendBuffer;
+use crate::scheduler::{self, PathView, Scheduler};
+use crate::segment::Piece;
+
+/// Something that happened to a path, as the application sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PathEvent {
+    /// A path joined the session.
+    Added(PathId),
+    /// The first pong came back (or a degraded path recovered).
+    Validated(PathId),
+    /// A pong is overdue.
+    Degraded(PathId),
+    /// The path is now a backup path.
+    Backup(PathId),
+    /// The path is now an available (non-backup) path.
+    Available(PathId),
+    /// The path is dead or removed; its unacknowledged data went to other paths.
+    Abandoned(PathId),
+}
+
+/// Session-wide counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Bytes the application wrote.
+    pub bytes_written: u64,
+    /// Payload bytes handed to paths (first sends, redundant copies and re-sends).
+    pub bytes_sent: u64,
+    /// Of `bytes_sent`, re-sends of dead paths' data.
+    pub bytes_resent: u64,
+    /// Bytes the peer acknowledged.
+    pub bytes_acked: u64,
+    /// Payload bytes received from the peer (duplicates included).
+    pub bytes_received: u64,
+    /// Bytes written and not yet acknowledged (retained for re-sending).
+    pub bytes_retained: u64,
+    /// Paths that joined.
+    pub paths_added: u64,
+    /// Paths abandoned.
+    pub paths_abandoned: u64,
+    /// Streams opened locally.
+    pub streams_opened: u64,
+    /// Streams opened by the peer.
+    pub streams_accepted: u64,
+    /// Late segments for streams already released (ignored).
+    pub late_segments: u64,
+    /// Backpressure signals received from the peer.
+    pub backpressure_signals: u64,
+}
+
+/// What the driver must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A peer-opened stream of this direction can be accepted.
+    Incoming(Dir),
+    /// Tell the application.
+    Path(PathEvent),
+    /// Close the QUIC connection of this path.
+    ClosePath(PathId),
+    /// Credit grew or a stream changed state: wake blocked writers.
+    Writable,
+    /// (Server) the peer asks for a join token for this path.
+    TokenRequested(PathId),
+    /// (Client) the server handed out a join token.
+    TokenReceived(PathId, Bytes),
+    /// The session ended (see [`SessionState::close_reason`]).
+    Closed,
+}
+
+/// One chunk of stream data for a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DataTransmit {
+    pub(crate) stream: StreamId,
+    pub(crate) offset: u64,
+    pub(crate) data: Bytes,
+    pub(crate) fin: bool,
+}
+
+#[derive(Debug, Default)]
+struct RecvState {
+    unacked: u64,
+    fin: bool,
+}
+
+/// Streams whose reader finished; acknowledged again after a path loss.
+const RETIRED_ACKS: usize = 256;
+
+/// The state of one session (one side).
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    id: SessionId,
+    side: Side,
+    config: SessionConfig,
+    presentation: Arc<Presentation>,
+    paths: BTreeMap<PathId, Path>,
+    send: HashMap<StreamId, SendBuffer>,
+    order: VecDeque<StreamId>,
+    recv: HashMap<StreamId, RecvState>,
+    retired: VecDeque<(StreamId, u64)>,
+    peer_max_data: u64,
+    peer_stream_credit: u64,
+    written_total: u64,
+    next_index: [u64; 2],
+    resend: VecDeque<(StreamId, u64)>,
+    ack_deadline: Option<Instant>,
+    incoming: [VecDeque<StreamId>; 2],
+    events: VecDeque<Event>,
+    closed: Option<CloseReason>,
+    stats: SessionStats,
+    next_path: u64,
+    /// Stop-sending codes for streams the peer stopped.
+    stopped: HashMap<StreamId, u64>,
+}
+
+fn dir_index(dir: Dir) -> usize {
+    match dir {
+        Dir::Bi => 0,
+        Dir::Uni => 1,
+    }
+}
+
+impl SessionState {
+    /// A session whose first path is `PathId::INITIAL`. `peer_max_data` and
+    /// `peer_stream_credit` come from the peer's OPEN or WELCOME.
+    pub(crate) fn new(
+        id: SessionId,
+        side: Side,
+        config: SessionConfig,
+        presentation: Arc<Presentation>,
+        peer_max_data: u64,
+        peer_stream_credit: u64,
+        now: Instant,
+    ) -> Self {
+        let mut s = Self {
+            id,
+            side,
+            config,
+            presentation,
+            paths: BTreeMap::new(),
+            send: HashMap::new(),
+            order: VecDeque::new(),
+            recv: HashMap::new(),
+            retired: VecDeque::new(),
+            peer_max_data,
+            peer_stream_credit,
+            written_total: 0,
+            next_index: [0, 0],
+            resend: VecDeque::new(),
+            ack_deadline: None,
+            incoming: [VecDeque::new(), VecDeque::new()],
+            events: VecDeque::new(),
+            closed: None,
+            stats: SessionStats::default(),
+            next_path: 1,
+            stopped: HashMap::new(),
+        };
+        s.add_path(PathId::INITIAL, PathStatus::Available, now);
+        s
+    }
+
+    pub(crate) fn id(&self) -> SessionId {
+        self.id
+    }
+
+    pub(crate) fn side(&self) -> Side {
+        self.side
+    }
+
+    pub(crate) fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<&CloseReason> {
+        self.closed.as_ref()
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- paths -----
+
+    /// A fresh path id for a path this side is about to add.
+    pub(crate) fn allocate_path_id(&mut self) -> PathId {
+        let id = PathId::new(self.next_path);
+        self.next_path += 1;
+        id
+    }
+
+    pub(crate) fn live_paths(&self) -> usize {
+        self.paths.values().filter(|p| p.is_alive()).count()
+    }
+
+    pub(crate) fn has_path(&self, id: PathId) -> bool {
+        self.paths.contains_key(&id)
+    }
+
+    /// A path joined. Its first ping goes out at once.
+    pub(crate) fn add_path(&mut self, id: PathId, status: PathStatus, now: Instant) {
+        if self.paths.contains_key(&id) {
+            return;
+        }
+        self.next_path = self.next_path.max(id.into_inner() + 1);
+        self.paths.insert(id, Path::new(id, status, now));
+        self.stats.paths_added += 1;
+        self.events.push_back(Event::Path(PathEvent::Added(id)));
+        if id != PathId::INITIAL {
+            // Make sure the new path learns the current credits even if the frames
+            // that carried them travel elsewhere.
+            self.resync(now);
+        }
+    }
+
+    pub(crate) fn path_stats(&self) -> Vec<PathStats> {
+        self.paths.values().map(Path::stats).collect()
+    }
+
+    /// The driver saw the path's QUIC connection fail (error or idle timeout).
+    pub(crate) fn path_failed(&mut self, id: PathId, now: Instant) {
+        self.abandon_path(id, now);
+    }
+
+    /// The application removes a path: the peer is told, the path is abandoned.
+    pub(crate) fn remove_path(&mut self, id: PathId, now: Instant) -> bool {
+        if !self.paths.get(&id).is_some_and(Path::is_alive) || self.live_paths() < 2 {
+            return false;
+        }
+        self.broadcast(Frame::PathAbandon { path: id }, Some(id));
+        self.abandon_path(id, now);
+        true
+    }
+
+    /// Changes a path's status locally and tells the peer.
+    pub(crate) fn set_path_status(&mut self, id: PathId, status: PathStatus) -> bool {
+        let Some(path) = self.paths.get_mut(&id).filter(|p| p.is_alive()) else {
+            return false;
+        };
+        if path.status != status {
+            path.status = status;
+            self.events.push_back(Event::Path(match status {
+                PathStatus::Backup => PathEvent::Backup(id),
+                _ => PathEvent::Available(id),
+            }));
+        }
+        self.broadcast(Frame::PathStatus { path: id, status }, None);
+        self.wake_paths();
+        true
+    }
+
+    fn abandon_path(&mut self, id: PathId, now: Instant) {
+        let Some(path) = self.paths.get_mut(&id) else {
+            return;
+        };
+        if !path.is_alive() {
+            return;
+        }
+        path.state = PathState::Abandoned;
+        path.inflight = 0;
+        path.control.clear();
+        self.stats.paths_abandoned += 1;
+        self.events.push_back(Event::Path(PathEvent::Abandoned(id)));
+        self.events.push_back(Event::ClosePath(id));
+        for (stream, buf) in &mut self.send {
+            for key in buf.path_lost(id) {
+                self.resend.push_back((*stream, key));
+            }
+        }
+        if self.live_paths() == 0 {
+            self.close_with(CloseReason::AllPathsLost);
+            return;
+        }
+        self.resync(now);
+    }
+
+    /// Re-sends what the peer must know (credits, acknowledgements) on the best
+    /// path: frames that travelled on a dead path may be lost.
+    fn resync(&mut self, now: Instant) {
+        let _ = now;
+        let Some(best) = self.best_path() else {
+            return;
+        };
+        let mut frames = vec![Frame::SessionCredit {
+            max_data: self.presentation.session_credit(),
+        }];
+        let mut ids: Vec<StreamId> = self.recv.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            if let Some(max_offset) = self.presentation.stream_credit(id) {
+                frames.push(Frame::StreamCredit {
+                    stream: id,
+                    max_offset,
+                });
+            }
+            if let Some(f) = self.ack_frame(id) {
+                frames.push(f);
+            }
+        }
+        for (stream, final_size) in &self.retired {
+            let mut ranges = Vec::new();
+            if *final_size > 0 {
+                ranges.push(0..*final_size);
+            }
+            frames.push(Frame::Ack {
+                stream: *stream,
+                fin: true,
+                ranges,
+            });
+        }
+        if let Some(path) = self.paths.get_mut(&best) {
+            path.control.extend(frames);
+        }
+    }
+
+    /// Live path with the lowest RTT among the healthiest (for control frames).
+    fn best_path(&self) -> Option<PathId> {
+        self.paths
+            .values()
+            .filter(|p| p.is_alive())
+            .min_by_key(|p| {
+                (
+                    p.state == PathState::Degraded,
+                    p.srtt().unwrap_or(std::time::Duration::MAX),
+                    p.id,
+                )
+            })
+            .map(|p| p.id)
+    }
+
+    /// Queues `frame` on the best live path.
+    pub(crate) fn queue_frame(&mut self, frame: Frame) {
+        if let Some(best) = self.best_path() {
+            if let Some(p) = self.paths.get_mut(&best) {
+                p.control.push_back(frame);
+            }
+        }
+    }
+
+    /// Queues `frame` on every live path (except `skip`).
+    fn broadcast(&mut self, frame: Frame, skip: Option<PathId>) {
+        for p in self.paths.values_mut() {
+            if p.is_alive() && Some(p.id) != skip {
+                p.control.push_back(frame.clone());
+            }
+        }
+    }
+
+    fn wake_paths(&mut self) {
+        // The driver notifies every path task after handling any call; nothing to
+        // record here, kept as the single place to hook finer-grained wake-ups.
+    }
+
+    fn views(&self) -> Vec<PathView> {
+        let window = self.config.path_window;
+        self.paths
+            .values()
+            .filter(|p| p.is_alive())
+            .map(|p| p.view(window))
+            .collect()
+    }
+
+    // ----- streams, send side -----
+
+    /// Opens a local stream.
+    pub(crate) fn open(
+        &mut self,
+        dir: Dir,
+        policy: Option<Scheduler>,
+    ) -> Result<StreamId, CloseReason> {
+        if let Some(r) = &self.closed {
+            return Err(r.clone());
+        }
+        let index = &mut self.next_index[dir_index(dir)];
+        let id = StreamId::from_parts(*index, self.side, dir);
+        *index += 1;
+        if dir == Dir::Bi {
+            // The receive half; a refused open only means the peer cannot answer
+            // until streams are released, which the peer sees as missing credit.
+            if self.presentation.open_stream(id).is_ok() {
+                self.recv.insert(id, RecvState::default());
+            }
+        }
+        self.insert_send(id, policy.unwrap_or(self.config.scheduler));
+        self.stats.streams_opened += 1;
+        Ok(id)
+    }
+
+    fn insert_send(&mut self, id: StreamId, policy: Scheduler) {
+        self.send.insert(
+            id,
+            SendBuffer::new(policy, self.peer_stream_credit, self.config.max_segment),
+        );
+        self.order.push_back(id);
+    }
+
+    /// Bytes `stream` may accept now (0: blocked on credit).
+    pub(crate) fn writable(&self, stream: StreamId) -> Result<u64, WriteError> {
+        if let Some(r) = &self.closed {
+            return Err(WriteError::SessionClosed(r.clone()));
+        }
+        if let Some(code) = self.stopped.get(&stream) {
+            return Err(WriteError::Stopped { error_code: *code });
+        }
+        let buf = self.send.get(&stream).ok_or(WriteError::ClosedStream)?;
+        if buf.is_finished() || buf.reset.is_some() {
+            return Err(WriteError::ClosedStream);
+        }
+        let session_room = self.peer_max_data.saturating_sub(self.written_total);
+        Ok(buf.stream_room().min(session_room))
+    }
+
+    /// Appends a copy of `data` (up to the credit). Returns bytes accepted.
+    pub(crate) fn write_copy(
+        &mut self,
+        stream: StreamId,
+        data: &[u8],
+    ) -> Result<usize, WriteError> {
+        let room = self.writable(stream)?;
+        let n = (data.len() as u64).min(room) as usize;
+        if n > 0 {
+            // `writable` succeeded, so the stream exists.
+            if let Some(buf) = self.send.get_mut(&stream) {
+                buf.push_copy(&data[..n]);
+            }
+            self.written_total += n as u64;
+            self.stats.bytes_written += n as u64;
+        }
+        Ok(n)
+    }
+
+    /// Appends `data` without copying (up to the credit). Returns what was not
+    /// accepted (empty when everything was).
+    pub(crate) fn write_bytes(
+        &mut self,
+        stream: StreamId,
+        mut data: Bytes,
+    ) -> Result<Bytes, WriteError> {
+        let room = self.writable(stream)?;
+        let n = (data.len() as u64).min(room) as usize;
+        if n > 0 {
+            let head = data.split_to(n);
+            if let Some(buf) = self.send.get_mut(&stream) {
+                buf.push_bytes(head);
+            }
+            self.written_total += n as u64;
+            self.stats.bytes_written += n as u64;
+        }
+        Ok(data)
+    }
+
+    /// Ends the stream after what was written.
+    pub(crate) fn finish(&mut self, stream: StreamId) -> Result<(), WriteError> {
+        if let Some(r) = &self.closed {
+            return Err(WriteError::SessionClosed(r.clone()));
+        }
+        if let Some(code) = self.stopped.get(&stream) {
+            return Err(WriteError::Stopped { error_code: *code });
+        }
+        let buf = self.send.get_mut(&stream).ok_or(WriteError::ClosedStream)?;
+        if buf.is_finished() || buf.reset.is_some() {
+            return Err(WriteError::ClosedStream);
+        }
+        buf.finish();
+        Ok(())
+    }
+
+    /// Abandons the stream: retained data is dropped and the peer told.
+    pub(crate) fn reset(&mut self, stream: StreamId, error_code: u64) -> Result<(), WriteError> {
+        if let Some(r) = &self.closed {
+            return Err(WriteError::SessionClosed(r.clone()));
+        }
+        let buf = self.send.get_mut(&stream).ok_or(WriteError::ClosedStream)?;
+        if buf.reset.is_some() {
+            return Err(WriteError::ClosedStream);
+        }
+        let final_size = buf.write_offset();
+        let released = buf.abandon(error_code);
+        self.release(&released, None);
+        self.broadcast(
+            Frame::ResetStream {
+                stream,
+                error_code,
+                final_size,
+            },
+            None,
+        );
+        self.retire_send(stream);
+        Ok(())
+    }
+
+    fn release(&mut self, released: &[(PathId, u64)], now: Option<Instant>) {
+        for (p, len) in released {
+            if let Some(path) = self.paths.get_mut(p) {
+                match now {
+                    Some(now) => path.on_delivered(*len, now),
+                    None => path.inflight = path.inflight.saturating_sub(*len),
+                }
+            }
+        }
+    }
+
+    fn retire_send(&mut self, stream: StreamId) {
+        self.send.remove(&stream);
+        self.order.retain(|s| *s != stream);
+        for p in self.paths.values_mut() {
+            if p.is_alive() {
+                p.done_streams.push(stream);
+            }
+        }
+        self.events.push_back(Event::Writable);
+    }
+
+    /// Bytes of `stream` written but not yet acknowledged (None: stream done).
+    pub(crate) fn retained(&self, stream: StreamId) -> Option<u64> {
+        self.send.get(&stream).map(SendBuffer::retained)
+    }
+
+    /// Streams of this path whose data streams the driver may finish.
+    pub(crate) fn take_done_streams(&mut self, path: PathId) -> Vec<StreamId> {
+        self.paths
+            .get_mut(&path)
+            .map(|p| std::mem::take(&mut p.done_streams))
+            .unwrap_or_default()
+    }
+
+    // ----- outgoing -----
+
+    /// The next control frame for `path`.
+    pub(crate) fn poll_control(&mut self, path: PathId) -> Option<Frame> {
+        self.paths
+            .get_mut(&path)
+            .filter(|p| p.is_alive())?
+            .control
+            .pop_front()
+    }
+
+    /// The next chunk of stream data `path` should carry, if the scheduler gives it
+    /// one now. Call again after any state change.
+    pub(crate) fn poll_data(&mut self, path: PathId) -> Option<DataTransmit> {
+        if self.closed.is_some() || !self.paths.get(&path).is_some_and(Path::is_alive) {
+            return None;
+        }
+        let views = self.views();
+        if scheduler::may_resend(path, &views) {
+            while let Some((stream, key)) = self.resend.pop_front() {
+                if let Some(out) = self
+                    .send
+                    .get_mut(&stream)
+                    .and_then(|b| b.take_resend(key, path))
+                {
+                    return Some(self.account(path, stream, out, true));
+                }
+            }
+        }
+        for _ in 0..self.order.len() {
+            let Some(stream) = self.order.pop_front() else {
+                break;
+            };
+            self.order.push_back(stream);
+            let Some(buf) = self.send.get_mut(&stream) else {
+                continue;
+            };
+            if !buf.has_new_data(path) || !scheduler::may_send(buf.policy, path, &views) {
+                continue;
+            }
+            if let Some(out) = buf.take_new(path) {
+                return Some(self.account(path, stream, out, false));
+            }
+        }
+        None
+    }
+
+    fn account(
+        &mut self,
+        path: PathId,
+        stream: StreamId,
+        out: crate::retention::Outgoing,
+        resend: bool,
+    ) -> DataTransmit {
+        let len = out.data.len() as u64;
+        if let Some(p) = self.paths.get_mut(&path) {
+            p.inflight += len;
+            p.bytes_sent += len;
+            if resend {
+                p.bytes_resent += len;
+            }
+        }
+        self.stats.bytes_sent += len;
+        if resend {
+            self.stats.bytes_resent += len;
+        }
+        DataTransmit {
+            stream,
+            offset: out.offset,
+            data: out.data,
+            fin: out.fin,
+        }
+    }
+
+    // ----- incoming -----
+
+    /// Stream data that arrived on `path`.
+    pub(crate) fn handle_piece(
+        &mut self,
+        path: PathId,
+        piece: Piece,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        let id = piece.stream;
+        if let Some(p) = self.paths.get_mut(&path) {
+            p.bytes_received += piece.data.len() as u64;
+        }
+        self.stats.bytes_received += piece.data.len() as u64;
+        if !self.recv.contains_key(&id) {
+            if id.initiator() == self.side {
+                if id.dir() == Dir::Uni {
+                    return Err(ProtocolError::StreamState(
+                        "data on a locally opened uni stream",
+                    ));
+                }
+                if id.index() >= self.next_index[dir_index(Dir::Bi)] {
+                    return Err(ProtocolError::StreamState(
+                        "data on an unopened local stream",
+                    ));
+                }
+                // A local bi stream whose receive half was released: late data.
+                self.stats.late_segments += 1;
+                return Ok(());
+            }
+            match self.presentation.open_stream(id) {
+                Ok(_) => {
+                    self.recv.insert(id, RecvState::default());
+                    if id.dir() == Dir::Bi {
+                        self.insert_send(id, self.config.scheduler);
+                    }
+                    self.incoming[dir_index(id.dir())].push_back(id);
+                    self.stats.streams_accepted += 1;
+                    self.events.push_back(Event::Incoming(id.dir()));
+                }
+                Err(OpenError::Closed(_)) => {
+                    self.stats.late_segments += 1;
+                    return Ok(());
+                }
+                Err(e) => return Err(ProtocolError::TooManyStreams(e.to_string())),
+            }
+        }
+        let len = piece.data.len() as u64;
+        match self
+            .presentation
+            .write(id, piece.offset, piece.data, piece.fin, now)
+        {
+            Ok(_) => {}
+            Err(kwik_presentation::WriteError::UnknownStream(_)) => {
+                self.stats.late_segments += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(ProtocolError::Data(e)),
+        }
+        let Some(state) = self.recv.get_mut(&id) else {
+            return Ok(());
+        };
+        state.unacked += len;
+        if piece.fin {
+            state.fin = true;
+        }
+        if piece.fin || state.unacked >= self.config.ack_threshold {
+            self.queue_ack(id);
+        } else {
+            let due = now + self.config.ack_delay;
+            self.ack_deadline = Some(self.ack_deadline.map_or(due, |d| d.min(due)));
+        }
+        Ok(())
+    }
+
+    fn ack_frame(&self, id: StreamId) -> Option<Frame> {
+        let state = self.recv.get(&id)?;
+        let mut ranges = self.presentation.received_ranges(id)?;
+        ranges.truncate(crate::frame::MAX_ACK_RANGES);
+        Some(Frame::Ack {
+            stream: id,
+            fin: state.fin,
+            ranges,
+        })
+    }
+
+    fn queue_ack(&mut self, id: StreamId) {
+        let Some(frame) = self.ack_frame(id) else {
+            return;
+        };
+        if let Some(state) = self.recv.get_mut(&id) {
+            state.unacked = 0;
+        }
+        if let Some(best) = self.best_path() {
+            if let Some(p) = self.paths.get_mut(&best) {
+                p.control.push_back(frame);
+            }
+        }
+    }
+
+    /// The next peer-opened stream of `dir` not yet accepted.
+    pub(crate) fn accept(&mut self, dir: Dir) -> Option<StreamId> {
+        self.incoming[dir_index(dir)].pop_front()
+    }
+
+    /// The application is done with the receive half of `stream` (read to the end,
+    /// or gave up): it is released; late data is ignored.
+    pub(crate) fn release_recv(&mut self, stream: StreamId, stop_code: Option<u64>) {
+        if let Some(code) = stop_code {
+            self.presentation.stop(stream);
+            self.broadcast(
+                Frame::StopSending {
+                    stream,
+                    error_code: code,
+                },
+                None,
+            );
+            // Keep acknowledging until the peer resets; the entry stays.
+            return;
+        }
+        // Acknowledge everything now: a delayed ACK would find no state later.
+        if self
+            .recv
+            .get(&stream)
+            .is_some_and(|s| s.unacked > 0 || s.fin)
+        {
+            self.queue_ack(stream);
+        }
+        if let Some(state) = self.recv.remove(&stream) {
+            if state.fin {
+                let end = self
+                    .presentation
+                    .received_ranges(stream)
+                    .and_then(|r| r.last().map(|r| r.end))
+                    .unwrap_or(0);
+                self.retired.push_back((stream, end));
+                if self.retired.len() > RETIRED_ACKS {
+                    self.retired.pop_front();
+                }
+            }
+        }
+        self.presentation.remove_stream(stream);
+    }
+
+    /// A control frame from the peer on `path`.
+    pub(crate) fn handle_frame(
+        &mut self,
+        path: PathId,
+        frame: Frame,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        match frame {
+            Frame::Open { .. } => return Err(ProtocolError::UnexpectedFrame("OPEN")),
+            Frame::Join { .. } => return Err(ProtocolError::UnexpectedFrame("JOIN")),
+            Frame::Welcome { .. } => return Err(ProtocolError::UnexpectedFrame("WELCOME")),
+            Frame::Refused { .. } => return Err(ProtocolError::UnexpectedFrame("REFUSED")),
+            Frame::TokenRequest { path: p } => {
+                if self.side != Side::Server {
+                    return Err(ProtocolError::UnexpectedFrame("TOKEN_REQUEST"));
+                }
+                self.events.push_back(Event::TokenRequested(p));
+            }
+            Frame::PathToken { path: p, token } => {
+                if self.side != Side::Client {
+                    return Err(ProtocolError::UnexpectedFrame("PATH_TOKEN"));
+                }
+                self.events.push_back(Event::TokenReceived(p, token));
+            }
+            Frame::SessionCredit { max_data } => {
+                if max_data > self.peer_max_data {
+                    self.peer_max_data = max_data;
+                    self.events.push_back(Event::Writable);
+                }
+            }
+            Frame::StreamCredit { stream, max_offset } => {
+                if let Some(buf) = self.send.get_mut(&stream) {
+                    if buf.raise_credit(max_offset) {
+                        self.events.push_back(Event::Writable);
+                    }
+                }
+            }
+            Frame::Ack {
+                stream,
+                fin,
+                ranges,
+            } => {
+                if let Some(buf) = self.send.get_mut(&stream) {
+                    let before = buf.retained();
+                    let released = buf.on_ack(&ranges, fin);
+                    self.stats.bytes_acked += before - buf.retained();
+                    let complete = buf.is_complete();
+                    self.release(&released, Some(now));
+                    if complete {
+                        self.retire_send(stream);
+                    }
+                }
+            }
+            Frame::Backpressure { .. } => {
+                self.stats.backpressure_signals += 1;
+            }
+            Frame::ResetStream {
+                stream,
+                error_code,
+                final_size,
+            } => {
+                if stream.initiator() == self.side && stream.dir() == Dir::Uni {
+                    return Err(ProtocolError::StreamState(
+                        "RESET_STREAM for a local uni stream",
+                    ));
+                }
+                match self.presentation.reset(stream, final_size, error_code, now) {
+                    Ok(()) | Err(kwik_presentation::WriteError::UnknownStream(_)) => {}
+                    Err(e) => return Err(ProtocolError::Data(e)),
+                }
+            }
+            Frame::StopSending { stream, error_code } => {
+                if stream.initiator() != self.side && stream.dir() == Dir::Uni {
+                    return Err(ProtocolError::StreamState(
+                        "STOP_SENDING for a peer uni stream",
+                    ));
+                }
+                if self.send.contains_key(&stream) {
+                    self.stopped.insert(stream, error_code);
+                    let _ = self.reset(stream, error_code);
+                }
+            }
+            Frame::PathStatus { path: p, status } => {
+                if let Some(ps) = self.paths.get_mut(&p).filter(|x| x.is_alive()) {
+                    if ps.status != status {
+                        ps.status = status;
+                        self.events.push_back(Event::Path(match status {
+                            PathStatus::Backup => PathEvent::Backup(p),
+                            _ => PathEvent::Available(p),
+                        }));
+                    }
+                }
+            }
+            Frame::Ping { seq } => {
+                if let Some(p) = self.paths.get_mut(&path).filter(|p| p.is_alive()) {
+                    p.control.push_front(Frame::Pong { seq });
+                }
+            }
+            Frame::Pong { seq } => {
+                if let Some(p) = self.paths.get_mut(&path) {
+                    if p.on_pong(seq, now) {
+                        self.events
+                            .push_back(Event::Path(PathEvent::Validated(path)));
+                    }
+                }
+                if let Some(rtt) = self.paths.get(&path).and_then(Path::srtt) {
+                    self.presentation.set_rtt(rtt);
+                }
+            }
+            Frame::Close { code, reason } => {
+                self.close_with(CloseReason::Peer { code, reason });
+            }
+            Frame::PathAbandon { path: p } => {
+                self.abandon_path(p, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Something the receive side wants the peer to hear.
+    pub(crate) fn handle_presentation_event(&mut self, event: PresentationEvent) {
+        if self.closed.is_some() {
+            return;
+        }
+        let frame = match event {
+            PresentationEvent::StreamCredit { stream, max_offset } => {
+                Frame::StreamCredit { stream, max_offset }
+            }
+            PresentationEvent::SessionCredit { max_data } => Frame::SessionCredit { max_data },
+            PresentationEvent::Backpressure { scope, state } => Frame::Backpressure {
+                stream: match scope {
+                    BackpressureScope::Session => None,
+                    BackpressureScope::Stream(s) => Some(s),
+                },
+                on: matches!(state, BackpressureState::On(_)),
+            },
+            PresentationEvent::GapTimeout { stream, .. } => {
+                // Tell the sender what we hold; it re-sends what it has not
+                // seen acknowledged once a path is declared dead.
+                self.queue_ack(stream);
+                return;
+            }
+            _ => return,
+        };
+        self.broadcast(frame, None);
+    }
+
+    // ----- time -----
+
+    /// Runs timers due at `now`: pings, missed-pong detection, delayed acks.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        let interval = self.config.ping_interval;
+        let threshold = self.config.missed_pong_threshold;
+        let mut dead = Vec::new();
+        let mut degraded = Vec::new();
+        for p in self.paths.values_mut().filter(|p| p.is_alive()) {
+            if now < p.next_ping {
+                continue;
+            }
+            let ping = p.on_ping_due(now, interval);
+            p.control.push_back(ping);
+            if p.missed >= 1 && p.state != PathState::Degraded {
+                p.state = PathState::Degraded;
+                degraded.push(p.id);
+            }
+            if p.missed >= threshold {
+                dead.push(p.id);
+            }
+        }
+        for id in degraded {
+            self.events.push_back(Event::Path(PathEvent::Degraded(id)));
+        }
+        for id in dead {
+            // Never abandon the last healthy path for missed pongs alone: QUIC's
+            // idle timeout decides for it.
+            let others = self
+                .paths
+                .values()
+                .any(|p| p.id != id && p.is_alive() && p.state != PathState::Degraded);
+            if others {
+                self.abandon_path(id, now);
+            }
+        }
+        if self.ack_deadline.is_some_and(|d| d <= now) {
+            self.ack_deadline = None;
+            let due: Vec<StreamId> = self
+                .recv
+                .iter()
+                .filter(|(_, s)| s.unacked > 0)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in due {
+                self.queue_ack(id);
+            }
+        }
+    }
+
+    /// When [`Self::handle_timeout`] should run next.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        self.paths
+            .values()
+            .filter(|p| p.is_alive())
+            .map(|p| p.next_ping)
+            .chain(self.ack_deadline)
+            .min()
+    }
+
+    // ----- close -----
+
+    /// Ends the session: CLOSE goes out on every path.
+    pub(crate) fn close(&mut self, code: u64, reason: Bytes) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.broadcast(
+            Frame::Close {
+                code,
+                reason: reason.clone(),
+            },
+            None,
+        );
+        self.close_with(CloseReason::Local { code, reason });
+    }
+
+    /// Ends the session because of a protocol violation.
+    pub(crate) fn fail(&mut self, error: &ProtocolError) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.broadcast(
+            Frame::Close {
+                code: crate::PROTOCOL_ERROR_CODE,
+                reason: Bytes::from(error.to_string()),
+            },
+            None,
+        );
+        self.close_with(CloseReason::Protocol(error.to_string()));
+    }
+
+    fn close_with(&mut self, reason: CloseReason) {
+        if self.closed.is_none() {
+            self.closed = Some(reason);
+            self.events.push_back(Event::Closed);
+            self.events.push_back(Event::Writable);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> SessionStats {
+        let mut s = self.stats.clone();
+        s.bytes_retained = self.send.values().map(SendBuffer::retained).sum();
+        s
+    }
+}
