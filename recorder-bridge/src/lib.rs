@@ -22,6 +22,7 @@ pub mod exporter;
 pub mod file_writer;
 pub mod recorder;
 pub mod recover;
+pub mod remote;
 pub mod ring;
 pub mod schema;
 pub mod sidecar;

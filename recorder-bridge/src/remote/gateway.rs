@@ -1,0 +1,547 @@
+//! The gateway next to the device: source thread → [`Outbox`] (bounded memory, then
+//! the on-disk spool) → one KWIK sensor stream, with a control stream for start/stop,
+//! acknowledgements and status. Reconnects after any failure and re-sends everything
+//! the server has not confirmed on disk.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{Notify, oneshot};
+
+use crate::remote::accounting::{GatewayCounters, GatewayCounts};
+use crate::remote::outbox::Outbox;
+use crate::remote::sample::WireSample;
+use crate::remote::source::{SampleSource, SourceEvent};
+use crate::remote::spool::{Spool, SpoolError};
+use crate::remote::wire::{
+    Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
+};
+
+/// Settings of a gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The recorder server.
+    pub server: SocketAddr,
+    /// Name the server's certificate must carry (default `localhost`).
+    pub server_name: String,
+    /// TLS roots and session behaviour.
+    pub client: kwik::ClientConfig,
+    /// Local address of the first path (default `0.0.0.0:0`).
+    pub bind: SocketAddr,
+    /// Further paths, each from its own local address (and optionally to another
+    /// server address).
+    pub extra_paths: Vec<kwik::PathSpec>,
+    /// Scheduler of the sensor stream (`None`: the session's default, min-RTT).
+    pub scheduler: Option<kwik::Scheduler>,
+    /// Device id and stream name on the server.
+    pub key: StreamKey,
+    /// File-name prefix on the server (empty: the stream name).
+    pub prefix: String,
+    /// Recording duration limit on the server.
+    pub duration_limit: Option<Duration>,
+    /// Size limit per file on the server.
+    pub size_limit: Option<u64>,
+    /// File layout on the server.
+    pub format: WireFormat,
+    /// Samples held in memory before spooling (default 65 536).
+    pub queue_capacity: usize,
+    /// Spool file and its maximum size (default: none, overflow is dropped and counted).
+    pub spool: Option<(PathBuf, u64)>,
+    /// Wait between connection attempts (default 500 ms).
+    pub reconnect_interval: Duration,
+    /// How long to keep trying to deliver the rest after the source ended (default 60 s).
+    pub drain_timeout: Duration,
+}
+
+impl GatewayConfig {
+    /// Defaults for a stream `key` to `server`, verifying it with `client`.
+    pub fn new(server: SocketAddr, client: kwik::ClientConfig, key: StreamKey) -> Self {
+        GatewayConfig {
+            server,
+            server_name: crate::remote::tls::DEFAULT_SERVER_NAME.into(),
+            client,
+            bind: if server.is_ipv4() {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                SocketAddr::from(([0u16; 8], 0))
+            },
+            extra_paths: Vec::new(),
+            scheduler: None,
+            key,
+            prefix: String::new(),
+            duration_limit: None,
+            size_limit: None,
+            format: WireFormat::Csv,
+            queue_capacity: 65_536,
+            spool: None,
+            reconnect_interval: Duration::from_millis(500),
+            drain_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The client endpoint could not be created.
+    #[error("cannot create the client endpoint: {0}")]
+    Endpoint(#[from] kwik::EndpointError),
+    /// The spool file could not be created.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The source thread could not be started.
+    #[error("cannot start the source thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What a finished gateway did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GatewayReport {
+    /// Every counter.
+    pub counts: GatewayCounts,
+    /// The server's final report of the stream (JSON), if it arrived.
+    pub server_report: Option<serde_json::Value>,
+    /// Why delivery ended early, if it did.
+    pub error: Option<String>,
+    /// Samples still unconfirmed at the end (0 after a complete delivery).
+    pub undelivered: u64,
+}
+
+struct Anchor {
+    device_time_us: u64,
+    host_utc_us: i64,
+    seq: u64,
+    rate_hz: u32,
+}
+
+struct Shared {
+    outbox: Mutex<Outbox>,
+    notify: Notify,
+    counters: Arc<GatewayCounters>,
+    anchor: Mutex<Option<Anchor>>,
+    source_done: AtomicBool,
+    stop: AtomicBool,
+    session: Mutex<Option<kwik::Session>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// A running gateway. Must be started inside a tokio runtime.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<GatewayReport>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("counts", &self.shared.counters.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Starts reading `source` on a thread and delivering to the server.
+    pub fn start<Src: SampleSource>(
+        config: GatewayConfig,
+        source: Src,
+    ) -> Result<Self, GatewayError> {
+        let counters = Arc::new(GatewayCounters::default());
+        let spool = match &config.spool {
+            Some((path, max)) => Some(Spool::create(path, *max)?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(Outbox::new(config.queue_capacity, spool, counters.clone())),
+            notify: Notify::new(),
+            counters,
+            anchor: Mutex::new(None),
+            source_done: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            session: Mutex::new(None),
+        });
+        let endpoint = kwik::Endpoint::client(config.bind, config.client.clone())?;
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("kwik-gw-source".into())
+            .spawn(move || read_source(source, &sh))
+            .map_err(GatewayError::Thread)?;
+        let sh = shared.clone();
+        let run = RunId::random();
+        let task =
+            tokio::spawn(async move { deliver::<Src::Sample>(config, endpoint, sh, run).await });
+        Ok(Gateway {
+            shared,
+            task,
+            thread: Some(thread),
+        })
+    }
+
+    /// Counters now.
+    pub fn counts(&self) -> GatewayCounts {
+        self.shared.counters.snapshot()
+    }
+
+    /// The current KWIK session, while connected.
+    pub fn session(&self) -> Option<kwik::Session> {
+        lock(&self.shared.session).clone()
+    }
+
+    /// Samples held (memory and spool), not yet confirmed by the server.
+    pub fn pending(&self) -> u64 {
+        lock(&self.shared.outbox).len()
+    }
+
+    /// Samples in the spool now.
+    pub fn spooled_now(&self) -> u64 {
+        lock(&self.shared.outbox).spooled()
+    }
+
+    /// True once the source has ended (limit, end of file, device gone, or stop).
+    pub fn source_finished(&self) -> bool {
+        self.shared.source_done.load(Ordering::Acquire)
+    }
+
+    /// Asks the source to stop; the gateway then delivers what it holds and stops the
+    /// remote recording.
+    pub fn stop_source(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+    }
+
+    /// Waits until the source ended and everything was delivered (or the drain timed
+    /// out), then returns the report. Cancel-safe only in the sense that dropping the
+    /// future leaves the gateway running.
+    pub async fn finish(mut self) -> GatewayReport {
+        let report = match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => GatewayReport {
+                counts: self.shared.counters.snapshot(),
+                server_report: None,
+                error: Some(format!("gateway task failed: {e}")),
+                undelivered: lock(&self.shared.outbox).len(),
+            },
+        };
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        report
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.task.abort();
+    }
+}
+
+fn read_source<Src: SampleSource>(mut source: Src, shared: &Shared) {
+    let c = &shared.counters;
+    let mut buf = Vec::with_capacity(128);
+    let mut body = Vec::with_capacity(64);
+    while !shared.stop.load(Ordering::Acquire) {
+        match source.next_event() {
+            Some(SourceEvent::Sample { seq, sample }) => {
+                {
+                    let mut a = lock(&shared.anchor);
+                    if a.is_none() {
+                        *a = Some(Anchor {
+                            device_time_us: sample.device_time_us(),
+                            host_utc_us: chrono::Utc::now().timestamp_micros(),
+                            seq,
+                            rate_hz: source.rate_hz(),
+                        });
+                    }
+                }
+                GatewayCounters::add(&c.device_samples, 1);
+                GatewayCounters::add(&c.device_produced, 1);
+                body.clear();
+                sample.encode_body(seq, &mut body);
+                buf.clear();
+                if Message::encode_sample(seq, &body, &mut buf).is_err() {
+                    GatewayCounters::add(&c.dropped_overflow, 1);
+                    continue;
+                }
+                lock(&shared.outbox).push(seq, Bytes::copy_from_slice(&buf));
+                shared.notify.notify_one();
+            }
+            Some(SourceEvent::Lost(n)) => {
+                GatewayCounters::add(&c.device_lost, n);
+                GatewayCounters::add(&c.device_produced, n);
+            }
+            Some(SourceEvent::DecodeError) => GatewayCounters::add(&c.device_errors, 1),
+            Some(SourceEvent::Idle) => {}
+            None => break,
+        }
+    }
+    shared.source_done.store(true, Ordering::Release);
+    shared.notify.notify_one();
+}
+
+enum Outcome {
+    Done(Option<serde_json::Value>),
+}
+
+async fn deliver<S: WireSample>(
+    config: GatewayConfig,
+    endpoint: kwik::Endpoint,
+    shared: Arc<Shared>,
+    run: RunId,
+) -> GatewayReport {
+    // The header needs the first sample's time anchor.
+    let anchor = loop {
+        if let Some(a) = lock(&shared.anchor).as_ref() {
+            break Some((a.device_time_us, a.host_utc_us, a.seq, a.rate_hz));
+        }
+        if shared.source_done.load(Ordering::Acquire) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let Some((device_time_us, host_utc_us, anchor_seq, rate_hz)) = anchor else {
+        return GatewayReport {
+            counts: shared.counters.snapshot(),
+            server_report: None,
+            error: Some("the source ended before its first sample".into()),
+            undelivered: 0,
+        };
+    };
+    let header = StreamHeader {
+        key: config.key.clone(),
+        run,
+        schema: S::WIRE,
+        rate_hz,
+        device_time_us,
+        host_utc_us,
+        anchor_seq,
+    };
+    let mut drain_started: Option<Instant> = None;
+    let mut last_error = None;
+    loop {
+        if shared.source_done.load(Ordering::Acquire) {
+            let t0 = *drain_started.get_or_insert_with(Instant::now);
+            if t0.elapsed() > config.drain_timeout {
+                break;
+            }
+        }
+        match connect_once(&config, &endpoint, &shared, &header).await {
+            Ok(Outcome::Done(report)) => {
+                endpoint.close(0, b"done");
+                return GatewayReport {
+                    counts: shared.counters.snapshot(),
+                    server_report: report,
+                    error: None,
+                    undelivered: lock(&shared.outbox).len(),
+                };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "connection to the recorder lost; retrying");
+                GatewayCounters::add(&shared.counters.connect_failures, 1);
+                last_error = Some(e);
+                *lock(&shared.session) = None;
+                tokio::time::sleep(config.reconnect_interval).await;
+            }
+        }
+    }
+    endpoint.close(0, b"giving up");
+    GatewayReport {
+        counts: shared.counters.snapshot(),
+        server_report: None,
+        error: Some(format!(
+            "could not deliver everything within {:?}: {}",
+            config.drain_timeout,
+            last_error.unwrap_or_default()
+        )),
+        undelivered: lock(&shared.outbox).len(),
+    }
+}
+
+async fn write_msg(send: &mut kwik::SendStream, m: &Message) -> Result<(), String> {
+    let b = m.to_bytes().map_err(|e| e.to_string())?;
+    send.write_chunk(Bytes::from(b))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn connect_once(
+    config: &GatewayConfig,
+    endpoint: &kwik::Endpoint,
+    shared: &Arc<Shared>,
+    header: &StreamHeader,
+) -> Result<Outcome, String> {
+    let session = tokio::time::timeout(
+        Duration::from_secs(5),
+        endpoint.connect(config.server, &config.server_name),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| format!("connect: {e}"))?;
+    GatewayCounters::add(&shared.counters.connects, 1);
+    for spec in &config.extra_paths {
+        if let Err(e) = session.add_path(*spec).await {
+            tracing::warn!(error = %e, "extra path not added");
+        }
+    }
+    *lock(&shared.session) = Some(session.clone());
+    let r = run_session(config, &session, shared, header).await;
+    if r.is_err() {
+        session.close(1, b"gateway reconnecting");
+    }
+    r
+}
+
+async fn run_session(
+    config: &GatewayConfig,
+    session: &kwik::Session,
+    shared: &Arc<Shared>,
+    header: &StreamHeader,
+) -> Result<Outcome, String> {
+    let (mut ctl, mut ctl_recv) = session.open_bi().await.map_err(|e| e.to_string())?;
+    write_msg(
+        &mut ctl,
+        &Message::Hello {
+            version: WIRE_VERSION,
+            gateway: format!("kwik-record {}", env!("CARGO_PKG_VERSION")),
+        },
+    )
+    .await?;
+    write_msg(
+        &mut ctl,
+        &Message::Start(StartRequest {
+            header: header.clone(),
+            prefix: config.prefix.clone(),
+            duration_limit_ms: config
+                .duration_limit
+                .map_or(0, |d| d.as_millis().max(1) as u64),
+            size_limit: config.size_limit.unwrap_or(0),
+            format: config.format,
+        }),
+    )
+    .await?;
+    // Wait for Started: the server's resume point.
+    let mut dec = MessageDecoder::new();
+    let next_seq = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            while let Some(m) = dec.next_message() {
+                match m {
+                    Ok(Message::Started { next_seq, .. }) => return Ok(next_seq),
+                    Ok(Message::Error { text, .. }) => {
+                        return Err(format!("server refused: {text}"));
+                    }
+                    _ => {}
+                }
+            }
+            match ctl_recv.read_chunk(64 * 1024).await {
+                Ok(Some(c)) => dec.push(&c),
+                Ok(None) => return Err("control stream closed".to_string()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no answer to start".to_string())??;
+    {
+        let mut ob = lock(&shared.outbox);
+        ob.ack(next_seq);
+        let n = ob.rewind();
+        GatewayCounters::add(&shared.counters.resent, n as u64);
+    }
+    // Control reader: acknowledgements and the final report.
+    let (final_tx, final_rx) = oneshot::channel::<Option<serde_json::Value>>();
+    let reader = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut final_tx = Some(final_tx);
+            loop {
+                while let Some(m) = dec.next_message() {
+                    match m {
+                        Ok(Message::Ack { next_seq, .. }) => {
+                            lock(&shared.outbox).ack(next_seq);
+                            shared.notify.notify_one();
+                        }
+                        Ok(Message::Status {
+                            final_: true, json, ..
+                        }) => {
+                            if let Some(tx) = final_tx.take() {
+                                let _ = tx.send(serde_json::from_str(&json).ok());
+                            }
+                        }
+                        Ok(Message::Error { text, .. }) => {
+                            tracing::warn!(%text, "server error");
+                        }
+                        _ => {}
+                    }
+                }
+                match ctl_recv.read_chunk(64 * 1024).await {
+                    Ok(Some(c)) => dec.push(&c),
+                    _ => return,
+                }
+            }
+        })
+    };
+    let result = stream_samples(config, session, shared, header, &mut ctl, final_rx).await;
+    reader.abort();
+    result
+}
+
+async fn stream_samples(
+    config: &GatewayConfig,
+    session: &kwik::Session,
+    shared: &Arc<Shared>,
+    header: &StreamHeader,
+    ctl: &mut kwik::SendStream,
+    final_rx: oneshot::Receiver<Option<serde_json::Value>>,
+) -> Result<Outcome, String> {
+    let mut data = session
+        .open_uni_with(config.scheduler)
+        .await
+        .map_err(|e| e.to_string())?;
+    write_msg(&mut data, &Message::Header(header.clone())).await?;
+    loop {
+        let batch = lock(&shared.outbox).take_unsent(64 * 1024);
+        if batch.is_empty() {
+            if shared.source_done.load(Ordering::Acquire) && lock(&shared.outbox).is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = shared.notify.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                r = session.closed() => return Err(format!("session closed: {r:?}")),
+            }
+            continue;
+        }
+        let n = batch.len() as u64;
+        let mut buf = BytesMut::with_capacity(batch.iter().map(Bytes::len).sum());
+        for b in &batch {
+            buf.extend_from_slice(b);
+        }
+        tokio::select! {
+            r = data.write_chunk(buf.freeze()) => r.map_err(|e| format!("write: {e}"))?,
+            r = session.closed() => return Err(format!("session closed: {r:?}")),
+        }
+        GatewayCounters::add(&shared.counters.sent, n);
+    }
+    // Everything is on disk at the server: stop the recording, get its final report.
+    let _ = data.finish();
+    write_msg(ctl, &Message::Stop(header.key.clone())).await?;
+    let report = tokio::time::timeout(Duration::from_secs(30), final_rx)
+        .await
+        .map_err(|_| "no final report from the server".to_string())?
+        .map_err(|_| "control stream closed before the final report".to_string())?;
+    let _ = ctl.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(2), ctl.finished()).await;
+    session.close(0, b"done");
+    Ok(Outcome::Done(report))
+}
