@@ -14,17 +14,34 @@
 //! module behind [`Endpoint`], [`Session`], [`SendStream`] and [`RecvStream`].
 //! The wire protocol is specified in `docs/PROTOCOL.md`.
 //!
-//! ```no_run
-//! # async fn demo(root: rustls_pki_types::CertificateDer<'static>) -> Result<(), Box<dyn std::error::Error>> {
+//! A server and a client in one process, on loopback, with a second path:
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use tokio::io::AsyncWriteExt;
-//! let config = kwik::ClientConfig::with_root_certificates([root])?;
-//! let endpoint = kwik::Endpoint::client("127.0.0.1:0".parse()?, config)?;
-//! let session = endpoint.connect("127.0.0.1:4433".parse()?, "localhost").await?;
-//! // A second uplink: another local address, same server.
-//! session.add_path(kwik::PathSpec::local("127.0.0.2:0".parse()?)).await?;
+//! // A self-signed server certificate that the client trusts (verification stays on).
+//! let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+//! let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+//! let server_config = kwik::ServerConfig::with_single_cert(vec![cert.cert.der().clone()], key)?;
+//! let server = kwik::Endpoint::server("127.0.0.1:0".parse()?, server_config)?;
+//! let client_config = kwik::ClientConfig::with_root_certificates([cert.cert.der().clone()])?;
+//! let client = kwik::Endpoint::client("127.0.0.1:0".parse()?, client_config)?;
+//!
+//! let session = client.connect(server.local_addr()?, "localhost").await?;
+//! let accepted = server.accept().await.expect("a session");
+//! // A second uplink: another local socket, same server, same session.
+//! let path = session.add_path(kwik::PathSpec::local("127.0.0.1:0".parse()?)).await?;
+//! assert_eq!(path, kwik::PathId::new(1));
+//!
 //! let mut stream = session.open_uni().await?;
 //! stream.write_all(b"hello over two paths").await?;
 //! stream.finish()?;
+//! let mut incoming = accepted.accept_uni().await?;
+//! assert_eq!(incoming.read_to_end(1024).await?, b"hello over two paths");
+//! stream.finished().await?; // acknowledged: safe to close
+//! session.close(0, b"done");
+//! assert!(matches!(accepted.closed().await, kwik::CloseReason::Peer { code: 0, .. }));
 //! # Ok(()) }
 //! ```
 
