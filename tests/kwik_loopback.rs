@@ -602,3 +602,84 @@ async fn reset_and_stop_reach_the_peer() {
     assert!(err.to_string().contains("9"), "{err}");
     p.client.close(0, b"");
 }
+
+/// A raw quinn connection that opened a KWIK session by hand; returns the
+/// connection, its control stream and the server's initial stream credit.
+async fn raw_session(
+    pki: &TestPki,
+    server: SocketAddr,
+) -> (quinn::Connection, quinn::SendStream, u64) {
+    use kwik::frame::{Frame, FrameReader};
+    let raw = quinn::Endpoint::client(LOCAL.parse().unwrap()).unwrap();
+    let qc = pki.quinn_client_config(&[kwik::ALPN]).unwrap();
+    let conn = raw
+        .connect_with(qc, server, SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    Frame::Open {
+        version: 1,
+        max_data: 1 << 30,
+        stream_credit: 1 << 24,
+    }
+    .encode(&mut buf);
+    send.write_all(&buf).await.unwrap();
+    let mut reader = FrameReader::new();
+    let credit = loop {
+        if let Some(f) = reader.next_frame().unwrap() {
+            match f {
+                Frame::Welcome { stream_credit, .. } => break stream_credit,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let chunk = recv.read_chunk(1024, true).await.unwrap().unwrap();
+        reader.push(&chunk.bytes);
+    };
+    // Keep the control stream's receive half alive in the background.
+    tokio::spawn(async move { while let Ok(Some(_)) = recv.read_chunk(1 << 16, true).await {} });
+    (conn, send, credit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_violations_close_only_what_they_must() {
+    let p = pair(SessionConfig::default()).await;
+    let server_addr = p.server_ep.local_addr().unwrap();
+
+    // 1. Data beyond the stream credit: that session ends with a protocol error.
+    let (conn, _control, credit) = raw_session(&p.pki, server_addr).await;
+    let victim = p.server_ep.accept().await.unwrap();
+    let mut uni = conn.open_uni().await.unwrap();
+    let mut wire = bytes::BytesMut::new();
+    let stream = kwik::StreamId::from_parts(0, kwik::Side::Client, kwik::Dir::Uni);
+    kwik::segment::encode_stream_header(&mut wire, stream);
+    kwik::segment::encode_segment_header(&mut wire, credit + 100, 10, false);
+    wire.extend_from_slice(&[0u8; 10]);
+    uni.write_all(&wire).await.unwrap();
+    let reason = victim.closed().await;
+    assert!(
+        matches!(reason, kwik::CloseReason::Protocol(_)),
+        "{reason:?}"
+    );
+    assert_eq!(victim.presentation_stats().buffered_bytes, 0);
+    match conn.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code.into_inner(), kwik::PROTOCOL_ERROR_CODE)
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // 2. An unknown control frame type: the path is closed.
+    let (conn, mut control, _) = raw_session(&p.pki, server_addr).await;
+    let second = p.server_ep.accept().await.unwrap();
+    control.write_all(&[0x3f, 0x00]).await.unwrap();
+    conn.closed().await;
+    wait_abandoned(&second, PathId::INITIAL).await;
+
+    // The well-behaved session on the same endpoint is untouched.
+    assert!(p.server.close_reason().is_none());
+    let (on0, _) = send_and_check(&p, Scheduler::MinRtt, pattern(100_000, 4)).await;
+    assert!(on0 > 0);
+    p.client.close(0, b"");
+}
