@@ -314,6 +314,7 @@ async fn serve_connection(
                 now,
             );
             let shared = SessionShared::new(state, presentation, None, Some(server.clone()));
+            metrics::counter!("kwik_sessions_accepted_total").increment(1);
             server.sessions.lock().insert(id, Arc::downgrade(&shared));
             shared.attach_path(PathId::INITIAL, conn, send, recv, reader);
             shared.start();
@@ -348,6 +349,7 @@ async fn serve_connection(
                 }
                 Err(reason) => {
                     server.refused_joins.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("kwik_joins_refused_total").increment(1);
                     warn!(?reason, %session, %path, "join refused");
                     write_frame(&mut send, &Frame::Refused { reason }).await?;
                     let _ = send.finish();
@@ -540,6 +542,16 @@ impl SessionShared {
             Event::Incoming(_) => self.accept.notify_waiters(),
             Event::Path(e) => {
                 debug!(session = %self.id, event = ?e, "path event");
+                match e {
+                    PathEvent::Added(_) => metrics::counter!("kwik_paths_added_total").increment(1),
+                    PathEvent::Abandoned(_) => {
+                        metrics::counter!("kwik_paths_abandoned_total").increment(1)
+                    }
+                    PathEvent::Degraded(_) => {
+                        metrics::counter!("kwik_paths_degraded_total").increment(1)
+                    }
+                    _ => {}
+                }
                 let _ = self.events.send(e);
             }
             Event::ClosePath(id) => {
@@ -584,17 +596,28 @@ impl SessionShared {
                 if let Some(server) = &self.server {
                     server.sessions.lock().remove(&self.id);
                 }
-                // Let the control writers flush CLOSE, then close the connections.
+                metrics::counter!("kwik_sessions_closed_total").increment(1);
+                // Let the control writers flush CLOSE, then close the connections
+                // (at once when called outside a runtime; the close code carries
+                // the session's code either way).
                 let this = self.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                let close_all = move || {
                     let paths: Vec<PathIo> = this.paths.lock().drain().map(|(_, p)| p).collect();
                     for p in paths {
                         p.conn.close(VarInt::from_u32(code), &text);
                         p.control.notify_one();
                         p.data.notify_one();
                     }
-                });
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            close_all();
+                        });
+                    }
+                    Err(_) => close_all(),
+                }
             }
         }
     }
@@ -720,6 +743,7 @@ async fn control_reader(
                         r
                     });
                     if let Err(e) = result {
+                        metrics::counter!("kwik_protocol_errors_total").increment(1);
                         warn!(session = %shared.id, %path, error = %e, "protocol error");
                         return;
                     }
@@ -854,6 +878,7 @@ async fn data_reader(shared: Arc<SessionShared>, path: PathId, mut recv: quinn::
                     None
                 });
                 if let Some(e) = failed {
+                    metrics::counter!("kwik_protocol_errors_total").increment(1);
                     warn!(session = %shared.id, %path, error = %e, "protocol error on data");
                     return;
                 }

@@ -14,6 +14,13 @@
 //! module behind [`Endpoint`], [`Session`], [`SendStream`] and [`RecvStream`].
 //! The wire protocol is specified in `docs/PROTOCOL.md`.
 //!
+//! Logs go through `tracing`; counters through `metrics`:
+//! `kwik_sessions_accepted_total`, `kwik_sessions_closed_total`,
+//! `kwik_paths_added_total`, `kwik_paths_degraded_total`,
+//! `kwik_paths_abandoned_total`, `kwik_joins_refused_total`,
+//! `kwik_protocol_errors_total`. Per-session figures are in [`Session::stats`],
+//! [`Session::paths`] and [`Session::presentation_stats`].
+//!
 //! A server and a client in one process, on loopback, with a second path:
 //!
 //! ```
