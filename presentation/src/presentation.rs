@@ -269,6 +269,7 @@ impl Presentation {
 
     /// Registers a stream (idempotent). Returns its credit (max offset): the initial
     /// stream window for a new stream, the current credit for a known one.
+    #[tracing::instrument(level = "debug", skip(self, id), fields(stream = %id))]
     pub fn open_stream(&self, id: StreamId) -> Result<u64, OpenError> {
         if !id.is_valid() {
             return Err(OpenError::InvalidId(id));
@@ -311,6 +312,7 @@ impl Presentation {
     /// Forgets a stream: buffered bytes are dropped and their window returned to the
     /// session; later writes for it are ignored (counted as late) and reads fail with
     /// [`ReadError::UnknownStream`]. The id cannot be opened again.
+    #[tracing::instrument(level = "debug", skip(self, id), fields(stream = %id))]
     pub fn remove_stream(&self, id: StreamId) {
         let removed = self.streams.shard(id).write().remove(&id);
         let Some(stream) = removed else {
@@ -458,6 +460,7 @@ impl Presentation {
 
     /// Peer reset the stream at `final_size`: buffered data is discarded, its
     /// window returned, and the reader gets [`ReadError::Reset`].
+    #[tracing::instrument(level = "debug", skip(self, id, now), fields(stream = %id))]
     pub fn reset(
         &self,
         id: StreamId,
@@ -715,6 +718,7 @@ impl Presentation {
     /// The application no longer reads this stream: buffered bytes are dropped and
     /// their credit returned; later writes for it are accepted and discarded
     /// (counted) up to the final size, and reads fail with [`ReadError::Stopped`].
+    #[tracing::instrument(level = "debug", skip(self, id), fields(stream = %id))]
     pub fn stop(&self, id: StreamId) {
         let shard = self.streams.shard(id).read();
         let Some(stream) = shard.get(&id) else {
@@ -791,6 +795,7 @@ impl Presentation {
     /// Runs timers: gap-timeout events and removal of closed streams idle for
     /// `idle_stream_timeout`. Call at [`next_deadline`](Self::next_deadline) (calling
     /// earlier or more often is harmless).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub fn handle_timeout(&self, now: Instant) {
         let mut wake = Wakeups::default();
         let mut idle = Vec::new();

@@ -323,6 +323,18 @@ impl StreamBuffer {
     /// trimming what is already there. Returns (new bytes, duplicate bytes).
     fn insert_pending(&mut self, mut offset: u64, mut data: Bytes) -> (u64, u64) {
         let end = offset + data.len() as u64;
+        // Common case: nothing stored overlaps [offset, end). The last segment
+        // starting before `end` decides it, since stored segments are disjoint.
+        let clear = self
+            .pending
+            .range(..end)
+            .next_back()
+            .is_none_or(|(&k, v)| k + v.len() as u64 <= offset);
+        if clear {
+            self.pending_bytes += end - offset;
+            self.pending.insert(offset, data);
+            return (end - offset, 0);
+        }
         let (mut fresh, mut dup) = (0, 0);
         if let Some((&k, v)) = self.pending.range(..=offset).next_back() {
             let prev_end = k + v.len() as u64;
