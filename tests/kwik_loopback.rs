@@ -683,3 +683,25 @@ async fn protocol_violations_close_only_what_they_must() {
     assert!(on0 > 0);
     p.client.close(0, b"");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_every_handle_closes_after_delivery() {
+    let p = pair(SessionConfig::default()).await;
+    let data = pattern(4 << 20, 12);
+    let want = sha(&data);
+    let mut send = p.client.open_uni().await.unwrap();
+    send.write_chunk(data).await.unwrap();
+    // No finish, no close: dropping the stream finishes it, dropping the last
+    // handle closes the session once everything is acknowledged.
+    drop(send);
+    drop(p.client);
+    let recv = p.server.accept_uni().await.unwrap();
+    let (n, h) = drain(recv).await;
+    assert_eq!(n, 4 << 20);
+    assert_eq!(h, want);
+    let reason = p.server.closed().await;
+    assert!(
+        matches!(reason, kwik::CloseReason::Peer { code: 0, .. }),
+        "{reason:?}"
+    );
+}

@@ -982,6 +982,43 @@ pub struct PathInfo {
 #[derive(Clone, Debug)]
 pub struct Session {
     shared: Arc<SessionShared>,
+    handle: Arc<SessionHandle>,
+}
+
+/// Held by every user-facing handle (sessions and streams). When the last one is
+/// dropped the session closes itself — after its written data has been
+/// acknowledged (or the idle timeout passed), so dropping handles loses nothing.
+#[derive(Debug)]
+struct SessionHandle {
+    shared: Arc<SessionShared>,
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        let shared = self.shared.clone();
+        if shared.is_closed() {
+            return;
+        }
+        let close = move |shared: &Arc<SessionShared>| {
+            shared.with_state(|s| s.close(0, Bytes::from_static(b"all handles dropped")));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let patience = shared.state.lock().config().idle_timeout;
+                    let deadline = Instant::now() + patience;
+                    while !shared.is_closed()
+                        && shared.state.lock().has_unacknowledged()
+                        && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    close(&shared);
+                });
+            }
+            Err(_) => close(&shared),
+        }
+    }
 }
 
 /// Stream of [`PathEvent`]s of a session (see [`Session::path_events`]).
@@ -1006,7 +1043,10 @@ impl PathEvents {
 
 impl Session {
     fn new(shared: Arc<SessionShared>) -> Self {
-        Self { shared }
+        let handle = Arc::new(SessionHandle {
+            shared: shared.clone(),
+        });
+        Self { shared, handle }
     }
 
     /// The session id.
@@ -1034,7 +1074,11 @@ impl Session {
             .shared
             .with_state(|s| s.open(Dir::Uni, policy))
             .map_err(StreamError::SessionClosed)?;
-        Ok(SendStream::new(self.shared.clone(), id))
+        Ok(SendStream::new(
+            self.shared.clone(),
+            self.handle.clone(),
+            id,
+        ))
     }
 
     /// Opens a bidirectional stream with the session's default scheduler.
@@ -1052,8 +1096,8 @@ impl Session {
             .with_state(|s| s.open(Dir::Bi, policy))
             .map_err(StreamError::SessionClosed)?;
         Ok((
-            SendStream::new(self.shared.clone(), id),
-            RecvStream::new(self.shared.clone(), id),
+            SendStream::new(self.shared.clone(), self.handle.clone(), id),
+            RecvStream::new(self.shared.clone(), self.handle.clone(), id),
         ))
     }
 
@@ -1076,15 +1120,19 @@ impl Session {
     /// first bytes). Cancel-safe.
     pub async fn accept_uni(&self) -> Result<RecvStream, StreamError> {
         let id = self.accept_dir(Dir::Uni).await?;
-        Ok(RecvStream::new(self.shared.clone(), id))
+        Ok(RecvStream::new(
+            self.shared.clone(),
+            self.handle.clone(),
+            id,
+        ))
     }
 
     /// The next bidirectional stream the peer opened. Cancel-safe.
     pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
         let id = self.accept_dir(Dir::Bi).await?;
         Ok((
-            SendStream::new(self.shared.clone(), id),
-            RecvStream::new(self.shared.clone(), id),
+            SendStream::new(self.shared.clone(), self.handle.clone(), id),
+            RecvStream::new(self.shared.clone(), self.handle.clone(), id),
         ))
     }
 
@@ -1271,14 +1319,16 @@ impl Session {
 #[derive(Debug)]
 pub struct SendStream {
     shared: Arc<SessionShared>,
+    _handle: Arc<SessionHandle>,
     id: StreamId,
     ended: bool,
 }
 
 impl SendStream {
-    fn new(shared: Arc<SessionShared>, id: StreamId) -> Self {
+    fn new(shared: Arc<SessionShared>, handle: Arc<SessionHandle>, id: StreamId) -> Self {
         Self {
             shared,
+            _handle: handle,
             id,
             ended: false,
         }
@@ -1411,6 +1461,7 @@ impl Drop for SendStream {
 #[derive(Debug)]
 pub struct RecvStream {
     shared: Arc<SessionShared>,
+    _handle: Arc<SessionHandle>,
     id: StreamId,
     done: bool,
 }
@@ -1424,9 +1475,10 @@ fn map_read_error(e: kwik_presentation::ReadError) -> ReadError {
 }
 
 impl RecvStream {
-    fn new(shared: Arc<SessionShared>, id: StreamId) -> Self {
+    fn new(shared: Arc<SessionShared>, handle: Arc<SessionHandle>, id: StreamId) -> Self {
         Self {
             shared,
+            _handle: handle,
             id,
             done: false,
         }

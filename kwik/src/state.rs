@@ -532,6 +532,14 @@ impl SessionState {
         self.events.push_back(Event::Writable);
     }
 
+    /// True while some stream still has data or a FIN the peer has not
+    /// acknowledged.
+    pub(crate) fn has_unacknowledged(&self) -> bool {
+        self.send
+            .values()
+            .any(|b| b.reset.is_none() && (b.retained() > 0 || b.is_finished()))
+    }
+
     /// Bytes of `stream` written but not yet acknowledged (None: stream done).
     pub(crate) fn retained(&self, stream: StreamId) -> Option<u64> {
         self.send.get(&stream).map(SendBuffer::retained)
