@@ -374,9 +374,14 @@ impl Presentation {
             }
         };
         let end = offset + data.len() as u64;
-        if delta == 0 && end <= st.buffer.contiguous_end() && !st.buffer.is_stopped() {
+        let fin_is_news = fin && st.buffer.final_size().is_none();
+        if delta == 0
+            && end <= st.buffer.contiguous_end()
+            && !fin_is_news
+            && !st.buffer.is_stopped()
+        {
             // Pure duplicate (redundant path or retransmission): nothing changes
-            // for the session, so its lock is not taken.
+            // for the session or the reader, so neither lock nor waker is touched.
             let outcome = st.buffer.insert_prepared(offset, data, fin, now);
             st.last_activity = now;
             return Ok(WriteOutcome {
@@ -1071,6 +1076,61 @@ mod tests {
             (s.bytes_received, s.bytes_read, s.duplicate_bytes),
             (20, 20, 5)
         );
+    }
+
+    /// Counts wakes, to check the reader is woken.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn late_fin_wakes_the_reader() {
+        let t = Instant::now();
+        let p = small(t);
+        let id = StreamId::new(0);
+        p.open_stream(id).unwrap();
+        p.write(id, 0, chunk(10, 0), false, t).unwrap();
+        assert_eq!(read_all(&p, id).len(), 10);
+        let counter = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        assert!(p.poll_read_chunk(id, 10, &mut cx).is_pending());
+        // An empty FIN segment (or a duplicate carrying the FIN) ends the stream.
+        p.write(id, 10, Bytes::new(), true, t).unwrap();
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(p.poll_read_chunk(id, 10, &mut cx), Poll::Ready(Ok(None)));
+
+        let id2 = StreamId::new(4);
+        p.open_stream(id2).unwrap();
+        p.write(id2, 0, chunk(10, 0), false, t).unwrap();
+        assert_eq!(read_all(&p, id2).len(), 10);
+        assert!(p.poll_read_chunk(id2, 10, &mut cx).is_pending());
+        p.write(id2, 0, chunk(10, 0), true, t).unwrap();
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(p.poll_read_chunk(id2, 10, &mut cx), Poll::Ready(Ok(None)));
+    }
+
+    #[test]
+    fn event_consumer_is_woken() {
+        let t = Instant::now();
+        let p = small(t);
+        let id = StreamId::new(0);
+        p.open_stream(id).unwrap();
+        let counter = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        assert!(p.poll_event(&mut cx).is_pending());
+        p.write(id, 0, chunk(350, 0), false, t).unwrap();
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(matches!(
+            p.poll_event(&mut cx),
+            Poll::Ready(PresentationEvent::Backpressure { .. })
+        ));
+        assert!(p.poll_event(&mut cx).is_pending());
     }
 
     #[test]
