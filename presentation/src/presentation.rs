@@ -523,6 +523,8 @@ impl Presentation {
     /// `Ready(Ok(Some(bytes)))` is data; `Ready(Ok(None))` the end of the stream
     /// (FIN reached); `Pending` registers `cx`'s waker, woken when data or the end
     /// arrives. One reader per stream: a new waker replaces the previous one.
+    /// A `max_len` of 0 is treated as 1. Cancel-safe: nothing is consumed unless
+    /// `Ready(Ok(Some(_)))` is returned.
     pub fn poll_read_chunk(
         &self,
         id: StreamId,
