@@ -177,3 +177,36 @@ fn loom_reader_stop_against_writer() {
         assert_eq!(s.discarded_bytes, 6);
     });
 }
+
+#[test]
+fn loom_session_credit_is_shared_atomically() {
+    model(|| {
+        // Session window 6, two streams of 4 bytes each: exactly one write fits.
+        let p = Arc::new(session(6, 64));
+        let ids = [StreamId::new(0), StreamId::new(4)];
+        for id in ids {
+            p.open_stream(id).unwrap();
+        }
+        let writers: Vec<_> = ids
+            .into_iter()
+            .map(|id| {
+                let p = Arc::clone(&p);
+                thread::spawn(move || {
+                    p.write(id, 0, Bytes::from_static(b"wxyz"), false, Instant::now())
+                })
+            })
+            .collect();
+        let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        let accepted = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(accepted, 1, "{results:?}");
+        assert!(results.iter().any(|r| matches!(
+            r,
+            Err(WriteError::SessionFlowControl {
+                limit: 6,
+                received: 8
+            })
+        )));
+        let s = p.stats();
+        assert_eq!((s.session_received, s.buffered_bytes), (4, 4));
+    });
+}
