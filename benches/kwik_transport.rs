@@ -1033,6 +1033,8 @@ struct Scale {
     connect_ms: Histogram<u64>,
     rss_before_kib: u64,
     rss_after_kib: u64,
+    /// CPU used by the process while the connections sat idle, in % of one core.
+    idle_cpu_percent: f64,
 }
 
 impl Scale {
@@ -1056,10 +1058,11 @@ impl Scale {
             println!("  first failure: {error}");
         }
         println!(
-            "RESULT {name} established={} failed={} setup_rate_per_s={rate:.0} kib_per_conn={per_conn:.1} connect_p99_ms={}",
+            "RESULT {name} established={} failed={} setup_rate_per_s={rate:.0} kib_per_conn={per_conn:.1} connect_p99_ms={} idle_cpu_percent={:.1}",
             self.established,
             self.failed,
-            ms(0.99)
+            ms(0.99),
+            self.idle_cpu_percent
         );
     }
 }
@@ -1218,6 +1221,11 @@ where
     // Let acknowledgements and stream state settle before reading memory.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_after_kib = vm_rss_kib()?;
+    // CPU the established, idle connections cost (keep-alives, pings, timers).
+    let idle_window = Duration::from_secs(3);
+    let cpu_before = cpu_seconds()?;
+    tokio::time::sleep(idle_window).await;
+    let idle_cpu_percent = (cpu_seconds()? - cpu_before) / idle_window.as_secs_f64() * 100.0;
     clients.push(warm);
     servers.push(warm_server);
     Ok((
@@ -1231,6 +1239,7 @@ where
             connect_ms,
             rss_before_kib,
             rss_after_kib,
+            idle_cpu_percent,
         },
     ))
 }
@@ -1278,6 +1287,21 @@ fn vm_rss_kib() -> Result<u64> {
         .context("malformed VmRSS line")?
         .parse()?)
 }
+
+/// User + system CPU time of this process so far, from /proc/self/stat.
+fn cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the full line, 12 and 13 after `)`.
+    let ticks: u64 = fields.get(11).context("no utime")?.parse::<u64>()?
+        + fields.get(12).context("no stime")?.parse::<u64>()?;
+    Ok(ticks as f64 / CLOCK_TICKS_PER_SECOND)
+}
+
+/// Linux reports process times in USER_HZ, which is 100 on every mainstream platform.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
