@@ -48,6 +48,13 @@ enum Command {
         /// A data file of the recording, or its .meta.json.
         file: PathBuf,
     },
+    /// Loopback demo: recorder server, simulated XIAO and a two-path gateway; one path
+    /// is killed halfway; exits non-zero if any sample was lost.
+    Demo(kwik_recorder::remote::cli::DemoArgs),
+    /// Recorder server: record the sensor streams gateways send over KWIK.
+    Serve(kwik_recorder::remote::cli::ServeArgs),
+    /// Gateway: stream a device (serial, BLE or simulator) to a recorder server.
+    Stream(kwik_recorder::remote::cli::StreamArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -179,6 +186,9 @@ fn main() -> ExitCode {
         Command::Ls { dir } => cmd_ls(dir.as_deref().unwrap_or(Path::new("recordings")), json),
         Command::Recover { file } => cmd_recover(&file, json),
         Command::Verify { file } => cmd_verify(&file, json),
+        Command::Demo(a) => kwik_recorder::remote::cli::demo(a, json).map_err(Into::into),
+        Command::Serve(a) => kwik_recorder::remote::cli::serve(a, json).map_err(Into::into),
+        Command::Stream(a) => kwik_recorder::remote::cli::stream(a, json).map_err(Into::into),
     };
     match result {
         Ok(code) => code,

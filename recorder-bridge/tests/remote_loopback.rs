@@ -1,16 +1,19 @@
 //! Remote recording end to end on loopback: real KWIK sessions (quinn), real recorder
 //! threads, real files, compared value by value with the simulator's ground truth.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use kwik_recorder::remote::{
-    Gateway, GatewayConfig, RecorderServer, ServerConfig, ServerIdentity, SimImuConfig, StreamKey,
-    sim_imu,
+    DemoConfig, FrameSource, Gateway, GatewayConfig, Message, RecorderServer, RunId, ServerConfig,
+    ServerIdentity, SimImuConfig, StreamHeader, StreamKey, WireSample, WireSchema, imu_row,
+    run_demo, serial, sim_imu, sim_imu_with,
 };
-use kwik_recorder::{ImuRow, parse_csv};
+use kwik_recorder::{ImuRow, Sidecar, parse_csv, sidecar_path};
 
 fn key(device: &str) -> StreamKey {
     StreamKey {
@@ -19,19 +22,21 @@ fn key(device: &str) -> StreamKey {
     }
 }
 
-/// Every data file of a device, in recording order, parsed.
+/// Every data file of a device, in recording order (by sidecar start time), parsed.
 fn recorded_rows(out: &Path, device: &str) -> Vec<ImuRow> {
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
     for day in std::fs::read_dir(out.join(device)).unwrap().flatten() {
         for f in std::fs::read_dir(day.path()).unwrap().flatten() {
-            if f.path().extension().is_some_and(|e| e == "csv") {
-                files.push(f.path());
+            let p = f.path();
+            if p.extension().is_some_and(|e| e == "csv") {
+                let sc = Sidecar::read(&sidecar_path(&p)).unwrap();
+                files.push((sc.start_utc, p));
             }
         }
     }
     files.sort();
     let mut rows = Vec::new();
-    for f in files {
+    for (_, f) in files {
         let parsed = parse_csv::<ImuRow>(&std::fs::read(&f).unwrap()).unwrap();
         assert!(parsed.footer.is_some(), "{} has no footer", f.display());
         rows.extend(parsed.rows);
@@ -48,27 +53,43 @@ fn server_config(out: &Path) -> ServerConfig {
     c
 }
 
+fn local() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn start_server(out: &Path, config: ServerConfig) -> (RecorderServer, ServerIdentity) {
+    let _ = out;
+    let id = ServerIdentity::generate(&[]).unwrap();
+    let server = RecorderServer::bind(local(), id.server_config().unwrap(), config).unwrap();
+    (server, id)
+}
+
+fn gateway_config(server: &RecorderServer, id: &ServerIdentity, device: &str) -> GatewayConfig {
+    let mut cfg = GatewayConfig::new(
+        server.local_addr().unwrap(),
+        id.client_config().unwrap(),
+        key(device),
+    );
+    cfg.bind = local();
+    cfg
+}
+
+fn rate(hz: u32) -> NonZeroU32 {
+    NonZeroU32::new(hz).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_device_is_recorded_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let id = ServerIdentity::generate(&[]).unwrap();
-    let server = RecorderServer::bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        id.server_config().unwrap(),
-        server_config(dir.path()),
-    )
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    let n = 5_000;
+    let (server, id) = start_server(dir.path(), server_config(dir.path()));
+    let n = 10_000;
     let sim = SimImuConfig {
         seed: 11,
-        rate_hz: NonZeroU32::new(1000).unwrap(),
+        rate_hz: rate(1000),
         limit: Some(n),
         real_time: false,
     };
-    let mut cfg = GatewayConfig::new(addr, id.client_config().unwrap(), key("xiao-a"));
-    cfg.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-    let gw = Gateway::start(cfg, sim_imu(sim)).unwrap();
+    let gw = Gateway::start(gateway_config(&server, &id, "xiao-a"), sim_imu(sim)).unwrap();
     let report = tokio::time::timeout(Duration::from_secs(60), gw.finish())
         .await
         .expect("gateway finished");
@@ -85,4 +106,217 @@ async fn simulated_device_is_recorded_exactly() {
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].written, n);
     assert!(reports[0].balanced());
+    // The gateway's final report is the server's.
+    let sr = report.server_report.expect("final report");
+    assert_eq!(sr["written"], n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_paths_killed_mid_run_loses_nothing() {
+    for scheduler in [kwik::Scheduler::Aggregate, kwik::Scheduler::Redundant] {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = run_demo(DemoConfig {
+            duration: Duration::from_secs(3),
+            rate_hz: rate(1000),
+            out_dir: dir.path().to_path_buf(),
+            scheduler,
+            seed: 3,
+            verbose: false,
+        })
+        .await
+        .unwrap();
+        assert!(summary.ok, "{scheduler:?}: {summary:#?}");
+        assert_eq!(summary.lost, 0);
+        assert_eq!(summary.stages.written, 3000);
+        assert!(summary.file_matches_simulator);
+        assert!(
+            summary
+                .paths
+                .iter()
+                .any(|p| p.killed && p.state == "Abandoned"),
+            "{scheduler:?}: killed path not abandoned: {:?}",
+            summary.paths
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_recorder_withholds_credit_and_the_gateway_spools() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sc = server_config(dir.path());
+    // The recorder hands data to its writer only every second: in between the backlog
+    // exceeds the bound and the server stops reading (a slow disk seen from the bridge).
+    sc.recording.export.flush_interval = Duration::from_secs(1);
+    sc.backlog_limit = 200;
+    let (server, id) = start_server(dir.path(), sc);
+    let n = 2_000;
+    let sim = SimImuConfig {
+        seed: 2,
+        rate_hz: rate(1000),
+        limit: Some(n),
+        real_time: false,
+    };
+    let mut gc = gateway_config(&server, &id, "xiao-slow");
+    // Unconfirmed samples stay in memory (then the spool) until the server has them on
+    // disk, so with acks once a second at most 1000 are in flight and the rest spool.
+    gc.queue_capacity = 1000;
+    gc.spool = Some((dir.path().join("spool").join("s.spool"), 64 << 20));
+    let gw = Gateway::start(gc, sim_imu(sim)).unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), gw.finish())
+        .await
+        .unwrap();
+    assert_eq!(report.error, None);
+    let c = report.counts;
+    assert_eq!(c.acked, n);
+    assert_eq!(c.dropped_overflow, 0);
+    assert!(c.spooled > 0, "nothing was spooled: {c:?}");
+    let reports = server.shutdown().await;
+    assert!(
+        reports[0].counts.stalls > 0,
+        "credit never withheld: {:?}",
+        reports[0]
+    );
+    assert_eq!(reports[0].recorder_dropped, 0);
+    assert_eq!(recorded_rows(dir.path(), "xiao-slow"), sim.expected(n));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_device_frames_are_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, id) = start_server(dir.path(), server_config(dir.path()));
+    let mut cfg = xiao_sim::SimConfig::new(9, rate(1000));
+    cfg.faults.corrupt = xiao_sim::Probability::try_from(0.01).unwrap();
+    cfg.faults.drop = xiao_sim::Probability::try_from(0.01).unwrap();
+    let n = 5_000;
+    let mut truth = xiao_sim::Simulator::new(cfg);
+    let ticks: Vec<_> = (0..n).map(|_| truth.tick()).collect();
+    let gw = Gateway::start(
+        gateway_config(&server, &id, "xiao-faulty"),
+        sim_imu_with(cfg, false, Some(n)),
+    )
+    .unwrap();
+    let report = gw.finish().await;
+    let c = report.counts;
+    let stats = truth.stats();
+    assert_eq!(c.device_errors, stats.corrupted);
+    let intact: Vec<ImuRow> = ticks
+        .iter()
+        .filter(|t| t.fate == xiao_sim::Fate::Sent)
+        .map(|t| imu_row(&t.sample))
+        .collect();
+    assert_eq!(c.device_samples, intact.len() as u64);
+    // Books: numbered by the device = decoded + lost (up to the last intact sample).
+    assert_eq!(c.device_produced, c.device_samples + c.device_lost);
+    assert_eq!(recorded_rows(dir.path(), "xiao-faulty"), intact);
+    let reports = server.shutdown().await;
+    // The server sees the device's gaps as missing sequence numbers.
+    assert_eq!(reports[0].counts.missing, c.device_lost);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_peer_messages_are_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, id) = start_server(dir.path(), server_config(dir.path()));
+    let endpoint = kwik::Endpoint::client(local(), id.client_config().unwrap()).unwrap();
+    let session = endpoint
+        .connect(server.local_addr().unwrap(), "localhost")
+        .await
+        .unwrap();
+    let sim = SimImuConfig {
+        seed: 4,
+        rate_hz: rate(100),
+        limit: None,
+        real_time: false,
+    };
+    let rows = sim.expected(6);
+    let mut bytes = Message::Header(StreamHeader {
+        key: key("peer"),
+        run: RunId(77),
+        schema: WireSchema::Imu,
+        rate_hz: 100,
+        device_time_us: 0,
+        host_utc_us: 0,
+        anchor_seq: 0,
+    })
+    .to_bytes()
+    .unwrap();
+    let sample = |seq: u64, out: &mut Vec<u8>| {
+        let mut body = Vec::new();
+        rows[seq as usize].encode_body(seq, &mut body);
+        Message::encode_sample(seq, &body, out).unwrap();
+    };
+    sample(0, &mut bytes);
+    sample(1, &mut bytes);
+    bytes.extend_from_slice(b"garbage!"); // no message start: skipped
+    let mut bad = Vec::new();
+    rows[2].encode_body(2, &mut bad);
+    bad[5] ^= 0x40; // CRC no longer matches
+    Message::encode_sample(2, &bad, &mut bytes).unwrap();
+    bytes.extend_from_slice(&[0xA5, 0x7E, 1, 0, 0]); // unknown kind
+    sample(1, &mut bytes); // duplicate
+    sample(3, &mut bytes);
+    sample(4, &mut bytes);
+    sample(5, &mut bytes);
+    let mut s = session.open_uni().await.unwrap();
+    s.write_chunk(Bytes::from(bytes)).await.unwrap();
+    s.finish().unwrap();
+    s.finished().await.unwrap();
+    // Wait until the server processed everything.
+    let mut report = None;
+    for _ in 0..200 {
+        let r = server.reports();
+        if r.first().is_some_and(|r| r.counts.received >= 7) {
+            report = r.into_iter().next();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = report.expect("stream recorded");
+    assert_eq!(r.counts.received, 7);
+    assert_eq!(r.counts.malformed, 3); // garbage, corrupt body, unknown kind
+    assert_eq!(r.counts.duplicates, 1);
+    assert_eq!(r.counts.missing, 1); // seq 2 never arrived intact
+    assert_eq!(r.counts.pushed, 5);
+    session.close(0, b"bye");
+    let reports = server.shutdown().await;
+    assert_eq!(reports[0].written, 5);
+    let expect: Vec<ImuRow> = [0, 1, 3, 4, 5].iter().map(|&i| rows[i]).collect();
+    assert_eq!(recorded_rows(dir.path(), "peer"), expect);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_source_through_a_pty_fed_by_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, id) = start_server(dir.path(), server_config(dir.path()));
+    let n = 2_000u64;
+    let cfg = xiao_sim::SimConfig::new(21, rate(1000));
+    let mut pty = xiao_sim::Pty::open().unwrap();
+    let path = pty.slave_path().to_path_buf();
+    let source: FrameSource<_> = serial(&path).unwrap();
+    let feeder = std::thread::spawn(move || {
+        let mut sim = xiao_sim::Simulator::new(cfg);
+        for _ in 0..n {
+            pty.write_all(&sim.tick().bytes).unwrap();
+        }
+        pty // keep the terminal open until the test is done
+    });
+    let gw = Gateway::start(gateway_config(&server, &id, "ttyACM-sim"), source).unwrap();
+    let t = std::time::Instant::now();
+    while gw.counts().device_samples < n && t.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.stop_source();
+    let report = gw.finish().await;
+    let _pty = feeder.join().unwrap();
+    assert_eq!(report.counts.device_samples, n);
+    assert_eq!(report.counts.device_errors, 0);
+    assert_eq!(report.counts.acked, n);
+    let sim = SimImuConfig {
+        seed: 21,
+        rate_hz: rate(1000),
+        limit: None,
+        real_time: false,
+    };
+    assert_eq!(recorded_rows(dir.path(), "ttyACM-sim"), sim.expected(n));
+    server.shutdown().await;
 }

@@ -6,9 +6,13 @@
 //! (storage) → [`source`] (devices), [`server`], [`gateway`] (tokio + kwik).
 
 pub mod accounting;
+pub mod ble;
+pub mod cli;
+pub mod demo;
 pub mod gateway;
 pub mod journal;
 pub mod outbox;
+pub mod relay;
 pub mod sample;
 pub mod server;
 pub mod source;
@@ -17,8 +21,10 @@ pub mod tls;
 pub mod wire;
 
 pub use accounting::{GatewayCounters, GatewayCounts, ServerStreamCounters, ServerStreamCounts};
+pub use demo::{DemoConfig, DemoSummary, run_demo};
 pub use gateway::{Gateway, GatewayConfig, GatewayError, GatewayReport};
 pub use outbox::Outbox;
+pub use relay::UdpRelay;
 pub use sample::{SampleError, WireSample, imu_row, imu_sample};
 pub use server::{OpenStreamError, RecorderServer, ServeError, ServerConfig, StreamReport};
 pub use source::{

@@ -1,0 +1,464 @@
+//! `kwik-record demo`: a recorder server, a simulated XIAO board (the firmware's own
+//! sampling and framing code in `xiao-sim`) and a gateway with two KWIK paths on
+//! loopback. One path is killed halfway; at the end the recorded file is compared
+//! value by value with the simulator's ground truth and the counts of every stage are
+//! printed.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::codec::parse_csv;
+use crate::remote::GatewayCounts;
+use crate::remote::gateway::{Gateway, GatewayConfig, GatewayError};
+use crate::remote::relay::UdpRelay;
+use crate::remote::server::{RecorderServer, ServeError, ServerConfig, StreamReport};
+use crate::remote::source::{SimImuConfig, sim_imu};
+use crate::remote::tls::{IdentityError, ServerIdentity};
+use crate::remote::wire::StreamKey;
+use crate::schema::ImuRow;
+
+/// Settings of the demo.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// How long the simulated board samples (default 10 s).
+    pub duration: Duration,
+    /// Its sample rate (default 1000 Hz).
+    pub rate_hz: NonZeroU32,
+    /// Where the recording goes (default `recordings/demo`).
+    pub out_dir: PathBuf,
+    /// Scheduler of the sensor stream (default aggregate: both paths carry data).
+    pub scheduler: kwik::Scheduler,
+    /// Seed of the simulated signals.
+    pub seed: u64,
+    /// Print progress lines while running.
+    pub verbose: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            duration: Duration::from_secs(10),
+            rate_hz: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
+            out_dir: PathBuf::from("recordings/demo"),
+            scheduler: kwik::Scheduler::Aggregate,
+            seed: 1,
+            verbose: true,
+        }
+    }
+}
+
+/// Why the demo could not run (as opposed to running and finding losses).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// Certificates could not be made.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// TLS configuration failed.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] kwik::TlsConfigError),
+    /// The server could not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The gateway could not start.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// A loopback relay could not be bound.
+    #[error("cannot bind a loopback relay: {0}")]
+    Relay(std::io::Error),
+}
+
+/// One KWIK path of the demo.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoPath {
+    /// Path number.
+    pub id: u64,
+    /// The gateway's local address.
+    pub local: Option<SocketAddr>,
+    /// The address it sends to (a loopback relay in front of the server).
+    pub via: SocketAddr,
+    /// Killed halfway?
+    pub killed: bool,
+    /// Final state as kwik reports it.
+    pub state: String,
+}
+
+/// Counts at every stage, from the board to the file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoStages {
+    /// Samples the simulated board took.
+    pub device_produced: u64,
+    /// Gateway: decoded intact from the board's frames.
+    pub gateway_received: u64,
+    /// Gateway: device sequence gaps.
+    pub device_lost: u64,
+    /// Gateway: held in memory / spooled to disk / dropped on overflow.
+    pub gateway_queued: u64,
+    /// Gateway: written to the spool.
+    pub gateway_spooled: u64,
+    /// Gateway: dropped because queue and spool were full.
+    pub gateway_dropped: u64,
+    /// Network: sample messages sent (incl. re-sends after reconnects).
+    pub network_sent: u64,
+    /// Server: sample messages received.
+    pub server_received: u64,
+    /// Server: duplicates dropped by sequence number.
+    pub server_duplicates: u64,
+    /// Server: malformed messages skipped.
+    pub server_malformed: u64,
+    /// Server: sequence numbers never received.
+    pub server_missing: u64,
+    /// Server: pushed to the recorder's ring.
+    pub recorder_in: u64,
+    /// Recorder: rows in the data file.
+    pub written: u64,
+    /// Recorder: lost in ring, exporter or writer.
+    pub recorder_dropped: u64,
+    /// Gateway: confirmed on disk by the server.
+    pub acked: u64,
+}
+
+/// The demo's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoSummary {
+    /// Root output folder.
+    pub out_dir: PathBuf,
+    /// Data files written.
+    pub files: Vec<PathBuf>,
+    /// The sidecar.
+    pub sidecar: PathBuf,
+    /// Wall time of the whole run in seconds.
+    pub elapsed_s: f64,
+    /// Sample rate.
+    pub rate_hz: u32,
+    /// Scheduler used.
+    pub scheduler: String,
+    /// Seconds after the start when the path was killed.
+    pub killed_at_s: f64,
+    /// The paths.
+    pub paths: Vec<DemoPath>,
+    /// Path events seen by the gateway (`t=1.23s Abandoned(path 0)`).
+    pub events: Vec<String>,
+    /// Counts per stage.
+    pub stages: DemoStages,
+    /// KWIK bytes re-sent after the path died.
+    pub bytes_resent: u64,
+    /// Rows in the file equal the simulator's samples, value by value, in order.
+    pub file_matches_simulator: bool,
+    /// Samples produced by the board but not in the file.
+    pub lost: u64,
+    /// Gateway error, if any.
+    pub gateway_error: Option<String>,
+    /// Nothing lost, the file verified, every stage balanced.
+    pub ok: bool,
+}
+
+fn scheduler_name(s: kwik::Scheduler) -> String {
+    match s {
+        kwik::Scheduler::MinRtt => "min-rtt".into(),
+        kwik::Scheduler::Aggregate => "aggregate".into(),
+        kwik::Scheduler::Redundant => "redundant".into(),
+        kwik::Scheduler::Backup => "backup".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Runs the demo (inside a tokio runtime).
+pub async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
+    // Absolute, so every path printed says exactly where the files are.
+    if let Ok(abs) = std::path::absolute(&config.out_dir) {
+        config.out_dir = abs;
+    }
+    let say = |s: String| {
+        if config.verbose {
+            println!("{s}");
+        }
+    };
+    let t0 = Instant::now();
+    let id = ServerIdentity::generate(&[])?;
+    let session = kwik::SessionConfig::lan();
+    let mut sc = ServerConfig {
+        out_dir: config.out_dir.clone(),
+        ..ServerConfig::default()
+    };
+    sc.recording.min_free_bytes = 16 << 20;
+    let server = RecorderServer::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        id.server_config()?.session(session.clone()),
+        sc,
+    )?;
+    let server_addr = server.local_addr().map_err(DemoError::Relay)?;
+    say(format!(
+        "recorder server on {server_addr} (KWIK over QUIC, TLS with an in-process CA), recording into {}",
+        config.out_dir.display()
+    ));
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let relay1 = UdpRelay::start(any, server_addr)
+        .await
+        .map_err(DemoError::Relay)?;
+    let relay2 = UdpRelay::start(any, server_addr)
+        .await
+        .map_err(DemoError::Relay)?;
+    // A second loopback address for the second uplink where the OS has one (Linux
+    // routes all of 127/8 to lo); otherwise a second port on 127.0.0.1.
+    let second_local = match std::net::UdpSocket::bind("127.0.0.2:0") {
+        Ok(_) => SocketAddr::from(([127, 0, 0, 2], 0)),
+        Err(_) => any,
+    };
+    let n = config.duration.as_secs_f64() * f64::from(config.rate_hz.get());
+    let n = n.round().max(1.0) as u64;
+    let sim = SimImuConfig {
+        seed: config.seed,
+        rate_hz: config.rate_hz,
+        limit: Some(n),
+        real_time: true,
+    };
+    let key = StreamKey {
+        device: "xiao-sim-1".into(),
+        stream: "imu".into(),
+    };
+    let mut gc = GatewayConfig::new(
+        relay1.addr(),
+        id.client_config()?.session(session.clone()),
+        key,
+    );
+    gc.bind = any;
+    gc.extra_paths = vec![kwik::PathSpec::local(second_local).with_remote(relay2.addr())];
+    gc.scheduler = Some(config.scheduler);
+    gc.prefix = "demo".into();
+    gc.spool = Some((
+        config.out_dir.join(".spool").join("xiao-sim-1.spool"),
+        256 << 20,
+    ));
+    say(format!(
+        "simulated XIAO nRF52840 Sense: {} Hz for {:.1} s = {n} samples (xiao-sim, COBS+CRC frames as on USB)",
+        config.rate_hz,
+        config.duration.as_secs_f64()
+    ));
+    let gw = Gateway::start(gc, sim_imu(sim))?;
+    // Wait for the session and both paths.
+    let session_up = Instant::now();
+    let mut session = None;
+    while session_up.elapsed() < Duration::from_secs(10) {
+        if let Some(s) = gw.session() {
+            if s.paths().len() >= 2 {
+                session = Some(s);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut events_rx = session.as_ref().map(kwik::Session::path_events);
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let ev_task = {
+        let events = events.clone();
+        let verbose = config.verbose;
+        tokio::spawn(async move {
+            if let Some(rx) = events_rx.as_mut() {
+                while let Some(e) = rx.next().await {
+                    let line = format!("t={:.2}s path event {e:?}", t0.elapsed().as_secs_f64());
+                    if verbose {
+                        println!("  {line}");
+                    }
+                    if let Ok(mut v) = events.lock() {
+                        v.push(line);
+                    }
+                }
+            }
+        })
+    };
+    let mut paths_before = Vec::new();
+    if let Some(s) = &session {
+        for p in s.paths() {
+            say(format!(
+                "  {} local {} -> {}",
+                p.stats.id,
+                p.local
+                    .map_or_else(|| "127.0.0.1".into(), |a| a.to_string()),
+                p.remote.map_or_else(|| "?".into(), |a| a.to_string()),
+            ));
+            paths_before.push(p);
+        }
+    } else {
+        say("  warning: the session did not come up with two paths in 10 s".into());
+    }
+    say(format!(
+        "gateway streaming with the {} scheduler",
+        scheduler_name(config.scheduler)
+    ));
+    // Kill the first path halfway.
+    let start = Instant::now();
+    let half = config.duration / 2;
+    while start.elapsed() < half && !gw.source_finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay1.kill();
+    let killed_at = t0.elapsed().as_secs_f64();
+    say(format!(
+        "t={killed_at:.2}s killed path 0 (its relay now drops every datagram, both ways); {} samples so far",
+        gw.counts().device_samples
+    ));
+    let mut last_print = Instant::now();
+    while !gw.source_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if last_print.elapsed() >= Duration::from_secs(2) {
+            last_print = Instant::now();
+            let c = gw.counts();
+            say(format!(
+                "t={:.2}s device {} samples, confirmed on disk {}, pending {}",
+                t0.elapsed().as_secs_f64(),
+                c.device_samples,
+                c.acked,
+                c.pending()
+            ));
+        }
+    }
+    let final_session = gw.session();
+    let bytes_resent = final_session.as_ref().map_or(0, |s| s.stats().bytes_resent);
+    let paths_after = final_session
+        .as_ref()
+        .map(kwik::Session::paths)
+        .unwrap_or_default();
+    let report = gw.finish().await;
+    let reports = server.shutdown().await;
+    ev_task.abort();
+    let stream: Option<&StreamReport> = reports.first();
+    let files = stream.map(|r| r.files.clone()).unwrap_or_default();
+    let mut rows: Vec<ImuRow> = Vec::new();
+    let mut parse_ok = true;
+    for f in &files {
+        match std::fs::read(f)
+            .ok()
+            .and_then(|b| parse_csv::<ImuRow>(&b).ok())
+        {
+            Some(p) => rows.extend(p.rows),
+            None => parse_ok = false,
+        }
+    }
+    let expected = sim.expected(n);
+    let matches = parse_ok && rows == expected;
+    let c: GatewayCounts = report.counts;
+    let stages = DemoStages {
+        device_produced: n,
+        gateway_received: c.device_samples,
+        device_lost: c.device_lost,
+        gateway_queued: c.queued,
+        gateway_spooled: c.spooled,
+        gateway_dropped: c.dropped_overflow,
+        network_sent: c.sent,
+        server_received: stream.map_or(0, |r| r.counts.received),
+        server_duplicates: stream.map_or(0, |r| r.counts.duplicates),
+        server_malformed: stream.map_or(0, |r| r.counts.malformed),
+        server_missing: stream.map_or(0, |r| r.counts.missing),
+        recorder_in: stream.map_or(0, |r| r.counts.pushed),
+        written: stream.map_or(0, |r| r.written),
+        recorder_dropped: stream.map_or(0, |r| r.recorder_dropped),
+        acked: c.acked,
+    };
+    let lost = n.saturating_sub(stages.written);
+    let balanced = stream.is_some_and(StreamReport::balanced)
+        && stages.gateway_received == stages.acked + stages.gateway_dropped;
+    let paths = paths_before
+        .iter()
+        .map(|p| DemoPath {
+            id: p.stats.id.into_inner(),
+            local: p.local,
+            via: if p.stats.id.into_inner() == 0 {
+                relay1.addr()
+            } else {
+                relay2.addr()
+            },
+            killed: p.stats.id.into_inner() == 0,
+            state: paths_after
+                .iter()
+                .find(|q| q.stats.id == p.stats.id)
+                .map_or_else(|| "gone".into(), |q| format!("{:?}", q.stats.state)),
+        })
+        .collect();
+    let events = events.lock().map(|v| v.clone()).unwrap_or_default();
+    let ok = lost == 0 && matches && balanced && stages.written == n;
+    Ok(DemoSummary {
+        out_dir: config.out_dir.clone(),
+        sidecar: stream.map(|r| r.sidecar.clone()).unwrap_or_default(),
+        files,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+        rate_hz: config.rate_hz.get(),
+        scheduler: scheduler_name(config.scheduler),
+        killed_at_s: killed_at,
+        paths,
+        events,
+        stages,
+        bytes_resent,
+        file_matches_simulator: matches,
+        lost,
+        gateway_error: report.error,
+        ok,
+    })
+}
+
+/// Prints a summary for people.
+pub fn print_summary(s: &DemoSummary) {
+    let st = &s.stages;
+    println!();
+    println!("recorded {} samples into:", st.written);
+    for f in &s.files {
+        println!("  {}", f.display());
+    }
+    println!("  {}", s.sidecar.display());
+    println!("sample counts at every stage:");
+    println!("  simulated board produced     {:>8}", st.device_produced);
+    println!(
+        "  gateway decoded from frames  {:>8}  (device gaps {}, queued {}, spooled {}, dropped {})",
+        st.gateway_received,
+        st.device_lost,
+        st.gateway_queued,
+        st.gateway_spooled,
+        st.gateway_dropped
+    );
+    println!(
+        "  sent over KWIK               {:>8}  (re-sent bytes after the path died: {})",
+        st.network_sent, s.bytes_resent
+    );
+    println!(
+        "  server received              {:>8}  (duplicates {}, malformed {}, missing {})",
+        st.server_received, st.server_duplicates, st.server_malformed, st.server_missing
+    );
+    println!("  recorder ring in             {:>8}", st.recorder_in);
+    println!(
+        "  rows in the CSV              {:>8}  (recorder dropped {})",
+        st.written, st.recorder_dropped
+    );
+    println!("  confirmed to the gateway     {:>8}", st.acked);
+    for p in &s.paths {
+        println!(
+            "path {} ({} -> {}){}: {}",
+            p.id,
+            p.local
+                .map_or_else(|| "127.0.0.1".into(), |a| a.to_string()),
+            p.via,
+            if p.killed { " killed halfway" } else { "" },
+            p.state
+        );
+    }
+    if let Some(e) = &s.gateway_error {
+        println!("gateway error: {e}");
+    }
+    println!(
+        "file equals the simulator's samples value by value: {}",
+        if s.file_matches_simulator {
+            "yes"
+        } else {
+            "NO"
+        }
+    );
+    if s.ok {
+        println!(
+            "OK: nothing was lost ({} of {} samples recorded, one of two paths killed at t={:.1}s)",
+            st.written, st.device_produced, s.killed_at_s
+        );
+    } else {
+        println!("FAILED: {} samples lost", s.lost);
+    }
+}
