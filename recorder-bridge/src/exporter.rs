@@ -150,7 +150,7 @@ struct Exchange<S> {
 struct Shared<S> {
     exchange: Mutex<Exchange<S>>,
     wake: Condvar,
-    stats: Arc<ExportStats>,
+    stats: std::sync::Arc<ExportStats>,
 }
 
 /// The producer side. Owns the active buffer; not `Clone` (one producer per exporter).
@@ -158,7 +158,7 @@ pub struct Exporter<S: Send + 'static, R: Send + 'static> {
     active: Vec<S>,
     config: ExportConfig,
     shared: Arc<Shared<S>>,
-    stats: Arc<ExportStats>,
+    stats: std::sync::Arc<ExportStats>,
     last_handoff: Option<Instant>,
     writer: Option<sync::thread::JoinHandle<R>>,
 }
@@ -189,7 +189,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
                 closing: false,
             }),
             wake: Condvar::new(),
-            stats: Arc::new(ExportStats::default()),
+            stats: std::sync::Arc::new(ExportStats::default()),
         });
         let s2 = shared.clone();
         let tick = config.tick_interval;
@@ -205,7 +205,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
     }
 
     /// The shared counters (for status).
-    pub fn stats(&self) -> Arc<ExportStats> {
+    pub fn stats(&self) -> std::sync::Arc<ExportStats> {
         self.shared.stats.clone()
     }
 
@@ -403,9 +403,15 @@ fn writer_loop<S, W: BatchWriter<S>>(
 }
 
 /// A writer that keeps batches in memory (tests, benches, live views).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryWriter<S> {
     rows: Vec<S>,
+}
+
+impl<S> Default for MemoryWriter<S> {
+    fn default() -> Self {
+        MemoryWriter { rows: Vec::new() }
+    }
 }
 
 impl<S: Clone + Send + 'static> BatchWriter<S> for MemoryWriter<S> {

@@ -4,7 +4,7 @@
 //! acquisition thread.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use crate::codec::{Encoder, Footer};
 use crate::exporter::{BatchWriter, WriteOutcome};
 use crate::schema::Schema;
-use crate::sync::{Arc, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What to do when a data file reaches the size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -341,6 +342,8 @@ impl<S: Schema> FileWriter<S> {
             return;
         };
         let _ = part.file.set_len(part.flushed_bytes);
+        // The cursor may be past the cut (a partial write): put it back at the end.
+        let _ = part.file.seek(SeekFrom::Start(part.flushed_bytes));
         part.bytes = part.flushed_bytes;
         part.samples = part.flushed_samples;
         self.progress.bytes.store(

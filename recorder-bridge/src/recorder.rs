@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::codec::{Encoder, EncoderError, Format};
 use crate::disk;
-use crate::exporter::{ExportConfig, ExportStats, Exporter};
+use crate::exporter::{ExportConfig, ExportStats, Exporter, Overflow, OverflowPolicy};
 use crate::file_writer::{
     FileConfig, FileProgress, FileReport, FileWriter, SizeLimitAction, WriteFault, WriterStop,
 };
@@ -108,7 +108,11 @@ pub struct RecordingConfig {
     pub size_limit: Option<u64>,
     /// What the size limit does (default stop).
     pub on_size_limit: SizeLimitAction,
-    /// Exporter batch, flush interval and overflow policy.
+    /// Exporter batch, flush interval and overflow policy. The default policy here is
+    /// [`OverflowPolicy::Reject`]: when both buffers are full the stream's worker leaves
+    /// samples in the ring and retries, so the ring (sized by the caller) absorbs a slow
+    /// disk and a loss shows up as ring drops. The acquisition never waits either way.
+    /// With [`OverflowPolicy::DropNewest`] the exporter drops and counts instead.
     pub export: ExportConfig,
     /// fsync data at least this often (default 1 s): the most a crash can lose.
     pub sync_interval: Duration,
@@ -142,7 +146,10 @@ impl Default for RecordingConfig {
             duration_limit: None,
             size_limit: None,
             on_size_limit: SizeLimitAction::Stop,
-            export: ExportConfig::default(),
+            export: ExportConfig {
+                overflow: OverflowPolicy::Reject,
+                ..ExportConfig::default()
+            },
             sync_interval: Duration::from_secs(1),
             status_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(5),
@@ -483,44 +490,60 @@ fn stream_worker<S: Schema>(
     let mut buf: Vec<S> = Vec::with_capacity(chunk);
     let start = reader.position().0;
     let mut stop_at: Option<u64> = None;
+    // Samples read from the ring and not yet accepted by the exporter (it refuses them
+    // while both buffers are full): they wait here while the ring keeps absorbing.
+    let mut pos = 0usize;
     loop {
         if stop_at.is_none() && group.stop.load(Ordering::Acquire) {
             // Everything produced before the stop request is recorded.
             stop_at = Some(reader.head().0);
         }
-        buf.clear();
-        let max = match stop_at {
-            Some(end) => usize::try_from(end.saturating_sub(reader.position().0))
-                .unwrap_or(usize::MAX)
-                .min(chunk),
-            None => chunk,
-        };
-        let got = reader.read(&mut buf, max);
-        stream
-            .ring_dropped
-            .fetch_add(got.dropped, Ordering::Relaxed);
-        let marker = group.segment.get();
-        let mut filtered = 0;
-        for mut s in buf.drain(..) {
-            if cfg.segments == SegmentMarking::Group {
-                s.set_segment(marker);
-            }
-            let line = match cfg.segments {
-                SegmentMarking::Group => marker.line,
-                SegmentMarking::FromSamples => s.segment().map_or(marker.line, |m| m.line),
+        let mut got = None;
+        if pos == buf.len() {
+            buf.clear();
+            pos = 0;
+            let max = match stop_at {
+                Some(end) => usize::try_from(end.saturating_sub(reader.position().0))
+                    .unwrap_or(usize::MAX)
+                    .min(chunk),
+                None => chunk,
             };
-            if cfg.lines == LineFilter::ActiveOnly && line != LineState::Active {
-                filtered += 1;
-                continue;
-            }
-            // Drops and discards are counted by the exporter.
-            let _ = exporter.push(s);
-            stream.pushed.fetch_add(1, Ordering::Relaxed);
+            let r = reader.read(&mut buf, max);
+            stream.ring_dropped.fetch_add(r.dropped, Ordering::Relaxed);
+            let marker = group.segment.get();
+            let before = buf.len();
+            buf.retain_mut(|s| {
+                if cfg.segments == SegmentMarking::Group {
+                    s.set_segment(marker);
+                }
+                let line = match cfg.segments {
+                    SegmentMarking::Group => marker.line,
+                    SegmentMarking::FromSamples => s.segment().map_or(marker.line, |m| m.line),
+                };
+                cfg.lines != LineFilter::ActiveOnly || line == LineState::Active
+            });
+            stream
+                .filtered
+                .fetch_add((before - buf.len()) as u64, Ordering::Relaxed);
+            stream
+                .produced
+                .store(reader.position().0 - start, Ordering::Relaxed);
+            got = Some(r);
         }
-        stream.filtered.fetch_add(filtered, Ordering::Relaxed);
-        stream
-            .produced
-            .store(reader.position().0 - start, Ordering::Relaxed);
+        let mut blocked = false;
+        while pos < buf.len() {
+            match exporter.push(buf[pos]) {
+                Err(Overflow::Full(_)) => {
+                    blocked = true;
+                    break;
+                }
+                // Accepted, or dropped/discarded and counted by the exporter.
+                _ => {
+                    pos += 1;
+                    stream.pushed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         exporter.poll(Instant::now());
         if let Some(stop) = stream.progress.stop() {
             group.request_stop(&match stop {
@@ -528,11 +551,13 @@ fn stream_worker<S: Schema>(
                 WriterStop::Io { message, .. } => format!("write error: {message}"),
             });
         }
+        let idle = got.is_none_or(|r| r.read == 0 && r.dropped == 0);
         if let Some(end) = stop_at {
-            if reader.position().0 >= end {
+            if reader.position().0 >= end && pos == buf.len() {
                 break;
             }
-        } else if got.read == 0 && got.dropped == 0 {
+        }
+        if blocked || (idle && stop_at.is_none()) {
             std::thread::sleep(cfg.poll_interval);
         }
     }
