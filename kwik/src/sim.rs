@@ -445,3 +445,60 @@ fn forged_frames_are_typed_errors() {
             .is_err()
     );
 }
+
+/// Virtual time from blackholing path 1 (idle session, two paths) until the
+/// client abandons it.
+fn time_to_abandon(threshold: u32) -> Duration {
+    let config = SessionConfig::default()
+        .ping_interval(Duration::from_millis(50))
+        .missed_pong_threshold(threshold);
+    let mut sim = Sim::new(config, 3);
+    let path = sim.add_path(10);
+    let stream = StreamId::from_parts(0, Side::Client, Dir::Uni);
+    for _ in 0..500 {
+        sim.tick(stream);
+    }
+    sim.paths.get_mut(&path).unwrap().blackhole = true;
+    let cut = sim.now;
+    for _ in 0..20_000 {
+        sim.tick(stream);
+        if sim.abandoned.contains(&path) {
+            return sim.now - cut;
+        }
+    }
+    panic!("path never abandoned");
+}
+
+#[test]
+fn missed_pong_threshold_is_honoured() {
+    let fast = time_to_abandon(2);
+    let slow = time_to_abandon(6);
+    // Each miss costs one ping interval (50 ms, RTT 20 ms).
+    assert!(fast >= Duration::from_millis(100), "{fast:?}");
+    assert!(slow >= Duration::from_millis(300), "{slow:?}");
+    assert!(
+        slow > fast + Duration::from_millis(150),
+        "{fast:?} {slow:?}"
+    );
+}
+
+#[test]
+fn last_healthy_path_is_not_abandoned_for_missed_pongs() {
+    let config = SessionConfig::default()
+        .ping_interval(Duration::from_millis(20))
+        .missed_pong_threshold(2);
+    let mut sim = Sim::new(config, 4);
+    let stream = StreamId::from_parts(0, Side::Client, Dir::Uni);
+    for _ in 0..100 {
+        sim.tick(stream);
+    }
+    sim.paths.get_mut(&PathId::INITIAL).unwrap().blackhole = true;
+    for _ in 0..2000 {
+        sim.tick(stream);
+    }
+    assert!(sim.abandoned.is_empty());
+    let stats = sim.sides[0].path_stats();
+    assert_eq!(stats[0].state, crate::PathState::Degraded);
+    assert!(stats[0].missed_pongs >= 2);
+    assert!(sim.sides[0].close_reason().is_none());
+}
