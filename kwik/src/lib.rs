@@ -69,7 +69,7 @@ mod varint;
 mod sim;
 
 pub use config::{ALPN, ClientConfig, ServerConfig, SessionConfig, TlsConfigError};
-pub use driver::{Endpoint, PathInfo, PathSpec, RecvStream, SendStream, Session};
+pub use driver::{Endpoint, PathEvents, PathInfo, PathSpec, RecvStream, SendStream, Session};
 pub use error::{
     AddPathError, CloseReason, ConnectError, EndpointError, ProtocolError, ReadError,
     RemovePathError, StreamError, WriteError,
