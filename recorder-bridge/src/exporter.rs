@@ -321,6 +321,7 @@ where
 
 enum Work<S> {
     Batch(Vec<S>, bool),
+    #[cfg_attr(loom, allow(dead_code))] // loom's model has no timed wait
     Idle,
     Done,
 }
