@@ -2,7 +2,7 @@
 //! characteristic (`xiao-proto`'s BLE payload, 16-bit sequence numbers).
 //!
 //! [`BleNotificationDecoder`] (always built, unit-tested) turns notification payloads
-//! into numbered samples. [`BleSource`] (feature `ble`, via `btleplug`) finds the board
+//! into numbered samples. `BleSource` (feature `ble`, via `btleplug`) finds the board
 //! by name, subscribes and feeds the decoder; it needs a BLE adapter (BlueZ on Linux),
 //! so it is built in CI but exercised only with hardware.
 

@@ -69,7 +69,7 @@ pub struct ServeArgs {
     /// UDP address to listen on.
     #[arg(long, default_value = "0.0.0.0:4433")]
     pub listen: SocketAddr,
-    /// Root folder; each device records into OUT/<device>/YYYY-MM-DD/.
+    /// Root folder; each device records into `OUT/<device>/YYYY-MM-DD/`.
     #[arg(long, default_value = "recordings")]
     pub out: PathBuf,
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464).
