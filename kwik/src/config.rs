@@ -209,6 +209,21 @@ pub struct ServerConfig {
     pub(crate) tls: Arc<rustls::ServerConfig>,
     pub(crate) session: SessionConfig,
     pub(crate) token_key: TokenKey,
+    pub(crate) secondary_joins: SecondaryJoins,
+}
+
+/// Whether a server endpoint serves as a *secondary* server of sessions that
+/// another server (the primary) opened: a JOIN for a session this endpoint does
+/// not know is then accepted when its token verifies under the shared
+/// [`TokenKey`], and the path comes out of `Endpoint::accept_secondary`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SecondaryJoins {
+    /// JOINs for unknown sessions are refused (`UnknownSession`). The default.
+    #[default]
+    Refuse,
+    /// JOINs for unknown sessions with a valid token become secondary sessions.
+    Accept,
 }
 
 impl ServerConfig {
@@ -242,6 +257,7 @@ impl ServerConfig {
             tls: Arc::new(tls),
             session: SessionConfig::default(),
             token_key: TokenKey::random(),
+            secondary_joins: SecondaryJoins::Refuse,
         }
     }
 
@@ -255,6 +271,14 @@ impl ServerConfig {
     /// joins for each other's sessions). Default: random per endpoint.
     pub fn token_key(mut self, key: TokenKey) -> Self {
         self.token_key = key;
+        self
+    }
+
+    /// Whether this endpoint accepts secondary paths of sessions opened at another
+    /// server that shares its [`token_key`](Self::token_key). Default
+    /// [`SecondaryJoins::Refuse`].
+    pub fn secondary_joins(mut self, joins: SecondaryJoins) -> Self {
+        self.secondary_joins = joins;
         self
     }
 }

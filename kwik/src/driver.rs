@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
-use crate::config::{ClientConfig, ServerConfig, SessionConfig, TlsConfigError};
+use crate::config::{ClientConfig, SecondaryJoins, ServerConfig, SessionConfig, TlsConfigError};
 use crate::error::{
     AddPathError, CloseReason, ConnectError, EndpointError, ProtocolError, ReadError,
     RemovePathError, StreamError, WriteError,
@@ -54,7 +54,15 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+mod multiserver;
+
+pub use multiserver::{SecondaryPath, SecondarySession};
+
 fn transport(config: &SessionConfig) -> Arc<quinn::TransportConfig> {
+    Arc::new(transport_config(config))
+}
+
+fn transport_config(config: &SessionConfig) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     // The idle timeout is clamped into QUIC's range; an out-of-range value means
     // "no timeout", which our pings make harmless.
@@ -64,7 +72,7 @@ fn transport(config: &SessionConfig) -> Arc<quinn::TransportConfig> {
     t.stream_receive_window(VarInt::from_u32(16 << 20));
     t.receive_window(VarInt::from_u32(64 << 20));
     t.send_window(64 << 20);
-    Arc::new(t)
+    t
 }
 
 fn quinn_client_config(config: &ClientConfig) -> Result<quinn::ClientConfig, TlsConfigError> {
@@ -113,6 +121,8 @@ struct ServerShared {
     incoming: tokio::sync::Mutex<mpsc::Receiver<Session>>,
     incoming_tx: mpsc::Sender<Session>,
     refused_joins: AtomicU64,
+    secondary_incoming: tokio::sync::Mutex<mpsc::Receiver<SecondarySession>>,
+    secondary_tx: mpsc::Sender<SecondarySession>,
 }
 
 impl Endpoint {
@@ -138,7 +148,10 @@ impl Endpoint {
         sc.transport_config(transport(&config.session));
         let quinn = quinn::Endpoint::server(sc, bind)?;
         let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+        let (secondary_tx, secondary_rx) = mpsc::channel(ACCEPT_BACKLOG);
         let server = Arc::new(ServerShared {
+            secondary_incoming: tokio::sync::Mutex::new(secondary_rx),
+            secondary_tx,
             tokens: Mutex::new(TokenIssuer::new(config.token_key.clone())),
             config,
             sessions: Mutex::new(HashMap::new()),
@@ -235,6 +248,16 @@ impl Endpoint {
         server.incoming.lock().await.recv().await
     }
 
+    /// The next secondary path a client joined to this endpoint on behalf of a
+    /// session opened at another server (see
+    /// [`ServerConfig::secondary_joins`](crate::ServerConfig::secondary_joins) and
+    /// [`Session::add_secondary`]); `None` once the endpoint is closed (or is not
+    /// a server). Cancel-safe.
+    pub async fn accept_secondary(&self) -> Option<SecondarySession> {
+        let server = self.inner.server.as_ref()?;
+        server.secondary_incoming.lock().await.recv().await
+    }
+
     /// JOIN attempts refused (bad, reused or expired tokens, unknown sessions).
     pub fn refused_joins(&self) -> u64 {
         self.inner
@@ -328,6 +351,19 @@ async fn serve_connection(
             path,
             token,
         } => {
+            if server.config.secondary_joins == SecondaryJoins::Accept
+                && !server.sessions.lock().contains_key(&session)
+            {
+                return multiserver::serve_secondary(
+                    server,
+                    conn,
+                    send,
+                    recv,
+                    reader,
+                    (session, path, token),
+                )
+                .await;
+            }
             let outcome = join(&server, session, path, &token);
             match outcome {
                 Ok(shared) => {
@@ -347,17 +383,7 @@ async fn serve_connection(
                     shared.attach_path(path, conn, send, recv, reader);
                     Ok(())
                 }
-                Err(reason) => {
-                    server.refused_joins.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("kwik_joins_refused_total").increment(1);
-                    warn!(?reason, %session, %path, "join refused");
-                    write_frame(&mut send, &Frame::Refused { reason }).await?;
-                    let _ = send.finish();
-                    // Give the answer a moment to leave before the connection closes.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
-                    conn.close(VarInt::from_u32(PATH_ABANDONED), b"join refused");
-                    Err(ConnectError::Refused(reason))
-                }
+                Err(reason) => refuse_join(&server, conn, send, session, path, reason).await,
             }
         }
         _ => {
@@ -365,6 +391,26 @@ async fn serve_connection(
             Err(ProtocolError::UnexpectedFrame("first frame").into())
         }
     }
+}
+
+/// Answers a JOIN with REFUSED (counted), then closes the connection.
+async fn refuse_join(
+    server: &ServerShared,
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    session: SessionId,
+    path: PathId,
+    reason: RefuseReason,
+) -> Result<(), ConnectError> {
+    server.refused_joins.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("kwik_joins_refused_total").increment(1);
+    warn!(?reason, %session, %path, "join refused");
+    write_frame(&mut send, &Frame::Refused { reason }).await?;
+    let _ = send.finish();
+    // Give the answer a moment to leave before the connection closes.
+    let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+    conn.close(VarInt::from_u32(PATH_ABANDONED), b"join refused");
+    Err(ConnectError::Refused(reason))
 }
 
 fn join(
@@ -462,6 +508,7 @@ struct SessionShared {
     client: Option<ClientSide>,
     server: Option<Arc<ServerShared>>,
     closed: watch::Sender<bool>,
+    multi: multiserver::MultiServer,
 }
 
 const WAKE_WRITE: u8 = 0;
@@ -491,6 +538,7 @@ impl SessionShared {
             client,
             server,
             closed,
+            multi: multiserver::MultiServer::new(),
         })
     }
 
@@ -574,6 +622,25 @@ impl SessionShared {
                     });
                 }
             }
+            Event::AddPathRequested {
+                path,
+                addr,
+                server_name,
+                token,
+            } => {
+                if self.client.is_some() {
+                    tokio::spawn(multiserver::client_join(
+                        self.clone(),
+                        path,
+                        addr,
+                        server_name,
+                        token,
+                    ));
+                }
+            }
+            Event::AddPathResult(path, outcome) => self.multi.on_add_path_result(path, outcome),
+            Event::RelayForward(path, payload) => self.multi.on_relay_forward(path, payload),
+            Event::RelayReceived(path, payload) => self.multi.on_relay_received(path, payload),
             Event::TokenReceived(path, token) => {
                 if let Some(tx) = self.tokens.lock().remove(&path) {
                     let _ = tx.send(token);
@@ -596,6 +663,7 @@ impl SessionShared {
                 if let Some(server) = &self.server {
                     server.sessions.lock().remove(&self.id);
                 }
+                self.multi.on_closed(code, &text);
                 metrics::counter!("kwik_sessions_closed_total").increment(1);
                 // Let the control writers flush CLOSE, then close the connections
                 // (at once when called outside a runtime; the close code carries

@@ -192,3 +192,46 @@ pub enum RemovePathError {
     #[error("cannot remove the last path")]
     LastPath,
 }
+
+/// Why a primary server could not add a secondary path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddSecondaryError {
+    /// Only the server that opened the session (the primary) adds secondaries.
+    #[error("only the primary server adds secondary paths")]
+    NotAServer,
+    /// The session ended.
+    #[error("session closed: {0}")]
+    SessionClosed(CloseReason),
+    /// The server name is longer than 255 bytes.
+    #[error("server name too long")]
+    InvalidServerName,
+    /// The client could not make a QUIC connection to the secondary.
+    #[error("secondary unreachable from the client")]
+    Unreachable,
+    /// The secondary refused the JOIN (e.g. it does not share the token key).
+    #[error("secondary refused the join: {0:?}")]
+    Refused(RefuseReason),
+    /// No outcome in time (the client or the secondary did not answer).
+    #[error("timed out")]
+    TimedOut,
+}
+
+/// Why a relay message could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// Only the primary server relays with `Session::relay` (a secondary uses
+    /// `SecondarySession::relay`).
+    #[error("only the primary server relays to secondaries")]
+    NotAServer,
+    /// No secondary path with that id in this session.
+    #[error("unknown secondary path {0}")]
+    UnknownPath(PathId),
+    /// The payload is longer than `frame::MAX_RELAY_LEN`.
+    #[error("relay payload of {0} bytes is too long")]
+    TooLong(usize),
+    /// The session (or the secondary path) ended.
+    #[error("session closed: {0}")]
+    SessionClosed(CloseReason),
+}

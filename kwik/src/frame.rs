@@ -2,6 +2,7 @@
 //! bidirectional QUIC stream). Wire format in `docs/PROTOCOL.md`:
 //! `type (varint) | length (varint) | payload (length bytes)`.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -20,6 +21,10 @@ pub const MAX_ACK_RANGES: usize = 64;
 pub const MAX_REASON_LEN: usize = 1024;
 /// Longest join token in bytes.
 pub const MAX_TOKEN_LEN: usize = 256;
+/// Longest server name in an ADD_PATH frame, in bytes.
+pub const MAX_SERVER_NAME_LEN: usize = 255;
+/// Longest relayed application message in bytes.
+pub const MAX_RELAY_LEN: usize = 8 * 1024;
 
 /// Whether the sender should use a path for new data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,6 +79,45 @@ impl RefuseReason {
             6 => Self::PathInUse,
             7 => Self::Unavailable,
             _ => return Err(DecodeError::InvalidValue("refuse reason")),
+        })
+    }
+}
+
+/// What became of an ADD_PATH request, as the client reports it to the primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AddPathOutcome {
+    /// The secondary server welcomed the path.
+    Joined,
+    /// No QUIC connection to the secondary could be made (no answer, TLS
+    /// failure, connection refused).
+    Unreachable,
+    /// The secondary answered the JOIN with REFUSED.
+    Refused(RefuseReason),
+    /// The secondary did not answer the JOIN in time.
+    TimedOut,
+}
+
+impl AddPathOutcome {
+    fn encode(self, p: &mut BytesMut) {
+        match self {
+            Self::Joined => varint::encode(p, 0),
+            Self::Unreachable => varint::encode(p, 1),
+            Self::Refused(reason) => {
+                varint::encode(p, 2);
+                varint::encode(p, reason.code());
+            }
+            Self::TimedOut => varint::encode(p, 3),
+        }
+    }
+
+    fn decode(p: &mut Bytes) -> Result<Self, DecodeError> {
+        Ok(match get_varint(p)? {
+            0 => Self::Joined,
+            1 => Self::Unreachable,
+            2 => Self::Refused(RefuseReason::from_code(get_varint(p)?)?),
+            3 => Self::TimedOut,
+            _ => return Err(DecodeError::InvalidValue("add-path outcome")),
         })
     }
 }
@@ -202,6 +246,35 @@ pub enum Frame {
         /// The path.
         path: PathId,
     },
+    /// (Primary server to client) connect to a secondary server and join this
+    /// session there as `path`, showing `token`.
+    AddPath {
+        /// The path id the secondary path gets (assigned by the primary).
+        path: PathId,
+        /// The secondary server's UDP address.
+        addr: SocketAddr,
+        /// The name the secondary's certificate is verified for.
+        server_name: Bytes,
+        /// A join token for this session and `path`, signed with the key the
+        /// primary shares with the secondary.
+        token: Bytes,
+    },
+    /// (Client to primary server) what became of an ADD_PATH.
+    AddPathResult {
+        /// The path of the ADD_PATH.
+        path: PathId,
+        /// Joined, or why not.
+        outcome: AddPathOutcome,
+    },
+    /// An opaque application message between the primary and the secondary on
+    /// `path`, forwarded by the client (primary to client: deliver to `path`;
+    /// client to secondary, or client to primary: comes from `path`).
+    Relay {
+        /// The secondary path.
+        path: PathId,
+        /// The message (at most [`MAX_RELAY_LEN`] bytes).
+        payload: Bytes,
+    },
 }
 
 mod ty {
@@ -222,6 +295,9 @@ mod ty {
     pub(super) const PONG: u64 = 0x18;
     pub(super) const CLOSE: u64 = 0x19;
     pub(super) const PATH_ABANDON: u64 = 0x1a;
+    pub(super) const ADD_PATH: u64 = 0x20;
+    pub(super) const ADD_PATH_RESULT: u64 = 0x21;
+    pub(super) const RELAY: u64 = 0x22;
 }
 
 /// Why bytes from the peer are not a valid frame or segment.
@@ -382,6 +458,31 @@ impl Frame {
                 varint::encode(&mut p, path.into_inner());
                 ty::PATH_ABANDON
             }
+            Frame::AddPath {
+                path,
+                addr,
+                server_name,
+                token,
+            } => {
+                varint::encode(&mut p, path.into_inner());
+                put_addr(&mut p, *addr);
+                put_bytes(
+                    &mut p,
+                    &server_name[..server_name.len().min(MAX_SERVER_NAME_LEN)],
+                );
+                put_bytes(&mut p, token);
+                ty::ADD_PATH
+            }
+            Frame::AddPathResult { path, outcome } => {
+                varint::encode(&mut p, path.into_inner());
+                outcome.encode(&mut p);
+                ty::ADD_PATH_RESULT
+            }
+            Frame::Relay { path, payload } => {
+                varint::encode(&mut p, path.into_inner());
+                put_bytes(&mut p, &payload[..payload.len().min(MAX_RELAY_LEN)]);
+                ty::RELAY
+            }
         };
         varint::encode(buf, t);
         varint::encode(buf, p.len() as u64);
@@ -492,6 +593,20 @@ impl Frame {
             ty::PATH_ABANDON => Frame::PathAbandon {
                 path: PathId::new(get_varint(p)?),
             },
+            ty::ADD_PATH => Frame::AddPath {
+                path: PathId::new(get_varint(p)?),
+                addr: get_addr(p)?,
+                server_name: get_bytes(p, MAX_SERVER_NAME_LEN)?,
+                token: get_bytes(p, MAX_TOKEN_LEN)?,
+            },
+            ty::ADD_PATH_RESULT => Frame::AddPathResult {
+                path: PathId::new(get_varint(p)?),
+                outcome: AddPathOutcome::decode(p)?,
+            },
+            ty::RELAY => Frame::Relay {
+                path: PathId::new(get_varint(p)?),
+                payload: get_bytes(p, MAX_RELAY_LEN)?,
+            },
             other => return Err(DecodeError::UnknownFrame(other)),
         };
         if p.has_remaining() {
@@ -504,6 +619,50 @@ impl Frame {
 fn put_bytes(p: &mut BytesMut, bytes: &[u8]) {
     varint::encode(p, bytes.len() as u64);
     p.put_slice(bytes);
+}
+
+/// `family (u8: 4 or 6) | address (4 or 16 bytes) | port (u16 BE)`.
+fn put_addr(p: &mut BytesMut, addr: SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            p.put_u8(4);
+            p.put_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            p.put_u8(6);
+            p.put_slice(&ip.octets());
+        }
+    }
+    p.put_u16(addr.port());
+}
+
+fn get_addr(p: &mut Bytes) -> Result<SocketAddr, DecodeError> {
+    if !p.has_remaining() {
+        return Err(DecodeError::Truncated);
+    }
+    let ip = match p.get_u8() {
+        4 => {
+            if p.remaining() < 4 {
+                return Err(DecodeError::Truncated);
+            }
+            let mut o = [0u8; 4];
+            p.copy_to_slice(&mut o);
+            IpAddr::V4(Ipv4Addr::from(o))
+        }
+        6 => {
+            if p.remaining() < 16 {
+                return Err(DecodeError::Truncated);
+            }
+            let mut o = [0u8; 16];
+            p.copy_to_slice(&mut o);
+            IpAddr::V6(Ipv6Addr::from(o))
+        }
+        _ => return Err(DecodeError::InvalidValue("address family")),
+    };
+    if p.remaining() < 2 {
+        return Err(DecodeError::Truncated);
+    }
+    Ok(SocketAddr::new(ip, p.get_u16()))
 }
 
 fn get_varint(p: &mut Bytes) -> Result<u64, DecodeError> {
@@ -671,9 +830,38 @@ mod tests {
             }),
             v.clone().prop_map(|s| Frame::Ping { seq: s }),
             v.clone().prop_map(|s| Frame::Pong { seq: s }),
-            (v.clone(), bytes).prop_map(|(c, r)| Frame::Close { code: c, reason: r }),
-            v.prop_map(|p| Frame::PathAbandon {
+            (v.clone(), bytes.clone()).prop_map(|(c, r)| Frame::Close { code: c, reason: r }),
+            v.clone().prop_map(|p| Frame::PathAbandon {
                 path: PathId::new(p)
+            }),
+            (
+                v.clone(),
+                (any::<IpAddr>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(ip, port)),
+                proptest::collection::vec(any::<u8>(), 0..=MAX_SERVER_NAME_LEN),
+                bytes.clone()
+            )
+                .prop_map(|(p, a, n, t)| Frame::AddPath {
+                    path: PathId::new(p),
+                    addr: a,
+                    server_name: Bytes::from(n),
+                    token: t
+                }),
+            (v.clone(), 0u8..4, 1u64..8).prop_map(|(p, o, r)| Frame::AddPathResult {
+                path: PathId::new(p),
+                outcome: match o {
+                    0 => AddPathOutcome::Joined,
+                    1 => AddPathOutcome::Unreachable,
+                    2 => AddPathOutcome::Refused(
+                        RefuseReason::from_code(r).expect("codes 1-7 are defined")
+                    ),
+                    _ => AddPathOutcome::TimedOut,
+                }
+            }),
+            (v, proptest::collection::vec(any::<u8>(), 0..=MAX_RELAY_LEN)).prop_map(|(p, m)| {
+                Frame::Relay {
+                    path: PathId::new(p),
+                    payload: Bytes::from(m),
+                }
             }),
         ]
     }

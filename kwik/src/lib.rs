@@ -14,11 +14,20 @@
 //! module behind [`Endpoint`], [`Session`], [`SendStream`] and [`RecvStream`].
 //! The wire protocol is specified in `docs/PROTOCOL.md`.
 //!
+//! Multi-server sessions: the server that opened a session (the primary) can
+//! ask the client to join a secondary server that shares its [`TokenKey`]
+//! ([`Session::add_secondary`]); the secondary receives the path from
+//! [`Endpoint::accept_secondary`] as a [`SecondarySession`], and the two servers
+//! exchange messages through the client ([`Session::relay`],
+//! [`SecondarySession::accept_relay`]).
+//!
 //! Logs go through `tracing`; counters through `metrics`:
 //! `kwik_sessions_accepted_total`, `kwik_sessions_closed_total`,
 //! `kwik_paths_added_total`, `kwik_paths_degraded_total`,
 //! `kwik_paths_abandoned_total`, `kwik_joins_refused_total`,
-//! `kwik_protocol_errors_total`. Per-session figures are in [`Session::stats`],
+//! `kwik_protocol_errors_total`, and for multi-server sessions
+//! `kwik_secondary_paths_added_total`, `kwik_secondary_sessions_accepted_total`,
+//! `kwik_relays_dropped_total`. Per-session figures are in [`Session::stats`],
 //! [`Session::paths`] and [`Session::presentation_stats`].
 //!
 //! A server and a client in one process, on loopback, with a second path:
@@ -68,13 +77,16 @@ mod varint;
 #[cfg(test)]
 mod sim;
 
-pub use config::{ALPN, ClientConfig, ServerConfig, SessionConfig, TlsConfigError};
-pub use driver::{Endpoint, PathEvents, PathInfo, PathSpec, RecvStream, SendStream, Session};
-pub use error::{
-    AddPathError, CloseReason, ConnectError, EndpointError, ProtocolError, ReadError,
-    RemovePathError, StreamError, WriteError,
+pub use config::{ALPN, ClientConfig, SecondaryJoins, ServerConfig, SessionConfig, TlsConfigError};
+pub use driver::{
+    Endpoint, PathEvents, PathInfo, PathSpec, RecvStream, SecondaryPath, SecondarySession,
+    SendStream, Session,
 };
-pub use frame::{DecodeError, PathStatus, RefuseReason};
+pub use error::{
+    AddPathError, AddSecondaryError, CloseReason, ConnectError, EndpointError, ProtocolError,
+    ReadError, RelayError, RemovePathError, StreamError, WriteError,
+};
+pub use frame::{AddPathOutcome, DecodeError, PathStatus, RefuseReason};
 pub use ids::{PathId, SessionId};
 pub use kwik_presentation::{Dir, PresentationConfig, PresentationStats, Side, StreamId};
 pub use path::{PathState, PathStats};

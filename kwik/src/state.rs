@@ -16,7 +16,7 @@ use kwik_presentation::{
 
 use crate::config::SessionConfig;
 use crate::error::{CloseReason, ProtocolError, WriteError};
-use crate::frame::{Frame, PathStatus};
+use crate::frame::{AddPathOutcome, Frame, PathStatus};
 use crate::ids::{PathId, SessionId};
 use crate::path::{Path, PathState, PathStats};
 use crate::retention::SendBuffer;
@@ -88,6 +88,19 @@ pub(crate) enum Event {
     TokenReceived(PathId, Bytes),
     /// The session ended (see [`SessionState::close_reason`]).
     Closed,
+    /// (Client) the primary asks us to join a secondary server as `path`.
+    AddPathRequested {
+        path: PathId,
+        addr: std::net::SocketAddr,
+        server_name: Bytes,
+        token: Bytes,
+    },
+    /// (Primary server) the client reports what became of an ADD_PATH.
+    AddPathResult(PathId, AddPathOutcome),
+    /// (Client) the primary relays a message to the secondary on this path.
+    RelayForward(PathId, Bytes),
+    /// (Primary server) a secondary's message, forwarded by the client.
+    RelayReceived(PathId, Bytes),
 }
 
 /// One chunk of stream data for a path.
@@ -888,6 +901,34 @@ impl SessionState {
             }
             Frame::PathAbandon { path: p } => {
                 self.abandon_path(p, now);
+            }
+            Frame::AddPath {
+                path: p,
+                addr,
+                server_name,
+                token,
+            } => {
+                if self.side != Side::Client {
+                    return Err(ProtocolError::UnexpectedFrame("ADD_PATH"));
+                }
+                self.events.push_back(Event::AddPathRequested {
+                    path: p,
+                    addr,
+                    server_name,
+                    token,
+                });
+            }
+            Frame::AddPathResult { path: p, outcome } => {
+                if self.side != Side::Server {
+                    return Err(ProtocolError::UnexpectedFrame("ADD_PATH_RESULT"));
+                }
+                self.events.push_back(Event::AddPathResult(p, outcome));
+            }
+            Frame::Relay { path: p, payload } => {
+                self.events.push_back(match self.side {
+                    Side::Client => Event::RelayForward(p, payload),
+                    Side::Server => Event::RelayReceived(p, payload),
+                });
             }
         }
         Ok(())

@@ -1,0 +1,647 @@
+//! Multi-server sessions, the driver side: a primary server asks its client to
+//! join a secondary server (ADD_PATH), the client connects there and reports back
+//! (ADD_PATH_RESULT), the secondary accepts the JOIN as a [`SecondarySession`],
+//! and the client forwards RELAY messages between the two servers.
+//!
+//! A secondary path is not one of the session core's transport paths: the
+//! client keeps it beside its [`SessionState`](crate::state::SessionState) as a
+//! *link* (its own QUIC connection and control channel), so the core never
+//! schedules the client's data, acknowledgements or credits towards a server
+//! that does not hold the session.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use quinn::VarInt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+use super::{
+    HANDSHAKE_TIMEOUT, PATH_ABANDONED, ServerShared, Session, SessionShared, read_frame,
+    refuse_join, transport_config, unix_ms, write_frame,
+};
+use crate::error::{AddSecondaryError, CloseReason, ConnectError, RelayError};
+use crate::frame::RefuseReason;
+use crate::frame::{AddPathOutcome, Frame, FrameReader, MAX_RELAY_LEN, MAX_SERVER_NAME_LEN};
+use crate::ids::{PathId, SessionId};
+use crate::token::TokenError;
+
+/// Path ids the primary assigns to secondary paths start here, so they never
+/// collide with the ids a client picks for its own paths (counted from 1).
+pub(super) const SECONDARY_PATH_BASE: u64 = 1 << 32;
+/// Relay messages waiting for `accept_relay`, and frames waiting for a link's
+/// control writer; beyond this a relayed message is dropped and counted.
+const RELAY_QUEUE: usize = 256;
+/// How long `add_secondary` waits for the client's ADD_PATH_RESULT: the client
+/// spends at most one handshake timeout connecting and one waiting for the answer.
+const ADD_PATH_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// A secondary path of a multi-server session, as the primary server or the
+/// client sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SecondaryPath {
+    /// The path id (assigned by the primary, at least 2^32).
+    pub id: PathId,
+    /// The secondary server's address.
+    pub addr: SocketAddr,
+}
+
+/// The multi-server part of a session (either side).
+#[derive(Debug)]
+pub(super) struct MultiServer {
+    /// (Primary) ADD_PATHs waiting for their outcome.
+    pending: Mutex<HashMap<PathId, oneshot::Sender<AddPathOutcome>>>,
+    /// Joined secondary paths (primary and client).
+    paths: Mutex<BTreeMap<PathId, SecondaryPath>>,
+    /// (Client) the control channel of each secondary link.
+    links: Mutex<HashMap<PathId, Link>>,
+    /// (Primary) relayed messages from secondaries.
+    relay_tx: mpsc::Sender<(PathId, Bytes)>,
+    relay_rx: tokio::sync::Mutex<mpsc::Receiver<(PathId, Bytes)>>,
+    next: AtomicU64,
+    relays_dropped: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Link {
+    conn: quinn::Connection,
+    frames: mpsc::Sender<Frame>,
+}
+
+impl MultiServer {
+    pub(super) fn new() -> Self {
+        let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE);
+        Self {
+            pending: Mutex::new(HashMap::new()),
+            paths: Mutex::new(BTreeMap::new()),
+            links: Mutex::new(HashMap::new()),
+            relay_tx,
+            relay_rx: tokio::sync::Mutex::new(relay_rx),
+            next: AtomicU64::new(0),
+            relays_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The session ended: waiting `add_secondary` calls fail, links close.
+    pub(super) fn on_closed(&self, code: u32, reason: &[u8]) {
+        self.pending.lock().clear();
+        for (_, link) in self.links.lock().drain() {
+            link.conn.close(VarInt::from_u32(code), reason);
+        }
+        self.paths.lock().clear();
+    }
+
+    /// (Primary) the client reported an ADD_PATH's outcome.
+    pub(super) fn on_add_path_result(&self, path: PathId, outcome: AddPathOutcome) {
+        if let Some(tx) = self.pending.lock().remove(&path) {
+            let _ = tx.send(outcome);
+        }
+    }
+
+    /// (Primary) a relayed message from the secondary on `path`.
+    pub(super) fn on_relay_received(&self, path: PathId, payload: Bytes) {
+        if !self.paths.lock().contains_key(&path)
+            || self.relay_tx.try_send((path, payload)).is_err()
+        {
+            self.relays_dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("kwik_relays_dropped_total").increment(1);
+        }
+    }
+
+    /// (Client) the primary relays `payload` to the secondary on `path`.
+    pub(super) fn on_relay_forward(&self, path: PathId, payload: Bytes) {
+        let sent = self
+            .links
+            .lock()
+            .get(&path)
+            .is_some_and(|l| l.frames.try_send(Frame::Relay { path, payload }).is_ok());
+        if !sent {
+            self.relays_dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("kwik_relays_dropped_total").increment(1);
+        }
+    }
+
+    fn remove_link(&self, path: PathId) {
+        self.links.lock().remove(&path);
+        self.paths.lock().remove(&path);
+    }
+}
+
+fn outcome_of(e: &ConnectError) -> AddPathOutcome {
+    match e {
+        ConnectError::Refused(reason) => AddPathOutcome::Refused(*reason),
+        ConnectError::TimedOut => AddPathOutcome::TimedOut,
+        _ => AddPathOutcome::Unreachable,
+    }
+}
+
+/// (Client) joins the secondary at `addr` as `path` and reports the outcome to
+/// the primary.
+pub(super) async fn client_join(
+    shared: Arc<SessionShared>,
+    path: PathId,
+    addr: SocketAddr,
+    server_name: Bytes,
+    token: Bytes,
+) {
+    let outcome = match join_secondary(&shared, path, addr, &server_name, token).await {
+        Ok(()) => AddPathOutcome::Joined,
+        Err(e) => {
+            debug!(session = %shared.id, %path, %addr, error = %e, "secondary join failed");
+            outcome_of(&e)
+        }
+    };
+    shared.with_state(|s| s.queue_frame(Frame::AddPathResult { path, outcome }));
+}
+
+async fn join_secondary(
+    shared: &Arc<SessionShared>,
+    path: PathId,
+    addr: SocketAddr,
+    server_name: &[u8],
+    token: Bytes,
+) -> Result<(), ConnectError> {
+    let client = shared.client.as_ref().ok_or(ConnectError::NotAClient)?;
+    let (config, qc) = client
+        .endpoint
+        .client
+        .as_ref()
+        .ok_or(ConnectError::NotAClient)?;
+    let in_use =
+        shared.state.lock().has_path(path) || shared.multi.links.lock().contains_key(&path);
+    if in_use {
+        return Err(ConnectError::Refused(RefuseReason::PathInUse));
+    }
+    let name = std::str::from_utf8(server_name).map_err(|_| {
+        ConnectError::Connect(quinn::ConnectError::InvalidServerName(
+            String::from_utf8_lossy(server_name).into_owned(),
+        ))
+    })?;
+    // The link carries no session traffic of its own, so the client keeps it
+    // alive with QUIC keep-alives (both ends would otherwise idle out).
+    let mut qc = qc.clone();
+    let mut t = transport_config(&config.session);
+    t.keep_alive_interval(Some(
+        (config.session.idle_timeout / 3).max(Duration::from_millis(50)),
+    ));
+    qc.transport_config(Arc::new(t));
+    let connecting = client.endpoint.quinn.connect_with(qc, addr, name)?;
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+        .await
+        .map_err(|_| ConnectError::Connection(quinn::ConnectionError::TimedOut))??;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_frame(
+        &mut send,
+        &Frame::Join {
+            session: shared.id,
+            path,
+            token,
+        },
+    )
+    .await?;
+    let mut reader = FrameReader::new();
+    match read_frame(&mut recv, &mut reader).await {
+        Ok(Frame::Welcome {
+            session, path: p, ..
+        }) if session == shared.id && p == path => {}
+        Ok(Frame::Refused { reason }) => return Err(ConnectError::Refused(reason)),
+        Ok(_) => {
+            conn.close(
+                VarInt::from_u32(PATH_ABANDONED),
+                b"unexpected answer to JOIN",
+            );
+            return Err(crate::error::ProtocolError::UnexpectedFrame("answer to JOIN").into());
+        }
+        Err(e) => {
+            conn.close(VarInt::from_u32(PATH_ABANDONED), b"no answer to JOIN");
+            return Err(e);
+        }
+    }
+    if shared.is_closed() {
+        conn.close(VarInt::from_u32(0), b"session closed");
+        return Err(ConnectError::ControlClosed);
+    }
+    let (tx, rx) = mpsc::channel(RELAY_QUEUE);
+    shared.multi.links.lock().insert(
+        path,
+        Link {
+            conn: conn.clone(),
+            frames: tx.clone(),
+        },
+    );
+    shared
+        .multi
+        .paths
+        .lock()
+        .insert(path, SecondaryPath { id: path, addr });
+    tokio::spawn(frame_writer(send, rx));
+    tokio::spawn(link_reader(shared.clone(), path, recv, reader, tx));
+    tokio::spawn(link_watcher(shared.clone(), path, conn));
+    Ok(())
+}
+
+/// Writes the frames queued for one control channel (a link or a secondary).
+async fn frame_writer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Frame>) {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = rx.recv().await {
+        buf.clear();
+        frame.encode(&mut buf);
+        while let Ok(f) = rx.try_recv() {
+            f.encode(&mut buf);
+        }
+        if send.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+/// (Client) frames from a secondary: relays go to the primary (stamped with the
+/// link's own path id, whatever the secondary wrote), pings are answered.
+async fn link_reader(
+    shared: Arc<SessionShared>,
+    path: PathId,
+    mut recv: quinn::RecvStream,
+    mut reader: FrameReader,
+    frames: mpsc::Sender<Frame>,
+) {
+    loop {
+        loop {
+            match reader.next_frame() {
+                Ok(Some(Frame::Relay { payload, .. })) => {
+                    shared.with_state(|s| s.queue_frame(Frame::Relay { path, payload }));
+                }
+                Ok(Some(Frame::Ping { seq })) => {
+                    let _ = frames.try_send(Frame::Pong { seq });
+                }
+                Ok(Some(other)) => {
+                    debug!(session = %shared.id, %path, frame = ?other, "ignored on a secondary link");
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    metrics::counter!("kwik_protocol_errors_total").increment(1);
+                    warn!(session = %shared.id, %path, error = %e, "bad frame from secondary; closing link");
+                    if let Some(link) = shared.multi.links.lock().get(&path) {
+                        link.conn
+                            .close(VarInt::from_u32(PATH_ABANDONED), b"bad frame");
+                    }
+                    return;
+                }
+            }
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => reader.push(&chunk.bytes),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+async fn link_watcher(shared: Arc<SessionShared>, path: PathId, conn: quinn::Connection) {
+    let error = conn.closed().await;
+    debug!(session = %shared.id, %path, %error, "secondary link ended");
+    shared.multi.remove_link(path);
+}
+
+// ===================================================================== primary
+
+impl Session {
+    /// (Primary server) Asks the client to join the secondary server at `addr`
+    /// (its certificate verified for `server_name`) as a new path of this
+    /// session. The secondary must share this server's
+    /// [`TokenKey`](crate::TokenKey) and accept secondary joins
+    /// ([`SecondaryJoins::Accept`](crate::SecondaryJoins::Accept)). Returns the
+    /// path id once the secondary welcomed the client. Not cancel-safe (a path
+    /// that joins after cancellation stays joined).
+    ///
+    /// ```no_run
+    /// # async fn demo(session: kwik::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = session.add_secondary("10.0.0.2:4433".parse()?, "secondary.example").await?;
+    /// session.relay(path, bytes::Bytes::from_static(b"serve chunks 1, 3, 5"))?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_secondary(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<PathId, AddSecondaryError> {
+        let shared = &self.shared;
+        let server = shared
+            .server
+            .as_ref()
+            .ok_or(AddSecondaryError::NotAServer)?;
+        if server_name.len() > MAX_SERVER_NAME_LEN {
+            return Err(AddSecondaryError::InvalidServerName);
+        }
+        let ttl = {
+            let state = shared.state.lock();
+            if let Some(r) = state.close_reason() {
+                return Err(AddSecondaryError::SessionClosed(r.clone()));
+            }
+            state.config().token_ttl.as_millis() as u64
+        };
+        let path =
+            PathId::new(SECONDARY_PATH_BASE + shared.multi.next.fetch_add(1, Ordering::Relaxed));
+        let token = server.tokens.lock().issue(shared.id, path, unix_ms(), ttl);
+        let (tx, rx) = oneshot::channel();
+        shared.multi.pending.lock().insert(path, tx);
+        shared.with_state(|s| {
+            s.queue_frame(Frame::AddPath {
+                path,
+                addr,
+                server_name: Bytes::copy_from_slice(server_name.as_bytes()),
+                token,
+            })
+        });
+        let outcome = tokio::time::timeout(ADD_PATH_TIMEOUT, rx).await;
+        shared.multi.pending.lock().remove(&path);
+        match outcome {
+            Ok(Ok(AddPathOutcome::Joined)) => {
+                shared
+                    .multi
+                    .paths
+                    .lock()
+                    .insert(path, SecondaryPath { id: path, addr });
+                metrics::counter!("kwik_secondary_paths_added_total").increment(1);
+                Ok(path)
+            }
+            Ok(Ok(AddPathOutcome::Refused(reason))) => Err(AddSecondaryError::Refused(reason)),
+            Ok(Ok(AddPathOutcome::TimedOut)) => Err(AddSecondaryError::TimedOut),
+            Ok(Ok(_)) => Err(AddSecondaryError::Unreachable),
+            Ok(Err(_)) => Err(AddSecondaryError::SessionClosed(shared.close_reason())),
+            Err(_) => Err(AddSecondaryError::TimedOut),
+        }
+    }
+
+    /// Secondary paths of this session: on the primary, those it added; on the
+    /// client, the links it holds to secondary servers. (They are not in
+    /// [`Session::paths`], which lists the transport paths to the primary.)
+    pub fn secondary_paths(&self) -> Vec<SecondaryPath> {
+        self.shared.multi.paths.lock().values().copied().collect()
+    }
+
+    /// (Primary server) Sends an opaque message to the secondary on `path`; the
+    /// client forwards it, the secondary reads it with
+    /// [`SecondarySession::accept_relay`]. Delivery is in order while the client
+    /// keeps up; a message that finds the client's queue for that secondary full
+    /// (256 messages) is dropped and counted (`kwik_relays_dropped_total`).
+    pub fn relay(&self, path: PathId, payload: Bytes) -> Result<(), RelayError> {
+        if self.shared.server.is_none() {
+            return Err(RelayError::NotAServer);
+        }
+        if payload.len() > MAX_RELAY_LEN {
+            return Err(RelayError::TooLong(payload.len()));
+        }
+        if let Some(r) = self.close_reason() {
+            return Err(RelayError::SessionClosed(r));
+        }
+        if !self.shared.multi.paths.lock().contains_key(&path) {
+            return Err(RelayError::UnknownPath(path));
+        }
+        self.shared
+            .with_state(|s| s.queue_frame(Frame::Relay { path, payload }));
+        Ok(())
+    }
+
+    /// (Primary server) The next message a secondary sent with
+    /// [`SecondarySession::relay`], with the secondary's path id; `None` once
+    /// the session has ended. Cancel-safe.
+    pub async fn accept_relay(&self) -> Option<(PathId, Bytes)> {
+        let mut closed = self.shared.closed.subscribe();
+        let mut rx = self.shared.multi.relay_rx.lock().await;
+        loop {
+            if let Ok(m) = rx.try_recv() {
+                return Some(m);
+            }
+            if *closed.borrow_and_update() {
+                return None;
+            }
+            tokio::select! {
+                m = rx.recv() => return m,
+                r = closed.changed() => if r.is_err() { return None; },
+            }
+        }
+    }
+
+    /// Relayed messages dropped (full queues, unknown paths) by this side.
+    pub fn relays_dropped(&self) -> u64 {
+        self.shared.multi.relays_dropped.load(Ordering::Relaxed)
+    }
+}
+
+// =================================================================== secondary
+
+/// A secondary server's share of a session that another server (the primary)
+/// opened: one path from the client, joined with a token the primary issued.
+/// Comes from [`Endpoint::accept_secondary`](crate::Endpoint::accept_secondary).
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SecondarySession {
+    inner: Arc<SecondaryShared>,
+}
+
+#[derive(Debug)]
+struct SecondaryShared {
+    id: SessionId,
+    path: PathId,
+    conn: quinn::Connection,
+    frames: mpsc::Sender<Frame>,
+    relays: tokio::sync::Mutex<mpsc::Receiver<Bytes>>,
+    closed: watch::Receiver<bool>,
+}
+
+impl SecondarySession {
+    /// The id of the session this path belongs to (the primary's session).
+    pub fn id(&self) -> SessionId {
+        self.inner.id
+    }
+
+    /// This path's id in the session (assigned by the primary).
+    pub fn path(&self) -> PathId {
+        self.inner.path
+    }
+
+    /// The client's address.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.inner.conn.remote_address()
+    }
+
+    /// The next message the primary relayed to this path; `None` once the path
+    /// is closed. Cancel-safe.
+    pub async fn accept_relay(&self) -> Option<Bytes> {
+        self.inner.relays.lock().await.recv().await
+    }
+
+    /// Sends an opaque message to the primary through the client (it comes out
+    /// of the primary's [`Session::accept_relay`]). Waits while this path's
+    /// outgoing queue is full. Cancel-safe (the message is either queued or not).
+    pub async fn relay(&self, payload: Bytes) -> Result<(), RelayError> {
+        if payload.len() > MAX_RELAY_LEN {
+            return Err(RelayError::TooLong(payload.len()));
+        }
+        let path = self.inner.path;
+        self.inner
+            .frames
+            .send(Frame::Relay { path, payload })
+            .await
+            .map_err(|_| RelayError::SessionClosed(self.close_reason()))
+    }
+
+    /// Closes this path with `code` and `reason` (the client drops its link; the
+    /// session at the primary goes on).
+    pub fn close(&self, code: u32, reason: &[u8]) {
+        self.inner.conn.close(VarInt::from_u32(code), reason);
+    }
+
+    fn close_reason(&self) -> CloseReason {
+        match self.inner.conn.close_reason() {
+            Some(quinn::ConnectionError::ApplicationClosed(c)) => CloseReason::Peer {
+                code: c.error_code.into_inner(),
+                reason: c.reason,
+            },
+            Some(quinn::ConnectionError::LocallyClosed) => CloseReason::Local {
+                code: 0,
+                reason: Bytes::new(),
+            },
+            _ => CloseReason::AllPathsLost,
+        }
+    }
+
+    /// Waits until the path is closed and says why (a client that closed its
+    /// session shows up as [`CloseReason::Peer`] with the session's code).
+    /// Cancel-safe.
+    pub async fn closed(&self) -> CloseReason {
+        let mut closed = self.inner.closed.clone();
+        while !*closed.borrow_and_update() {
+            if closed.changed().await.is_err() {
+                break;
+            }
+        }
+        let _ = self.inner.conn.closed().await;
+        self.close_reason()
+    }
+}
+
+/// (Secondary server) a JOIN for a session this endpoint does not hold: accept
+/// it as a secondary path when the token verifies under the shared key.
+pub(super) async fn serve_secondary(
+    server: Arc<ServerShared>,
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    reader: FrameReader,
+    (session, path, token): (SessionId, PathId, Bytes),
+) -> Result<(), ConnectError> {
+    let verified = server
+        .tokens
+        .lock()
+        .verify(session, path, &token, unix_ms())
+        .map_err(|e| match e {
+            TokenError::Expired => RefuseReason::ExpiredToken,
+            TokenError::Reused => RefuseReason::ReusedToken,
+            _ => RefuseReason::BadToken,
+        });
+    if let Err(reason) = verified {
+        return refuse_join(&server, conn, send, session, path, reason).await;
+    }
+    // A secondary holds no receive window yet: it grants the client no credit.
+    write_frame(
+        &mut send,
+        &Frame::Welcome {
+            session,
+            path,
+            max_data: 0,
+            stream_credit: 0,
+        },
+    )
+    .await?;
+    let _ = send.set_priority(100);
+    let (frames_tx, frames_rx) = mpsc::channel(RELAY_QUEUE);
+    let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE);
+    let (closed_tx, closed_rx) = watch::channel(false);
+    let secondary = SecondarySession {
+        inner: Arc::new(SecondaryShared {
+            id: session,
+            path,
+            conn: conn.clone(),
+            frames: frames_tx.clone(),
+            relays: tokio::sync::Mutex::new(relay_rx),
+            closed: closed_rx,
+        }),
+    };
+    tokio::spawn(frame_writer(send, frames_rx));
+    tokio::spawn(secondary_reader(
+        session,
+        path,
+        conn.clone(),
+        recv,
+        reader,
+        relay_tx,
+        frames_tx,
+    ));
+    tokio::spawn(async move {
+        let _ = conn.closed().await;
+        let _ = closed_tx.send(true);
+    });
+    metrics::counter!("kwik_secondary_sessions_accepted_total").increment(1);
+    debug!(%session, %path, "secondary path accepted");
+    if server.secondary_tx.send(secondary).await.is_err() {
+        debug!("endpoint gone; secondary session dropped");
+    }
+    Ok(())
+}
+
+/// (Secondary) frames from the client: relays for the application (waiting for
+/// it when its queue is full, which stalls the control stream: QUIC flow control
+/// then holds the client back), pings answered; a malformed frame closes the path.
+async fn secondary_reader(
+    session: SessionId,
+    path: PathId,
+    conn: quinn::Connection,
+    mut recv: quinn::RecvStream,
+    mut reader: FrameReader,
+    relays: mpsc::Sender<Bytes>,
+    frames: mpsc::Sender<Frame>,
+) {
+    loop {
+        loop {
+            match reader.next_frame() {
+                Ok(Some(Frame::Relay { payload, .. })) => {
+                    if relays.send(payload).await.is_err() {
+                        // Nobody reads relays any more; keep answering pings.
+                        metrics::counter!("kwik_relays_dropped_total").increment(1);
+                    }
+                }
+                Ok(Some(Frame::Ping { seq })) => {
+                    let _ = frames.send(Frame::Pong { seq }).await;
+                }
+                Ok(Some(Frame::Close { code, reason })) => {
+                    conn.close(
+                        VarInt::from_u32(code.min(u64::from(u32::MAX)) as u32),
+                        &reason,
+                    );
+                    return;
+                }
+                Ok(Some(other)) => {
+                    debug!(%session, %path, frame = ?other, "ignored on a secondary path");
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    metrics::counter!("kwik_protocol_errors_total").increment(1);
+                    warn!(%session, %path, error = %e, "bad control frame on a secondary path");
+                    conn.close(VarInt::from_u32(PATH_ABANDONED), b"bad control frame");
+                    return;
+                }
+            }
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => reader.push(&chunk.bytes),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
