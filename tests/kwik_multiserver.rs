@@ -356,3 +356,65 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+async fn abandoned(events: &mut kwik::PathEvents, path: PathId) {
+    while let Some(e) = timed(events.next()).await {
+        if e == kwik::PathEvent::Abandoned(path) {
+            return;
+        }
+    }
+    panic!("no Abandoned({path}) event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_removes_a_secondary() {
+    let d = shared_deployment().await;
+    let mut client_events = d.client.path_events();
+    let path = timed(
+        d.primary
+            .add_secondary(d.secondary_ep.local_addr().unwrap(), SERVER_NAME),
+    )
+    .await
+    .unwrap();
+    let secondary = timed(d.secondary_ep.accept_secondary()).await.unwrap();
+    while timed(client_events.next()).await != Some(kwik::PathEvent::Added(path)) {}
+    d.primary.remove_secondary(path).expect("remove");
+    assert_eq!(
+        d.primary.remove_secondary(path),
+        Err(kwik::RemovePathError::UnknownPath(path))
+    );
+    assert!(d.primary.secondary_paths().is_empty());
+    abandoned(&mut client_events, path).await;
+    assert!(d.client.secondary_paths().is_empty());
+    assert!(matches!(
+        timed(secondary.closed()).await,
+        CloseReason::Peer { .. }
+    ));
+    assert!(d.client.close_reason().is_none());
+    d.client.close(0, b"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_leaving_is_reported_to_the_primary() {
+    let d = shared_deployment().await;
+    let mut primary_events = d.primary.path_events();
+    let path = timed(
+        d.primary
+            .add_secondary(d.secondary_ep.local_addr().unwrap(), SERVER_NAME),
+    )
+    .await
+    .unwrap();
+    let secondary = timed(d.secondary_ep.accept_secondary()).await.unwrap();
+    secondary.close(0, b"going away");
+    abandoned(&mut primary_events, path).await;
+    assert!(d.primary.secondary_paths().is_empty());
+    assert!(d.client.secondary_paths().is_empty());
+    assert_eq!(
+        d.primary.relay(path, Bytes::from_static(b"x")),
+        Err(RelayError::UnknownPath(path))
+    );
+    // The session goes on.
+    assert!(d.primary.close_reason().is_none());
+    assert!(d.client.close_reason().is_none());
+    d.client.close(0, b"");
+}

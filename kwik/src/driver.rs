@@ -641,6 +641,7 @@ impl SessionShared {
             Event::AddPathResult(path, outcome) => self.multi.on_add_path_result(path, outcome),
             Event::RelayForward(path, payload) => self.multi.on_relay_forward(path, payload),
             Event::RelayReceived(path, payload) => self.multi.on_relay_received(path, payload),
+            Event::SecondaryAbandoned(path) => self.on_secondary_abandoned(path),
             Event::TokenReceived(path, token) => {
                 if let Some(tx) = self.tokens.lock().remove(&path) {
                     let _ = tx.send(token);

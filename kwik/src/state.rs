@@ -101,7 +101,14 @@ pub(crate) enum Event {
     RelayForward(PathId, Bytes),
     /// (Primary server) a secondary's message, forwarded by the client.
     RelayReceived(PathId, Bytes),
+    /// The peer abandoned a secondary path (primary: the client lost it;
+    /// client: the primary removed it).
+    SecondaryAbandoned(PathId),
 }
+
+/// Path ids the primary assigns to secondary paths start here, so they never
+/// collide with the ids a client picks for its own paths (counted from 1).
+pub(crate) const SECONDARY_PATH_BASE: u64 = 1 << 32;
 
 /// One chunk of stream data for a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -900,6 +907,9 @@ impl SessionState {
                 self.close_with(CloseReason::Peer { code, reason });
             }
             Frame::PathAbandon { path: p } => {
+                if !self.paths.contains_key(&p) && p.into_inner() >= SECONDARY_PATH_BASE {
+                    self.events.push_back(Event::SecondaryAbandoned(p));
+                }
                 self.abandon_path(p, now);
             }
             Frame::AddPath {
@@ -1072,5 +1082,97 @@ impl SessionState {
         let mut s = self.stats.clone();
         s.bytes_retained = self.send.values().map(SendBuffer::retained).sum();
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kwik_presentation::PresentationConfig;
+
+    fn state(side: Side) -> SessionState {
+        let now = Instant::now();
+        let presentation = Arc::new(Presentation::new(PresentationConfig::default(), now));
+        SessionState::new(
+            SessionId::from_bytes([1; 16]),
+            side,
+            SessionConfig::default(),
+            presentation,
+            1 << 20,
+            1 << 16,
+            now,
+        )
+    }
+
+    /// The events after the initial `Added(0)`.
+    fn events(s: &mut SessionState) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(e) = s.poll_event() {
+            if !matches!(e, Event::Path(PathEvent::Added(_))) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn multi_server_frames_are_checked_by_side() {
+        let now = Instant::now();
+        let path = PathId::new(1 << 32);
+        let add = Frame::AddPath {
+            path,
+            addr: "127.0.0.1:4433".parse().unwrap(),
+            server_name: Bytes::from_static(b"localhost"),
+            token: Bytes::from_static(b"t"),
+        };
+        let result = Frame::AddPathResult {
+            path,
+            outcome: AddPathOutcome::Joined,
+        };
+        let relay = Frame::Relay {
+            path,
+            payload: Bytes::from_static(b"hi"),
+        };
+
+        let mut server = state(Side::Server);
+        assert_eq!(
+            server.handle_frame(PathId::INITIAL, add.clone(), now),
+            Err(ProtocolError::UnexpectedFrame("ADD_PATH"))
+        );
+        server
+            .handle_frame(PathId::INITIAL, result.clone(), now)
+            .unwrap();
+        server
+            .handle_frame(PathId::INITIAL, relay.clone(), now)
+            .unwrap();
+        assert_eq!(
+            events(&mut server),
+            vec![
+                Event::AddPathResult(path, AddPathOutcome::Joined),
+                Event::RelayReceived(path, Bytes::from_static(b"hi")),
+            ]
+        );
+
+        let mut client = state(Side::Client);
+        assert_eq!(
+            client.handle_frame(PathId::INITIAL, result, now),
+            Err(ProtocolError::UnexpectedFrame("ADD_PATH_RESULT"))
+        );
+        client.handle_frame(PathId::INITIAL, add, now).unwrap();
+        client.handle_frame(PathId::INITIAL, relay, now).unwrap();
+        assert_eq!(
+            events(&mut client),
+            vec![
+                Event::AddPathRequested {
+                    path,
+                    addr: "127.0.0.1:4433".parse().unwrap(),
+                    server_name: Bytes::from_static(b"localhost"),
+                    token: Bytes::from_static(b"t"),
+                },
+                Event::RelayForward(path, Bytes::from_static(b"hi")),
+            ]
+        );
+        // Secondary paths never become transport paths of the core.
+        assert!(!client.has_path(path));
     }
 }

@@ -29,11 +29,9 @@ use crate::error::{AddSecondaryError, CloseReason, ConnectError, RelayError};
 use crate::frame::RefuseReason;
 use crate::frame::{AddPathOutcome, Frame, FrameReader, MAX_RELAY_LEN, MAX_SERVER_NAME_LEN};
 use crate::ids::{PathId, SessionId};
+use crate::state::{PathEvent, SECONDARY_PATH_BASE};
 use crate::token::TokenError;
 
-/// Path ids the primary assigns to secondary paths start here, so they never
-/// collide with the ids a client picks for its own paths (counted from 1).
-pub(super) const SECONDARY_PATH_BASE: u64 = 1 << 32;
 /// Relay messages waiting for `accept_relay`, and frames waiting for a link's
 /// control writer; beyond this a relayed message is dropped and counted.
 const RELAY_QUEUE: usize = 256;
@@ -127,9 +125,23 @@ impl MultiServer {
         }
     }
 
-    fn remove_link(&self, path: PathId) {
-        self.links.lock().remove(&path);
-        self.paths.lock().remove(&path);
+    /// Forgets a secondary path; closes the client's link to it. True if it was
+    /// known.
+    fn forget(&self, path: PathId) -> bool {
+        if let Some(link) = self.links.lock().remove(&path) {
+            link.conn
+                .close(VarInt::from_u32(PATH_ABANDONED), b"secondary path removed");
+        }
+        self.paths.lock().remove(&path).is_some()
+    }
+}
+
+impl SessionShared {
+    /// The peer abandoned the secondary path `path` (PATH_ABANDON).
+    pub(super) fn on_secondary_abandoned(&self, path: PathId) {
+        if self.multi.forget(path) {
+            let _ = self.events.send(PathEvent::Abandoned(path));
+        }
     }
 }
 
@@ -240,6 +252,7 @@ async fn join_secondary(
         .paths
         .lock()
         .insert(path, SecondaryPath { id: path, addr });
+    let _ = shared.events.send(PathEvent::Added(path));
     tokio::spawn(frame_writer(send, rx));
     tokio::spawn(link_reader(shared.clone(), path, recv, reader, tx));
     tokio::spawn(link_watcher(shared.clone(), path, conn));
@@ -302,10 +315,15 @@ async fn link_reader(
     }
 }
 
+/// (Client) when a link ends without the primary having removed it, the
+/// primary is told with PATH_ABANDON.
 async fn link_watcher(shared: Arc<SessionShared>, path: PathId, conn: quinn::Connection) {
     let error = conn.closed().await;
     debug!(session = %shared.id, %path, %error, "secondary link ended");
-    shared.multi.remove_link(path);
+    if shared.multi.forget(path) {
+        let _ = shared.events.send(PathEvent::Abandoned(path));
+        shared.with_state(|s| s.queue_frame(Frame::PathAbandon { path }));
+    }
 }
 
 // ===================================================================== primary
@@ -368,6 +386,7 @@ impl Session {
                     .lock()
                     .insert(path, SecondaryPath { id: path, addr });
                 metrics::counter!("kwik_secondary_paths_added_total").increment(1);
+                let _ = shared.events.send(PathEvent::Added(path));
                 Ok(path)
             }
             Ok(Ok(AddPathOutcome::Refused(reason))) => Err(AddSecondaryError::Refused(reason)),
@@ -376,6 +395,20 @@ impl Session {
             Ok(Err(_)) => Err(AddSecondaryError::SessionClosed(shared.close_reason())),
             Err(_) => Err(AddSecondaryError::TimedOut),
         }
+    }
+
+    /// (Primary server) Removes a secondary path: the client is told
+    /// (PATH_ABANDON) and closes its connection to the secondary, whose
+    /// [`SecondarySession::closed`] then completes. [`PathEvent::Abandoned`]
+    /// goes out on both sides, as it does when the client loses the secondary.
+    pub fn remove_secondary(&self, path: PathId) -> Result<(), crate::RemovePathError> {
+        if self.shared.server.is_none() || !self.shared.multi.forget(path) {
+            return Err(crate::RemovePathError::UnknownPath(path));
+        }
+        let _ = self.shared.events.send(PathEvent::Abandoned(path));
+        self.shared
+            .with_state(|s| s.queue_frame(Frame::PathAbandon { path }));
+        Ok(())
     }
 
     /// Secondary paths of this session: on the primary, those it added; on the
