@@ -19,7 +19,9 @@
 //! ([`Session::add_secondary`]); the secondary receives the path from
 //! [`Endpoint::accept_secondary`] as a [`SecondarySession`], and the two servers
 //! exchange messages through the client ([`Session::relay`],
-//! [`SecondarySession::accept_relay`]).
+//! [`SecondarySession::accept_relay`]). A [`Grant`] is the signed form of
+//! the right to write a byte range of a stream that a primary will delegate to
+//! a secondary.
 //!
 //! Logs go through `tracing`; counters through `metrics`:
 //! `kwik_sessions_accepted_total`, `kwik_sessions_closed_total`,
@@ -65,6 +67,7 @@ mod config;
 mod driver;
 mod error;
 pub mod frame;
+mod grant;
 mod ids;
 mod path;
 mod retention;
@@ -87,6 +90,7 @@ pub use error::{
     ReadError, RelayError, RemovePathError, StreamError, WriteError,
 };
 pub use frame::{AddPathOutcome, DecodeError, PathStatus, RefuseReason};
+pub use grant::{GRANT_LEN, Grant, GrantError};
 pub use ids::{PathId, SessionId};
 pub use kwik_presentation::{Dir, PresentationConfig, PresentationStats, Side, StreamId};
 pub use path::{PathState, PathStats};

@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use crate::ids::{PathId, SessionId};
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 const TOKEN_VERSION: u8 = 1;
 const NONCE_LEN: usize = 16;
@@ -39,6 +39,12 @@ impl TokenKey {
     /// A fresh random secret (tokens are then only valid on this process).
     pub fn random() -> Self {
         Self(rand::random())
+    }
+
+    /// An HMAC-SHA256 keyed with this secret.
+    pub(crate) fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length; a 32-byte key cannot fail.
+        HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length")
     }
 }
 
