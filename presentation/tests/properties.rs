@@ -252,7 +252,10 @@ proptest! {
                     }
                 }
                 Op::Reset { stream, final_size } => {
-                    if p.reset(ids[stream], final_size, 9, now).is_ok() && !removed[stream] {
+                    // A final size counts against the session credit whenever the
+                    // stream still exists, even if the reader stopped it already.
+                    let known = p.stream_stats(ids[stream]).is_some();
+                    if p.reset(ids[stream], final_size, 9, now).is_ok() && known {
                         highest[stream] = highest[stream].max(final_size);
                     }
                 }
