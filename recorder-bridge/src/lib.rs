@@ -16,6 +16,7 @@
 //! assert_eq!(out, b"millis,ax,ay,az,gx,gy,gz,tempC,audioRMS\n5,0.5,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n");
 //! ```
 
+pub mod args;
 pub mod codec;
 pub mod disk;
 pub mod exporter;

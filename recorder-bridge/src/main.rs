@@ -85,7 +85,7 @@ struct RecordArgs {
     #[arg(long)]
     rate: Option<u32>,
     /// Stop after this long (e.g. 10s, 500ms, 2m, 1h). Default: until Ctrl-C.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = kwik_recorder::args::parse_duration)]
     duration: Option<Duration>,
     /// File layout.
     #[arg(long, value_enum, default_value = "csv")]
@@ -109,7 +109,7 @@ struct RecordArgs {
     #[arg(long)]
     no_comments: bool,
     /// fsync the data at least this often (the most a crash can lose).
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = kwik_recorder::args::parse_duration, default_value = "1s")]
     sync_interval: Duration,
     /// Exporter batch size in samples.
     #[arg(long, default_value_t = 8192)]
@@ -120,28 +120,6 @@ struct RecordArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; write e.g. 10s, 500ms, 2m, 1h"))?;
-    let secs = match unit {
-        "" | "s" => v,
-        "ms" => v / 1e3,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s, m or h")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a valid duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -144,9 +144,9 @@ pub struct StreamArgs {
 /// `kwik-record demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// How long the simulated board samples, in seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
+    /// How long the simulated board samples (`10s`, `500ms`, or bare seconds).
+    #[arg(long, value_parser = crate::args::parse_duration, default_value = "10s")]
+    pub duration: Duration,
     /// Sample rate of the simulated board in Hz.
     #[arg(long, default_value_t = 1000)]
     pub rate: u32,
@@ -191,15 +191,13 @@ fn install_interrupt() {
 
 /// Runs `kwik-record demo`. Exit code 0 only if nothing was lost.
 pub fn demo(a: DemoArgs, json: bool) -> Result<ExitCode, CliError> {
-    if !(a.duration.is_finite() && a.duration > 0.0) {
-        return Err(CliError(
-            "--duration must be a positive number of seconds".into(),
-        ));
+    if a.duration.is_zero() {
+        return Err(CliError("--duration must be longer than zero".into()));
     }
     let rate =
         NonZeroU32::new(a.rate).ok_or_else(|| CliError("--rate must be at least 1".into()))?;
     let config = DemoConfig {
-        duration: Duration::from_secs_f64(a.duration),
+        duration: a.duration,
         rate_hz: rate,
         out_dir: a.out,
         scheduler: a.scheduler.into(),
