@@ -21,6 +21,7 @@ pub mod codec;
 pub mod disk;
 pub mod exporter;
 pub mod file_writer;
+pub mod interrupt;
 pub mod recorder;
 pub mod recover;
 pub mod remote;

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -136,26 +135,6 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size; write e.g. 100000, 500K, 64M, 2G"))
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_interrupt_handler() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
@@ -225,7 +204,7 @@ fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     config
         .settings
         .insert("rate_hz".into(), rate.get().to_string());
-    install_interrupt_handler();
+    kwik_recorder::interrupt::install();
     match a.source {
         SourceKind::SimImu => run_sim(SimImu { rate }, config, &a, json),
         SourceKind::SimEfield => run_sim(SimEfield { rate }, config, &a, json),
@@ -266,7 +245,7 @@ fn watch(recording: Recording, a: &RecordArgs, json: bool) -> RecordingSummary {
         b.set_style(style);
         b
     };
-    while !recording.is_finished() && !INTERRUPTED.load(Ordering::SeqCst) {
+    while !recording.is_finished() && !kwik_recorder::interrupt::requested() {
         std::thread::sleep(Duration::from_millis(100));
         let st = recording.status();
         let samples: u64 = st.streams.iter().map(|s| s.samples).sum();

@@ -8,7 +8,6 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::remote::demo::{DemoConfig, print_summary, run_demo};
@@ -169,26 +168,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError(format!("cannot start the async runtime: {e}")))
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_interrupt() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-    }
-}
-
 /// Runs `kwik-record demo`. Exit code 0 only if nothing was lost.
 pub fn demo(a: DemoArgs, json: bool) -> Result<ExitCode, CliError> {
     if a.duration.is_zero() {
@@ -229,7 +208,7 @@ pub fn serve(a: ServeArgs, json: bool) -> Result<ExitCode, CliError> {
         }
     };
     let rt = runtime()?;
-    install_interrupt();
+    crate::interrupt::install();
     rt.block_on(async move {
         if let Some(m) = a.metrics {
             metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -257,7 +236,7 @@ pub fn serve(a: ServeArgs, json: bool) -> Result<ExitCode, CliError> {
             );
         }
         let start = Instant::now();
-        while !INTERRUPTED.load(Ordering::SeqCst)
+        while !crate::interrupt::requested()
             && a.seconds.is_none_or(|s| start.elapsed().as_secs_f64() < s)
         {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -343,7 +322,7 @@ pub fn stream(a: StreamArgs, json: bool) -> Result<ExitCode, CliError> {
         .seconds
         .map(|s| (s * f64::from(a.rate)).round().max(1.0) as u64);
     let rt = runtime()?;
-    install_interrupt();
+    crate::interrupt::install();
     let report = match kind {
         "sim-imu" => rt.block_on(run_gateway(
             config,
@@ -459,7 +438,7 @@ async fn run_gateway<Src: SampleSource>(
     let start = Instant::now();
     let mut last = Instant::now();
     while !gw.source_finished() {
-        if INTERRUPTED.load(Ordering::SeqCst) || stop_after.is_some_and(|d| start.elapsed() >= d) {
+        if crate::interrupt::requested() || stop_after.is_some_and(|d| start.elapsed() >= d) {
             gw.stop_source();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
