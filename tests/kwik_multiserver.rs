@@ -418,3 +418,391 @@ async fn secondary_leaving_is_reported_to_the_primary() {
     assert!(d.client.close_reason().is_none());
     d.client.close(0, b"");
 }
+
+// ================================================================ delegation
+
+/// A deterministic pseudo-random file of `len` bytes.
+fn test_file(len: usize, seed: u64) -> Bytes {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+/// File size of the delegation tests: `KWIK_MS_BYTES` (e.g. 268435456 for
+/// 256 MiB), default 8 MiB.
+fn file_len() -> usize {
+    std::env::var("KWIK_MS_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8 << 20)
+}
+
+fn secondary_endpoint(pki: &TestPki) -> Endpoint {
+    Endpoint::server(
+        LOCAL.parse().unwrap(),
+        server_config(pki, TokenKey::new(SHARED_KEY), SecondaryJoins::Accept),
+    )
+    .expect("secondary endpoint")
+}
+
+/// A secondary server's application: writes every grant's range from `file`;
+/// after `serve` grants (if given) it closes its path instead (killed).
+/// Returns the number of grants it served.
+async fn serve_grants(
+    secondary: kwik::SecondarySession,
+    file: Bytes,
+    serve: Option<usize>,
+) -> usize {
+    let mut served = 0;
+    while let Some(grant) = secondary.accept_grant().await {
+        if serve == Some(served) {
+            secondary.close(0, b"killed");
+            return served;
+        }
+        let part = file.slice(grant.range.start as usize..grant.range.end as usize);
+        if secondary
+            .write_at(grant.stream, grant.range.start, part)
+            .await
+            .is_err()
+        {
+            return served;
+        }
+        served += 1;
+    }
+    served
+}
+
+enum Step {
+    Done(Result<(), String>),
+    Event(Option<kwik::PathEvent>),
+}
+
+/// Writes back every range delegated to `path` that the client is missing.
+async fn reclaim(
+    primary: &Session,
+    stream: &kwik::SendStream,
+    file: &Bytes,
+    path: PathId,
+) -> Result<u64, String> {
+    let mut bytes = 0;
+    for (id, r) in primary.missing_from(path) {
+        assert_eq!(id, stream.id());
+        bytes += r.end - r.start;
+        stream
+            .write_at(r.start, file.slice(r.start as usize..r.end as usize))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(bytes)
+}
+
+/// The primary's application: chunk `i` of `file` is written by the primary
+/// when `i % (secondaries + 1) == 0`, else delegated to secondary
+/// `i % (secondaries + 1) - 1`. A secondary that leaves has its missing ranges
+/// reclaimed (written by the primary). Returns the bytes reclaimed.
+async fn serve_primary(
+    primary: Session,
+    secondaries: Vec<PathId>,
+    file: Bytes,
+    chunk: u64,
+) -> Result<u64, String> {
+    let mut events = primary.path_events();
+    let mut stream = primary.open_uni().await.map_err(|e| e.to_string())?;
+    let len = file.len() as u64;
+    let mut dead: Vec<PathId> = Vec::new();
+    let mut reclaimed = 0;
+    let mut next = 0u64;
+    let mut finished = false;
+    loop {
+        // One step of work (a chunk, or waiting for completion), raced against
+        // path events so a dead secondary is reclaimed even while we wait.
+        let work = async {
+            if next < len {
+                let range = next..(next + chunk).min(len);
+                let owner = (next / chunk) as usize % (secondaries.len() + 1);
+                let mut own = owner == 0;
+                if !own {
+                    match primary
+                        .delegate(stream.id(), range.clone(), secondaries[owner - 1])
+                        .await
+                    {
+                        Ok(grant) => assert_eq!(grant.range, range),
+                        Err(kwik::DelegateError::UnknownPath(_)) => own = true,
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                if own {
+                    let data = file.slice(range.start as usize..range.end as usize);
+                    stream
+                        .write_at(range.start, data)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            } else {
+                stream.finished().await.map_err(|e| e.to_string())
+            }
+        };
+        let step = tokio::select! {
+            biased;
+            e = events.next() => Step::Event(e),
+            r = work => Step::Done(r),
+        };
+        match step {
+            Step::Event(Some(kwik::PathEvent::Abandoned(p))) if secondaries.contains(&p) => {
+                dead.push(p);
+                reclaimed += reclaim(&primary, &stream, &file, p).await?;
+            }
+            Step::Event(_) => {}
+            Step::Done(r) => {
+                r?;
+                if next >= len {
+                    return Ok(reclaimed);
+                }
+                next = (next + chunk).min(len);
+                if next >= len && !finished {
+                    finished = true;
+                    stream.finish().map_err(|e| e.to_string())?;
+                    // A cancelled reclaim may have left a prefix: run it again.
+                    for p in &dead {
+                        reclaimed += reclaim(&primary, &stream, &file, *p).await?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads the client's one incoming stream to the end; returns its hash and
+/// length, and the most bytes the client held buffered while reading.
+async fn read_file(client: &Session, pause: Option<Duration>) -> ([u8; 32], usize, u64) {
+    use sha2::Digest;
+    let mut incoming = timed(client.accept_uni()).await.expect("incoming stream");
+    let mut hasher = sha2::Sha256::new();
+    let mut len = 0;
+    let mut most_buffered = 0;
+    while let Some(chunk) =
+        tokio::time::timeout(Duration::from_secs(20), incoming.read_chunk(64 * 1024))
+            .await
+            .expect("stream stalled for 20 s")
+            .expect("read")
+    {
+        hasher.update(&chunk);
+        len += chunk.len();
+        most_buffered = most_buffered.max(client.presentation_stats().buffered_bytes);
+        if let Some(p) = pause {
+            tokio::time::sleep(p).await;
+        }
+    }
+    (hasher.finalize().into(), len, most_buffered)
+}
+
+struct Three {
+    d: Deployment,
+    second_ep: Endpoint,
+    paths: Vec<PathId>,
+    secondaries: Vec<kwik::SecondarySession>,
+}
+
+/// A deployment with two secondary servers joined to the client's session.
+async fn with_two_secondaries(d: Deployment) -> Three {
+    let second_ep = secondary_endpoint(&d.pki);
+    let a = timed(
+        d.primary
+            .add_secondary(d.secondary_ep.local_addr().unwrap(), SERVER_NAME),
+    )
+    .await
+    .expect("secondary A joins");
+    let sa = timed(d.secondary_ep.accept_secondary()).await.unwrap();
+    let b = timed(
+        d.primary
+            .add_secondary(second_ep.local_addr().unwrap(), SERVER_NAME),
+    )
+    .await
+    .expect("secondary B joins");
+    let sb = timed(second_ep.accept_secondary()).await.unwrap();
+    assert_eq!((sa.path(), sb.path()), (a, b));
+    Three {
+        d,
+        second_ep,
+        paths: vec![a, b],
+        secondaries: vec![sa, sb],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_from_a_primary_and_two_secondaries_is_byte_exact() {
+    let t = with_two_secondaries(shared_deployment().await).await;
+    let len = file_len();
+    let file = test_file(len, 0x0123_4567);
+    let chunk = 256 * 1024;
+    let served: Vec<_> = t
+        .secondaries
+        .iter()
+        .map(|s| tokio::spawn(serve_grants(s.clone(), file.clone(), None)))
+        .collect();
+    let primary = tokio::spawn(serve_primary(
+        t.d.primary.clone(),
+        t.paths.clone(),
+        file.clone(),
+        chunk,
+    ));
+    let (hash, got, _) = read_file(&t.d.client, None).await;
+    assert_eq!(got, len);
+    assert_eq!(hash, sha256(&file), "file differs");
+    let reclaimed = timed(primary).await.unwrap().expect("primary");
+    assert_eq!(reclaimed, 0);
+
+    // Each secondary wrote its third of the chunks, inside its grants only.
+    let stats = t.d.client.stats();
+    assert_eq!(stats.segments_outside_grant, 0);
+    let chunks = len.div_ceil(chunk as usize) as u64;
+    assert_eq!(
+        t.d.primary.stats().grants_issued,
+        chunks - chunks.div_ceil(3)
+    );
+    let mut from_secondaries = 0;
+    for s in &t.secondaries {
+        let st = s.stats();
+        assert_eq!(st.grants_refused, 0);
+        assert!(st.grants_received > 0);
+        from_secondaries += st.bytes_written;
+    }
+    assert_eq!(stats.bytes_from_secondaries, from_secondaries);
+    assert!(from_secondaries > len as u64 / 2, "{from_secondaries}");
+    // The secondaries learn that their ranges arrived.
+    for s in &t.secondaries {
+        for g in s.grants() {
+            timed(s.acknowledged(g.stream, g.range.clone()))
+                .await
+                .unwrap();
+        }
+    }
+    // Relay still works beside the data.
+    t.d.primary
+        .relay(t.paths[1], Bytes::from_static(b"done"))
+        .unwrap();
+    assert_eq!(
+        timed(t.secondaries[1].accept_relay()).await.unwrap(),
+        "done".as_bytes()
+    );
+    t.d.client.close(0, b"");
+    for h in served {
+        let _ = timed(h).await;
+    }
+    drop(t.second_ep);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_killed_halfway_is_reclaimed_by_the_primary() {
+    let t = with_two_secondaries(shared_deployment().await).await;
+    let len = 4 << 20;
+    let file = test_file(len, 0xfeed);
+    let chunk = 128 * 1024;
+    let per_secondary = len / chunk as usize / 3;
+    // A serves everything; B is killed after half of its share.
+    let a = tokio::spawn(serve_grants(t.secondaries[0].clone(), file.clone(), None));
+    let b = tokio::spawn(serve_grants(
+        t.secondaries[1].clone(),
+        file.clone(),
+        Some(per_secondary / 2),
+    ));
+    let mut primary_events = t.d.primary.path_events();
+    let primary = tokio::spawn(serve_primary(
+        t.d.primary.clone(),
+        t.paths.clone(),
+        file.clone(),
+        chunk,
+    ));
+    let (hash, got, _) = read_file(&t.d.client, None).await;
+    assert_eq!(got, len);
+    assert_eq!(hash, sha256(&file), "file differs");
+    let reclaimed = timed(primary).await.unwrap().expect("primary");
+    assert!(reclaimed >= chunk, "reclaimed {reclaimed}");
+    assert_eq!(timed(b).await.unwrap(), per_secondary / 2);
+    abandoned(&mut primary_events, t.paths[1]).await;
+    assert_eq!(t.d.client.stats().segments_outside_grant, 0);
+    assert!(t.d.primary.missing_from(t.paths[1]).is_empty());
+    t.d.client.close(0, b"");
+    let _ = timed(a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_reaches_the_secondaries() {
+    use kwik::PresentationConfig;
+    let window = 1 << 20;
+    let pres = PresentationConfig::default()
+        .session_window(window)
+        .max_session_window(window)
+        .stream_window(256 * 1024)
+        .max_stream_window(256 * 1024);
+    let pki = TestPki::generate().expect("test CA");
+    let primary_ep = Endpoint::server(
+        LOCAL.parse().unwrap(),
+        server_config(&pki, TokenKey::new(SHARED_KEY), SecondaryJoins::Refuse),
+    )
+    .unwrap();
+    let secondary_ep = secondary_endpoint(&pki);
+    let client_ep = Endpoint::client(
+        LOCAL.parse().unwrap(),
+        ClientConfig::with_root_certificates([pki.ca_root()])
+            .unwrap()
+            .session(SessionConfig::lan().presentation(pres)),
+    )
+    .unwrap();
+    let client = client_ep
+        .connect(primary_ep.local_addr().unwrap(), SERVER_NAME)
+        .await
+        .unwrap();
+    let primary = primary_ep.accept().await.unwrap();
+    let d = Deployment {
+        pki,
+        primary_ep,
+        secondary_ep,
+        _client_ep: client_ep,
+        client,
+        primary,
+    };
+    let t = with_two_secondaries(d).await;
+    let len = 4 << 20;
+    let file = test_file(len, 42);
+    let served: Vec<_> = t
+        .secondaries
+        .iter()
+        .map(|s| tokio::spawn(serve_grants(s.clone(), file.clone(), None)))
+        .collect();
+    let primary = tokio::spawn(serve_primary(
+        t.d.primary.clone(),
+        t.paths.clone(),
+        file.clone(),
+        64 * 1024,
+    ));
+    // A slow reader: the window fills, credit is withheld, writers wait.
+    let (hash, got, most_buffered) = read_file(&t.d.client, Some(Duration::from_millis(2))).await;
+    assert_eq!(got, len);
+    assert_eq!(hash, sha256(&file));
+    assert!(
+        most_buffered <= window,
+        "client buffered {most_buffered} > window {window}"
+    );
+    timed(primary).await.unwrap().expect("primary");
+    for s in &t.secondaries {
+        assert!(s.stats().credit_waits > 0, "{:?}", s.stats());
+    }
+    t.d.client.close(0, b"");
+    for h in served {
+        let _ = timed(h).await;
+    }
+}

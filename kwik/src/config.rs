@@ -27,6 +27,7 @@ pub struct SessionConfig {
     pub(crate) max_segment: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) token_ttl: Duration,
+    pub(crate) grant_ttl: Duration,
     pub(crate) max_paths: usize,
     pub(crate) presentation: PresentationConfig,
 }
@@ -43,6 +44,7 @@ impl Default for SessionConfig {
             max_segment: 64 * 1024,
             idle_timeout: Duration::from_secs(10),
             token_ttl: Duration::from_secs(30),
+            grant_ttl: Duration::from_secs(60),
             max_paths: 8,
             presentation: PresentationConfig::default(),
         }
@@ -117,6 +119,16 @@ impl SessionConfig {
     /// Lifetime of the join tokens a server issues. Default 30 s.
     pub fn token_ttl(mut self, ttl: Duration) -> Self {
         self.token_ttl = ttl;
+        self
+    }
+
+    /// Lifetime of the delegation grants a primary server signs
+    /// (`Session::delegate`). Default 60 s. A secondary refuses an expired
+    /// grant and stops writing under it; the client accepts its data until 2 s
+    /// after the expiry (in flight, clock skew). Longer suits slow secondaries;
+    /// shorter reclaims sooner from a secondary that stalls.
+    pub fn grant_ttl(mut self, ttl: Duration) -> Self {
+        self.grant_ttl = ttl;
         self
     }
 

@@ -56,7 +56,7 @@ fn unix_ms() -> u64 {
 
 mod multiserver;
 
-pub use multiserver::{SecondaryPath, SecondarySession};
+pub use multiserver::{SecondaryPath, SecondarySession, SecondaryStats};
 
 fn transport(config: &SessionConfig) -> Arc<quinn::TransportConfig> {
     Arc::new(transport_config(config))
@@ -514,6 +514,7 @@ struct SessionShared {
 const WAKE_WRITE: u8 = 0;
 const WAKE_READ: u8 = 1;
 const WAKE_FINISHED: u8 = 2;
+const WAKE_DELEGATE: u8 = 3;
 
 impl SessionShared {
     fn new(
@@ -524,6 +525,8 @@ impl SessionShared {
     ) -> Arc<Self> {
         let (events, _) = broadcast::channel(256);
         let (closed, _) = watch::channel(false);
+        let mut state = state;
+        state.set_wall_clock(Instant::now(), unix_ms());
         Arc::new(Self {
             id: state.id(),
             side: state.side(),
@@ -642,6 +645,7 @@ impl SessionShared {
             Event::RelayForward(path, payload) => self.multi.on_relay_forward(path, payload),
             Event::RelayReceived(path, payload) => self.multi.on_relay_received(path, payload),
             Event::SecondaryAbandoned(path) => self.on_secondary_abandoned(path),
+            Event::ToSecondary(path, frame) => self.multi.to_link(path, frame),
             Event::TokenReceived(path, token) => {
                 if let Some(tx) = self.tokens.lock().remove(&path) {
                     let _ = tx.send(token);
@@ -777,7 +781,11 @@ async fn timer_task(shared: Arc<SessionShared>) {
         }
         let now = Instant::now();
         shared.presentation.handle_timeout(now);
-        shared.with_state(|s| s.handle_timeout(now));
+        let wall = unix_ms();
+        shared.with_state(|s| {
+            s.set_wall_clock(now, wall);
+            s.handle_timeout(now)
+        });
     }
 }
 
@@ -1433,6 +1441,49 @@ impl SendStream {
         Ok(())
     }
 
+    /// Writes `data` at logical `offset`, waiting for credit as needed: at or
+    /// past everything written so far (the bytes in between become a *hole*
+    /// that another writer — a secondary server, see [`Session::delegate`] —
+    /// or a later `write_at` fills), or into a hole (e.g. a range reclaimed
+    /// from a secondary that died, see [`Session::missing_from`]; allowed after
+    /// [`finish`](Self::finish) too). Bytes this side already wrote are
+    /// refused with [`WriteError::AlreadyWritten`]. The stream's final size is
+    /// the highest offset written or delegated when it is finished. Not
+    /// cancel-safe (a prefix may have been written). Takes `&self`, so one
+    /// task may fill holes while another writes further on.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: kwik::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut stream = session.open_uni().await?;
+    /// stream.write_at(1024, bytes::Bytes::from_static(b"second kilobyte...")).await?;
+    /// stream.write_at(0, bytes::Bytes::from(vec![0u8; 1024])).await?;
+    /// stream.finish()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn write_at(&self, mut offset: u64, mut data: Bytes) -> Result<(), WriteError> {
+        while !data.is_empty() {
+            let rest = poll_fn(|cx| {
+                let shared = &self.shared;
+                let id = self.id;
+                let attempt = |d: Bytes| shared.with_state(|s| s.write_at(id, offset, d));
+                match attempt(data.clone())? {
+                    rest if rest.len() < data.len() => Poll::Ready(Ok(rest)),
+                    _ => {
+                        shared.register((id, WAKE_WRITE), cx);
+                        match attempt(data.clone())? {
+                            rest if rest.len() < data.len() => Poll::Ready(Ok(rest)),
+                            _ => Poll::Pending,
+                        }
+                    }
+                }
+            })
+            .await?;
+            offset += (data.len() - rest.len()) as u64;
+            data = rest;
+        }
+        Ok(())
+    }
+
     /// Ends the stream after the bytes written so far.
     pub fn finish(&mut self) -> Result<(), WriteError> {
         self.ended = true;
@@ -1449,8 +1500,11 @@ impl SendStream {
     }
 
     /// Waits until everything written (and the FIN, once finished) has been
-    /// acknowledged by the peer, i.e. nothing is retained any more. Cancel-safe.
-    pub async fn finished(&mut self) -> Result<(), WriteError> {
+    /// acknowledged by the peer, i.e. nothing is retained any more — and, on a
+    /// stream with holes (delegated or skipped ranges), until the peer
+    /// acknowledged every byte up to the final size, whoever sent it.
+    /// Cancel-safe.
+    pub async fn finished(&self) -> Result<(), WriteError> {
         let id = self.id;
         poll_fn(|cx| {
             let check = || {

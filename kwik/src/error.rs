@@ -2,8 +2,11 @@
 
 use bytes::Bytes;
 
+use kwik_presentation::StreamId;
+
 use crate::config::TlsConfigError;
 use crate::frame::{DecodeError, RefuseReason};
+use crate::grant::GrantError;
 use crate::ids::PathId;
 
 /// Why a session ended.
@@ -53,6 +56,27 @@ pub enum ProtocolError {
     /// The peer opened more streams than allowed.
     #[error("too many streams: {0}")]
     TooManyStreams(String),
+    /// A GRANT frame from the primary that is malformed or has an empty range.
+    #[error("bad grant: {0}")]
+    Grant(GrantError),
+    /// The primary sent more live grants for one secondary path than the
+    /// client keeps.
+    #[error("too many grants for {0}")]
+    TooManyGrants(PathId),
+    /// A secondary server sent stream data that no grant from the primary
+    /// covers (wrong stream or range, expired grant, or a FIN): the path is
+    /// closed, the session goes on.
+    #[error("{path} wrote {length} bytes at {offset} of stream {stream} outside its grants")]
+    OutsideGrant {
+        /// The secondary path.
+        path: PathId,
+        /// The stream it wrote.
+        stream: StreamId,
+        /// Offset of the refused bytes.
+        offset: u64,
+        /// Their length.
+        length: u64,
+    },
 }
 
 /// Why writing to a stream failed.
@@ -71,6 +95,65 @@ pub enum WriteError {
     /// The stream was finished or reset locally.
     #[error("stream already finished or reset")]
     ClosedStream,
+    /// A positioned write covers bytes this side already wrote (only holes —
+    /// skipped or delegated ranges — can be written again).
+    #[error("bytes at {offset} already written")]
+    AlreadyWritten {
+        /// Offset of the write.
+        offset: u64,
+    },
+    /// A positioned write passes the stream's final size (or 2^62).
+    #[error("write beyond the stream's final size")]
+    BeyondFinalSize,
+}
+
+/// Why a primary server could not delegate a range of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DelegateError {
+    /// Only the primary server delegates.
+    #[error("only the primary server delegates")]
+    NotAServer,
+    /// No secondary path with that id in this session.
+    #[error("unknown secondary path {0}")]
+    UnknownPath(PathId),
+    /// Not a stream this side sends on (or it was reset or is complete).
+    #[error("unknown stream {0}")]
+    UnknownStream(StreamId),
+    /// The range is empty or passes 2^62.
+    #[error("empty range")]
+    EmptyRange,
+    /// Part of the range was already written by the primary.
+    #[error("part of the range was already written")]
+    AlreadyWritten,
+    /// The range passes the stream's final size.
+    #[error("range beyond the stream's final size")]
+    BeyondFinalSize,
+    /// The session ended.
+    #[error("session closed: {0}")]
+    SessionClosed(CloseReason),
+}
+
+/// Why a secondary server could not write stream data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecondaryWriteError {
+    /// No grant of this path covers the bytes (refused locally, nothing sent).
+    #[error("no grant covers {length} bytes at {offset} of stream {stream}")]
+    OutsideGrant {
+        /// The stream.
+        stream: StreamId,
+        /// Offset of the write.
+        offset: u64,
+        /// Its length.
+        length: u64,
+    },
+    /// The grant that covered the bytes has expired.
+    #[error("grant expired")]
+    Expired,
+    /// The path is closed.
+    #[error("secondary path closed: {0}")]
+    Closed(CloseReason),
 }
 
 /// Why reading a stream failed.

@@ -275,6 +275,13 @@ pub enum Frame {
         /// The message (at most [`MAX_RELAY_LEN`] bytes).
         payload: Bytes,
     },
+    /// (Primary server to client, then client to secondary) a signed
+    /// delegation grant ([`Grant::sign`](crate::Grant::sign)): the secondary on
+    /// the grant's path may write the grant's byte range of its stream.
+    Grant {
+        /// The signed grant, exactly [`GRANT_LEN`](crate::GRANT_LEN) bytes.
+        grant: Bytes,
+    },
 }
 
 mod ty {
@@ -298,6 +305,7 @@ mod ty {
     pub(super) const ADD_PATH: u64 = 0x20;
     pub(super) const ADD_PATH_RESULT: u64 = 0x21;
     pub(super) const RELAY: u64 = 0x22;
+    pub(super) const GRANT: u64 = 0x23;
 }
 
 /// Why bytes from the peer are not a valid frame or segment.
@@ -483,6 +491,10 @@ impl Frame {
                 put_bytes(&mut p, &payload[..payload.len().min(MAX_RELAY_LEN)]);
                 ty::RELAY
             }
+            Frame::Grant { grant } => {
+                put_bytes(&mut p, &grant[..grant.len().min(crate::GRANT_LEN)]);
+                ty::GRANT
+            }
         };
         varint::encode(buf, t);
         varint::encode(buf, p.len() as u64);
@@ -607,6 +619,13 @@ impl Frame {
                 path: PathId::new(get_varint(p)?),
                 payload: get_bytes(p, MAX_RELAY_LEN)?,
             },
+            ty::GRANT => {
+                let grant = get_bytes(p, crate::GRANT_LEN)?;
+                if grant.len() != crate::GRANT_LEN {
+                    return Err(DecodeError::InvalidValue("grant length"));
+                }
+                Frame::Grant { grant }
+            }
             other => return Err(DecodeError::UnknownFrame(other)),
         };
         if p.has_remaining() {
@@ -862,6 +881,9 @@ mod tests {
                     path: PathId::new(p),
                     payload: Bytes::from(m),
                 }
+            }),
+            proptest::collection::vec(any::<u8>(), crate::GRANT_LEN).prop_map(|g| Frame::Grant {
+                grant: Bytes::from(g)
             }),
         ]
     }

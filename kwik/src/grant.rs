@@ -115,10 +115,25 @@ impl Grant {
         if signed.len() != GRANT_LEN || signed[0] != GRANT_VERSION {
             return Err(GrantError::Malformed);
         }
-        let body = &signed[1..1 + BODY_LEN];
-        Self::tag(key, session, body)
+        Self::tag(key, session, &signed[1..1 + BODY_LEN])
             .verify_slice(&signed[1 + BODY_LEN..])
             .map_err(|_| GrantError::BadTag)?;
+        let grant = Self::decode_unverified(signed)?;
+        if grant.expiry_ms < now_ms {
+            return Err(GrantError::Expired);
+        }
+        Ok(grant)
+    }
+
+    /// Reads a signed grant's fields without checking its tag or expiry: what
+    /// the client does with a grant that arrived from the primary over the
+    /// session's authenticated paths (it does not hold the key; the secondary
+    /// checks the tag).
+    pub(crate) fn decode_unverified(signed: &[u8]) -> Result<Grant, GrantError> {
+        if signed.len() != GRANT_LEN || signed[0] != GRANT_VERSION {
+            return Err(GrantError::Malformed);
+        }
+        let body = &signed[1..1 + BODY_LEN];
         let field = |i: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&body[i * 8..i * 8 + 8]);
@@ -132,9 +147,6 @@ impl Grant {
         );
         if grant.range.is_empty() {
             return Err(GrantError::EmptyRange);
-        }
-        if grant.expiry_ms < now_ms {
-            return Err(GrantError::Expired);
         }
         Ok(grant)
     }

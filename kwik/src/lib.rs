@@ -83,11 +83,12 @@ mod sim;
 pub use config::{ALPN, ClientConfig, SecondaryJoins, ServerConfig, SessionConfig, TlsConfigError};
 pub use driver::{
     Endpoint, PathEvents, PathInfo, PathSpec, RecvStream, SecondaryPath, SecondarySession,
-    SendStream, Session,
+    SecondaryStats, SendStream, Session,
 };
 pub use error::{
-    AddPathError, AddSecondaryError, CloseReason, ConnectError, EndpointError, ProtocolError,
-    ReadError, RelayError, RemovePathError, StreamError, WriteError,
+    AddPathError, AddSecondaryError, CloseReason, ConnectError, DelegateError, EndpointError,
+    ProtocolError, ReadError, RelayError, RemovePathError, SecondaryWriteError, StreamError,
+    WriteError,
 };
 pub use frame::{AddPathOutcome, DecodeError, PathStatus, RefuseReason};
 pub use grant::{GRANT_LEN, Grant, GrantError};

@@ -4,11 +4,18 @@
 //!
 //! Memory is bounded by credit: the application can only write up to the peer's
 //! max offset, and everything below the acknowledged prefix is released.
+//!
+//! Positioned writes (multi-server delegation): the write offset is a high-water
+//! mark. Bytes below it that this side did not write — skipped by a write
+//! further on, or delegated to a secondary server — are *holes*; a later
+//! positioned write may fill them. A stream with holes is complete only when
+//! the receiver acknowledged every byte up to the final size, whoever sent it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, Range};
 
 use bytes::{Bytes, BytesMut};
+use kwik_presentation::RangeSet;
 
 use crate::ids::PathId;
 use crate::scheduler::Scheduler;
@@ -46,6 +53,30 @@ pub(crate) struct SendBuffer {
     pub(crate) policy: Scheduler,
     /// Set when the stream was reset (locally or because the peer stopped it).
     pub(crate) reset: Option<u64>,
+    /// Offsets below `write_offset` this side has not written.
+    holes: RangeSet,
+    /// Union of every range the receiver acknowledged.
+    acked: RangeSet,
+    /// Ranges delegated to secondary paths, not yet fully acknowledged.
+    delegated: Vec<Delegation>,
+}
+
+/// A range of a stream left to a secondary server.
+#[derive(Debug, Clone)]
+pub(crate) struct Delegation {
+    pub(crate) path: PathId,
+    pub(crate) range: Range<u64>,
+    /// The signed grant (re-sent after a path loss).
+    pub(crate) signed: Bytes,
+}
+
+/// Why a positioned write or a delegation does not fit the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PositionError {
+    /// Part of the range was already written by this side.
+    AlreadyWritten,
+    /// The range passes the stream's final size.
+    BeyondFinalSize,
 }
 
 impl SendBuffer {
@@ -63,7 +94,120 @@ impl SendBuffer {
             max_segment: max_segment.max(1),
             policy,
             reset: None,
+            holes: RangeSet::new(),
+            acked: RangeSet::new(),
+            delegated: Vec::new(),
         }
+    }
+
+    /// Checks that `range` is free for this side: at or past the write offset,
+    /// or inside holes, and below a known final size.
+    pub(crate) fn check_position(&self, range: &Range<u64>) -> Result<(), PositionError> {
+        if let Some(fin) = self.fin {
+            if range.end > fin {
+                return Err(PositionError::BeyondFinalSize);
+            }
+        }
+        let below = range.start..range.end.min(self.write_offset);
+        if !below.is_empty() && !self.holes.contains_range(below) {
+            return Err(PositionError::AlreadyWritten);
+        }
+        Ok(())
+    }
+
+    /// Highest offset this side would have reached after covering `end`.
+    pub(crate) fn growth_to(&self, end: u64) -> u64 {
+        end.saturating_sub(self.write_offset)
+    }
+
+    /// Peer credit (max offset).
+    pub(crate) fn max_offset(&self) -> u64 {
+        self.max_offset
+    }
+
+    /// Moves the high-water mark to `end` (if beyond), leaving a hole.
+    fn extend_to(&mut self, end: u64) {
+        if end > self.write_offset {
+            self.seal();
+            self.holes.insert(self.write_offset..end);
+            self.write_offset = end;
+        }
+    }
+
+    /// Writes `data` at `offset` (checked with [`Self::check_position`]; the
+    /// caller has checked credit). Returns the keys of new chunks that lie behind
+    /// the send cursor (they must be scheduled explicitly).
+    pub(crate) fn write_at(&mut self, offset: u64, mut data: Bytes) -> Vec<u64> {
+        let end = offset + data.len() as u64;
+        self.seal();
+        self.extend_to(end);
+        self.holes.remove(offset..end);
+        let mut behind = Vec::new();
+        let mut at = offset;
+        while !data.is_empty() {
+            let piece = data.split_to(data.len().min(self.max_segment));
+            let len = piece.len() as u64;
+            let cursor_passed = match self.policy {
+                Scheduler::Redundant => self.cursors.values().flatten().any(|c| *c >= at),
+                _ => self.cursor.is_some_and(|c| c >= at),
+            };
+            if cursor_passed {
+                behind.push(at);
+            }
+            self.chunks.insert(
+                at,
+                Chunk {
+                    data: piece,
+                    sent_on: Vec::new(),
+                },
+            );
+            self.retained += len;
+            at += len;
+        }
+        behind
+    }
+
+    /// Leaves `range` to the secondary on `path` (checked with
+    /// [`Self::check_position`]; the caller has reserved session credit up to
+    /// its end).
+    pub(crate) fn delegate(&mut self, path: PathId, range: Range<u64>, signed: Bytes) {
+        self.extend_to(range.end);
+        self.delegated.push(Delegation {
+            path,
+            range,
+            signed,
+        });
+    }
+
+    /// The parts of `range` the receiver has not acknowledged and this side
+    /// does not hold itself (holes: skipped or delegated bytes).
+    pub(crate) fn missing(&self, range: &Range<u64>) -> Vec<Range<u64>> {
+        let mut out = RangeSet::new();
+        let end = range.end.min(self.write_offset);
+        for h in self.holes.iter() {
+            let r = h.start.max(range.start)..h.end.min(end);
+            if !r.is_empty() {
+                out.insert(r);
+            }
+        }
+        out.subtract(&self.acked);
+        out.iter().collect()
+    }
+
+    /// Ranges delegated to `path` that are still missing at the receiver.
+    pub(crate) fn missing_from(&self, path: PathId) -> Vec<Range<u64>> {
+        let mut out = RangeSet::new();
+        for d in self.delegated.iter().filter(|d| d.path == path) {
+            for m in self.missing(&d.range) {
+                out.insert(m);
+            }
+        }
+        out.iter().collect()
+    }
+
+    /// Delegations not yet fully acknowledged.
+    pub(crate) fn delegations(&self) -> &[Delegation] {
+        &self.delegated
     }
 
     /// Bytes the stream's credit still allows.
@@ -268,6 +412,14 @@ impl SendBuffer {
             self.fin_acked = true;
         }
         let mut released = Vec::new();
+        if !self.holes.is_empty() {
+            for r in ranges {
+                self.acked.insert(r.clone());
+            }
+            let acked = &self.acked;
+            self.delegated
+                .retain(|d| !acked.contains_range(d.range.clone()));
+        }
         for r in ranges {
             let keys: Vec<u64> = self
                 .chunks
@@ -297,7 +449,10 @@ impl SendBuffer {
 
     /// Everything written was delivered, FIN included.
     pub(crate) fn is_complete(&self) -> bool {
-        self.fin_acked && self.chunks.is_empty() && self.staging.is_empty()
+        self.fin_acked
+            && self.chunks.is_empty()
+            && self.staging.is_empty()
+            && self.holes.iter().all(|h| self.acked.contains_range(h))
     }
 
     /// Drops all retained data (reset). Returns in-flight releases.

@@ -4,7 +4,8 @@
 //! frames and data out per path ([`SessionState::poll_control`],
 //! [`SessionState::poll_data`]) and the next deadline.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,13 +16,15 @@ use kwik_presentation::{
 };
 
 use crate::config::SessionConfig;
-use crate::error::{CloseReason, ProtocolError, WriteError};
+use crate::error::{CloseReason, DelegateError, ProtocolError, WriteError};
 use crate::frame::{AddPathOutcome, Frame, PathStatus};
+use crate::grant::Grant;
 use crate::ids::{PathId, SessionId};
 use crate::path::{Path, PathState, PathStats};
-use crate::retention::SendBuffer;
+use crate::retention::{PositionError, SendBuffer};
 use crate::scheduler::{self, PathView, Scheduler};
 use crate::segment::Piece;
+use crate::token::TokenKey;
 
 /// Something that happened to a path, as the application sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,6 +72,15 @@ pub struct SessionStats {
     pub late_segments: u64,
     /// Backpressure signals received from the peer.
     pub backpressure_signals: u64,
+    /// (Client) payload bytes received from secondary servers inside their
+    /// grants (duplicates included).
+    pub bytes_from_secondaries: u64,
+    /// (Client) data segments from secondary servers refused because no grant
+    /// the primary sent covers them (wrong stream or range, expired); each one
+    /// closed the secondary's path and none of its bytes was buffered.
+    pub segments_outside_grant: u64,
+    /// (Primary server) ranges delegated to secondary servers.
+    pub grants_issued: u64,
 }
 
 /// What the driver must act on.
@@ -104,11 +116,22 @@ pub(crate) enum Event {
     /// The peer abandoned a secondary path (primary: the client lost it;
     /// client: the primary removed it).
     SecondaryAbandoned(PathId),
+    /// (Client) a frame for the secondary on this path (a forwarded grant, the
+    /// credit and acknowledgements of the streams it holds grants for).
+    ToSecondary(PathId, Frame),
 }
 
 /// Path ids the primary assigns to secondary paths start here, so they never
 /// collide with the ids a client picks for its own paths (counted from 1).
 pub(crate) const SECONDARY_PATH_BASE: u64 = 1 << 32;
+
+/// (Client) how long after its expiry a grant still admits a secondary's
+/// segments: data in flight when the grant lapsed, and the skew between the
+/// primary's clock (which set the expiry) and the client's.
+pub(crate) const GRANT_GRACE_MS: u64 = 2_000;
+
+/// (Client) most live grants one secondary path may hold.
+pub(crate) const MAX_GRANTS_PER_PATH: usize = 4096;
 
 /// One chunk of stream data for a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +176,15 @@ pub(crate) struct SessionState {
     next_path: u64,
     /// Stop-sending codes for streams the peer stopped.
     stopped: HashMap<StreamId, u64>,
+    /// Positioned writes behind a stream's send cursor, to schedule.
+    fill: VecDeque<(StreamId, u64)>,
+    /// (Client) live secondary links.
+    links: BTreeSet<PathId>,
+    /// (Client) grants the primary sent, by secondary path.
+    grants: BTreeMap<PathId, Vec<Grant>>,
+    /// An instant and the Unix time in milliseconds at that instant (given
+    /// by the driver): grant expiries are wall-clock times.
+    wall: (Instant, u64),
 }
 
 fn dir_index(dir: Dir) -> usize {
@@ -196,6 +228,10 @@ impl SessionState {
             stats: SessionStats::default(),
             next_path: 1,
             stopped: HashMap::new(),
+            fill: VecDeque::new(),
+            links: BTreeSet::new(),
+            grants: BTreeMap::new(),
+            wall: (now, 0),
         };
         s.add_path(PathId::INITIAL, PathStatus::Available, now);
         s
@@ -219,6 +255,21 @@ impl SessionState {
 
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Anchors wall-clock time: `unix_ms` is the Unix time at `now`.
+    pub(crate) fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
+        self.wall = (now, unix_ms);
+    }
+
+    /// Unix milliseconds at `now`, from the last anchor.
+    fn wall_ms(&self, now: Instant) -> u64 {
+        let (at, ms) = self.wall;
+        if now >= at {
+            ms.saturating_add(now.duration_since(at).as_millis() as u64)
+        } else {
+            ms.saturating_sub(at.duration_since(now).as_millis() as u64)
+        }
     }
 
     // ----- paths -----
@@ -336,6 +387,15 @@ impl SessionState {
             }
             if let Some(f) = self.ack_frame(id) {
                 frames.push(f);
+            }
+        }
+        // Grants travel once; one lost with its path is sent again (the client
+        // ignores copies of grants it holds).
+        for buf in self.send.values() {
+            for d in buf.delegations() {
+                frames.push(Frame::Grant {
+                    grant: d.signed.clone(),
+                });
             }
         }
         for (stream, final_size) in &self.retired {
@@ -506,6 +566,121 @@ impl SessionState {
         Ok(())
     }
 
+    /// Writes `data` at `offset` of `stream` (up to the credit): at or past the
+    /// write offset (a jump leaves a hole), or into holes (bytes skipped or
+    /// delegated, e.g. reclaimed from a dead secondary; allowed after
+    /// `finish`). Returns what was not accepted.
+    pub(crate) fn write_at(
+        &mut self,
+        stream: StreamId,
+        offset: u64,
+        mut data: Bytes,
+    ) -> Result<Bytes, WriteError> {
+        if let Some(r) = &self.closed {
+            return Err(WriteError::SessionClosed(r.clone()));
+        }
+        if let Some(code) = self.stopped.get(&stream) {
+            return Err(WriteError::Stopped { error_code: *code });
+        }
+        let session_room = self.peer_max_data.saturating_sub(self.written_total);
+        let buf = self.send.get_mut(&stream).ok_or(WriteError::ClosedStream)?;
+        if buf.reset.is_some() {
+            return Err(WriteError::ClosedStream);
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= crate::VARINT_MAX)
+            .ok_or(WriteError::BeyondFinalSize)?;
+        if data.is_empty() {
+            return Ok(data);
+        }
+        buf.check_position(&(offset..end)).map_err(|e| match e {
+            PositionError::AlreadyWritten => WriteError::AlreadyWritten { offset },
+            PositionError::BeyondFinalSize => WriteError::BeyondFinalSize,
+        })?;
+        let limit = end
+            .min(buf.max_offset())
+            .min(buf.write_offset().saturating_add(session_room));
+        if limit <= offset {
+            return Ok(data);
+        }
+        let head = data.split_to((limit - offset) as usize);
+        let n = head.len() as u64;
+        let growth = buf.growth_to(limit);
+        for key in buf.write_at(offset, head) {
+            self.fill.push_back((stream, key));
+        }
+        self.written_total += growth;
+        self.stats.bytes_written += n;
+        Ok(data)
+    }
+
+    /// (Primary server) Leaves `range` of `stream` to the secondary on `path`:
+    /// reserves session credit up to the range's end (the client counts the
+    /// secondary's bytes against the same window), signs a grant under `key`
+    /// that expires `grant_ttl` from `now`, and queues it for the client.
+    /// `Ok(None)`: not enough session credit yet; call again when writable.
+    pub(crate) fn delegate(
+        &mut self,
+        stream: StreamId,
+        range: Range<u64>,
+        path: PathId,
+        key: &TokenKey,
+        now: Instant,
+    ) -> Result<Option<Grant>, DelegateError> {
+        if let Some(r) = &self.closed {
+            return Err(DelegateError::SessionClosed(r.clone()));
+        }
+        if range.is_empty() || range.end > crate::VARINT_MAX {
+            return Err(DelegateError::EmptyRange);
+        }
+        let session_room = self.peer_max_data.saturating_sub(self.written_total);
+        let expiry = self
+            .wall_ms(now)
+            .saturating_add(self.config.grant_ttl.as_millis() as u64);
+        let buf = self
+            .send
+            .get_mut(&stream)
+            .filter(|b| b.reset.is_none())
+            .ok_or(DelegateError::UnknownStream(stream))?;
+        buf.check_position(&range).map_err(|e| match e {
+            PositionError::AlreadyWritten => DelegateError::AlreadyWritten,
+            PositionError::BeyondFinalSize => DelegateError::BeyondFinalSize,
+        })?;
+        let growth = buf.growth_to(range.end);
+        if growth > session_room {
+            return Ok(None);
+        }
+        let grant = Grant::new(path, stream, range.clone(), expiry);
+        let signed = grant.sign(key, self.id);
+        buf.delegate(path, range, signed.clone());
+        self.written_total += growth;
+        self.stats.grants_issued += 1;
+        self.queue_frame(Frame::Grant { grant: signed });
+        Ok(Some(grant))
+    }
+
+    /// The parts of `range` of `stream` that the peer has not acknowledged and
+    /// that this side does not hold itself (skipped or delegated bytes). Empty
+    /// for a stream that is complete (or unknown).
+    pub(crate) fn missing(&self, stream: StreamId, range: &Range<u64>) -> Vec<Range<u64>> {
+        self.send
+            .get(&stream)
+            .map(|b| b.missing(range))
+            .unwrap_or_default()
+    }
+
+    /// The ranges delegated to `path` that the peer has not acknowledged.
+    pub(crate) fn missing_from(&self, path: PathId) -> Vec<(StreamId, Range<u64>)> {
+        let mut out: Vec<(StreamId, Range<u64>)> = self
+            .send
+            .iter()
+            .flat_map(|(id, b)| b.missing_from(path).into_iter().map(|r| (*id, r)))
+            .collect();
+        out.sort_by_key(|(id, r)| (*id, r.start));
+        out
+    }
+
     /// Abandons the stream: retained data is dropped and the peer told.
     pub(crate) fn reset(&mut self, stream: StreamId, error_code: u64) -> Result<(), WriteError> {
         if let Some(r) = &self.closed {
@@ -602,6 +777,21 @@ impl SessionState {
                 }
             }
         }
+        for _ in 0..self.fill.len() {
+            let Some((stream, key)) = self.fill.pop_front() else {
+                break;
+            };
+            let Some(buf) = self.send.get_mut(&stream) else {
+                continue;
+            };
+            if !scheduler::may_send(buf.policy, path, &views) {
+                self.fill.push_back((stream, key));
+                continue;
+            }
+            if let Some(out) = buf.take_resend(key, path) {
+                return Some(self.account(path, stream, out, false));
+            }
+        }
         for _ in 0..self.order.len() {
             let Some(stream) = self.order.pop_front() else {
                 break;
@@ -659,43 +849,91 @@ impl SessionState {
         if self.closed.is_some() {
             return Ok(());
         }
-        let id = piece.stream;
         if let Some(p) = self.paths.get_mut(&path) {
             p.bytes_received += piece.data.len() as u64;
         }
         self.stats.bytes_received += piece.data.len() as u64;
-        if !self.recv.contains_key(&id) {
-            if id.initiator() == self.side {
-                if id.dir() == Dir::Uni {
-                    return Err(ProtocolError::StreamState(
-                        "data on a locally opened uni stream",
-                    ));
-                }
-                if id.index() >= self.next_index[dir_index(Dir::Bi)] {
-                    return Err(ProtocolError::StreamState(
-                        "data on an unopened local stream",
-                    ));
-                }
-                // A local bi stream whose receive half was released: late data.
-                self.stats.late_segments += 1;
-                return Ok(());
+        self.receive(piece, now)
+    }
+
+    /// (Client) Stream data from the secondary on `path`: accepted only inside
+    /// a grant the primary sent for that path (stream, range, expiry plus
+    /// [`GRANT_GRACE_MS`]). An error is the secondary's fault: the caller
+    /// closes that path; the session goes on and nothing of the piece was
+    /// buffered.
+    pub(crate) fn handle_secondary_piece(
+        &mut self,
+        path: PathId,
+        piece: Piece,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        if self.closed.is_some() || !self.links.contains(&path) {
+            return Ok(());
+        }
+        let len = piece.data.len() as u64;
+        let now_ms = self.wall_ms(now);
+        let covered = !piece.fin
+            && self.grants.get(&path).is_some_and(|list| {
+                list.iter().any(|g| {
+                    g.covers(path, piece.stream, piece.offset, len)
+                        && now_ms <= g.expiry_ms.saturating_add(GRANT_GRACE_MS)
+                })
+            });
+        if !covered {
+            self.stats.segments_outside_grant += 1;
+            return Err(ProtocolError::OutsideGrant {
+                path,
+                stream: piece.stream,
+                offset: piece.offset,
+                length: len,
+            });
+        }
+        self.stats.bytes_received += len;
+        self.stats.bytes_from_secondaries += len;
+        self.receive(piece, now)
+    }
+
+    /// Makes sure the receive side knows `id`, opening a peer stream on first
+    /// sight. `Ok(false)`: the stream was released already (late data).
+    fn recv_stream(&mut self, id: StreamId) -> Result<bool, ProtocolError> {
+        if self.recv.contains_key(&id) {
+            return Ok(true);
+        }
+        if id.initiator() == self.side {
+            if id.dir() == Dir::Uni {
+                return Err(ProtocolError::StreamState(
+                    "data on a locally opened uni stream",
+                ));
             }
-            match self.presentation.open_stream(id) {
-                Ok(_) => {
-                    self.recv.insert(id, RecvState::default());
-                    if id.dir() == Dir::Bi {
-                        self.insert_send(id, self.config.scheduler);
-                    }
-                    self.incoming[dir_index(id.dir())].push_back(id);
-                    self.stats.streams_accepted += 1;
-                    self.events.push_back(Event::Incoming(id.dir()));
-                }
-                Err(OpenError::Closed(_)) => {
-                    self.stats.late_segments += 1;
-                    return Ok(());
-                }
-                Err(e) => return Err(ProtocolError::TooManyStreams(e.to_string())),
+            if id.index() >= self.next_index[dir_index(Dir::Bi)] {
+                return Err(ProtocolError::StreamState(
+                    "data on an unopened local stream",
+                ));
             }
+            // A local bi stream whose receive half was released: late data.
+            return Ok(false);
+        }
+        match self.presentation.open_stream(id) {
+            Ok(_) => {
+                self.recv.insert(id, RecvState::default());
+                if id.dir() == Dir::Bi {
+                    self.insert_send(id, self.config.scheduler);
+                }
+                self.incoming[dir_index(id.dir())].push_back(id);
+                self.stats.streams_accepted += 1;
+                self.events.push_back(Event::Incoming(id.dir()));
+                Ok(true)
+            }
+            Err(OpenError::Closed(_)) => Ok(false),
+            Err(e) => Err(ProtocolError::TooManyStreams(e.to_string())),
+        }
+    }
+
+    fn receive(&mut self, piece: Piece, now: Instant) -> Result<(), ProtocolError> {
+        let id = piece.stream;
+        if !self.recv_stream(id)? {
+            self.stats.late_segments += 1;
+            return Ok(());
         }
         let len = piece.data.len() as u64;
         match self
@@ -725,6 +963,80 @@ impl SessionState {
         Ok(())
     }
 
+    /// (Client) A grant the primary sent: remembered for checking the
+    /// secondary's data, and forwarded to the secondary with the stream's
+    /// credit. The client does not hold the key: it trusts what arrives on the
+    /// session's paths (authenticated by TLS with the primary); the secondary
+    /// verifies the tag.
+    fn on_grant(&mut self, signed: Bytes, now: Instant) -> Result<(), ProtocolError> {
+        let grant = Grant::decode_unverified(&signed).map_err(ProtocolError::Grant)?;
+        let path = grant.path;
+        if path.into_inner() < SECONDARY_PATH_BASE {
+            return Err(ProtocolError::StreamState("grant for a non-secondary path"));
+        }
+        if !self.links.contains(&path) {
+            // The secondary is gone (or never joined): nobody to forward to.
+            return Ok(());
+        }
+        let now_ms = self.wall_ms(now);
+        let list = self.grants.entry(path).or_default();
+        list.retain(|g| now_ms <= g.expiry_ms.saturating_add(GRANT_GRACE_MS));
+        if list.contains(&grant) {
+            return Ok(());
+        }
+        if list.len() >= MAX_GRANTS_PER_PATH {
+            return Err(ProtocolError::TooManyGrants(path));
+        }
+        let stream = grant.stream;
+        // A grant may come before any byte of its stream: it opens it.
+        if !self.recv_stream(stream)? {
+            return Ok(());
+        }
+        self.grants.entry(path).or_default().push(grant);
+        self.events
+            .push_back(Event::ToSecondary(path, Frame::Grant { grant: signed }));
+        if let Some(max_offset) = self.presentation.stream_credit(stream) {
+            self.events.push_back(Event::ToSecondary(
+                path,
+                Frame::StreamCredit { stream, max_offset },
+            ));
+        }
+        if let Some(ack) = self.ack_frame(stream) {
+            self.events.push_back(Event::ToSecondary(path, ack));
+        }
+        Ok(())
+    }
+
+    /// Secondary paths holding a grant for `stream`.
+    fn grant_holders(&self, stream: StreamId) -> Vec<PathId> {
+        self.grants
+            .iter()
+            .filter(|(_, list)| list.iter().any(|g| g.stream == stream))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// (Client) A link to the secondary on `path` is up.
+    pub(crate) fn secondary_joined(&mut self, path: PathId) {
+        self.links.insert(path);
+    }
+
+    /// (Client) The link to the secondary on `path` ended: the primary gets
+    /// the acknowledgements of the streams it held grants for (so it sees
+    /// what is missing) and then PATH_ABANDON.
+    pub(crate) fn secondary_lost(&mut self, path: PathId) {
+        self.links.remove(&path);
+        if let Some(list) = self.grants.remove(&path) {
+            let mut streams: Vec<StreamId> = list.iter().map(|g| g.stream).collect();
+            streams.sort();
+            streams.dedup();
+            for s in streams {
+                self.queue_ack(s);
+            }
+        }
+        self.queue_frame(Frame::PathAbandon { path });
+    }
+
     fn ack_frame(&self, id: StreamId) -> Option<Frame> {
         let state = self.recv.get(&id)?;
         let mut ranges = self.presentation.received_ranges(id)?;
@@ -742,6 +1054,12 @@ impl SessionState {
         };
         if let Some(state) = self.recv.get_mut(&id) {
             state.unacked = 0;
+        }
+        if !self.grants.is_empty() {
+            for path in self.grant_holders(id) {
+                self.events
+                    .push_back(Event::ToSecondary(path, frame.clone()));
+            }
         }
         if let Some(best) = self.best_path() {
             if let Some(p) = self.paths.get_mut(&best) {
@@ -778,6 +1096,10 @@ impl SessionState {
         {
             self.queue_ack(stream);
         }
+        for list in self.grants.values_mut() {
+            list.retain(|g| g.stream != stream);
+        }
+        self.grants.retain(|_, list| !list.is_empty());
         if let Some(state) = self.recv.remove(&stream) {
             if state.fin {
                 let end = self
@@ -908,6 +1230,8 @@ impl SessionState {
             }
             Frame::PathAbandon { path: p } => {
                 if !self.paths.contains_key(&p) && p.into_inner() >= SECONDARY_PATH_BASE {
+                    self.links.remove(&p);
+                    self.grants.remove(&p);
                     self.events.push_back(Event::SecondaryAbandoned(p));
                 }
                 self.abandon_path(p, now);
@@ -940,6 +1264,12 @@ impl SessionState {
                     Side::Server => Event::RelayReceived(p, payload),
                 });
             }
+            Frame::Grant { grant } => {
+                if self.side != Side::Client {
+                    return Err(ProtocolError::UnexpectedFrame("GRANT"));
+                }
+                self.on_grant(grant, now)?;
+            }
         }
         Ok(())
     }
@@ -951,6 +1281,14 @@ impl SessionState {
         }
         let frame = match event {
             PresentationEvent::StreamCredit { stream, max_offset } => {
+                if !self.grants.is_empty() {
+                    for path in self.grant_holders(stream) {
+                        self.events.push_back(Event::ToSecondary(
+                            path,
+                            Frame::StreamCredit { stream, max_offset },
+                        ));
+                    }
+                }
                 Frame::StreamCredit { stream, max_offset }
             }
             PresentationEvent::SessionCredit { max_data } => Frame::SessionCredit { max_data },

@@ -9,28 +9,37 @@
 //! schedules the client's data, acknowledgements or credits towards a server
 //! that does not hold the session.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kwik_presentation::{RangeSet, StreamId};
 use parking_lot::Mutex;
 use quinn::VarInt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use super::{
-    HANDSHAKE_TIMEOUT, PATH_ABANDONED, ServerShared, Session, SessionShared, read_frame,
-    refuse_join, transport_config, unix_ms, write_frame,
+    HANDSHAKE_TIMEOUT, PATH_ABANDONED, ServerShared, Session, SessionShared, WAKE_DELEGATE,
+    read_frame, refuse_join, transport_config, unix_ms, write_frame,
 };
-use crate::error::{AddSecondaryError, CloseReason, ConnectError, RelayError};
+use crate::error::{
+    AddSecondaryError, CloseReason, ConnectError, DelegateError, RelayError, SecondaryWriteError,
+};
 use crate::frame::RefuseReason;
 use crate::frame::{AddPathOutcome, Frame, FrameReader, MAX_RELAY_LEN, MAX_SERVER_NAME_LEN};
+use crate::grant::Grant;
 use crate::ids::{PathId, SessionId};
+use crate::segment::{SegmentReader, encode_segment_header, encode_stream_header};
 use crate::state::{PathEvent, SECONDARY_PATH_BASE};
 use crate::token::TokenError;
+use crate::token::TokenKey;
 
 /// Relay messages waiting for `accept_relay`, and frames waiting for a link's
 /// control writer; beyond this a relayed message is dropped and counted.
@@ -70,6 +79,61 @@ pub(super) struct MultiServer {
 struct Link {
     conn: quinn::Connection,
     frames: mpsc::Sender<Frame>,
+    outbox: Arc<Outbox>,
+}
+
+/// (Client) What the session owes one secondary besides relays: forwarded
+/// grants (at most the client's per-path grant limit), and the latest credit
+/// and acknowledgement of each stream it holds grants for (coalesced, so the
+/// queue stays bounded however often they change).
+#[derive(Debug, Default)]
+struct Outbox {
+    pending: Mutex<OutboxFrames>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct OutboxFrames {
+    grants: VecDeque<Bytes>,
+    credits: BTreeMap<StreamId, u64>,
+    acks: BTreeMap<StreamId, Frame>,
+}
+
+impl Outbox {
+    fn push(&self, frame: Frame) {
+        {
+            let mut p = self.pending.lock();
+            match frame {
+                Frame::Grant { grant } => {
+                    if p.grants.len() < crate::state::MAX_GRANTS_PER_PATH {
+                        p.grants.push_back(grant);
+                    }
+                }
+                Frame::StreamCredit { stream, max_offset } => {
+                    let c = p.credits.entry(stream).or_insert(0);
+                    *c = (*c).max(max_offset);
+                }
+                Frame::Ack { stream, .. } => {
+                    p.acks.insert(stream, frame);
+                }
+                _ => return,
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    fn drain_into(&self, buf: &mut BytesMut) {
+        let mut p = self.pending.lock();
+        for grant in p.grants.drain(..) {
+            Frame::Grant { grant }.encode(buf);
+        }
+        for (stream, max_offset) in std::mem::take(&mut p.credits) {
+            Frame::StreamCredit { stream, max_offset }.encode(buf);
+        }
+        for (_, ack) in std::mem::take(&mut p.acks) {
+            ack.encode(buf);
+        }
+    }
 }
 
 impl MultiServer {
@@ -122,6 +186,13 @@ impl MultiServer {
         if !sent {
             self.relays_dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("kwik_relays_dropped_total").increment(1);
+        }
+    }
+
+    /// (Client) Queues a frame for the secondary on `path`.
+    pub(super) fn to_link(&self, path: PathId, frame: Frame) {
+        if let Some(link) = self.links.lock().get(&path) {
+            link.outbox.push(frame);
         }
     }
 
@@ -240,11 +311,13 @@ async fn join_secondary(
         return Err(ConnectError::ControlClosed);
     }
     let (tx, rx) = mpsc::channel(RELAY_QUEUE);
+    let outbox = Arc::new(Outbox::default());
     shared.multi.links.lock().insert(
         path,
         Link {
             conn: conn.clone(),
             frames: tx.clone(),
+            outbox: outbox.clone(),
         },
     );
     shared
@@ -252,9 +325,11 @@ async fn join_secondary(
         .paths
         .lock()
         .insert(path, SecondaryPath { id: path, addr });
+    shared.with_state(|s| s.secondary_joined(path));
     let _ = shared.events.send(PathEvent::Added(path));
-    tokio::spawn(frame_writer(send, rx));
+    tokio::spawn(link_writer(send, rx, outbox));
     tokio::spawn(link_reader(shared.clone(), path, recv, reader, tx));
+    tokio::spawn(link_data_acceptor(shared.clone(), path, conn.clone()));
     tokio::spawn(link_watcher(shared.clone(), path, conn));
     Ok(())
 }
@@ -273,6 +348,95 @@ async fn frame_writer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Frame>
         }
     }
     let _ = send.finish();
+}
+
+/// (Client) Writes a link's control channel: relays and pongs from `rx`,
+/// grants, credits and acknowledgements from the outbox.
+async fn link_writer(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<Frame>,
+    outbox: Arc<Outbox>,
+) {
+    let mut buf = BytesMut::new();
+    loop {
+        buf.clear();
+        outbox.drain_into(&mut buf);
+        while let Ok(f) = rx.try_recv() {
+            f.encode(&mut buf);
+        }
+        if buf.is_empty() {
+            tokio::select! {
+                f = rx.recv() => match f {
+                    Some(f) => f.encode(&mut buf),
+                    None => break,
+                },
+                _ = outbox.notify.notified() => continue,
+            }
+        }
+        if send.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+/// (Client) Data streams a secondary opens on its link.
+async fn link_data_acceptor(shared: Arc<SessionShared>, path: PathId, conn: quinn::Connection) {
+    while let Ok(recv) = conn.accept_uni().await {
+        tokio::spawn(link_data_reader(shared.clone(), path, conn.clone(), recv));
+    }
+}
+
+/// (Client) One data stream from a secondary: every piece is checked against
+/// the grants the primary sent for this path before anything is buffered. A
+/// piece outside them, or malformed data, closes the link (the session goes
+/// on; the primary hears PATH_ABANDON and can reclaim).
+async fn link_data_reader(
+    shared: Arc<SessionShared>,
+    path: PathId,
+    conn: quinn::Connection,
+    mut recv: quinn::RecvStream,
+) {
+    let mut reader = SegmentReader::new();
+    let mut pieces = Vec::new();
+    loop {
+        let error = match recv.read_chunk(usize::MAX, true).await {
+            Ok(Some(chunk)) => {
+                if let Err(e) = reader.feed(chunk.bytes, &mut pieces) {
+                    Some(crate::ProtocolError::from(e))
+                } else {
+                    let now = Instant::now();
+                    shared
+                        .with_state(|s| {
+                            for piece in pieces.drain(..) {
+                                s.handle_secondary_piece(path, piece, now)?;
+                            }
+                            Ok(())
+                        })
+                        .err()
+                }
+            }
+            Ok(None) => {
+                if reader.at_boundary() {
+                    return;
+                }
+                Some(crate::ProtocolError::StreamState(
+                    "data stream ended inside a segment",
+                ))
+            }
+            Err(_) => return,
+        };
+        if let Some(e) = error {
+            pieces.clear();
+            metrics::counter!("kwik_protocol_errors_total").increment(1);
+            warn!(session = %shared.id, %path, error = %e, "secondary broke the protocol; closing its path");
+            conn.close(
+                VarInt::from_u64(crate::PROTOCOL_ERROR_CODE).unwrap_or(VarInt::from_u32(0)),
+                e.to_string().as_bytes(),
+            );
+            return;
+        }
+    }
 }
 
 /// (Client) frames from a secondary: relays go to the primary (stamped with the
@@ -322,7 +486,7 @@ async fn link_watcher(shared: Arc<SessionShared>, path: PathId, conn: quinn::Con
     debug!(session = %shared.id, %path, %error, "secondary link ended");
     if shared.multi.forget(path) {
         let _ = shared.events.send(PathEvent::Abandoned(path));
-        shared.with_state(|s| s.queue_frame(Frame::PathAbandon { path }));
+        shared.with_state(|s| s.secondary_lost(path));
     }
 }
 
@@ -465,6 +629,82 @@ impl Session {
     pub fn relays_dropped(&self) -> u64 {
         self.shared.multi.relays_dropped.load(Ordering::Relaxed)
     }
+
+    /// (Primary server) Delegates bytes `range` of `stream` (a stream this side
+    /// sends on) to the secondary on `path`: signs a [`Grant`] under the key
+    /// shared with the secondary (bound to this session, the path, the stream,
+    /// the range, and an expiry [`grant_ttl`](crate::SessionConfig::grant_ttl)
+    /// from now) and sends it to the client, which forwards it to the
+    /// secondary and from then on accepts that secondary's bytes inside the
+    /// range only. The primary's own stream leaves the range as a hole: it
+    /// may still fill it with [`SendStream::write_at`](crate::SendStream::write_at)
+    /// (reclaim), and [`SendStream::finished`](crate::SendStream::finished)
+    /// completes only once the client acknowledged every byte, whoever sent it.
+    ///
+    /// Waits until the client's session credit covers the range's end (the
+    /// client counts the secondary's bytes against the same receive window), so
+    /// delegate ranges of at most the client's session window at a time
+    /// (e.g. one chunk after another). Cancel-safe (nothing is delegated until
+    /// it returns `Ok`).
+    ///
+    /// ```no_run
+    /// # async fn demo(session: kwik::Session, secondary: kwik::PathId) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut stream = session.open_uni().await?;
+    /// let chunk = 1 << 20;
+    /// stream.write_at(0, bytes::Bytes::from(vec![1u8; chunk as usize])).await?;
+    /// session.delegate(stream.id(), chunk..2 * chunk, secondary).await?;
+    /// stream.finish()?;
+    /// stream.finished().await?; // every byte arrived, the secondary's too
+    /// # Ok(()) }
+    /// ```
+    pub async fn delegate(
+        &self,
+        stream: StreamId,
+        range: Range<u64>,
+        path: PathId,
+    ) -> Result<Grant, DelegateError> {
+        let shared = &self.shared;
+        let server = shared.server.as_ref().ok_or(DelegateError::NotAServer)?;
+        let key: TokenKey = server.config.token_key.clone();
+        poll_fn(|cx| {
+            let attempt = || {
+                if !shared.multi.paths.lock().contains_key(&path) {
+                    return Err(DelegateError::UnknownPath(path));
+                }
+                shared.with_state(|s| s.delegate(stream, range.clone(), path, &key, Instant::now()))
+            };
+            if let Some(g) = attempt()? {
+                return Poll::Ready(Ok(g));
+            }
+            shared.register((stream, WAKE_DELEGATE), cx);
+            match attempt()? {
+                Some(g) => Poll::Ready(Ok(g)),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// (Primary server) The parts of `range` of `stream` the client has not
+    /// acknowledged that this side does not hold itself: bytes delegated (or
+    /// skipped by `write_at`) that have not arrived. Empty once the stream is
+    /// complete. Acknowledgements lag by up to the ACK delay, so the answer may
+    /// include bytes that are just arriving; writing them again is harmless
+    /// (the client trims duplicates).
+    pub fn missing(&self, stream: StreamId, range: Range<u64>) -> Vec<Range<u64>> {
+        self.shared.state.lock().missing(stream, &range)
+    }
+
+    /// (Primary server) What the secondary on `path` was delegated and the
+    /// client has not acknowledged, as `(stream, range)` — what to reclaim (write
+    /// with [`SendStream::write_at`](crate::SendStream::write_at) or delegate to
+    /// another secondary) after [`PathEvent::Abandoned`] for that path or after
+    /// its grants expired. When the client loses a secondary it acknowledges
+    /// the affected streams before it reports the loss, so by the time the
+    /// primary sees `Abandoned` the answer is current.
+    pub fn missing_from(&self, path: PathId) -> Vec<(StreamId, Range<u64>)> {
+        self.shared.state.lock().missing_from(path)
+    }
 }
 
 // =================================================================== secondary
@@ -486,6 +726,37 @@ struct SecondaryShared {
     frames: mpsc::Sender<Frame>,
     relays: tokio::sync::Mutex<mpsc::Receiver<Bytes>>,
     closed: watch::Receiver<bool>,
+    /// Grants, credit and acknowledgements learned from the client.
+    data: Mutex<SecondaryData>,
+    /// Signalled whenever `data` changes or the path closes.
+    changed: Notify,
+    /// One QUIC uni stream per logical stream written.
+    streams: tokio::sync::Mutex<HashMap<StreamId, quinn::SendStream>>,
+    max_segment: usize,
+}
+
+#[derive(Debug, Default)]
+struct SecondaryData {
+    grants: Vec<Grant>,
+    fresh: VecDeque<Grant>,
+    credit: HashMap<StreamId, u64>,
+    acked: HashMap<StreamId, RangeSet>,
+    stats: SecondaryStats,
+}
+
+/// Counters of a secondary path ([`SecondarySession::stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SecondaryStats {
+    /// Grants received that verified.
+    pub grants_received: u64,
+    /// Grants refused: forged or altered (tag), for another path, expired,
+    /// malformed. Counted in `kwik_grants_refused_total` as well.
+    pub grants_refused: u64,
+    /// Stream bytes written to the client.
+    pub bytes_written: u64,
+    /// Times a write waited for the client's stream credit (backpressure).
+    pub credit_waits: u64,
 }
 
 impl SecondarySession {
@@ -502,6 +773,180 @@ impl SecondarySession {
     /// The client's address.
     pub fn remote_address(&self) -> SocketAddr {
         self.inner.conn.remote_address()
+    }
+
+    /// The next grant the primary delegated to this path (verified: signed
+    /// under the shared key for this session and path, not expired); `None`
+    /// once the path is closed. Refused grants never show up here (see
+    /// [`SecondaryStats::grants_refused`]). Cancel-safe.
+    pub async fn accept_grant(&self) -> Option<Grant> {
+        let mut closed = self.inner.closed.clone();
+        loop {
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(g) = self.inner.data.lock().fresh.pop_front() {
+                return Some(g);
+            }
+            if *closed.borrow_and_update() {
+                return None;
+            }
+            tokio::select! {
+                _ = changed => {}
+                r = closed.changed() => if r.is_err() { return None; },
+            }
+        }
+    }
+
+    /// The grants this path holds that have not expired.
+    pub fn grants(&self) -> Vec<Grant> {
+        let now = unix_ms();
+        self.inner
+            .data
+            .lock()
+            .grants
+            .iter()
+            .filter(|g| g.expiry_ms >= now)
+            .cloned()
+            .collect()
+    }
+
+    /// Counters of this path.
+    pub fn stats(&self) -> SecondaryStats {
+        self.inner.data.lock().stats.clone()
+    }
+
+    /// Writes `data` at `offset` of logical `stream`, inside a grant this path
+    /// holds (else refused locally with a typed error, nothing sent). Waits for
+    /// the client's credit for the stream (its receive window applies to
+    /// secondaries as to the primary). The bytes travel as segments on a QUIC
+    /// unidirectional stream of this path. Not cancel-safe (a prefix may have
+    /// been sent).
+    ///
+    /// ```no_run
+    /// # async fn demo(secondary: kwik::SecondarySession, file: bytes::Bytes) -> Result<(), Box<dyn std::error::Error>> {
+    /// while let Some(grant) = secondary.accept_grant().await {
+    ///     let part = file.slice(grant.range.start as usize..grant.range.end as usize);
+    ///     secondary.write_at(grant.stream, grant.range.start, part).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn write_at(
+        &self,
+        stream: StreamId,
+        offset: u64,
+        mut data: Bytes,
+    ) -> Result<(), SecondaryWriteError> {
+        let len = data.len() as u64;
+        {
+            let d = self.inner.data.lock();
+            let covering: Vec<&Grant> = d
+                .grants
+                .iter()
+                .filter(|g| g.covers(self.inner.path, stream, offset, len))
+                .collect();
+            if covering.is_empty() {
+                return Err(SecondaryWriteError::OutsideGrant {
+                    stream,
+                    offset,
+                    length: len,
+                });
+            }
+            let now = unix_ms();
+            if covering.iter().all(|g| g.expiry_ms < now) {
+                return Err(SecondaryWriteError::Expired);
+            }
+        }
+        let mut at = offset;
+        while !data.is_empty() {
+            let credit = self.wait_credit(stream, at).await?;
+            let take = (data.len() as u64)
+                .min(credit - at)
+                .min(self.inner.max_segment as u64) as usize;
+            let piece = data.split_to(take);
+            self.send_segment(stream, at, piece).await?;
+            at += take as u64;
+        }
+        Ok(())
+    }
+
+    /// Waits until the client's credit for `stream` passes `offset`.
+    async fn wait_credit(&self, stream: StreamId, offset: u64) -> Result<u64, SecondaryWriteError> {
+        let mut counted = false;
+        loop {
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut d = self.inner.data.lock();
+                let credit = d.credit.get(&stream).copied().unwrap_or(0);
+                if credit > offset {
+                    return Ok(credit);
+                }
+                if !counted {
+                    counted = true;
+                    d.stats.credit_waits += 1;
+                }
+            }
+            if *self.inner.closed.borrow() {
+                return Err(SecondaryWriteError::Closed(self.close_reason()));
+            }
+            changed.await;
+        }
+    }
+
+    async fn send_segment(
+        &self,
+        stream: StreamId,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), SecondaryWriteError> {
+        let closed = |this: &Self| SecondaryWriteError::Closed(this.close_reason());
+        let mut streams = self.inner.streams.lock().await;
+        let mut header = BytesMut::new();
+        let send = match streams.entry(stream) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let s = self.inner.conn.open_uni().await.map_err(|_| closed(self))?;
+                encode_stream_header(&mut header, stream);
+                e.insert(s)
+            }
+        };
+        let len = data.len() as u64;
+        encode_segment_header(&mut header, offset, len, false);
+        send.write_all_chunks(&mut [header.freeze(), data])
+            .await
+            .map_err(|_| closed(self))?;
+        self.inner.data.lock().stats.bytes_written += len;
+        Ok(())
+    }
+
+    /// Waits until the client acknowledged every byte of `range` of `stream`
+    /// (whoever sent it): then this path may close without loss. Cancel-safe.
+    pub async fn acknowledged(
+        &self,
+        stream: StreamId,
+        range: Range<u64>,
+    ) -> Result<(), SecondaryWriteError> {
+        loop {
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let done = self
+                .inner
+                .data
+                .lock()
+                .acked
+                .get(&stream)
+                .is_some_and(|a| a.contains_range(range.clone()));
+            if done {
+                return Ok(());
+            }
+            if *self.inner.closed.borrow() {
+                return Err(SecondaryWriteError::Closed(self.close_reason()));
+            }
+            changed.await;
+        }
     }
 
     /// The next message the primary relayed to this path; `None` once the path
@@ -597,29 +1042,33 @@ pub(super) async fn serve_secondary(
     let (frames_tx, frames_rx) = mpsc::channel(RELAY_QUEUE);
     let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE);
     let (closed_tx, closed_rx) = watch::channel(false);
+    let inner = Arc::new(SecondaryShared {
+        id: session,
+        path,
+        conn: conn.clone(),
+        frames: frames_tx.clone(),
+        relays: tokio::sync::Mutex::new(relay_rx),
+        closed: closed_rx,
+        data: Mutex::new(SecondaryData::default()),
+        changed: Notify::new(),
+        streams: tokio::sync::Mutex::new(HashMap::new()),
+        max_segment: server.config.session.max_segment,
+    });
     let secondary = SecondarySession {
-        inner: Arc::new(SecondaryShared {
-            id: session,
-            path,
-            conn: conn.clone(),
-            frames: frames_tx.clone(),
-            relays: tokio::sync::Mutex::new(relay_rx),
-            closed: closed_rx,
-        }),
+        inner: inner.clone(),
     };
     tokio::spawn(frame_writer(send, frames_rx));
     tokio::spawn(secondary_reader(
-        session,
-        path,
-        conn.clone(),
+        inner.clone(),
+        server.config.token_key.clone(),
         recv,
         reader,
         relay_tx,
-        frames_tx,
     ));
     tokio::spawn(async move {
         let _ = conn.closed().await;
         let _ = closed_tx.send(true);
+        inner.changed.notify_waiters();
     });
     metrics::counter!("kwik_secondary_sessions_accepted_total").increment(1);
     debug!(%session, %path, "secondary path accepted");
@@ -631,16 +1080,17 @@ pub(super) async fn serve_secondary(
 
 /// (Secondary) frames from the client: relays for the application (waiting for
 /// it when its queue is full, which stalls the control stream: QUIC flow control
-/// then holds the client back), pings answered; a malformed frame closes the path.
+/// then holds the client back), grants (verified under the shared key),
+/// credits and acknowledgements, pings answered; a malformed frame closes the
+/// path.
 async fn secondary_reader(
-    session: SessionId,
-    path: PathId,
-    conn: quinn::Connection,
+    inner: Arc<SecondaryShared>,
+    key: TokenKey,
     mut recv: quinn::RecvStream,
     mut reader: FrameReader,
     relays: mpsc::Sender<Bytes>,
-    frames: mpsc::Sender<Frame>,
 ) {
+    let (session, path, conn) = (inner.id, inner.path, inner.conn.clone());
     loop {
         loop {
             match reader.next_frame() {
@@ -651,7 +1101,53 @@ async fn secondary_reader(
                     }
                 }
                 Ok(Some(Frame::Ping { seq })) => {
-                    let _ = frames.send(Frame::Pong { seq }).await;
+                    let _ = inner.frames.send(Frame::Pong { seq }).await;
+                }
+                Ok(Some(Frame::Grant { grant })) => {
+                    let verified = Grant::verify(&key, session, &grant, unix_ms())
+                        .map_err(|e| e.to_string())
+                        .and_then(|g| {
+                            if g.path == path {
+                                Ok(g)
+                            } else {
+                                Err(format!("grant for {}", g.path))
+                            }
+                        });
+                    let mut d = inner.data.lock();
+                    match verified {
+                        Ok(g) => {
+                            d.stats.grants_received += 1;
+                            if !d.grants.contains(&g) {
+                                let now = unix_ms();
+                                d.grants.retain(|x| x.expiry_ms >= now);
+                                d.grants.push(g.clone());
+                                d.fresh.push_back(g);
+                            }
+                        }
+                        Err(reason) => {
+                            d.stats.grants_refused += 1;
+                            metrics::counter!("kwik_grants_refused_total").increment(1);
+                            warn!(%session, %path, %reason, "grant refused");
+                        }
+                    }
+                    drop(d);
+                    inner.changed.notify_waiters();
+                }
+                Ok(Some(Frame::StreamCredit { stream, max_offset })) => {
+                    let mut d = inner.data.lock();
+                    let c = d.credit.entry(stream).or_insert(0);
+                    *c = (*c).max(max_offset);
+                    drop(d);
+                    inner.changed.notify_waiters();
+                }
+                Ok(Some(Frame::Ack { stream, ranges, .. })) => {
+                    let mut d = inner.data.lock();
+                    let acked = d.acked.entry(stream).or_default();
+                    for r in ranges {
+                        acked.insert(r);
+                    }
+                    drop(d);
+                    inner.changed.notify_waiters();
                 }
                 Ok(Some(Frame::Close { code, reason })) => {
                     conn.close(
