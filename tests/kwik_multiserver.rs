@@ -806,3 +806,221 @@ async fn backpressure_reaches_the_secondaries() {
         let _ = timed(h).await;
     }
 }
+
+/// The next control frame from `recv`.
+async fn next_frame(recv: &mut quinn::RecvStream, reader: &mut FrameReader) -> Option<Frame> {
+    loop {
+        if let Some(f) = reader.next_frame().expect("well-formed frames") {
+            return Some(f);
+        }
+        let chunk = recv.read_chunk(64 * 1024, true).await.ok()??;
+        reader.push(&chunk.bytes);
+    }
+}
+
+/// Opens a data stream on `conn` and writes `segments` (offset, bytes).
+async fn write_segments(
+    conn: &quinn::Connection,
+    stream: kwik::StreamId,
+    segments: &[(u64, Bytes)],
+) {
+    let mut send = conn.open_uni().await.expect("uni stream");
+    let mut buf = BytesMut::new();
+    kwik::segment::encode_stream_header(&mut buf, stream);
+    for (offset, data) in segments {
+        kwik::segment::encode_segment_header(&mut buf, *offset, data.len() as u64, false);
+        buf.extend_from_slice(data);
+    }
+    let _ = send.write_all(&buf).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_writing_outside_its_grant_is_refused_and_the_file_is_unaffected() {
+    let d = shared_deployment().await;
+    let file = test_file(1 << 20, 7);
+    // A rogue secondary: a bare QUIC server that speaks just enough KWIK to be
+    // joined, then writes the first 1000 bytes of its grant correctly and
+    // 1000 bytes of garbage right after the grant's end.
+    let raw = quinn::Endpoint::server(
+        d.pki.quinn_server_config(&[kwik::ALPN]).unwrap(),
+        LOCAL.parse().unwrap(),
+    )
+    .unwrap();
+    let rogue_addr = raw.local_addr().unwrap();
+    let rogue_file = file.clone();
+    let rogue = tokio::spawn(async move {
+        let conn = raw.accept().await.unwrap().await.unwrap();
+        let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+        let mut reader = FrameReader::new();
+        let Some(Frame::Join { session, path, .. }) = next_frame(&mut recv, &mut reader).await
+        else {
+            panic!("expected JOIN");
+        };
+        let mut buf = BytesMut::new();
+        Frame::Welcome {
+            session,
+            path,
+            max_data: 0,
+            stream_credit: 0,
+        }
+        .encode(&mut buf);
+        send.write_all(&buf).await.unwrap();
+        let grant = loop {
+            match next_frame(&mut recv, &mut reader).await {
+                Some(Frame::Grant { grant }) => {
+                    break kwik::Grant::verify(
+                        &TokenKey::new(SHARED_KEY),
+                        session,
+                        &grant,
+                        now_ms(),
+                    )
+                    .expect("the primary's grant verifies");
+                }
+                Some(_) => continue,
+                None => panic!("control stream ended"),
+            }
+        };
+        let start = grant.range.start as usize;
+        let inside = rogue_file.slice(start..start + 1000);
+        let outside = Bytes::from(vec![0xee; 1000]);
+        write_segments(
+            &conn,
+            grant.stream,
+            &[(grant.range.start, inside), (grant.range.end, outside)],
+        )
+        .await;
+        let closed = conn.closed().await;
+        (grant, closed)
+    });
+    let path = timed(d.primary.add_secondary(rogue_addr, SERVER_NAME))
+        .await
+        .expect("rogue joins");
+    let mut client_events = d.client.path_events();
+    let primary = tokio::spawn(serve_primary(
+        d.primary.clone(),
+        vec![path],
+        file.clone(),
+        256 * 1024,
+    ));
+    let (hash, got, _) = read_file(&d.client, None).await;
+    assert_eq!(got, file.len());
+    assert_eq!(hash, sha256(&file), "the rogue's bytes reached the file");
+    let reclaimed = timed(primary).await.unwrap().expect("primary");
+    assert!(reclaimed > 0);
+
+    let (grant, closed) = timed(rogue).await.unwrap();
+    assert_eq!(grant.path, path);
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code.into_inner(), kwik::PROTOCOL_ERROR_CODE);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let stats = d.client.stats();
+    assert_eq!(stats.segments_outside_grant, 1);
+    assert_eq!(stats.bytes_from_secondaries, 1000);
+    abandoned(&mut client_events, path).await;
+    assert!(d.client.close_reason().is_none(), "the session goes on");
+    d.client.close(0, b"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_misdirected_grants_are_refused_by_the_secondary() {
+    let d = shared_deployment().await;
+    let shared = TokenKey::new(SHARED_KEY);
+    let session = SessionId::from_bytes([0x77; 16]);
+    let path = PathId::new(1 << 32);
+    // A client joined with a real token; it then plays the forwarder of grants.
+    let raw = quinn::Endpoint::client(LOCAL.parse().unwrap()).unwrap();
+    let conn = raw
+        .connect_with(
+            d.pki.quinn_client_config(&[kwik::ALPN]).unwrap(),
+            d.secondary_ep.local_addr().unwrap(),
+            SERVER_NAME,
+        )
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut buf = BytesMut::new();
+    Frame::Join {
+        session,
+        path,
+        token: TokenIssuer::new(shared.clone()).issue(session, path, now_ms(), 60_000),
+    }
+    .encode(&mut buf);
+    send.write_all(&buf).await.unwrap();
+    let mut reader = FrameReader::new();
+    assert!(matches!(
+        next_frame(&mut recv, &mut reader).await,
+        Some(Frame::Welcome { .. })
+    ));
+    let secondary = timed(d.secondary_ep.accept_secondary()).await.unwrap();
+
+    let stream = kwik::StreamId::new(3); // the server's first uni stream
+    let later = now_ms() + 60_000;
+    let valid = kwik::Grant::new(path, stream, 0..1000, later);
+    let mut altered = valid.sign(&shared, session).to_vec();
+    altered[32] ^= 1; // the range's end
+    let refused = [
+        valid.sign(&TokenKey::new([9; 32]), session),
+        kwik::Grant::new(path, stream, 0..1000, now_ms() - 1000).sign(&shared, session),
+        kwik::Grant::new(PathId::new((1 << 32) + 1), stream, 0..1000, later).sign(&shared, session),
+        valid.sign(&shared, SessionId::from_bytes([0x78; 16])),
+        Bytes::from(altered),
+    ];
+    let mut buf = BytesMut::new();
+    for grant in refused.iter().cloned() {
+        Frame::Grant { grant }.encode(&mut buf);
+    }
+    Frame::Grant {
+        grant: valid.sign(&shared, session),
+    }
+    .encode(&mut buf);
+    Frame::StreamCredit {
+        stream,
+        max_offset: 1000,
+    }
+    .encode(&mut buf);
+    send.write_all(&buf).await.unwrap();
+
+    // Only the valid grant comes out; the others were counted.
+    assert_eq!(timed(secondary.accept_grant()).await, Some(valid.clone()));
+    let stats = secondary.stats();
+    assert_eq!((stats.grants_received, stats.grants_refused), (1, 5));
+    assert_eq!(secondary.grants(), vec![valid]);
+
+    // Writes outside the grant are refused locally; inside they go out as segments.
+    assert_eq!(
+        secondary
+            .write_at(stream, 990, Bytes::from(vec![1u8; 20]))
+            .await,
+        Err(kwik::SecondaryWriteError::OutsideGrant {
+            stream,
+            offset: 990,
+            length: 20
+        })
+    );
+    assert!(matches!(
+        secondary
+            .write_at(kwik::StreamId::new(7), 0, Bytes::from_static(b"x"))
+            .await,
+        Err(kwik::SecondaryWriteError::OutsideGrant { .. })
+    ));
+    secondary
+        .write_at(stream, 10, Bytes::from_static(b"delegated bytes"))
+        .await
+        .expect("inside the grant");
+    let mut data = conn.accept_uni().await.unwrap();
+    let mut segments = kwik::segment::SegmentReader::new();
+    let mut pieces = Vec::new();
+    while pieces.is_empty() {
+        let chunk = data.read_chunk(1024, true).await.unwrap().expect("segment");
+        segments.feed(chunk.bytes, &mut pieces).unwrap();
+    }
+    assert_eq!(segments.stream(), Some(stream));
+    assert_eq!(pieces[0].offset, 10);
+    assert_eq!(&pieces[0].data[..], b"delegated bytes");
+    assert!(!pieces[0].fin);
+    conn.close(0u32.into(), b"");
+}
