@@ -19,9 +19,14 @@
 //! ([`Session::add_secondary`]); the secondary receives the path from
 //! [`Endpoint::accept_secondary`] as a [`SecondarySession`], and the two servers
 //! exchange messages through the client ([`Session::relay`],
-//! [`SecondarySession::accept_relay`]). A [`Grant`] is the signed form of
-//! the right to write a byte range of a stream that a primary will delegate to
-//! a secondary.
+//! [`SecondarySession::accept_relay`]). The primary delegates byte ranges of a
+//! stream to a secondary ([`Session::delegate`]): a signed [`Grant`] travels
+//! to the client, which forwards it to the secondary and from then on accepts
+//! that secondary's bytes inside the grant only; the secondary writes them
+//! ([`SecondarySession::accept_grant`], [`SecondarySession::write_at`]) paced
+//! by the client's receive window. The client reads one ordered stream. What a
+//! dead secondary left missing comes back from [`Session::missing_from`], and
+//! the primary writes it itself ([`SendStream::write_at`]).
 //!
 //! Logs go through `tracing`; counters through `metrics`:
 //! `kwik_sessions_accepted_total`, `kwik_sessions_closed_total`,
@@ -29,7 +34,8 @@
 //! `kwik_paths_abandoned_total`, `kwik_joins_refused_total`,
 //! `kwik_protocol_errors_total`, and for multi-server sessions
 //! `kwik_secondary_paths_added_total`, `kwik_secondary_sessions_accepted_total`,
-//! `kwik_relays_dropped_total`. Per-session figures are in [`Session::stats`],
+//! `kwik_relays_dropped_total`, `kwik_grants_refused_total`,
+//! `kwik_segments_outside_grant_total`. Per-session figures are in [`Session::stats`],
 //! [`Session::paths`] and [`Session::presentation_stats`].
 //!
 //! A server and a client in one process, on loopback, with a second path:

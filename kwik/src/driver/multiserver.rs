@@ -428,6 +428,9 @@ async fn link_data_reader(
         };
         if let Some(e) = error {
             pieces.clear();
+            if matches!(e, crate::ProtocolError::OutsideGrant { .. }) {
+                metrics::counter!("kwik_segments_outside_grant_total").increment(1);
+            }
             metrics::counter!("kwik_protocol_errors_total").increment(1);
             warn!(session = %shared.id, %path, error = %e, "secondary broke the protocol; closing its path");
             conn.close(
@@ -860,6 +863,15 @@ impl SecondarySession {
         let mut at = offset;
         while !data.is_empty() {
             let credit = self.wait_credit(stream, at).await?;
+            // Waiting for credit may outlast the grant: the client would refuse
+            // what follows (and close the path), so stop here.
+            let now = unix_ms();
+            let live = self.inner.data.lock().grants.iter().any(|g| {
+                g.expiry_ms >= now && g.covers(self.inner.path, stream, at, data.len() as u64)
+            });
+            if !live {
+                return Err(SecondaryWriteError::Expired);
+            }
             let take = (data.len() as u64)
                 .min(credit - at)
                 .min(self.inner.max_segment as u64) as usize;
