@@ -459,11 +459,12 @@ fn secondary_endpoint(pki: &TestPki) -> Endpoint {
 
 /// A secondary server's application: writes every grant's range from `file`;
 /// after `serve` grants (if given) it closes its path instead (killed).
-/// Returns the number of grants it served.
+/// Returns the number of grants it served; each one served goes to `log`.
 async fn serve_grants(
     secondary: kwik::SecondarySession,
     file: Bytes,
     serve: Option<usize>,
+    log: Served,
 ) -> usize {
     let mut served = 0;
     while let Some(grant) = secondary.accept_grant().await {
@@ -479,10 +480,13 @@ async fn serve_grants(
         {
             return served;
         }
+        log.lock().unwrap().push(grant);
         served += 1;
     }
     served
 }
+
+type Served = std::sync::Arc<std::sync::Mutex<Vec<kwik::Grant>>>;
 
 enum Step {
     Done(Result<(), String>),
@@ -648,10 +652,12 @@ async fn file_from_a_primary_and_two_secondaries_is_byte_exact() {
     let len = file_len();
     let file = test_file(len, 0x0123_4567);
     let chunk = 256 * 1024;
+    let logs = [Served::default(), Served::default()];
     let served: Vec<_> = t
         .secondaries
         .iter()
-        .map(|s| tokio::spawn(serve_grants(s.clone(), file.clone(), None)))
+        .zip(&logs)
+        .map(|(s, log)| tokio::spawn(serve_grants(s.clone(), file.clone(), None, log.clone())))
         .collect();
     let primary = tokio::spawn(serve_primary(
         t.d.primary.clone(),
@@ -682,13 +688,16 @@ async fn file_from_a_primary_and_two_secondaries_is_byte_exact() {
     }
     assert_eq!(stats.bytes_from_secondaries, from_secondaries);
     assert!(from_secondaries > len as u64 / 2, "{from_secondaries}");
-    // The secondaries learn that their ranges arrived.
-    for s in &t.secondaries {
-        for g in s.grants() {
+    // The secondaries learn that their ranges arrived (and drop the grants).
+    for (s, log) in t.secondaries.iter().zip(&logs) {
+        let grants = log.lock().unwrap().clone();
+        assert_eq!(grants.len() as u64, s.stats().grants_received);
+        for g in grants {
             timed(s.acknowledged(g.stream, g.range.clone()))
                 .await
                 .unwrap();
         }
+        assert!(s.grants().is_empty(), "{:?}", s.grants());
     }
     // Relay still works beside the data.
     t.d.primary
@@ -713,11 +722,17 @@ async fn secondary_killed_halfway_is_reclaimed_by_the_primary() {
     let chunk = 128 * 1024;
     let per_secondary = len / chunk as usize / 3;
     // A serves everything; B is killed after half of its share.
-    let a = tokio::spawn(serve_grants(t.secondaries[0].clone(), file.clone(), None));
+    let a = tokio::spawn(serve_grants(
+        t.secondaries[0].clone(),
+        file.clone(),
+        None,
+        Served::default(),
+    ));
     let b = tokio::spawn(serve_grants(
         t.secondaries[1].clone(),
         file.clone(),
         Some(per_secondary / 2),
+        Served::default(),
     ));
     let mut primary_events = t.d.primary.path_events();
     let primary = tokio::spawn(serve_primary(
@@ -781,7 +796,14 @@ async fn backpressure_reaches_the_secondaries() {
     let served: Vec<_> = t
         .secondaries
         .iter()
-        .map(|s| tokio::spawn(serve_grants(s.clone(), file.clone(), None)))
+        .map(|s| {
+            tokio::spawn(serve_grants(
+                s.clone(),
+                file.clone(),
+                None,
+                Served::default(),
+            ))
+        })
         .collect();
     let primary = tokio::spawn(serve_primary(
         t.d.primary.clone(),

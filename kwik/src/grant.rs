@@ -9,6 +9,7 @@
 //! `tag = HMAC-SHA256(key, "kwik/1 grant" | session id (16) | the 40 bytes
 //! from path to expiry)`. The session id is not carried: it is bound by the tag.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -163,7 +164,103 @@ impl Grant {
     }
 }
 
+/// The grants of one secondary path, ordered by stream and range so that the
+/// grant covering a segment is found without scanning them all.
+#[derive(Debug, Default)]
+pub(crate) struct GrantSet {
+    map: BTreeMap<(StreamId, u64, u64, u64), Grant>,
+}
+
+impl GrantSet {
+    fn key(g: &Grant) -> (StreamId, u64, u64, u64) {
+        (g.stream, g.range.start, g.range.end, g.expiry_ms)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Adds a grant; false if it is already held.
+    pub(crate) fn insert(&mut self, grant: Grant) -> bool {
+        self.map.insert(Self::key(&grant), grant).is_none()
+    }
+
+    /// A grant that covers `offset..offset + len` of `stream` from `path` and
+    /// whose expiry plus `grace_ms` has not passed at `now_ms`.
+    pub(crate) fn covering(
+        &self,
+        path: PathId,
+        stream: StreamId,
+        offset: u64,
+        len: u64,
+        now_ms: u64,
+        grace_ms: u64,
+    ) -> Option<&Grant> {
+        self.map
+            .range((stream, 0, 0, 0)..=(stream, offset, u64::MAX, u64::MAX))
+            .rev()
+            .map(|(_, g)| g)
+            .find(|g| {
+                g.covers(path, stream, offset, len)
+                    && now_ms <= g.expiry_ms.saturating_add(grace_ms)
+            })
+    }
+
+    /// Whether any grant is for `stream`.
+    pub(crate) fn has_stream(&self, stream: StreamId) -> bool {
+        self.map
+            .range((stream, 0, 0, 0)..=(stream, u64::MAX, u64::MAX, u64::MAX))
+            .next()
+            .is_some()
+    }
+
+    /// The streams with grants, each once.
+    pub(crate) fn streams(&self) -> Vec<StreamId> {
+        let mut out: Vec<StreamId> = self.map.keys().map(|k| k.0).collect();
+        out.dedup();
+        out
+    }
+
+    /// Forgets the grants of `stream`.
+    pub(crate) fn remove_stream(&mut self, stream: StreamId) {
+        self.map.retain(|k, _| k.0 != stream);
+    }
+
+    /// Forgets grants whose expiry plus `grace_ms` passed at `now_ms`.
+    pub(crate) fn remove_expired(&mut self, now_ms: u64, grace_ms: u64) {
+        self.map
+            .retain(|_, g| now_ms <= g.expiry_ms.saturating_add(grace_ms));
+    }
+
+    /// Forgets grants of `stream` whose whole range lies in one of `held`
+    /// (ascending ranges the receiver holds): nothing more is expected.
+    pub(crate) fn remove_held(&mut self, stream: StreamId, held: &[Range<u64>]) {
+        let done: Vec<_> = self
+            .map
+            .range((stream, 0, 0, 0)..=(stream, u64::MAX, u64::MAX, u64::MAX))
+            .filter(|(_, g)| {
+                held.iter()
+                    .any(|h| h.start <= g.range.start && g.range.end <= h.end)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in done {
+            self.map.remove(&k);
+        }
+    }
+
+    /// Every grant, by stream and range.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Grant> {
+        self.map.values()
+    }
+}
+
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -226,5 +323,39 @@ mod tests {
             wire[i] ^= flip;
             prop_assert!(Grant::verify(&key, SESSION, &wire, 0).is_err());
         }
+    }
+
+    #[test]
+    fn grant_set_finds_the_covering_grant() {
+        let path = PathId::new(1 << 32);
+        let s3 = StreamId::new(3);
+        let mut set = GrantSet::default();
+        assert!(set.insert(Grant::new(path, s3, 0..100, 1000)));
+        assert!(set.insert(Grant::new(path, s3, 200..300, 1000)));
+        assert!(set.insert(Grant::new(path, s3, 100..200, 10)));
+        assert!(!set.insert(Grant::new(path, s3, 0..100, 1000)));
+        assert!(set.insert(Grant::new(path, StreamId::new(7), 0..50, 1000)));
+        assert_eq!(set.len(), 4);
+        let find = |set: &GrantSet, off, len, now| {
+            set.covering(path, s3, off, len, now, 5)
+                .map(|g| g.range.clone())
+        };
+        assert_eq!(find(&set, 250, 50, 0), Some(200..300));
+        assert_eq!(find(&set, 0, 100, 0), Some(0..100));
+        assert_eq!(find(&set, 150, 10, 15), Some(100..200));
+        assert_eq!(find(&set, 150, 10, 16), None, "expired past the grace");
+        assert_eq!(find(&set, 90, 20, 0), None, "spans two grants");
+        assert_eq!(find(&set, 300, 1, 0), None);
+        assert!(set.covering(PathId::new(1), s3, 0, 1, 0, 0).is_none());
+        assert_eq!(set.streams(), vec![s3, StreamId::new(7)]);
+        set.remove_held(s3, &[0..150]);
+        assert_eq!(set.len(), 3);
+        set.remove_expired(100, 0);
+        assert_eq!(set.len(), 2);
+        set.remove_stream(s3);
+        assert!(!set.has_stream(s3));
+        assert!(set.has_stream(StreamId::new(7)));
+        assert_eq!(set.iter().count(), 1);
+        assert!(!set.is_empty());
     }
 }

@@ -18,7 +18,7 @@ use kwik_presentation::{
 use crate::config::SessionConfig;
 use crate::error::{CloseReason, DelegateError, ProtocolError, WriteError};
 use crate::frame::{AddPathOutcome, Frame, PathStatus};
-use crate::grant::Grant;
+use crate::grant::{Grant, GrantSet};
 use crate::ids::{PathId, SessionId};
 use crate::path::{Path, PathState, PathStats};
 use crate::retention::{PositionError, SendBuffer};
@@ -130,8 +130,10 @@ pub(crate) const SECONDARY_PATH_BASE: u64 = 1 << 32;
 /// primary's clock (which set the expiry) and the client's.
 pub(crate) const GRANT_GRACE_MS: u64 = 2_000;
 
-/// (Client) most live grants one secondary path may hold.
-pub(crate) const MAX_GRANTS_PER_PATH: usize = 4096;
+/// (Client) most live grants one secondary path may hold (grants leave when
+/// their range has arrived or they expired). Outstanding grants are bounded by
+/// the session window anyway: the primary reserves credit for each.
+pub(crate) const MAX_GRANTS_PER_PATH: usize = 16384;
 
 /// One chunk of stream data for a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,7 +183,7 @@ pub(crate) struct SessionState {
     /// (Client) live secondary links.
     links: BTreeSet<PathId>,
     /// (Client) grants the primary sent, by secondary path.
-    grants: BTreeMap<PathId, Vec<Grant>>,
+    grants: BTreeMap<PathId, GrantSet>,
     /// An instant and the Unix time in milliseconds at that instant (given
     /// by the driver): grant expiries are wall-clock times.
     wall: (Instant, u64),
@@ -873,11 +875,16 @@ impl SessionState {
         let len = piece.data.len() as u64;
         let now_ms = self.wall_ms(now);
         let covered = !piece.fin
-            && self.grants.get(&path).is_some_and(|list| {
-                list.iter().any(|g| {
-                    g.covers(path, piece.stream, piece.offset, len)
-                        && now_ms <= g.expiry_ms.saturating_add(GRANT_GRACE_MS)
-                })
+            && self.grants.get(&path).is_some_and(|set| {
+                set.covering(
+                    path,
+                    piece.stream,
+                    piece.offset,
+                    len,
+                    now_ms,
+                    GRANT_GRACE_MS,
+                )
+                .is_some()
             });
         if !covered {
             self.stats.segments_outside_grant += 1;
@@ -979,20 +986,22 @@ impl SessionState {
             return Ok(());
         }
         let now_ms = self.wall_ms(now);
-        let list = self.grants.entry(path).or_default();
-        list.retain(|g| now_ms <= g.expiry_ms.saturating_add(GRANT_GRACE_MS));
-        if list.contains(&grant) {
-            return Ok(());
-        }
-        if list.len() >= MAX_GRANTS_PER_PATH {
-            return Err(ProtocolError::TooManyGrants(path));
+        let set = self.grants.entry(path).or_default();
+        if set.len() >= MAX_GRANTS_PER_PATH {
+            set.remove_expired(now_ms, GRANT_GRACE_MS);
+            if set.len() >= MAX_GRANTS_PER_PATH {
+                return Err(ProtocolError::TooManyGrants(path));
+            }
         }
         let stream = grant.stream;
         // A grant may come before any byte of its stream: it opens it.
         if !self.recv_stream(stream)? {
             return Ok(());
         }
-        self.grants.entry(path).or_default().push(grant);
+        if !self.grants.entry(path).or_default().insert(grant) {
+            // A copy re-sent after a path loss.
+            return Ok(());
+        }
         self.events
             .push_back(Event::ToSecondary(path, Frame::Grant { grant: signed }));
         if let Some(max_offset) = self.presentation.stream_credit(stream) {
@@ -1011,7 +1020,7 @@ impl SessionState {
     fn grant_holders(&self, stream: StreamId) -> Vec<PathId> {
         self.grants
             .iter()
-            .filter(|(_, list)| list.iter().any(|g| g.stream == stream))
+            .filter(|(_, set)| set.has_stream(stream))
             .map(|(p, _)| *p)
             .collect()
     }
@@ -1026,11 +1035,8 @@ impl SessionState {
     /// what is missing) and then PATH_ABANDON.
     pub(crate) fn secondary_lost(&mut self, path: PathId) {
         self.links.remove(&path);
-        if let Some(list) = self.grants.remove(&path) {
-            let mut streams: Vec<StreamId> = list.iter().map(|g| g.stream).collect();
-            streams.sort();
-            streams.dedup();
-            for s in streams {
+        if let Some(set) = self.grants.remove(&path) {
+            for s in set.streams() {
                 self.queue_ack(s);
             }
         }
@@ -1055,10 +1061,15 @@ impl SessionState {
         if let Some(state) = self.recv.get_mut(&id) {
             state.unacked = 0;
         }
-        if !self.grants.is_empty() {
+        if let (false, Frame::Ack { ranges, .. }) = (self.grants.is_empty(), &frame) {
             for path in self.grant_holders(id) {
                 self.events
                     .push_back(Event::ToSecondary(path, frame.clone()));
+                // Grants whose bytes all arrived are done: the secondary heard
+                // so with this ACK; nothing more is accepted under them.
+                if let Some(set) = self.grants.get_mut(&path) {
+                    set.remove_held(id, ranges);
+                }
             }
         }
         if let Some(best) = self.best_path() {
@@ -1096,10 +1107,9 @@ impl SessionState {
         {
             self.queue_ack(stream);
         }
-        for list in self.grants.values_mut() {
-            list.retain(|g| g.stream != stream);
+        for set in self.grants.values_mut() {
+            set.remove_stream(stream);
         }
-        self.grants.retain(|_, list| !list.is_empty());
         if let Some(state) = self.recv.remove(&stream) {
             if state.fin {
                 let end = self

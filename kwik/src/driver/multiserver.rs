@@ -34,7 +34,7 @@ use crate::error::{
 };
 use crate::frame::RefuseReason;
 use crate::frame::{AddPathOutcome, Frame, FrameReader, MAX_RELAY_LEN, MAX_SERVER_NAME_LEN};
-use crate::grant::Grant;
+use crate::grant::{Grant, GrantSet};
 use crate::ids::{PathId, SessionId};
 use crate::segment::{SegmentReader, encode_segment_header, encode_stream_header};
 use crate::state::{PathEvent, SECONDARY_PATH_BASE};
@@ -740,7 +740,7 @@ struct SecondaryShared {
 
 #[derive(Debug, Default)]
 struct SecondaryData {
-    grants: Vec<Grant>,
+    grants: GrantSet,
     fresh: VecDeque<Grant>,
     credit: HashMap<StreamId, u64>,
     acked: HashMap<StreamId, RangeSet>,
@@ -801,7 +801,8 @@ impl SecondarySession {
         }
     }
 
-    /// The grants this path holds that have not expired.
+    /// The grants this path holds: not expired, and not yet acknowledged
+    /// entirely by the client (a grant whose whole range arrived is dropped).
     pub fn grants(&self) -> Vec<Grant> {
         let now = unix_ms();
         self.inner
@@ -843,20 +844,21 @@ impl SecondarySession {
         let len = data.len() as u64;
         {
             let d = self.inner.data.lock();
-            let covering: Vec<&Grant> = d
-                .grants
-                .iter()
-                .filter(|g| g.covers(self.inner.path, stream, offset, len))
-                .collect();
-            if covering.is_empty() {
+            let path = self.inner.path;
+            if d.grants
+                .covering(path, stream, offset, len, 0, u64::MAX)
+                .is_none()
+            {
                 return Err(SecondaryWriteError::OutsideGrant {
                     stream,
                     offset,
                     length: len,
                 });
             }
-            let now = unix_ms();
-            if covering.iter().all(|g| g.expiry_ms < now) {
+            if d.grants
+                .covering(path, stream, offset, len, unix_ms(), 0)
+                .is_none()
+            {
                 return Err(SecondaryWriteError::Expired);
             }
         }
@@ -865,10 +867,13 @@ impl SecondarySession {
             let credit = self.wait_credit(stream, at).await?;
             // Waiting for credit may outlast the grant: the client would refuse
             // what follows (and close the path), so stop here.
-            let now = unix_ms();
-            let live = self.inner.data.lock().grants.iter().any(|g| {
-                g.expiry_ms >= now && g.covers(self.inner.path, stream, at, data.len() as u64)
-            });
+            let live = self
+                .inner
+                .data
+                .lock()
+                .grants
+                .covering(self.inner.path, stream, at, data.len() as u64, unix_ms(), 0)
+                .is_some();
             if !live {
                 return Err(SecondaryWriteError::Expired);
             }
@@ -1129,10 +1134,10 @@ async fn secondary_reader(
                     match verified {
                         Ok(g) => {
                             d.stats.grants_received += 1;
-                            if !d.grants.contains(&g) {
-                                let now = unix_ms();
-                                d.grants.retain(|x| x.expiry_ms >= now);
-                                d.grants.push(g.clone());
+                            if d.grants.len() >= crate::state::MAX_GRANTS_PER_PATH {
+                                d.grants.remove_expired(unix_ms(), 0);
+                            }
+                            if d.grants.insert(g.clone()) {
                                 d.fresh.push_back(g);
                             }
                         }
@@ -1157,6 +1162,10 @@ async fn secondary_reader(
                     let acked = d.acked.entry(stream).or_default();
                     for r in ranges {
                         acked.insert(r);
+                    }
+                    let held: Vec<Range<u64>> = acked.iter().collect();
+                    if !d.grants.is_empty() {
+                        d.grants.remove_held(stream, &held);
                     }
                     drop(d);
                     inner.changed.notify_waiters();
