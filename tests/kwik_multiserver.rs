@@ -494,16 +494,26 @@ enum Step {
 }
 
 /// Writes back every range delegated to `path` that the client is missing.
+/// Reclaims what the dead secondary on `path` left missing: delegated to
+/// `via` (another secondary) when given and alive, else written here.
 async fn reclaim(
     primary: &Session,
     stream: &kwik::SendStream,
     file: &Bytes,
     path: PathId,
+    via: Option<PathId>,
 ) -> Result<u64, String> {
     let mut bytes = 0;
     for (id, r) in primary.missing_from(path) {
         assert_eq!(id, stream.id());
         bytes += r.end - r.start;
+        if let Some(other) = via {
+            match primary.delegate(id, r.clone(), other).await {
+                Ok(_) => continue,
+                Err(kwik::DelegateError::UnknownPath(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         stream
             .write_at(r.start, file.slice(r.start as usize..r.end as usize))
             .await
@@ -512,15 +522,25 @@ async fn reclaim(
     Ok(bytes)
 }
 
+/// Who takes over the ranges of a secondary that left.
+#[derive(Clone, Copy, PartialEq)]
+enum Reclaim {
+    /// The primary writes them.
+    Primary,
+    /// They are delegated to a secondary still alive.
+    OtherSecondary,
+}
+
 /// The primary's application: chunk `i` of `file` is written by the primary
 /// when `i % (secondaries + 1) == 0`, else delegated to secondary
 /// `i % (secondaries + 1) - 1`. A secondary that leaves has its missing ranges
-/// reclaimed (written by the primary). Returns the bytes reclaimed.
+/// reclaimed as `how` says. Returns the bytes reclaimed.
 async fn serve_primary(
     primary: Session,
     secondaries: Vec<PathId>,
     file: Bytes,
     chunk: u64,
+    how: Reclaim,
 ) -> Result<u64, String> {
     let mut events = primary.path_events();
     let mut stream = primary.open_uni().await.map_err(|e| e.to_string())?;
@@ -567,7 +587,12 @@ async fn serve_primary(
         match step {
             Step::Event(Some(kwik::PathEvent::Abandoned(p))) if secondaries.contains(&p) => {
                 dead.push(p);
-                reclaimed += reclaim(&primary, &stream, &file, p).await?;
+                let via = secondaries
+                    .iter()
+                    .copied()
+                    .find(|s| *s != p && !dead.contains(s))
+                    .filter(|_| how == Reclaim::OtherSecondary);
+                reclaimed += reclaim(&primary, &stream, &file, p, via).await?;
             }
             Step::Event(_) => {}
             Step::Done(r) => {
@@ -581,7 +606,7 @@ async fn serve_primary(
                     stream.finish().map_err(|e| e.to_string())?;
                     // A cancelled reclaim may have left a prefix: run it again.
                     for p in &dead {
-                        reclaimed += reclaim(&primary, &stream, &file, *p).await?;
+                        reclaimed += reclaim(&primary, &stream, &file, *p, None).await?;
                     }
                 }
             }
@@ -664,6 +689,7 @@ async fn file_from_a_primary_and_two_secondaries_is_byte_exact() {
         t.paths.clone(),
         file.clone(),
         chunk,
+        Reclaim::Primary,
     ));
     let (hash, got, _) = read_file(&t.d.client, None).await;
     assert_eq!(got, len);
@@ -714,19 +740,20 @@ async fn file_from_a_primary_and_two_secondaries_is_byte_exact() {
     drop(t.second_ep);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secondary_killed_halfway_is_reclaimed_by_the_primary() {
+/// Secondary B is killed after half of its share; what it left missing is
+/// reclaimed as `how` says, and the file still arrives byte-exact.
+async fn killed_secondary(how: Reclaim) {
     let t = with_two_secondaries(shared_deployment().await).await;
     let len = 4 << 20;
     let file = test_file(len, 0xfeed);
     let chunk = 128 * 1024;
-    let per_secondary = len / chunk as usize / 3;
-    // A serves everything; B is killed after half of its share.
+    let per_secondary = len / chunk / 3;
+    let a_log = Served::default();
     let a = tokio::spawn(serve_grants(
         t.secondaries[0].clone(),
         file.clone(),
         None,
-        Served::default(),
+        a_log.clone(),
     ));
     let b = tokio::spawn(serve_grants(
         t.secondaries[1].clone(),
@@ -739,19 +766,41 @@ async fn secondary_killed_halfway_is_reclaimed_by_the_primary() {
         t.d.primary.clone(),
         t.paths.clone(),
         file.clone(),
-        chunk,
+        chunk as u64,
+        how,
     ));
     let (hash, got, _) = read_file(&t.d.client, None).await;
     assert_eq!(got, len);
     assert_eq!(hash, sha256(&file), "file differs");
     let reclaimed = timed(primary).await.unwrap().expect("primary");
-    assert!(reclaimed >= chunk, "reclaimed {reclaimed}");
+    assert!(reclaimed >= chunk as u64, "reclaimed {reclaimed}");
     assert_eq!(timed(b).await.unwrap(), per_secondary / 2);
     abandoned(&mut primary_events, t.paths[1]).await;
     assert_eq!(t.d.client.stats().segments_outside_grant, 0);
     assert!(t.d.primary.missing_from(t.paths[1]).is_empty());
+    if how == Reclaim::OtherSecondary {
+        // A served B's leftovers as well as its own share.
+        let a_chunks = (0..len / chunk).filter(|i| i % 3 == 1).count();
+        let a_bytes = t.secondaries[0].stats().bytes_written;
+        let a_share = (a_chunks * chunk) as u64;
+        assert!(
+            a_bytes > a_share,
+            "A wrote {a_bytes}, its share is {a_share}"
+        );
+        assert!(a_log.lock().unwrap().len() > a_chunks);
+    }
     t.d.client.close(0, b"");
     let _ = timed(a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_killed_halfway_is_reclaimed_by_the_primary() {
+    killed_secondary(Reclaim::Primary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_killed_halfway_is_reclaimed_by_the_other_secondary() {
+    killed_secondary(Reclaim::OtherSecondary).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -810,6 +859,7 @@ async fn backpressure_reaches_the_secondaries() {
         t.paths.clone(),
         file.clone(),
         64 * 1024,
+        Reclaim::Primary,
     ));
     // A slow reader: the window fills, credit is withheld, writers wait.
     let (hash, got, most_buffered) = read_file(&t.d.client, Some(Duration::from_millis(2))).await;
@@ -862,7 +912,7 @@ async fn secondary_writing_outside_its_grant_is_refused_and_the_file_is_unaffect
     let file = test_file(1 << 20, 7);
     // A rogue secondary: a bare QUIC server that speaks just enough KWIK to be
     // joined, then writes the first 1000 bytes of its grant correctly and
-    // 1000 bytes of garbage right after the grant's end.
+    // 1000 bytes of garbage outside the grant.
     let raw = quinn::Endpoint::server(
         d.pki.quinn_server_config(&[kwik::ALPN]).unwrap(),
         LOCAL.parse().unwrap(),
@@ -908,7 +958,9 @@ async fn secondary_writing_outside_its_grant_is_refused_and_the_file_is_unaffect
         write_segments(
             &conn,
             grant.stream,
-            &[(grant.range.start, inside), (grant.range.end, outside)],
+            // Past the file's end: bytes the client cannot hold from anyone
+            // (garbage over bytes it already holds would merely be dropped).
+            &[(grant.range.start, inside), (2 << 20, outside)],
         )
         .await;
         let closed = conn.closed().await;
@@ -923,6 +975,7 @@ async fn secondary_writing_outside_its_grant_is_refused_and_the_file_is_unaffect
         vec![path],
         file.clone(),
         256 * 1024,
+        Reclaim::Primary,
     ));
     let (hash, got, _) = read_file(&d.client, None).await;
     assert_eq!(got, file.len());

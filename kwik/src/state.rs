@@ -68,7 +68,9 @@ pub struct SessionStats {
     pub streams_opened: u64,
     /// Streams opened by the peer.
     pub streams_accepted: u64,
-    /// Late segments for streams already released (ignored).
+    /// Late segments for streams already released, and segments from a
+    /// secondary for bytes the client held already after their grant was spent
+    /// (ignored, nothing buffered).
     pub late_segments: u64,
     /// Backpressure signals received from the peer.
     pub backpressure_signals: u64,
@@ -886,6 +888,13 @@ impl SessionState {
                 )
                 .is_some()
             });
+        if !covered && !piece.fin && self.holds(piece.stream, piece.offset..piece.offset + len) {
+            // A spent grant's range written again (e.g. the primary reclaimed
+            // it meanwhile): the client holds every byte already, so nothing
+            // would be buffered. Dropped, not an error.
+            self.stats.late_segments += 1;
+            return Ok(());
+        }
         if !covered {
             self.stats.segments_outside_grant += 1;
             return Err(ProtocolError::OutsideGrant {
@@ -898,6 +907,18 @@ impl SessionState {
         self.stats.bytes_received += len;
         self.stats.bytes_from_secondaries += len;
         self.receive(piece, now)
+    }
+
+    /// Whether the receive side holds every byte of `range` of `stream`.
+    fn holds(&self, stream: StreamId, range: Range<u64>) -> bool {
+        self.recv.contains_key(&stream)
+            && self
+                .presentation
+                .received_ranges(stream)
+                .is_some_and(|held| {
+                    held.iter()
+                        .any(|h| h.start <= range.start && range.end <= h.end)
+                })
     }
 
     /// Makes sure the receive side knows `id`, opening a peer stream on first
@@ -995,7 +1016,8 @@ impl SessionState {
         }
         let stream = grant.stream;
         // A grant may come before any byte of its stream: it opens it.
-        if !self.recv_stream(stream)? {
+        if !self.recv_stream(stream)? || self.holds(stream, grant.range.clone()) {
+            // Released, or every byte arrived already: nothing to write.
             return Ok(());
         }
         if !self.grants.entry(path).or_default().insert(grant) {
@@ -1584,6 +1606,36 @@ mod tests {
             e,
             Event::ToSecondary(p, Frame::Ack { ranges, .. }) if *p == path && ranges == &vec![100..150]
         )));
+        // The rest of the range: the grant is spent once the ACK says so.
+        client
+            .handle_secondary_piece(path, piece(stream, 150, 50, false), t0)
+            .unwrap();
+        client.handle_timeout(t0 + std::time::Duration::from_secs(2));
+        assert!(
+            client
+                .grants
+                .get(&path)
+                .is_some_and(|g| !g.has_stream(stream))
+        );
+        // Written again (held bytes): dropped, not an error.
+        let late = client.stats().late_segments;
+        client
+            .handle_secondary_piece(path, piece(stream, 120, 10, false), t0)
+            .unwrap();
+        assert_eq!(client.stats().late_segments, late + 1);
+        assert_eq!(client.presentation.stats().buffered_bytes, 100);
+        // A copy of the spent grant is not forwarded again.
+        let _ = events(&mut client);
+        client
+            .handle_frame(
+                PathId::INITIAL,
+                Frame::Grant {
+                    grant: grant.sign(&key, client.id()),
+                },
+                t0,
+            )
+            .unwrap();
+        assert!(events(&mut client).is_empty());
         // Outside (past the range, other stream, a FIN): refused, counted, not buffered.
         for bad in [
             piece(stream, 150, 51, false),
@@ -1602,12 +1654,12 @@ mod tests {
             ));
         }
         assert_eq!(client.stats().segments_outside_grant, 4);
-        assert_eq!(client.presentation.stats().buffered_bytes, 50);
+        assert_eq!(client.presentation.stats().buffered_bytes, 100);
         // After expiry plus the grace period the grant admits nothing.
         let late = t0 + std::time::Duration::from_millis(500 + GRANT_GRACE_MS + 1);
         assert!(
             client
-                .handle_secondary_piece(path, piece(stream, 150, 10, false), late)
+                .handle_secondary_piece(path, piece(stream, 200, 10, false), late)
                 .is_err()
         );
         assert!(client.close_reason().is_none(), "the session goes on");

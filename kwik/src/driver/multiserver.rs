@@ -212,6 +212,8 @@ impl SessionShared {
     pub(super) fn on_secondary_abandoned(&self, path: PathId) {
         if self.multi.forget(path) {
             let _ = self.events.send(PathEvent::Abandoned(path));
+            // `delegate` calls waiting for credit for this path fail now.
+            self.wake(|_| true);
         }
     }
 }
@@ -573,6 +575,7 @@ impl Session {
             return Err(crate::RemovePathError::UnknownPath(path));
         }
         let _ = self.shared.events.send(PathEvent::Abandoned(path));
+        self.shared.wake(|_| true);
         self.shared
             .with_state(|s| s.queue_frame(Frame::PathAbandon { path }));
         Ok(())
