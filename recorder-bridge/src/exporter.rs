@@ -94,14 +94,40 @@ pub trait BatchWriter<S>: Send + 'static {
 }
 
 /// Counters shared by producer, writer thread and status readers.
+///
+/// The producer's counters and the writer's sit on separate cache lines, so a push
+/// never waits for a line the writer thread just dirtied.
 #[derive(Debug, Default)]
 pub struct ExportStats {
+    producer: CacheLine<ProducerCounts>,
+    writer: CacheLine<WriterCounts>,
+}
+
+/// Written by the producer only (`accepted` with plain stores of its own count).
+#[derive(Debug, Default)]
+struct ProducerCounts {
     accepted: AtomicU64,
     dropped: AtomicU64,
+    swaps: AtomicU64,
+}
+
+/// Written by the writer thread (`discarded` also by the producer after a stop).
+#[derive(Debug, Default)]
+struct WriterCounts {
     delivered: AtomicU64,
     discarded: AtomicU64,
-    swaps: AtomicU64,
     stopped: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))] // two 64-byte lines: adjacent-line prefetch pairs them on x86
+struct CacheLine<T>(T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 /// A snapshot of [`ExportStats`].
@@ -123,17 +149,17 @@ impl ExportStats {
     /// Reads the counters.
     pub fn snapshot(&self) -> ExportCounts {
         ExportCounts {
-            accepted: self.accepted.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            delivered: self.delivered.load(Ordering::Relaxed),
-            discarded: self.discarded.load(Ordering::Relaxed),
-            swaps: self.swaps.load(Ordering::Relaxed),
+            accepted: self.producer.accepted.load(Ordering::Relaxed),
+            dropped: self.producer.dropped.load(Ordering::Relaxed),
+            delivered: self.writer.delivered.load(Ordering::Relaxed),
+            discarded: self.writer.discarded.load(Ordering::Relaxed),
+            swaps: self.producer.swaps.load(Ordering::Relaxed),
         }
     }
 
     /// True once the writer has stopped (write error or limit).
     pub fn writer_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
+        self.writer.stopped.load(Ordering::Acquire)
     }
 }
 
@@ -149,13 +175,18 @@ struct Exchange<S> {
 
 struct Shared<S> {
     exchange: Mutex<Exchange<S>>,
+    /// Wakes the writer (a full buffer, or closing).
     wake: Condvar,
+    /// Wakes a producer in [`Exporter::wait_for_room`] (the spare came back).
+    room: Condvar,
     stats: std::sync::Arc<ExportStats>,
 }
 
 /// The producer side. Owns the active buffer; not `Clone` (one producer per exporter).
 pub struct Exporter<S: Send + 'static, R: Send + 'static> {
     active: Vec<S>,
+    /// Samples accepted so far (the producer is the only writer of the shared copy).
+    accepted: u64,
     config: ExportConfig,
     shared: Arc<Shared<S>>,
     stats: std::sync::Arc<ExportStats>,
@@ -189,6 +220,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
                 closing: false,
             }),
             wake: Condvar::new(),
+            room: Condvar::new(),
             stats: std::sync::Arc::new(ExportStats::default()),
         });
         let s2 = shared.clone();
@@ -196,6 +228,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
         let handle = spawn_writer(move || writer_loop(s2, writer, tick))?;
         Ok(Exporter {
             active: Vec::with_capacity(batch),
+            accepted: 0,
             config,
             stats: shared.stats.clone(),
             shared,
@@ -213,25 +246,113 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
     /// Never waits for the writer.
     pub fn push(&mut self, sample: S) -> Result<(), Overflow<S>> {
         let stats = &*self.stats;
-        if stats.stopped.load(Ordering::Relaxed) {
-            stats.discarded.fetch_add(1, Ordering::Relaxed);
+        if stats.writer.stopped.load(Ordering::Relaxed) {
+            stats.writer.discarded.fetch_add(1, Ordering::Relaxed);
             return Err(Overflow::WriterStopped);
         }
         if self.active.len() >= self.config.batch && !hand_off(&self.shared, &mut self.active) {
             return match self.config.overflow {
                 OverflowPolicy::DropNewest => {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    stats.producer.dropped.fetch_add(1, Ordering::Relaxed);
                     Err(Overflow::Dropped)
                 }
                 OverflowPolicy::Reject => Err(Overflow::Full(sample)),
             };
         }
         self.active.push(sample);
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        // Only this producer writes `accepted`: a plain store, no locked add per push.
+        self.accepted += 1;
+        stats
+            .producer
+            .accepted
+            .store(self.accepted, Ordering::Relaxed);
         if self.active.len() >= self.config.batch {
             hand_off(&self.shared, &mut self.active);
         }
         Ok(())
+    }
+
+    /// Appends as many of `samples` as the buffers take, in order, handing full buffers
+    /// over: the same as [`Exporter::push`] on each in turn, but copied in runs.
+    /// Returns how many were consumed: accepted, or dropped/discarded and counted
+    /// (policy [`OverflowPolicy::DropNewest`], or a stopped writer). With
+    /// [`OverflowPolicy::Reject`] it stops at the first sample refused; the rest are
+    /// the caller's to retry.
+    pub fn push_slice(&mut self, samples: &[S]) -> usize
+    where
+        S: Copy,
+    {
+        let mut done = 0;
+        while done < samples.len() {
+            let stats = &*self.stats;
+            if stats.writer.stopped.load(Ordering::Relaxed) {
+                let rest = samples.len() - done;
+                stats
+                    .writer
+                    .discarded
+                    .fetch_add(rest as u64, Ordering::Relaxed);
+                return samples.len();
+            }
+            if self.active.len() >= self.config.batch && !hand_off(&self.shared, &mut self.active) {
+                return match self.config.overflow {
+                    OverflowPolicy::DropNewest => {
+                        let rest = samples.len() - done;
+                        stats
+                            .producer
+                            .dropped
+                            .fetch_add(rest as u64, Ordering::Relaxed);
+                        samples.len()
+                    }
+                    OverflowPolicy::Reject => done,
+                };
+            }
+            let n = (self.config.batch - self.active.len()).min(samples.len() - done);
+            self.active.extend_from_slice(&samples[done..done + n]);
+            done += n;
+            self.accepted += n as u64;
+            stats
+                .producer
+                .accepted
+                .store(self.accepted, Ordering::Relaxed);
+            if self.active.len() >= self.config.batch {
+                hand_off(&self.shared, &mut self.active);
+            }
+        }
+        done
+    }
+
+    /// Blocks until a full active buffer could be handed over (the writer has given the
+    /// spare back), the writer has stopped, or `timeout` passes; true if there is room
+    /// now. For producers that may wait (a file replay, a bench, a sender that can be
+    /// slowed down) after [`Overflow::Full`]; an acquisition thread should not wait.
+    pub fn wait_for_room(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut ex = sync::lock(&self.shared.exchange);
+        loop {
+            if self.stats.writer_stopped() {
+                return false;
+            }
+            if ex.full.is_none() && ex.spare.is_some() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            #[cfg(not(loom))]
+            {
+                ex = match self.shared.room.wait_timeout(ex, deadline - now) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+            #[cfg(loom)]
+            {
+                // loom's model has no timed wait: report the state as it is.
+                let _ = (now, &self.shared.room);
+                return ex.full.is_none() && ex.spare.is_some();
+            }
+        }
     }
 
     /// Hands a non-empty active buffer over if the flush interval has passed since the
@@ -294,7 +415,7 @@ fn hand_off<S>(shared: &Shared<S>, active: &mut Vec<S>) -> bool {
     };
     ex.full = Some(std::mem::replace(active, spare));
     drop(ex);
-    shared.stats.swaps.fetch_add(1, Ordering::Relaxed);
+    shared.stats.producer.swaps.fetch_add(1, Ordering::Relaxed);
     shared.wake.notify_one();
     true
 }
@@ -373,16 +494,16 @@ fn writer_loop<S, W: BatchWriter<S>>(
             Work::Idle => {
                 if !stopped && writer.tick() == WriteOutcome::Stop {
                     stopped = true;
-                    stats.stopped.store(true, Ordering::Release);
+                    stats.writer.stopped.store(true, Ordering::Release);
                 }
             }
             Work::Batch(mut buf, give_back) => {
                 let n = buf.len() as u64;
                 if stopped {
-                    stats.discarded.fetch_add(n, Ordering::Relaxed);
+                    stats.writer.discarded.fetch_add(n, Ordering::Relaxed);
                 } else {
                     let outcome = writer.write_batch(&buf);
-                    stats.delivered.fetch_add(n, Ordering::Relaxed);
+                    stats.writer.delivered.fetch_add(n, Ordering::Relaxed);
                     let outcome = if outcome == WriteOutcome::Continue {
                         writer.tick()
                     } else {
@@ -390,12 +511,13 @@ fn writer_loop<S, W: BatchWriter<S>>(
                     };
                     if outcome == WriteOutcome::Stop {
                         stopped = true;
-                        stats.stopped.store(true, Ordering::Release);
+                        stats.writer.stopped.store(true, Ordering::Release);
                     }
                 }
                 if give_back {
                     buf.clear();
                     sync::lock(&shared.exchange).spare = Some(buf);
+                    shared.room.notify_all();
                 }
             }
         }
@@ -498,6 +620,48 @@ mod tests {
         assert_eq!(ex.stats().snapshot().dropped, 0);
         drop(tx);
         assert_eq!(ex.close().unwrap(), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn push_slice_counts_like_push_and_wait_for_room_wakes() {
+        let (tx, gate) = std::sync::mpsc::channel();
+        let cfg = ExportConfig {
+            batch: 4,
+            ..ExportConfig::default()
+        };
+        let mut ex = Exporter::start(cfg, SlowWriter { rows: vec![], gate }).unwrap();
+        let stats = ex.stats();
+        // 4 fill A (handed over), 4 fill B, the other 5 are dropped and counted.
+        let all: Vec<u64> = (0..13).collect();
+        assert_eq!(ex.push_slice(&all), 13);
+        assert_eq!(stats.snapshot().dropped, 5);
+        assert!(!ex.wait_for_room(Duration::from_millis(1)));
+        tx.send(()).unwrap(); // the writer stores A and gives its buffer back
+        assert!(ex.wait_for_room(Duration::from_secs(10)));
+        for _ in 0..10 {
+            tx.send(()).unwrap();
+        }
+        assert_eq!(ex.close().unwrap(), (0..8).collect::<Vec<_>>());
+        let c = stats.snapshot();
+        assert_eq!((c.accepted, c.dropped, c.delivered), (8, 5, 8));
+
+        let (tx, gate) = std::sync::mpsc::channel();
+        let cfg = ExportConfig {
+            batch: 2,
+            overflow: OverflowPolicy::Reject,
+            ..ExportConfig::default()
+        };
+        let mut ex = Exporter::start(cfg, SlowWriter { rows: vec![], gate }).unwrap();
+        assert_eq!(
+            ex.push_slice(&[0, 1, 2, 3, 4, 5]),
+            4,
+            "the refused tail is not taken"
+        );
+        assert_eq!(ex.stats().snapshot().dropped, 0);
+        drop(tx);
+        assert!(ex.wait_for_room(Duration::from_secs(10)));
+        assert_eq!(ex.push_slice(&[4, 5]), 2);
+        assert_eq!(ex.close().unwrap(), vec![0, 1, 2, 3, 4, 5]);
     }
 
     #[test]

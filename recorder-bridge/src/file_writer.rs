@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 use crate::codec::{Encoder, Footer};
 use crate::exporter::{BatchWriter, WriteOutcome};
+use crate::hashing::FileHasher;
 use crate::schema::Schema;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,7 +151,6 @@ struct OpenPart {
     /// Bytes and samples known to be in the file (last successful write).
     flushed_bytes: u64,
     flushed_samples: u64,
-    hash: Sha256,
 }
 
 fn lock_std<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -170,6 +168,8 @@ pub struct FileWriter<S: Schema> {
     part_no: u32,
     done: Vec<PartInfo>,
     out: Vec<u8>,
+    /// SHA-256 of the open part's bytes, computed off this thread for big blocks.
+    hasher: FileHasher,
     total_bytes: u64,
     total_bytes_closed: u64,
     last_sync: Instant,
@@ -206,13 +206,17 @@ impl<S: Schema> FileWriter<S> {
         config: FileConfig,
         dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> io::Result<Self> {
+        // Room for a block plus one run of rows: the buffer never grows (and is never
+        // copied) on the fast path.
+        let capacity = WRITE_BLOCK_BYTES + WRITE_BLOCK_ROWS * encoder.max_bytes_per_sample();
         let mut w = FileWriter {
             encoder,
             config,
             part: None,
             part_no: 0,
             done: Vec::new(),
-            out: Vec::with_capacity(1 << 20),
+            out: Vec::with_capacity(capacity),
+            hasher: FileHasher::new(),
             total_bytes: 0,
             total_bytes_closed: 0,
             last_sync: Instant::now(),
@@ -249,7 +253,6 @@ impl<S: Schema> FileWriter<S> {
             bytes: 0,
             flushed_bytes: 0,
             flushed_samples: 0,
-            hash: Sha256::new(),
         });
         self.encoder.begin(&self.config.comments, &mut self.out);
         Ok(())
@@ -276,13 +279,13 @@ impl<S: Schema> FileWriter<S> {
             _ => part.file.write_all(&self.out),
         };
         res?;
-        part.hash.update(&self.out);
         part.bytes += n;
         part.flushed_bytes = part.bytes;
         part.flushed_samples = part.samples;
         self.total_bytes += n;
         self.progress.bytes.fetch_add(n, Ordering::Relaxed);
-        self.out.clear();
+        // Hands the written bytes to the hasher; `out` comes back empty.
+        self.hasher.update(&mut self.out);
         self.dirty = true;
         Ok(())
     }
@@ -313,7 +316,7 @@ impl<S: Schema> FileWriter<S> {
             path: part.path,
             samples: part.samples,
             bytes: part.bytes,
-            sha256: Some(hex::encode(part.hash.finalize())),
+            sha256: self.hasher.finish().map(hex::encode),
         });
         Ok(())
     }
@@ -362,8 +365,8 @@ impl<S: Schema> FileWriter<S> {
             part.flushed_bytes + self.total_bytes_closed + footer.len() as u64 <= f.after_bytes
         });
         if !footer.is_empty() && fits && part.file.write_all(&footer).is_ok() {
-            part.hash.update(&footer);
             part.bytes += footer.len() as u64;
+            self.hasher.update(&mut footer);
         } else {
             let _ = part.file.set_len(part.flushed_bytes);
         }
@@ -376,8 +379,64 @@ impl<S: Schema> FileWriter<S> {
             path: part.path,
             samples: part.samples,
             bytes: part.bytes,
-            sha256: Some(hex::encode(part.hash.finalize())),
+            sha256: self.hasher.finish().map(hex::encode),
         });
+    }
+}
+
+/// Rows encoded per run on the fast path, and the size at which the encoded text is
+/// written: blocks of a few hundred KiB keep the text in cache between encoding, hashing
+/// and the copy into the page cache, while each `write` still moves a lot of bytes.
+const WRITE_BLOCK_ROWS: usize = 512;
+const WRITE_BLOCK_BYTES: usize = 256 * 1024;
+
+impl<S: Schema> FileWriter<S> {
+    /// How many more samples can be encoded without any of them reaching the size limit
+    /// (unbounded without a limit).
+    fn rows_within_limit(&self) -> usize {
+        let (Some(limit), Some(part)) = (self.config.size_limit, self.part.as_ref()) else {
+            return usize::MAX;
+        };
+        let used = part.bytes + self.out.len() as u64 + FOOTER_RESERVE;
+        let room = usize::try_from(limit.saturating_sub(used)).unwrap_or(usize::MAX);
+        // Samples held in a LabVIEW block come out with the next sample's block.
+        (room / self.encoder.max_bytes_per_sample()).saturating_sub(self.encoder.pending())
+    }
+
+    fn count_emitted(&mut self, emitted: u64) {
+        if let Some(p) = self.part.as_mut() {
+            p.samples += emitted;
+        }
+        self.progress.samples.fetch_add(emitted, Ordering::Relaxed);
+    }
+
+    /// Encodes one sample near the size limit: a row (or block) that would cross it
+    /// goes to the next part, or stops the writer.
+    fn write_one_checked(&mut self, sample: &S) -> io::Result<WriteOutcome> {
+        let before = self.out.len();
+        let held = self.encoder.pending() as u64;
+        if !self.encoder.push(sample, &mut self.out) {
+            return Ok(WriteOutcome::Continue); // held in a LabVIEW block
+        }
+        let emitted = held + 1;
+        if self.over_limit() {
+            // The new row (or block) goes to the next part, or nowhere.
+            let tail = self.out.split_off(before);
+            self.write_out()?;
+            self.close_part()?;
+            match self.config.on_size_limit {
+                SizeLimitAction::Stop => {
+                    self.set_stop(WriterStop::SizeLimit);
+                    return Ok(WriteOutcome::Stop);
+                }
+                SizeLimitAction::Split => {
+                    self.open_next()?;
+                    self.out.extend_from_slice(&tail);
+                }
+            }
+        }
+        self.count_emitted(emitted);
+        Ok(WriteOutcome::Continue)
     }
 }
 
@@ -388,38 +447,39 @@ impl<S: Schema> BatchWriter<S> for FileWriter<S> {
         if self.stop.is_some() || self.part.is_none() {
             return WriteOutcome::Stop;
         }
-        for sample in batch {
-            let before = self.out.len();
-            let held = self.encoder.pending() as u64;
-            if !self.encoder.push(sample, &mut self.out) {
-                continue; // held in a LabVIEW block until the block is complete
-            }
-            let emitted = held + 1;
-            if self.over_limit() {
-                // The new row (or block) goes to the next part, or nowhere.
-                let tail = self.out.split_off(before);
-                if let Err(e) = self.write_out().and_then(|()| self.close_part()) {
-                    self.fail(io_stop(&e));
-                    return WriteOutcome::Stop;
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let n = self
+                .rows_within_limit()
+                .min(rest.len())
+                .min(WRITE_BLOCK_ROWS);
+            let result = if n > 0 {
+                // Fast path: these rows cannot reach the size limit, so they are encoded
+                // in one run, counted once, and written as one block.
+                let (run, tail) = rest.split_at(n);
+                rest = tail;
+                let emitted = self.encoder.push_all(run, &mut self.out) as u64;
+                self.count_emitted(emitted);
+                if self.out.len() >= WRITE_BLOCK_BYTES {
+                    self.write_out()
+                } else {
+                    Ok(())
                 }
-                match self.config.on_size_limit {
-                    SizeLimitAction::Stop => {
-                        self.set_stop(WriterStop::SizeLimit);
-                        return WriteOutcome::Stop;
-                    }
-                    SizeLimitAction::Split => {
-                        if let Err(e) = self.open_next() {
-                            self.fail(io_stop(&e));
-                            return WriteOutcome::Stop;
-                        }
-                        self.out.extend_from_slice(&tail);
-                    }
+            } else {
+                let Some((sample, tail)) = rest.split_first() else {
+                    break;
+                };
+                rest = tail;
+                match self.write_one_checked(sample) {
+                    Ok(WriteOutcome::Continue) => Ok(()),
+                    Ok(WriteOutcome::Stop) => return WriteOutcome::Stop,
+                    Err(e) => Err(e),
                 }
+            };
+            if let Err(e) = result {
+                self.fail(io_stop(&e));
+                return WriteOutcome::Stop;
             }
-            if let Some(p) = self.part.as_mut() {
-                p.samples += emitted;
-            }
-            self.progress.samples.fetch_add(emitted, Ordering::Relaxed);
         }
         if let Err(e) = self.write_out() {
             self.fail(io_stop(&e));

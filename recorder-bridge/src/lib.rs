@@ -21,6 +21,7 @@ pub mod codec;
 pub mod disk;
 pub mod exporter;
 pub mod file_writer;
+mod hashing;
 pub mod interrupt;
 pub mod recorder;
 pub mod recover;
@@ -34,7 +35,7 @@ pub mod verify;
 
 pub use codec::{
     CsvOptions, Encoder, EncoderError, Footer, Format, LabviewLayout, LabviewLayoutError,
-    ParseError, ParseRowError, ParsedCsv, ParsedLabview, parse_csv, parse_labview,
+    ParseError, ParseRowError, ParsedCsv, ParsedLabview, RowWriter, parse_csv, parse_labview,
 };
 pub use exporter::{
     BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::codec::{Encoder, EncoderError, Format};
 use crate::disk;
-use crate::exporter::{ExportConfig, ExportStats, Exporter, Overflow, OverflowPolicy};
+use crate::exporter::{ExportConfig, ExportStats, Exporter, OverflowPolicy};
 use crate::file_writer::{
     FileConfig, FileProgress, FileReport, FileWriter, SizeLimitAction, WriteFault, WriterStop,
 };
@@ -530,20 +530,12 @@ fn stream_worker<S: Schema>(
                 .store(reader.position().0 - start, Ordering::Relaxed);
             got = Some(r);
         }
-        let mut blocked = false;
-        while pos < buf.len() {
-            match exporter.push(buf[pos]) {
-                Err(Overflow::Full(_)) => {
-                    blocked = true;
-                    break;
-                }
-                // Accepted, or dropped/discarded and counted by the exporter.
-                _ => {
-                    pos += 1;
-                    stream.pushed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
+        // Accepted, or dropped/discarded and counted by the exporter; a refused tail
+        // (both buffers full under Reject) waits here for the next round.
+        let took = exporter.push_slice(&buf[pos..]);
+        pos += took;
+        stream.pushed.fetch_add(took as u64, Ordering::Relaxed);
+        let blocked = pos < buf.len();
         exporter.poll(Instant::now());
         if let Some(stop) = stream.progress.stop() {
             group.request_stop(&match stop {
@@ -557,7 +549,10 @@ fn stream_worker<S: Schema>(
                 break;
             }
         }
-        if blocked || (idle && stop_at.is_none()) {
+        if blocked {
+            // Both export buffers are full: wake as soon as the writer gives one back.
+            exporter.wait_for_room(cfg.poll_interval);
+        } else if idle && stop_at.is_none() {
             std::thread::sleep(cfg.poll_interval);
         }
     }

@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use crate::codec::{self, ParseRowError};
+use crate::codec::{
+    self, F32_MAX_LEN, F64_MAX_LEN, INDEXED_PREFIX_MAX_LEN, ParseRowError, RowWriter,
+};
 
 /// Identifier of a scan segment (a line of a raster scan, a sweep, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -103,7 +105,13 @@ pub trait Schema: Copy + Send + Sync + PartialEq + fmt::Debug + 'static {
     /// Whether [`Schema::labview`] returns values (the LabVIEW layout is E-field only).
     const LABVIEW: bool = false;
 
+    /// Upper bound of the bytes [`Schema::write_row`] appends for any sample. The
+    /// file writer uses it to encode whole runs of rows without a per-row size check
+    /// when they cannot reach the size limit.
+    const MAX_ROW_LEN: usize;
+
     /// Appends this sample's standard CSV cells, comma-separated, without a newline.
+    /// At most [`Schema::MAX_ROW_LEN`] bytes; [`RowWriter`] writes them fast.
     fn write_row(&self, out: &mut Vec<u8>);
     /// Parses one standard CSV row, already split into exactly `COLUMNS.len()` fields.
     fn parse_row(fields: &[&str]) -> Result<Self, ParseRowError>;
@@ -150,9 +158,12 @@ impl Schema for ImuRow {
     const COLUMNS: &'static [&'static str] = &[
         "millis", "ax", "ay", "az", "gx", "gy", "gz", "tempC", "audioRMS",
     ];
+    const MAX_ROW_LEN: usize = 10 + 8 * (1 + F32_MAX_LEN);
 
     fn write_row(&self, out: &mut Vec<u8>) {
-        codec::put_u64(out, u64::from(self.millis));
+        // One reservation for the row; every field then goes straight into it.
+        let mut row = RowWriter::new(out, Self::MAX_ROW_LEN);
+        row.u64(u64::from(self.millis));
         for v in [
             self.ax,
             self.ay,
@@ -163,8 +174,8 @@ impl Schema for ImuRow {
             self.temp_c,
             self.audio_rms,
         ] {
-            out.push(b',');
-            codec::put_f32(out, v);
+            row.byte(b',');
+            row.f32(v);
         }
     }
 
@@ -213,13 +224,15 @@ impl Schema for EfieldSample {
         "ADC2_Ch3",
         "ADC2_Ch4",
     ];
+    const MAX_ROW_LEN: usize = INDEXED_PREFIX_MAX_LEN + 8 * (1 + F64_MAX_LEN);
     const LABVIEW: bool = true;
 
     fn write_row(&self, out: &mut Vec<u8>) {
-        codec::put_indexed_prefix(out, self.index, self.t_rel, self.segment);
+        let mut row = RowWriter::new(out, Self::MAX_ROW_LEN);
+        row.indexed_prefix(self.index, self.t_rel, self.segment);
         for v in self.channels {
-            out.push(b',');
-            codec::put_f64(out, v);
+            row.byte(b',');
+            row.f64(v);
         }
     }
 
@@ -286,13 +299,15 @@ impl Schema for StagePosition {
         "x",
         "y",
     ];
+    const MAX_ROW_LEN: usize = INDEXED_PREFIX_MAX_LEN + 2 * (1 + F64_MAX_LEN);
 
     fn write_row(&self, out: &mut Vec<u8>) {
-        codec::put_indexed_prefix(out, self.index, self.t_rel, self.segment);
-        out.push(b',');
-        codec::put_f64(out, self.x);
-        out.push(b',');
-        codec::put_f64(out, self.y);
+        let mut row = RowWriter::new(out, Self::MAX_ROW_LEN);
+        row.indexed_prefix(self.index, self.t_rel, self.segment);
+        row.byte(b',');
+        row.f64(self.x);
+        row.byte(b',');
+        row.f64(self.y);
     }
 
     fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {
