@@ -585,6 +585,9 @@ async fn serve_primary(
             r = work => Step::Done(r),
         };
         match step {
+            Step::Event(Some(kwik::PathEvent::GrantExpired(p))) => {
+                reclaimed += reclaim(&primary, &stream, &file, p, None).await?;
+            }
             Step::Event(Some(kwik::PathEvent::Abandoned(p))) if secondaries.contains(&p) => {
                 dead.push(p);
                 let via = secondaries
@@ -1065,6 +1068,23 @@ async fn forged_expired_and_misdirected_grants_are_refused_by_the_secondary() {
     assert_eq!((stats.grants_received, stats.grants_refused), (1, 5));
     assert_eq!(secondary.grants(), vec![valid]);
 
+    // A grant that lapses while held: writing under it is refused as expired.
+    let short = kwik::Grant::new(path, stream, 1000..2000, now_ms() + 1500);
+    let mut buf = BytesMut::new();
+    Frame::Grant {
+        grant: short.sign(&shared, session),
+    }
+    .encode(&mut buf);
+    send.write_all(&buf).await.unwrap();
+    assert_eq!(timed(secondary.accept_grant()).await, Some(short.clone()));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        secondary
+            .write_at(stream, 1000, Bytes::from_static(b"late"))
+            .await,
+        Err(kwik::SecondaryWriteError::Expired)
+    );
+
     // Writes outside the grant are refused locally; inside they go out as segments.
     assert_eq!(
         secondary
@@ -1098,4 +1118,81 @@ async fn forged_expired_and_misdirected_grants_are_refused_by_the_secondary() {
     assert_eq!(&pieces[0].data[..], b"delegated bytes");
     assert!(!pieces[0].fin);
     conn.close(0u32.into(), b"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_grants_of_a_stalled_secondary_are_reclaimed() {
+    let pki = TestPki::generate().expect("test CA");
+    let primary_ep = Endpoint::server(
+        LOCAL.parse().unwrap(),
+        server_config(&pki, TokenKey::new(SHARED_KEY), SecondaryJoins::Refuse)
+            .session(SessionConfig::lan().grant_ttl(Duration::from_millis(200))),
+    )
+    .unwrap();
+    let secondary_ep = secondary_endpoint(&pki);
+    let client_ep = Endpoint::client(
+        LOCAL.parse().unwrap(),
+        ClientConfig::with_root_certificates([pki.ca_root()])
+            .unwrap()
+            .session(SessionConfig::lan()),
+    )
+    .unwrap();
+    let client = client_ep
+        .connect(primary_ep.local_addr().unwrap(), SERVER_NAME)
+        .await
+        .unwrap();
+    let primary = primary_ep.accept().await.unwrap();
+    let path = timed(primary.add_secondary(secondary_ep.local_addr().unwrap(), SERVER_NAME))
+        .await
+        .unwrap();
+    let stalled = timed(secondary_ep.accept_secondary()).await.unwrap();
+    // The secondary takes its grants and never writes.
+    let staller = tokio::spawn({
+        let stalled = stalled.clone();
+        async move {
+            let mut grants = 0;
+            while stalled.accept_grant().await.is_some() {
+                grants += 1;
+            }
+            grants
+        }
+    });
+    let mut events = primary.path_events();
+    let file = test_file(1 << 20, 99);
+    let serving = tokio::spawn(serve_primary(
+        primary.clone(),
+        vec![path],
+        file.clone(),
+        256 * 1024,
+        Reclaim::Primary,
+    ));
+    let (hash, got, _) = read_file(&client, None).await;
+    assert_eq!(got, file.len());
+    assert_eq!(hash, sha256(&file));
+    let reclaimed = timed(serving).await.unwrap().expect("primary");
+    assert!(
+        reclaimed >= 512 * 1024,
+        "both delegated chunks came back: {reclaimed}"
+    );
+    while timed(events.next()).await != Some(kwik::PathEvent::GrantExpired(path)) {}
+    assert_eq!(stalled.stats().bytes_written, 0);
+    assert!(stalled.grants().is_empty(), "expired");
+    // Its grants are spent (the primary's bytes arrived): writes are refused.
+    assert!(matches!(
+        stalled
+            .write_at(
+                kwik::StreamId::new(3),
+                256 * 1024,
+                Bytes::from_static(b"late")
+            )
+            .await,
+        Err(kwik::SecondaryWriteError::OutsideGrant { .. })
+    ));
+    assert_eq!(
+        primary.secondary_paths().len(),
+        1,
+        "the path itself lives on"
+    );
+    client.close(0, b"");
+    assert_eq!(timed(staller).await.unwrap(), 2);
 }

@@ -68,6 +68,10 @@ pub(crate) struct Delegation {
     pub(crate) range: Range<u64>,
     /// The signed grant (re-sent after a path loss).
     pub(crate) signed: Bytes,
+    /// The grant's expiry (Unix ms).
+    pub(crate) expiry_ms: u64,
+    /// Its expiry with bytes missing was reported.
+    reported: bool,
 }
 
 /// Why a positioned write or a delegation does not fit the stream.
@@ -170,13 +174,40 @@ impl SendBuffer {
     /// Leaves `range` to the secondary on `path` (checked with
     /// [`Self::check_position`]; the caller has reserved session credit up to
     /// its end).
-    pub(crate) fn delegate(&mut self, path: PathId, range: Range<u64>, signed: Bytes) {
+    pub(crate) fn delegate(
+        &mut self,
+        path: PathId,
+        range: Range<u64>,
+        signed: Bytes,
+        expiry_ms: u64,
+    ) {
         self.extend_to(range.end);
         self.delegated.push(Delegation {
             path,
             range,
             signed,
+            expiry_ms,
+            reported: false,
         });
+    }
+
+    /// Paths of delegations whose grant lapsed (`expiry_ms + grace_ms` passed
+    /// at `now_ms`) with bytes still missing, each delegation reported once.
+    pub(crate) fn lapsed(&mut self, now_ms: u64, grace_ms: u64) -> Vec<PathId> {
+        let mut out = Vec::new();
+        for i in 0..self.delegated.len() {
+            let d = &self.delegated[i];
+            if d.reported || now_ms <= d.expiry_ms.saturating_add(grace_ms) {
+                continue;
+            }
+            let missing = !self.missing(&d.range).is_empty();
+            let d = &mut self.delegated[i];
+            d.reported = true;
+            if missing && !out.contains(&d.path) {
+                out.push(d.path);
+            }
+        }
+        out
     }
 
     /// The parts of `range` the receiver has not acknowledged and this side

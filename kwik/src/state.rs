@@ -42,6 +42,10 @@ pub enum PathEvent {
     Available(PathId),
     /// The path is dead or removed; its unacknowledged data went to other paths.
     Abandoned(PathId),
+    /// (Primary server) A grant delegated to this secondary path expired (and
+    /// the client's grace period after it passed) with bytes still missing:
+    /// reclaim them (`Session::missing_from`).
+    GrantExpired(PathId),
 }
 
 /// Session-wide counters.
@@ -657,7 +661,7 @@ impl SessionState {
         }
         let grant = Grant::new(path, stream, range.clone(), expiry);
         let signed = grant.sign(key, self.id);
-        buf.delegate(path, range, signed.clone());
+        buf.delegate(path, range, signed.clone(), expiry);
         self.written_total += growth;
         self.stats.grants_issued += 1;
         self.queue_frame(Frame::Grant { grant: signed });
@@ -1379,6 +1383,21 @@ impl SessionState {
                 .any(|p| p.id != id && p.is_alive() && p.state != PathState::Degraded);
             if others {
                 self.abandon_path(id, now);
+            }
+        }
+        if self.stats.grants_issued > 0 {
+            let now_ms = self.wall_ms(now);
+            let mut lapsed: Vec<PathId> = Vec::new();
+            for buf in self.send.values_mut() {
+                for p in buf.lapsed(now_ms, GRANT_GRACE_MS) {
+                    if !lapsed.contains(&p) {
+                        lapsed.push(p);
+                    }
+                }
+            }
+            for p in lapsed {
+                self.events
+                    .push_back(Event::Path(PathEvent::GrantExpired(p)));
             }
         }
         if self.ack_deadline.is_some_and(|d| d <= now) {

@@ -704,10 +704,10 @@ impl Session {
     /// (Primary server) What the secondary on `path` was delegated and the
     /// client has not acknowledged, as `(stream, range)` — what to reclaim (write
     /// with [`SendStream::write_at`](crate::SendStream::write_at) or delegate to
-    /// another secondary) after [`PathEvent::Abandoned`] for that path or after
-    /// its grants expired. When the client loses a secondary it acknowledges
-    /// the affected streams before it reports the loss, so by the time the
-    /// primary sees `Abandoned` the answer is current.
+    /// another secondary) after [`PathEvent::Abandoned`] or
+    /// [`PathEvent::GrantExpired`] for that path. When the client loses a
+    /// secondary it acknowledges the affected streams before it reports the
+    /// loss, so by the time the primary sees `Abandoned` the answer is current.
     pub fn missing_from(&self, path: PathId) -> Vec<(StreamId, Range<u64>)> {
         self.shared.state.lock().missing_from(path)
     }
