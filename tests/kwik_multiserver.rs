@@ -1196,3 +1196,80 @@ async fn expired_grants_of_a_stalled_secondary_are_reclaimed() {
     client.close(0, b"");
     assert_eq!(timed(staller).await.unwrap(), 2);
 }
+
+/// Goodput of a file served by a primary alone and by a primary plus one
+/// secondary, each server behind its own relay rate-limited to `KWIK_MS_RATE_MBIT`
+/// (default 40) towards the client. Prints the figures; asserts only that the
+/// file arrives byte-exact (timings belong to benches). Run:
+/// `cargo test --release -p kwik-testbed --test kwik_multiserver -- --ignored --nocapture goodput`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run by hand"]
+async fn goodput_primary_alone_vs_primary_and_secondary() {
+    use kwik_testbed::{BitRate, Direction, Impairment, Relay, RelayConfig};
+    let mbit: u64 = std::env::var("KWIK_MS_RATE_MBIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let len = std::env::var("KWIK_MS_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16 << 20);
+    let mut limited = Impairment::none();
+    limited.set_rate(Some(BitRate::mbit(mbit).unwrap()));
+    let mut relay_config = RelayConfig::default();
+    relay_config.set_impairment(Direction::ServerToClient, limited);
+    let file = test_file(len, 5);
+    for with_secondary in [false, true] {
+        let d = shared_deployment().await;
+        let primary_relay = Relay::start(d.primary_ep.local_addr().unwrap(), relay_config.clone())
+            .await
+            .unwrap();
+        let secondary_relay =
+            Relay::start(d.secondary_ep.local_addr().unwrap(), relay_config.clone())
+                .await
+                .unwrap();
+        // A client of its own, through the primary's relay.
+        let client_ep = Endpoint::client(
+            LOCAL.parse().unwrap(),
+            ClientConfig::with_root_certificates([d.pki.ca_root()])
+                .unwrap()
+                .session(SessionConfig::lan()),
+        )
+        .unwrap();
+        let client = client_ep
+            .connect(primary_relay.local_addr(), SERVER_NAME)
+            .await
+            .unwrap();
+        let primary = d.primary_ep.accept().await.unwrap();
+        let mut secondaries = Vec::new();
+        if with_secondary {
+            let path = timed(primary.add_secondary(secondary_relay.local_addr(), SERVER_NAME))
+                .await
+                .unwrap();
+            let s = timed(d.secondary_ep.accept_secondary()).await.unwrap();
+            tokio::spawn(serve_grants(s, file.clone(), None, Served::default()));
+            secondaries.push(path);
+        }
+        let started = std::time::Instant::now();
+        let serving = tokio::spawn(serve_primary(
+            primary,
+            secondaries,
+            file.clone(),
+            256 * 1024,
+            Reclaim::Primary,
+        ));
+        let (hash, got, _) = read_file(&client, None).await;
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!((hash, got), (sha256(&file), len));
+        timed(serving).await.unwrap().unwrap();
+        let rate = BitRate::mbit(mbit).unwrap().bytes_per_second();
+        println!(
+            "goodput {} MiB, R = {mbit} Mbit/s, secondary: {with_secondary}: {secs:.2} s, {:.2} MB/s = {:.2} R",
+            len >> 20,
+            len as f64 / secs / 1e6,
+            len as f64 / secs / rate
+        );
+        client.close(0, b"");
+        d.client.close(0, b"");
+    }
+}
