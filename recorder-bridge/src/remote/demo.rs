@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::parse_csv;
 use crate::remote::GatewayCounts;
+use crate::remote::arrivals::ArrivalLog;
 use crate::remote::gateway::{Gateway, GatewayConfig, GatewayError};
 use crate::remote::relay::UdpRelay;
 use crate::remote::server::{RecorderServer, ServeError, ServerConfig, StreamReport};
@@ -120,6 +121,56 @@ pub struct DemoStages {
     pub acked: u64,
 }
 
+/// Percentiles of per-sample delivery latency in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LatencyFigures {
+    /// Samples measured.
+    pub samples: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+}
+
+impl LatencyFigures {
+    fn of(mut ms: Vec<f64>) -> Option<Self> {
+        if ms.is_empty() {
+            return None;
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        Some(LatencyFigures {
+            samples: ms.len() as u64,
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        })
+    }
+}
+
+/// Delivery latency of every sample: from the moment the simulated board produced it
+/// (its real-time schedule: start + seq / rate) to its first arrival at the server
+/// (gateway queue, KWIK, decode included), before and after the path was killed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DemoLatency {
+    /// Samples due from 1 s after the start until the kill (the warm-up second, with
+    /// the handshake and the paths coming up, is left out).
+    pub before_kill: Option<LatencyFigures>,
+    /// Samples due in the second after the kill (the failover window).
+    pub after_kill: Option<LatencyFigures>,
+    /// Samples due from one second after the kill to the end.
+    pub later: Option<LatencyFigures>,
+    /// Smoothed RTT of the surviving path at the end, in ms.
+    pub surviving_path_rtt_ms: Option<f64>,
+    /// Worst latency in the failover window above the median before the kill, in ms:
+    /// the spike the kill added.
+    pub added_by_kill_ms: Option<f64>,
+    /// Samples that never arrived (should be 0).
+    pub never_arrived: u64,
+}
+
 /// The demo's result.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DemoSummary {
@@ -145,6 +196,8 @@ pub struct DemoSummary {
     pub stages: DemoStages,
     /// KWIK bytes re-sent after the path died.
     pub bytes_resent: u64,
+    /// Per-sample delivery latency around the path kill.
+    pub latency: DemoLatency,
     /// Rows in the file equal the simulator's samples, value by value, in order.
     pub file_matches_simulator: bool,
     /// Samples produced by the board but not in the file.
@@ -184,6 +237,10 @@ pub async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> 
         ..ServerConfig::default()
     };
     sc.recording.min_free_bytes = 16 << 20;
+    let n = config.duration.as_secs_f64() * f64::from(config.rate_hz.get());
+    let n = n.round().max(1.0) as u64;
+    let arrivals = std::sync::Arc::new(ArrivalLog::new(usize::try_from(n).unwrap_or(0)));
+    sc.arrivals = Some(arrivals.clone());
     let server = RecorderServer::bind(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         id.server_config()?.session(session.clone()),
@@ -207,8 +264,6 @@ pub async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> 
         Ok(_) => SocketAddr::from(([127, 0, 0, 2], 0)),
         Err(_) => any,
     };
-    let n = config.duration.as_secs_f64() * f64::from(config.rate_hz.get());
-    let n = n.round().max(1.0) as u64;
     let sim = SimImuConfig {
         seed: config.seed,
         rate_hz: config.rate_hz,
@@ -237,6 +292,8 @@ pub async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> 
         config.rate_hz,
         config.duration.as_secs_f64()
     ));
+    // The board's schedule starts when its simulator thread does (inside `sim_imu`).
+    let board_start = Instant::now();
     let gw = Gateway::start(gc, sim_imu(sim))?;
     // Wait for the session and both paths.
     let session_up = Instant::now();
@@ -295,6 +352,7 @@ pub async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     relay1.kill();
+    let kill_instant = Instant::now();
     let killed_at = t0.elapsed().as_secs_f64();
     say(format!(
         "t={killed_at:.2}s killed path 0 (its relay now drops every datagram, both ways); {} samples so far",
@@ -378,6 +436,18 @@ pub async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> 
         })
         .collect();
     let events = events.lock().map(|v| v.clone()).unwrap_or_default();
+    let surviving_rtt = paths_after
+        .iter()
+        .filter(|p| p.stats.id.into_inner() != 0)
+        .find_map(|p| p.stats.srtt);
+    let latency = delivery_latency(
+        &arrivals,
+        n,
+        config.rate_hz,
+        board_start,
+        kill_instant,
+        surviving_rtt,
+    );
     let ok = lost == 0 && matches && balanced && stages.written == n;
     Ok(DemoSummary {
         out_dir: config.out_dir.clone(),
@@ -391,11 +461,57 @@ pub async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> 
         events,
         stages,
         bytes_resent,
+        latency,
         file_matches_simulator: matches,
         lost,
         gateway_error: report.error,
         ok,
     })
+}
+
+fn delivery_latency(
+    arrivals: &ArrivalLog,
+    n: u64,
+    rate: NonZeroU32,
+    board_start: Instant,
+    kill: Instant,
+    surviving_rtt: Option<Duration>,
+) -> DemoLatency {
+    let (mut before, mut after, mut later) = (Vec::new(), Vec::new(), Vec::new());
+    let mut never_arrived = 0;
+    let warm_up = board_start + Duration::from_secs(1);
+    let window_end = kill + Duration::from_secs(1);
+    for seq in 0..n {
+        let due = board_start + Duration::from_secs_f64(seq as f64 / f64::from(rate.get()));
+        let Some(at) = arrivals.arrival(seq) else {
+            never_arrived += 1;
+            continue;
+        };
+        let ms = at.saturating_duration_since(due).as_secs_f64() * 1e3;
+        if due < warm_up {
+            continue;
+        } else if due < kill {
+            before.push(ms);
+        } else if due < window_end {
+            after.push(ms);
+        } else {
+            later.push(ms);
+        }
+    }
+    let before_kill = LatencyFigures::of(before);
+    let after_kill = LatencyFigures::of(after);
+    let added_by_kill_ms = match (before_kill, after_kill) {
+        (Some(b), Some(a)) => Some((a.max_ms - b.p50_ms).max(0.0)),
+        _ => None,
+    };
+    DemoLatency {
+        before_kill,
+        after_kill,
+        later: LatencyFigures::of(later),
+        surviving_path_rtt_ms: surviving_rtt.map(|d| d.as_secs_f64() * 1e3),
+        added_by_kill_ms,
+        never_arrived,
+    }
 }
 
 /// Prints a summary for people.
@@ -440,6 +556,32 @@ pub fn print_summary(s: &DemoSummary) {
             p.via,
             if p.killed { " killed halfway" } else { "" },
             p.state
+        );
+    }
+    let l = &s.latency;
+    let fig = |f: Option<LatencyFigures>| {
+        f.map_or_else(
+            || "-".to_owned(),
+            |f| {
+                format!(
+                    "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+                    f.p50_ms, f.p99_ms, f.max_ms, f.samples
+                )
+            },
+        )
+    };
+    println!("delivery latency, board -> server (first arrival of each sample):");
+    println!("  before the kill              {}", fig(l.before_kill));
+    println!("  1 s after the kill           {}", fig(l.after_kill));
+    println!("  later                        {}", fig(l.later));
+    if let (Some(added), Some(rtt)) = (l.added_by_kill_ms, l.surviving_path_rtt_ms) {
+        println!(
+            "  the kill added at most {added:.2} ms over the median (surviving path RTT {rtt:.2} ms: {})",
+            if added <= rtt {
+                "within one RTT"
+            } else {
+                "MORE than one RTT"
+            }
         );
     }
     if let Some(e) = &s.gateway_error {

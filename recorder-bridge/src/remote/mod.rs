@@ -6,6 +6,7 @@
 //! (storage) → [`source`] (devices), [`server`], [`gateway`] (tokio + kwik).
 
 pub mod accounting;
+pub mod arrivals;
 pub mod ble;
 pub mod cli;
 pub mod demo;
@@ -21,7 +22,8 @@ pub mod tls;
 pub mod wire;
 
 pub use accounting::{GatewayCounters, GatewayCounts, ServerStreamCounters, ServerStreamCounts};
-pub use demo::{DemoConfig, DemoSummary, run_demo};
+pub use arrivals::ArrivalLog;
+pub use demo::{DemoConfig, DemoLatency, DemoSummary, LatencyFigures, run_demo};
 pub use gateway::{Gateway, GatewayConfig, GatewayError, GatewayReport};
 pub use outbox::Outbox;
 pub use relay::UdpRelay;

@@ -23,6 +23,7 @@ use crate::recorder::{
     GroupStatus, Prefix, Recording, RecordingConfig, RecordingGroup, SegmentMarking, StartError,
 };
 use crate::remote::accounting::{ServerStreamCounters, ServerStreamCounts};
+use crate::remote::arrivals::ArrivalLog;
 use crate::remote::journal::{Journal, JournalContents, journal_path};
 use crate::remote::sample::WireSample;
 use crate::remote::wire::{
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub backlog_limit: u64,
     /// Ring capacity per stream in samples (default 16384, above `backlog_limit`).
     pub ring_capacity: usize,
+    /// Records when each sample first arrives (latency measurements; default none).
+    pub arrivals: Option<Arc<ArrivalLog>>,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             ack_interval: Duration::from_millis(100),
             backlog_limit: 4096,
             ring_capacity: 16384,
+            arrivals: None,
         }
     }
 }
@@ -177,6 +181,7 @@ struct DeviceStream<S: WireSample> {
     backlog_limit: u64,
     files: PathBuf,
     sidecar: PathBuf,
+    arrivals: Option<Arc<ArrivalLog>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -311,6 +316,7 @@ impl<S: WireSample> DeviceStream<S> {
             backlog_limit: config.backlog_limit,
             files,
             sidecar,
+            arrivals: config.arrivals.clone(),
         }))
     }
 
@@ -366,6 +372,9 @@ impl<S: WireSample> StreamSink for DeviceStream<S> {
     }
 
     fn push(&self, seq: u64, body: &[u8]) {
+        if let Some(log) = &self.arrivals {
+            log.record(seq);
+        }
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let sample = match S::decode_body(seq, body) {
             Ok(s) => s,
