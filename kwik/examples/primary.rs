@@ -126,6 +126,12 @@ async fn serve(
                     helper_alive = false;
                     reclaimed += reclaim(session, &stream, &file, path).await?;
                 }
+                Some(PathEvent::GrantExpired(path)) if Some(path) == helper => {
+                    // Alive but too slow: take its late chunks back, stop delegating.
+                    println!("session {}: a grant of {path} expired; reclaiming", session.id());
+                    helper_alive = false;
+                    reclaimed += reclaim(session, &stream, &file, path).await?;
+                }
                 Some(_) => {}
                 None => return Err("session ended before the file was delivered".into()),
             },
