@@ -20,6 +20,7 @@ pub const ALPN: &[u8] = b"kwik/1";
 pub struct SessionConfig {
     pub(crate) scheduler: Scheduler,
     pub(crate) ping_interval: Duration,
+    pub(crate) idle_ping_interval: Duration,
     pub(crate) missed_pong_threshold: u32,
     pub(crate) ack_delay: Duration,
     pub(crate) ack_threshold: u64,
@@ -37,6 +38,7 @@ impl Default for SessionConfig {
         Self {
             scheduler: Scheduler::MinRtt,
             ping_interval: Duration::from_millis(250),
+            idle_ping_interval: Duration::from_secs(5),
             missed_pong_threshold: 4,
             ack_delay: Duration::from_millis(5),
             ack_threshold: 256 * 1024,
@@ -68,11 +70,34 @@ impl SessionConfig {
         self
     }
 
-    /// Interval between pings on each path. Default 250 ms. Shorter detects dead
-    /// paths sooner at the cost of a few bytes per ping.
+    /// Interval between pings on each path while data moves. Default 250 ms.
+    /// Shorter detects dead paths sooner at the cost of a few bytes per ping (and
+    /// some CPU per session). Idle sessions ping less often, see
+    /// [`idle_ping_interval`](Self::idle_ping_interval).
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = interval.max(Duration::from_millis(1));
         self
+    }
+
+    /// Longest interval between pings on a path while the session is idle (no
+    /// stream data sent or received since the previous ping, nothing waiting for
+    /// an acknowledgement). From `ping_interval`, the interval doubles with every
+    /// idle ping up to this value, and drops back to `ping_interval` as soon as
+    /// data moves. Default 5 s; the interval used never exceeds a third of the
+    /// idle timeout (pings keep idle connections open). Longer saves CPU and
+    /// packets with many idle sessions; the death of an idle path is noticed later
+    /// (its streams have nothing in flight to lose). Set it to `ping_interval` to
+    /// ping at a constant rate.
+    pub fn idle_ping_interval(mut self, interval: Duration) -> Self {
+        self.idle_ping_interval = interval;
+        self
+    }
+
+    /// The ping interval ceiling for idle paths (never below `ping_interval`).
+    pub(crate) fn idle_ping_cap(&self) -> Duration {
+        self.idle_ping_interval
+            .min(self.idle_timeout / 3)
+            .max(self.ping_interval)
     }
 
     /// Overdue pongs after which a path is abandoned (its unacknowledged data is

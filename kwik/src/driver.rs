@@ -44,6 +44,12 @@ use crate::token::{TokenError, TokenIssuer};
 const PATH_ABANDONED: u32 = 0x1_0001;
 /// How long a handshake (OPEN/JOIN answer, token) may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent QUIC data streams a peer may open on a new path.
+const INITIAL_DATA_STREAMS: u32 = 64;
+/// Ceiling for that limit as it grows. One data stream per (path, logical stream)
+/// is open at a time and the receive side refuses more than its `max_streams`
+/// logical streams (default 1024), so more concurrent QUIC streams are not needed.
+const MAX_DATA_STREAMS: u32 = 4096;
 /// How many accepted sessions wait for `Endpoint::accept` before new ones wait.
 const ACCEPT_BACKLOG: usize = 256;
 
@@ -67,7 +73,10 @@ fn transport_config(config: &SessionConfig) -> quinn::TransportConfig {
     // The idle timeout is clamped into QUIC's range; an out-of-range value means
     // "no timeout", which our pings make harmless.
     t.max_idle_timeout(quinn::IdleTimeout::try_from(config.idle_timeout).ok());
-    t.max_concurrent_uni_streams(VarInt::from_u32(4096));
+    // quinn allocates a map entry up front for every uni stream the peer may open
+    // at once, so this limit is memory per path: start small and let the data
+    // acceptor raise it while streams are in use (`data_acceptor`).
+    t.max_concurrent_uni_streams(VarInt::from_u32(INITIAL_DATA_STREAMS));
     t.max_concurrent_bidi_streams(VarInt::from_u32(4));
     t.stream_receive_window(VarInt::from_u32(16 << 20));
     t.receive_window(VarInt::from_u32(64 << 20));
@@ -523,7 +532,8 @@ impl SessionShared {
         client: Option<ClientSide>,
         server: Option<Arc<ServerShared>>,
     ) -> Arc<Self> {
-        let (events, _) = broadcast::channel(256);
+        // Path events are rare; a consumer that lags skips the oldest.
+        let (events, _) = broadcast::channel(32);
         let (closed, _) = watch::channel(false);
         let mut state = state;
         state.set_wall_clock(Instant::now(), unix_ms());
@@ -925,8 +935,22 @@ async fn data_writer(
 }
 
 async fn data_acceptor(shared: Arc<SessionShared>, path: PathId, conn: quinn::Connection) {
+    // Data streams of this path being read now; when they reach half the limit
+    // the peer may open, the limit doubles (up to `MAX_DATA_STREAMS`), so a
+    // session that uses few streams keeps quinn's per-stream table small.
+    let open = Arc::new(AtomicU64::new(0));
+    let mut limit = INITIAL_DATA_STREAMS;
     while let Ok(recv) = conn.accept_uni().await {
-        tokio::spawn(data_reader(shared.clone(), path, recv));
+        let in_use = open.fetch_add(1, Ordering::Relaxed) + 1;
+        if in_use * 2 >= u64::from(limit) && limit < MAX_DATA_STREAMS {
+            limit = (limit * 2).min(MAX_DATA_STREAMS);
+            conn.set_max_concurrent_uni_streams(VarInt::from_u32(limit));
+        }
+        let (shared, open) = (shared.clone(), open.clone());
+        tokio::spawn(async move {
+            data_reader(shared, path, recv).await;
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 }
 

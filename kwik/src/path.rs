@@ -61,7 +61,13 @@ pub(crate) struct Path {
     next_seq: u64,
     outstanding: Option<(u64, Instant)>,
     pub(crate) missed: u32,
-    pub(crate) next_ping: Instant,
+    next_ping: Instant,
+    /// When the last ping went out.
+    last_ping: Option<Instant>,
+    /// The interval the next ping was scheduled with (grows while idle).
+    interval: Duration,
+    /// Stream data moved (either way) since the last ping.
+    active: bool,
     pub(crate) inflight: u64,
     rate: f64,
     rate_window_start: Instant,
@@ -89,6 +95,9 @@ impl Path {
             outstanding: None,
             missed: 0,
             next_ping: now,
+            last_ping: None,
+            interval: Duration::ZERO,
+            active: true,
             inflight: 0,
             rate: INITIAL_RATE,
             rate_window_start: now,
@@ -110,14 +119,37 @@ impl Path {
         self.srtt
     }
 
-    /// A ping is due: counts an unanswered previous ping as missed and returns the
-    /// frame to send.
-    pub(crate) fn on_ping_due(&mut self, now: Instant, interval: Duration) -> Frame {
+    /// Stream data moved on the session: the next ping is at most one base
+    /// interval after the last one again.
+    pub(crate) fn mark_active(&mut self) {
+        self.active = true;
+    }
+
+    /// When the next ping is due: one `base` interval after the last ping while
+    /// data moves, a backed-off interval while the session is idle.
+    pub(crate) fn ping_deadline(&self, base: Duration) -> Instant {
+        match self.last_ping {
+            Some(last) if self.active => self.next_ping.min(last + base),
+            _ => self.next_ping,
+        }
+    }
+
+    /// A ping is due (see [`Self::ping_deadline`]): counts an unanswered previous
+    /// ping as missed and returns the frame to send. The next ping follows after
+    /// `base` while data moved since the last ping or a pong is overdue; on an idle
+    /// healthy path the interval doubles up to `idle_cap`, so idle sessions cost
+    /// little (liveness of an idle path matters less: nothing waits on it).
+    pub(crate) fn on_ping_due(
+        &mut self,
+        now: Instant,
+        base: Duration,
+        idle_cap: Duration,
+    ) -> Frame {
         // A pong is overdue once the oldest unanswered ping is older than the
-        // interval and twice the smoothed RTT (a ping interval below the RTT must
-        // not make a healthy path look dead).
+        // base interval and twice the smoothed RTT (a ping interval below the RTT
+        // must not make a healthy path look dead).
         if let Some((_, sent)) = self.outstanding {
-            let patience = self.srtt.map_or(interval, |rtt| interval.max(rtt * 2));
+            let patience = self.srtt.map_or(base, |rtt| base.max(rtt * 2));
             if now.saturating_duration_since(sent) >= patience {
                 self.missed += 1;
             }
@@ -128,7 +160,14 @@ impl Path {
             self.outstanding = Some((seq, now));
         }
         self.pings_sent += 1;
-        self.next_ping = now + interval;
+        self.interval = if self.active || self.missed > 0 || self.state != PathState::Validated {
+            base
+        } else {
+            (self.interval * 2).clamp(base, idle_cap.max(base))
+        };
+        self.active = false;
+        self.last_ping = Some(now);
+        self.next_ping = now + self.interval;
         Frame::Ping { seq }
     }
 
@@ -194,5 +233,62 @@ impl Path {
             pings_sent: self.pings_sent,
             missed_pongs: self.missed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_millis(250);
+    const CAP: Duration = Duration::from_secs(2);
+
+    /// Sends the due ping and answers it at once; returns the next deadline.
+    fn ping_pong(p: &mut Path, now: Instant) -> Instant {
+        assert!(p.ping_deadline(BASE) <= now);
+        let Frame::Ping { seq } = p.on_ping_due(now, BASE, CAP) else {
+            unreachable!("on_ping_due returns a ping")
+        };
+        p.on_pong(seq, now);
+        p.ping_deadline(BASE)
+    }
+
+    #[test]
+    fn idle_path_backs_off_and_data_restores_the_base_interval() {
+        let t0 = Instant::now();
+        let mut p = Path::new(PathId::INITIAL, PathStatus::Available, t0);
+        // Unvalidated and just started: base interval.
+        assert_eq!(ping_pong(&mut p, t0), t0 + BASE);
+        // Idle from here on: the interval doubles up to the cap.
+        let mut now = t0 + BASE;
+        let mut gaps = Vec::new();
+        for _ in 0..5 {
+            let next = ping_pong(&mut p, now);
+            gaps.push(next - now);
+            now = next;
+        }
+        assert_eq!(
+            gaps,
+            [500, 1000, 2000, 2000, 2000].map(Duration::from_millis)
+        );
+        // Data moves: the next ping is one base interval after the last one.
+        let last = now - CAP;
+        p.mark_active();
+        assert_eq!(p.ping_deadline(BASE), last + BASE);
+        assert_eq!(ping_pong(&mut p, now), now + BASE);
+    }
+
+    #[test]
+    fn overdue_pong_keeps_the_base_interval() {
+        let t0 = Instant::now();
+        let mut p = Path::new(PathId::INITIAL, PathStatus::Available, t0);
+        let mut now = ping_pong(&mut p, t0);
+        now = ping_pong(&mut p, now);
+        // The next ping gets no answer: it is overdue at the following one.
+        let _ = p.on_ping_due(now, BASE, CAP);
+        now += Duration::from_secs(1);
+        let _ = p.on_ping_due(now, BASE, CAP);
+        assert_eq!(p.missed, 1);
+        assert_eq!(p.ping_deadline(BASE), now + BASE);
     }
 }

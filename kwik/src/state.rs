@@ -455,6 +455,13 @@ impl SessionState {
         }
     }
 
+    /// Stream data moved: every path pings at the base interval again.
+    fn mark_active(&mut self) {
+        for p in self.paths.values_mut() {
+            p.mark_active();
+        }
+    }
+
     fn wake_paths(&mut self) {
         // The driver notifies every path task after handling any call; nothing to
         // record here, kept as the single place to hook finer-grained wake-ups.
@@ -826,6 +833,7 @@ impl SessionState {
         resend: bool,
     ) -> DataTransmit {
         let len = out.data.len() as u64;
+        self.mark_active();
         if let Some(p) = self.paths.get_mut(&path) {
             p.inflight += len;
             p.bytes_sent += len;
@@ -857,6 +865,7 @@ impl SessionState {
         if self.closed.is_some() {
             return Ok(());
         }
+        self.mark_active();
         if let Some(p) = self.paths.get_mut(&path) {
             p.bytes_received += piece.data.len() as u64;
         }
@@ -1354,14 +1363,20 @@ impl SessionState {
             return;
         }
         let interval = self.config.ping_interval;
+        let idle_cap = self.config.idle_ping_cap();
         let threshold = self.config.missed_pong_threshold;
         let mut dead = Vec::new();
         let mut degraded = Vec::new();
+        // Data waiting for acknowledgement keeps liveness checks at full rate.
+        let waiting = self.has_unacknowledged();
         for p in self.paths.values_mut().filter(|p| p.is_alive()) {
-            if now < p.next_ping {
+            if waiting {
+                p.mark_active();
+            }
+            if now < p.ping_deadline(interval) {
                 continue;
             }
-            let ping = p.on_ping_due(now, interval);
+            let ping = p.on_ping_due(now, interval, idle_cap);
             p.control.push_back(ping);
             if p.missed >= 1 && p.state != PathState::Degraded {
                 p.state = PathState::Degraded;
@@ -1419,10 +1434,11 @@ impl SessionState {
         if self.closed.is_some() {
             return None;
         }
+        let interval = self.config.ping_interval;
         self.paths
             .values()
             .filter(|p| p.is_alive())
-            .map(|p| p.next_ping)
+            .map(|p| p.ping_deadline(interval))
             .chain(self.ack_deadline)
             .min()
     }
