@@ -139,6 +139,10 @@ enum Scenario {
         /// Number of runs (the median is reported).
         #[arg(long, default_value_t = 1)]
         runs: usize,
+        /// Rate limit of the last path instead of R (unequal paths), Mbit/s; R in
+        /// the figures is then the mean of the paths' rates.
+        #[arg(long)]
+        last_rate_mbit: Option<u64>,
     },
     /// kwik over two rate-limited relays; one path is blackholed mid-transfer.
     Failover {
@@ -288,7 +292,11 @@ async fn run(scenario: Scenario) -> Result<()> {
             size_mib,
             scheduler,
             runs,
-        } => relayed(stack, paths, rate_mbit, size_mib, scheduler, runs).await?,
+            last_rate_mbit,
+        } => {
+            let rates = path_rates(paths, rate_mbit, last_rate_mbit);
+            relayed(stack, &rates, size_mib, scheduler, runs).await?
+        }
         Scenario::Failover {
             rate_mbit,
             size_mib,
@@ -753,24 +761,44 @@ async fn kwik_transfer_cut(
 
 // ---------------------------------------------------------------- scenarios
 
+/// The rate limit of each of `paths` relays: `rate_mbit`, the last one `last` if given.
+fn path_rates(paths: usize, rate_mbit: u64, last: Option<u64>) -> Vec<u64> {
+    let mut rates = vec![rate_mbit; paths.max(1)];
+    if let (Some(last), Some(slot)) = (last, rates.last_mut()) {
+        *slot = last;
+    }
+    rates
+}
+
 async fn relayed(
     stack: Stack,
-    paths: usize,
-    rate_mbit: u64,
+    rates_mbit: &[u64],
     size_mib: u64,
     policy: Policy,
     runs: usize,
 ) -> Result<()> {
     let size = size_mib * MIB;
-    let imp = relay_impairment(rate_mbit)?;
-    let impairments = vec![imp; paths.max(1)];
-    let rate = rate_mbit as f64 * 1e6;
+    let paths = rates_mbit.len();
+    let impairments = rates_mbit
+        .iter()
+        .map(|r| relay_impairment(*r))
+        .collect::<Result<Vec<_>>>()?;
+    let rate_mbit: u64 = rates_mbit.iter().sum::<u64>() / paths as u64;
+    let rate = rates_mbit.iter().sum::<u64>() as f64 * 1e6 / paths as f64;
+    let unequal = rates_mbit.iter().any(|r| *r != rates_mbit[0]);
     let name = match stack {
         Stack::Quinn => {
             if paths != 1 {
                 bail!("raw quinn has one path");
             }
             "relayed-quinn-1path".to_owned()
+        }
+        Stack::Kwik if unequal => {
+            let rates: Vec<String> = rates_mbit.iter().map(u64::to_string).collect();
+            format!(
+                "relayed-kwik-{paths}path-{policy:?}-rates-{}",
+                rates.join("-")
+            )
         }
         Stack::Kwik => format!("relayed-kwik-{paths}path-{policy:?}"),
     };
