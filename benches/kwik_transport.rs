@@ -734,8 +734,13 @@ async fn kwik_transfer_cut(
     for path in session.paths() {
         let s = &path.stats;
         println!(
-            "  path {:?}: {:?} sent {} B (resent {}), srtt {:?}",
-            s.id, s.state, s.bytes_sent, s.bytes_resent, s.srtt
+            "  path {:?}: {:?} sent {} B (resent {}), srtt {:?}, rate {:.1} Mbit/s",
+            s.id,
+            s.state,
+            s.bytes_sent,
+            s.bytes_resent,
+            s.srtt,
+            s.rate * 8e-6
         );
     }
     let stats = session.stats();

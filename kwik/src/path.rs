@@ -83,6 +83,13 @@ pub(crate) struct Path {
 
 /// Initial delivery-rate guess (bytes/s) until acknowledgements measure it.
 const INITIAL_RATE: f64 = 10e6;
+/// RTT assumed until the first pong.
+const UNKNOWN_RTT: Duration = Duration::from_millis(100);
+/// In-flight allowance over the path's bandwidth × delay (see [`Path::window`]).
+const WINDOW_GAIN: f64 = 8.0;
+/// Smallest per-path window: enough for one ACK threshold and a few segments,
+/// so a path that has not measured its rate yet is not starved.
+const MIN_WINDOW: u64 = 512 << 10;
 
 impl Path {
     pub(crate) fn new(id: PathId, status: PathStatus, now: Instant) -> Self {
@@ -207,14 +214,30 @@ impl Path {
         }
     }
 
-    pub(crate) fn view(&self, window: u64) -> PathView {
+    /// Most bytes this path may have in flight: `WINDOW_GAIN` times its
+    /// delivery rate × (RTT + the peer's ACK delay), between `MIN_WINDOW` and
+    /// `ceiling`. Sized per path, so a slow path holds a short queue: data it
+    /// carries arrives about as soon as the fast path's, and the receiver does
+    /// not wait on one path while its window fills with the other's bytes. The
+    /// gain leaves room for the rate to grow (a window-limited path still
+    /// measures more than it gets, so its window keeps growing).
+    pub(crate) fn window(&self, ceiling: u64, ack_delay: Duration) -> u64 {
+        // Data is acknowledged up to one ACK delay after it arrives, and the ACK
+        // may wait for the timer once more behind a busy control stream.
+        let rtt = self.srtt.unwrap_or(UNKNOWN_RTT) + ack_delay * 2;
+        let bdp = self.rate.max(1.0) * rtt.as_secs_f64();
+        ((bdp * WINDOW_GAIN) as u64).clamp(MIN_WINDOW.min(ceiling), ceiling)
+    }
+
+    pub(crate) fn view(&self, ceiling: u64, ack_delay: Duration) -> PathView {
         PathView {
             id: self.id,
             status: self.status,
             degraded: self.state == PathState::Degraded,
-            srtt: self.srtt.unwrap_or(Duration::from_millis(100)),
+            srtt: self.srtt.unwrap_or(UNKNOWN_RTT),
             inflight: self.inflight,
-            window,
+            window: ceiling,
+            sized_window: self.window(ceiling, ack_delay),
             rate: self.rate.max(1.0),
         }
     }
@@ -276,6 +299,31 @@ mod tests {
         p.mark_active();
         assert_eq!(p.ping_deadline(BASE), last + BASE);
         assert_eq!(ping_pong(&mut p, now), now + BASE);
+    }
+
+    #[test]
+    fn window_follows_bandwidth_times_delay() {
+        let t0 = Instant::now();
+        let ceiling = 8 << 20;
+        let ack_delay = Duration::from_millis(5);
+        let mut fast = Path::new(PathId::INITIAL, PathStatus::Available, t0);
+        let mut slow = Path::new(PathId::new(1), PathStatus::Available, t0);
+        for p in [&mut fast, &mut slow] {
+            ping_pong(p, t0);
+        }
+        // 1 MB per 10 ms = 100 MB/s vs 1 MB per 400 ms = 2.5 MB/s.
+        for i in 1..=40u32 {
+            fast.on_delivered(100_000, t0 + Duration::from_millis(10) * i);
+            slow.on_delivered(2_500, t0 + Duration::from_millis(10) * i);
+        }
+        let (w_fast, w_slow) = (
+            fast.window(ceiling, ack_delay),
+            slow.window(ceiling, ack_delay),
+        );
+        assert!(w_fast > w_slow, "{w_fast} vs {w_slow}");
+        assert_eq!(w_slow, MIN_WINDOW);
+        assert!(w_fast <= ceiling);
+        assert_eq!(fast.window(MIN_WINDOW / 2, ack_delay), MIN_WINDOW / 2);
     }
 
     #[test]

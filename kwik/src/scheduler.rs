@@ -40,8 +40,12 @@ pub(crate) struct PathView {
     pub(crate) srtt: Duration,
     /// Bytes handed to the path and not yet acknowledged.
     pub(crate) inflight: u64,
-    /// Limit for `inflight`.
+    /// Limit for `inflight` (the configured `path_window`).
     pub(crate) window: u64,
+    /// Limit for `inflight` sized to the path's bandwidth × delay (at most
+    /// `window`); `Aggregate` uses it while it spreads a stream over several
+    /// paths, so no path builds a queue the others' data waits behind.
+    pub(crate) sized_window: u64,
     /// Delivery rate estimate in bytes per second (> 0).
     pub(crate) rate: f64,
 }
@@ -56,8 +60,12 @@ impl PathView {
         self.inflight < self.window
     }
 
+    /// When a chunk handed to this path now would arrive, roughly: the time to
+    /// drain what the path already holds plus half its RTT. `Aggregate` gives
+    /// the next chunk to the path where it lands first, so a path with a long
+    /// RTT or a deep queue takes less and the receiver waits less for gaps.
     fn load(&self) -> f64 {
-        self.inflight as f64 / self.rate
+        self.inflight as f64 / self.rate + self.srtt.as_secs_f64() / 2.0
     }
 }
 
@@ -80,10 +88,20 @@ fn min_rtt(path: PathId, views: &[PathView]) -> bool {
 pub(crate) fn may_send(policy: Scheduler, path: PathId, views: &[PathView]) -> bool {
     match policy {
         Scheduler::MinRtt => min_rtt(path, views),
-        Scheduler::Aggregate => candidates(views)
-            .filter(|v| v.has_room())
-            .min_by(|a, b| a.load().total_cmp(&b.load()).then(a.id.cmp(&b.id)))
-            .is_some_and(|v| v.id == path),
+        Scheduler::Aggregate => {
+            // Alone, a path may fill the whole window (nothing to wait behind).
+            let several = candidates(views).nth(1).is_some();
+            candidates(views)
+                .filter(|v| {
+                    if several {
+                        v.inflight < v.sized_window
+                    } else {
+                        v.has_room()
+                    }
+                })
+                .min_by(|a, b| a.load().total_cmp(&b.load()).then(a.id.cmp(&b.id)))
+                .is_some_and(|v| v.id == path)
+        }
         Scheduler::Redundant => candidates(views).any(|v| v.id == path && v.has_room()),
         Scheduler::Backup => candidates(views)
             .min_by_key(|v| v.id)
@@ -115,6 +133,7 @@ mod tests {
             srtt: Duration::from_millis(rtt_ms),
             inflight,
             window: 100,
+            sized_window: 100,
             rate: 1.0,
         }
     }
@@ -136,6 +155,30 @@ mod tests {
         let mut fast = [view(0, 10, 50), view(1, 10, 10)];
         fast[0].rate = 10.0;
         assert!(may_send(Scheduler::Aggregate, PathId::new(0), &fast));
+    }
+
+    #[test]
+    fn aggregate_keeps_queues_short_only_while_it_spreads() {
+        let mut v = [view(0, 10, 40), view(1, 10, 0)];
+        v[0].sized_window = 40;
+        // Path 0 is at its sized window: it takes nothing while path 1 can.
+        assert!(!may_send(Scheduler::Aggregate, PathId::new(0), &v));
+        v[1].inflight = 60;
+        v[1].sized_window = 60;
+        assert!(!may_send(Scheduler::Aggregate, PathId::new(0), &v));
+        assert!(!may_send(Scheduler::Aggregate, PathId::new(1), &v));
+        // Other policies use the configured window.
+        assert!(may_send(Scheduler::MinRtt, PathId::new(0), &v));
+        // A path alone may fill the configured window.
+        assert!(may_send(Scheduler::Aggregate, PathId::new(0), &v[..1]));
+    }
+
+    #[test]
+    fn aggregate_prefers_the_path_where_data_lands_first() {
+        // Same queue in time, but path 1 has a much longer RTT.
+        let v = [view(0, 10, 5), view(1, 200, 5)];
+        assert!(may_send(Scheduler::Aggregate, PathId::new(0), &v));
+        assert!(!may_send(Scheduler::Aggregate, PathId::new(1), &v));
     }
 
     #[test]

@@ -468,11 +468,11 @@ impl SessionState {
     }
 
     fn views(&self) -> Vec<PathView> {
-        let window = self.config.path_window;
+        let (ceiling, ack_delay) = (self.config.path_window, self.config.ack_delay);
         self.paths
             .values()
             .filter(|p| p.is_alive())
-            .map(|p| p.view(window))
+            .map(|p| p.view(ceiling, ack_delay))
             .collect()
     }
 
