@@ -2,11 +2,14 @@
 //! thread drains the other.
 //!
 //! Ownership: the producer ([`Exporter`]) owns the *active* buffer. When it reaches the
-//! batch size (or [`Exporter::poll`] sees the flush interval pass) it is handed to the
-//! writer through a mutex-guarded slot in exchange for the *spare* buffer the writer
-//! gave back. The lock is held only to move two `Vec`s, never during formatting or I/O,
-//! so the producer never waits for the disk. If the writer has not given the spare back
-//! when the active buffer is full, the [`OverflowPolicy`] decides: drop the newest
+//! batch size (or [`Exporter::poll`] sees the flush interval pass) it is put into a
+//! mutex-guarded slot for the writer as soon as the slot is free, and the producer goes
+//! on in the *spare* buffer the writer gave back. A full buffer waits in the slot even
+//! while the writer still holds the other one, so the writer moves from batch to batch
+//! without waiting for the producer to be scheduled. The lock is held only to move
+//! `Vec`s, never during formatting or I/O, so the producer never waits for the disk.
+//! If the writer has not given the spare back when the producer needs room, the
+//! [`OverflowPolicy`] decides: drop the newest
 //! sample and count it (local default), or hand it back to the caller (for a sender that
 //! can be slowed down, e.g. by withholding KWIK credit). Memory is two buffers, bounded.
 
@@ -250,7 +253,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
             stats.writer.discarded.fetch_add(1, Ordering::Relaxed);
             return Err(Overflow::WriterStopped);
         }
-        if self.active.len() >= self.config.batch && !hand_off(&self.shared, &mut self.active) {
+        if !make_room(&self.shared, &mut self.active, self.config.batch) {
             return match self.config.overflow {
                 OverflowPolicy::DropNewest => {
                     stats.producer.dropped.fetch_add(1, Ordering::Relaxed);
@@ -267,7 +270,8 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
             .accepted
             .store(self.accepted, Ordering::Relaxed);
         if self.active.len() >= self.config.batch {
-            hand_off(&self.shared, &mut self.active);
+            // Hand the full buffer over at once; room for the next push is checked then.
+            make_room(&self.shared, &mut self.active, self.config.batch);
         }
         Ok(())
     }
@@ -293,7 +297,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
                     .fetch_add(rest as u64, Ordering::Relaxed);
                 return samples.len();
             }
-            if self.active.len() >= self.config.batch && !hand_off(&self.shared, &mut self.active) {
+            if !make_room(&self.shared, &mut self.active, self.config.batch) {
                 return match self.config.overflow {
                     OverflowPolicy::DropNewest => {
                         let rest = samples.len() - done;
@@ -315,7 +319,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
                 .accepted
                 .store(self.accepted, Ordering::Relaxed);
             if self.active.len() >= self.config.batch {
-                hand_off(&self.shared, &mut self.active);
+                make_room(&self.shared, &mut self.active, self.config.batch);
             }
         }
         done
@@ -332,7 +336,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
             if self.stats.writer_stopped() {
                 return false;
             }
-            if ex.full.is_none() && ex.spare.is_some() {
+            if self.has_room(&ex) {
                 return true;
             }
             let now = Instant::now();
@@ -350,9 +354,16 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
             {
                 // loom's model has no timed wait: report the state as it is.
                 let _ = (now, &self.shared.room);
-                return ex.full.is_none() && ex.spare.is_some();
+                return self.has_room(&ex);
             }
         }
+    }
+
+    /// Whether a push would find room now (see [`make_room`]).
+    fn has_room(&self, ex: &Exchange<S>) -> bool {
+        let has_buffer = self.active.capacity() > 0;
+        let full = self.active.len() >= self.config.batch;
+        (has_buffer && !full) || (ex.spare.is_some() && (!has_buffer || ex.full.is_none()))
     }
 
     /// Hands a non-empty active buffer over if the flush interval has passed since the
@@ -365,7 +376,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
             Some(t) => now.saturating_duration_since(t) >= self.config.flush_interval,
             None => true,
         };
-        if due && hand_off(&self.shared, &mut self.active) {
+        if due && hand_off_partial(&self.shared, &mut self.active) {
             self.last_handoff = Some(now);
         }
     }
@@ -403,17 +414,56 @@ impl<S: Send + 'static, R: Send + 'static> Drop for Exporter<S, R> {
     }
 }
 
-/// Tries to swap the active buffer for the spare one. False if the writer still holds
-/// the spare.
-fn hand_off<S>(shared: &Shared<S>, active: &mut Vec<S>) -> bool {
+/// Gives the producer room for one more sample; false if there is none.
+///
+/// A full active buffer goes into the writer's `full` slot as soon as that slot is
+/// free, even while the writer still holds the spare: the writer then finds the next
+/// batch waiting the moment it finishes one, instead of waiting for the producer to be
+/// scheduled. Until the spare comes back the producer has no buffer (`Vec::new()`,
+/// nothing allocated), so memory stays two buffers.
+fn make_room<S>(shared: &Shared<S>, active: &mut Vec<S>, batch: usize) -> bool {
+    let has_buffer = active.capacity() > 0;
+    if has_buffer && active.len() < batch {
+        return true;
+    }
+    let mut ex = sync::lock(&shared.exchange);
+    let handed = if has_buffer {
+        // Full: hand it over if the slot is free.
+        if ex.full.is_some() {
+            return false;
+        }
+        ex.full = Some(std::mem::take(active));
+        true
+    } else {
+        false
+    };
+    let room = match ex.spare.take() {
+        Some(spare) => {
+            *active = spare;
+            true
+        }
+        None => false,
+    };
+    drop(ex);
+    if handed {
+        shared.stats.producer.swaps.fetch_add(1, Ordering::Relaxed);
+        shared.wake.notify_one();
+    }
+    room
+}
+
+/// Hands a partly filled buffer over (flush interval) in exchange for the spare. False
+/// if the writer's slot is taken or the spare is not back: a partial buffer is not
+/// worth leaving the producer without room.
+fn hand_off_partial<S>(shared: &Shared<S>, active: &mut Vec<S>) -> bool {
     let mut ex = sync::lock(&shared.exchange);
     if ex.full.is_some() {
         return false;
     }
-    let Some(spare) = ex.spare.take() else {
+    let Some(next) = ex.spare.take() else {
         return false;
     };
-    ex.full = Some(std::mem::replace(active, spare));
+    ex.full = Some(std::mem::replace(active, next));
     drop(ex);
     shared.stats.producer.swaps.fetch_add(1, Ordering::Relaxed);
     shared.wake.notify_one();
@@ -498,6 +548,11 @@ fn writer_loop<S, W: BatchWriter<S>>(
                 }
             }
             Work::Batch(mut buf, give_back) => {
+                if give_back {
+                    // The slot is free again: a producer waiting with a full buffer
+                    // and the spare in hand can go on.
+                    shared.room.notify_all();
+                }
                 let n = buf.len() as u64;
                 if stopped {
                     stats.writer.discarded.fetch_add(n, Ordering::Relaxed);
@@ -585,8 +640,9 @@ mod tests {
         };
         let mut ex = Exporter::start(cfg, SlowWriter { rows: vec![], gate }).unwrap();
         let stats = ex.stats();
-        // 4 fill A (handed over, writer blocks on it), 4 fill B; B cannot be handed
-        // over (spare is with the writer) so the next 5 are dropped.
+        // 4 fill A (handed over, the writer blocks on it), 4 fill B (handed into the
+        // slot; the spare is still with the writer), so the producer has no buffer and
+        // the next 5 are dropped.
         let mut results = Vec::new();
         for i in 0..13u64 {
             results.push(ex.push(i));

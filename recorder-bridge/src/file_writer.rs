@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
+use crate::background_sync::BackgroundSync;
 use crate::codec::{Encoder, Footer};
 use crate::exporter::{BatchWriter, WriteOutcome};
 use crate::hashing::FileHasher;
@@ -49,7 +50,8 @@ pub struct FileConfig {
     /// What the size limit does.
     pub on_size_limit: SizeLimitAction,
     /// Sync data to disk at least this often (default 1 s): a crash loses at most this
-    /// much. Shorter costs more disk flushes.
+    /// much (plus the time one sync takes on a slow disk). Shorter costs more disk
+    /// flushes. The syncs run on a helper thread, so encoding never waits for them.
     pub sync_interval: Duration,
     /// Injected write failure (tests).
     pub fault: Option<WriteFault>,
@@ -174,6 +176,8 @@ pub struct FileWriter<S: Schema> {
     total_bytes_closed: u64,
     last_sync: Instant,
     dirty: bool,
+    /// Interval syncs, off this thread.
+    syncer: BackgroundSync,
     stop: Option<WriterStop>,
     progress: Arc<FileProgress>,
     dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
@@ -221,6 +225,7 @@ impl<S: Schema> FileWriter<S> {
             total_bytes_closed: 0,
             last_sync: Instant::now(),
             dirty: false,
+            syncer: BackgroundSync::new(),
             stop: None,
             progress: Arc::new(FileProgress::default()),
             dropped,
@@ -492,15 +497,28 @@ impl<S: Schema> BatchWriter<S> for FileWriter<S> {
         if self.stop.is_some() {
             return WriteOutcome::Stop;
         }
+        if let Some((errno, message)) = self.syncer.failure() {
+            self.fail(WriterStop::Io { errno, message });
+            return WriteOutcome::Stop;
+        }
         if self.dirty && self.last_sync.elapsed() >= self.config.sync_interval {
-            if let Some(p) = self.part.as_ref() {
-                if let Err(e) = p.file.sync_data() {
+            // The sync runs on a helper thread: encoding goes on while the disk
+            // flushes. If the last one is still running, ask again at the next tick.
+            let asked = match self.part.as_ref() {
+                Some(p) => self.syncer.request(&p.file),
+                None => Ok(true),
+            };
+            match asked {
+                Ok(true) => {
+                    self.dirty = false;
+                    self.last_sync = Instant::now();
+                }
+                Ok(false) => {}
+                Err(e) => {
                     self.fail(io_stop(&e));
                     return WriteOutcome::Stop;
                 }
             }
-            self.dirty = false;
-            self.last_sync = Instant::now();
         }
         WriteOutcome::Continue
     }

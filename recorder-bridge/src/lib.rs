@@ -17,6 +17,7 @@
 //! ```
 
 pub mod args;
+mod background_sync;
 pub mod codec;
 pub mod disk;
 pub mod exporter;

@@ -164,9 +164,11 @@ pub struct DemoLatency {
     pub later: Option<LatencyFigures>,
     /// Smoothed RTT of the surviving path at the end, in ms.
     pub surviving_path_rtt_ms: Option<f64>,
-    /// Worst latency in the failover window above the median before the kill, in ms:
-    /// the spike the kill added.
+    /// How much the worst latency in the failover window exceeds the worst before the
+    /// kill, in ms (0 if it does not): the spike the kill added beyond the usual jitter.
     pub added_by_kill_ms: Option<f64>,
+    /// The same for the 99th percentile, in ms (may be negative).
+    pub p99_change_ms: Option<f64>,
     /// Samples that never arrived (should be 0).
     pub never_arrived: u64,
 }
@@ -500,9 +502,12 @@ fn delivery_latency(
     }
     let before_kill = LatencyFigures::of(before);
     let after_kill = LatencyFigures::of(after);
-    let added_by_kill_ms = match (before_kill, after_kill) {
-        (Some(b), Some(a)) => Some((a.max_ms - b.p50_ms).max(0.0)),
-        _ => None,
+    let (added_by_kill_ms, p99_change_ms) = match (before_kill, after_kill) {
+        (Some(b), Some(a)) => (
+            Some((a.max_ms - b.max_ms).max(0.0)),
+            Some(a.p99_ms - b.p99_ms),
+        ),
+        _ => (None, None),
     };
     DemoLatency {
         before_kill,
@@ -510,6 +515,7 @@ fn delivery_latency(
         later: LatencyFigures::of(later),
         surviving_path_rtt_ms: surviving_rtt.map(|d| d.as_secs_f64() * 1e3),
         added_by_kill_ms,
+        p99_change_ms,
         never_arrived,
     }
 }
@@ -576,7 +582,8 @@ pub fn print_summary(s: &DemoSummary) {
     println!("  later                        {}", fig(l.later));
     if let (Some(added), Some(rtt)) = (l.added_by_kill_ms, l.surviving_path_rtt_ms) {
         println!(
-            "  the kill added at most {added:.2} ms over the median (surviving path RTT {rtt:.2} ms: {})",
+            "  the kill added {added:.2} ms to the worst case (p99 {:+.2} ms); surviving path RTT {rtt:.2} ms: {}",
+            l.p99_change_ms.unwrap_or(0.0),
             if added <= rtt {
                 "within one RTT"
             } else {
