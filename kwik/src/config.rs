@@ -123,7 +123,9 @@ impl SessionConfig {
     }
 
     /// Most bytes one path may have in flight (sent, not acknowledged). Default
-    /// 8 MiB. It should exceed the path's bandwidth × (RTT + ACK delay).
+    /// 8 MiB. It should exceed the path's bandwidth × (RTT + ACK delay). While
+    /// [`Scheduler::Aggregate`] spreads a stream over several paths, each path's
+    /// limit is sized to its measured bandwidth × delay instead (at most this).
     pub fn path_window(mut self, bytes: u64) -> Self {
         self.path_window = bytes.max(1);
         self

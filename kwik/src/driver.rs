@@ -1508,6 +1508,27 @@ impl SendStream {
         Ok(())
     }
 
+    /// Changes how the stream's bytes are spread over the paths, from the next
+    /// chunk a path takes on: bytes already sent are not sent again (switching
+    /// to [`Scheduler::Redundant`] copies only what is not yet sent; switching
+    /// away from it goes on after the furthest byte any path carried). Re-sends
+    /// of a lost path's bytes are unaffected. Fails once the stream was reset or
+    /// is fully acknowledged, or the session closed.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: kwik::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut stream = session.open_uni().await?;
+    /// stream.write_chunk(bytes::Bytes::from_static(b"bulk...")).await?;
+    /// // From now on this stream's bytes travel on every path.
+    /// stream.set_scheduler(kwik::Scheduler::Redundant)?;
+    /// stream.write_chunk(bytes::Bytes::from_static(b"urgent")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_scheduler(&mut self, policy: Scheduler) -> Result<(), WriteError> {
+        let id = self.id;
+        self.shared.with_state(|s| s.set_scheduler(id, policy))
+    }
+
     /// Ends the stream after the bytes written so far.
     pub fn finish(&mut self) -> Result<(), WriteError> {
         self.ended = true;

@@ -241,6 +241,27 @@ impl SendBuffer {
         &self.delegated
     }
 
+    /// Changes the scheduling policy from the next chunk on. Chunks already sent
+    /// are not sent again: switching to `Redundant` copies what is not yet sent
+    /// onto every path; switching away continues after the furthest chunk any
+    /// path took.
+    pub(crate) fn set_policy(&mut self, policy: Scheduler) {
+        let was_redundant = self.policy == Scheduler::Redundant;
+        if was_redundant && policy != Scheduler::Redundant {
+            self.cursor = self.cursors.drain().filter_map(|(_, k)| k).max();
+        } else if !was_redundant && policy == Scheduler::Redundant {
+            self.cursors.clear();
+        }
+        self.policy = policy;
+    }
+
+    /// Where a redundant path's cursor is: its own, or for a path that has not
+    /// sent on this stream yet, where shared scheduling stopped (the oldest
+    /// retained chunk for a stream that was always redundant).
+    fn redundant_cursor(&self, path: PathId) -> Option<u64> {
+        self.cursors.get(&path).copied().unwrap_or(self.cursor)
+    }
+
     /// Bytes the stream's credit still allows.
     pub(crate) fn stream_room(&self) -> u64 {
         self.max_offset.saturating_sub(self.write_offset)
@@ -372,8 +393,7 @@ impl SendBuffer {
     /// True if `path` would find new data to send.
     pub(crate) fn has_new_data(&self, path: PathId) -> bool {
         let after = if self.policy == Scheduler::Redundant {
-            // A path new to a redundant stream starts at the oldest retained chunk.
-            self.cursors.get(&path).copied().flatten()
+            self.redundant_cursor(path)
         } else {
             self.cursor
         };
@@ -395,7 +415,7 @@ impl SendBuffer {
         }
         let redundant = self.policy == Scheduler::Redundant;
         let after = if redundant {
-            self.cursors.get(&path).copied().flatten()
+            self.redundant_cursor(path)
         } else {
             self.cursor
         };
@@ -570,6 +590,25 @@ mod tests {
         b.push_bytes(Bytes::from_static(b"cc"));
         let p2 = PathId::new(2);
         assert_eq!(b.take_new(p2).unwrap().offset, 4);
+    }
+
+    #[test]
+    fn policy_change_sends_nothing_twice_on_a_path() {
+        let mut b = SendBuffer::new(Scheduler::MinRtt, 1000, 2);
+        b.push_bytes(Bytes::from_static(b"aabbccdd"));
+        assert_eq!(b.take_new(P0).unwrap().offset, 0);
+        // From here on every chunk goes on every path; chunk 0 is not repeated.
+        b.set_policy(Scheduler::Redundant);
+        assert_eq!(b.take_new(P1).unwrap().offset, 2);
+        assert_eq!(b.take_new(P0).unwrap().offset, 2);
+        assert_eq!(b.take_new(P0).unwrap().offset, 4);
+        // Back to one copy: continue after the furthest chunk any path took.
+        b.set_policy(Scheduler::Aggregate);
+        assert_eq!(b.policy, Scheduler::Aggregate);
+        assert_eq!(b.take_new(P1).unwrap().offset, 6);
+        assert!(b.take_new(P0).is_none());
+        // Chunk 4 went on P0 only: losing P0 orphans it (and chunk 0), not 2.
+        assert_eq!(b.path_lost(P0), vec![0, 4]);
     }
 
     #[test]

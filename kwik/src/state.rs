@@ -565,6 +565,23 @@ impl SessionState {
         Ok(data)
     }
 
+    /// Changes the scheduling policy of a local send stream from its next chunk on.
+    pub(crate) fn set_scheduler(
+        &mut self,
+        stream: StreamId,
+        policy: Scheduler,
+    ) -> Result<(), WriteError> {
+        if let Some(r) = &self.closed {
+            return Err(WriteError::SessionClosed(r.clone()));
+        }
+        let buf = self.send.get_mut(&stream).ok_or(WriteError::ClosedStream)?;
+        if buf.reset.is_some() {
+            return Err(WriteError::ClosedStream);
+        }
+        buf.set_policy(policy);
+        Ok(())
+    }
+
     /// Ends the stream after what was written.
     pub(crate) fn finish(&mut self, stream: StreamId) -> Result<(), WriteError> {
         if let Some(r) = &self.closed {
