@@ -70,6 +70,8 @@ pub(crate) struct Path {
     active: bool,
     pub(crate) inflight: u64,
     rate: f64,
+    /// `rate` comes from a measurement, not `INITIAL_RATE`.
+    rate_measured: bool,
     rate_window_start: Instant,
     rate_window_bytes: u64,
     pub(crate) bytes_sent: u64,
@@ -107,6 +109,7 @@ impl Path {
             active: true,
             inflight: 0,
             rate: INITIAL_RATE,
+            rate_measured: false,
             rate_window_start: now,
             rate_window_bytes: 0,
             bytes_sent: 0,
@@ -204,11 +207,26 @@ impl Path {
 
     pub(crate) fn on_delivered(&mut self, bytes: u64, now: Instant) {
         self.inflight = self.inflight.saturating_sub(bytes);
+        if !self.rate_measured && self.rate_window_bytes == 0 {
+            // The first acknowledgement starts the first sample: the time
+            // before data flowed says nothing about the path's rate.
+            self.rate_window_start = now;
+            self.rate_window_bytes = 1;
+            return;
+        }
         self.rate_window_bytes += bytes;
         let elapsed = now.saturating_duration_since(self.rate_window_start);
         if elapsed >= Duration::from_millis(50) {
             let sample = self.rate_window_bytes as f64 / elapsed.as_secs_f64();
-            self.rate = (self.rate * 0.75 + sample * 0.25).max(1.0);
+            // The first sample replaces the initial guess (a wrong guess would
+            // take several samples to wash out of the average).
+            self.rate = if self.rate_measured {
+                self.rate * 0.75 + sample * 0.25
+            } else {
+                sample
+            }
+            .max(1.0);
+            self.rate_measured = true;
             self.rate_window_bytes = 0;
             self.rate_window_start = now;
         }
@@ -224,7 +242,12 @@ impl Path {
     pub(crate) fn window(&self, ceiling: u64, ack_delay: Duration) -> u64 {
         // Data is acknowledged up to one ACK delay after it arrives, and the ACK
         // may wait for the timer once more behind a busy control stream.
-        let rtt = self.srtt.unwrap_or(UNKNOWN_RTT) + ack_delay * 2;
+        let Some(srtt) = self.srtt else {
+            // Until the first pong nothing is known about the path: stay small
+            // for that one round trip.
+            return MIN_WINDOW.min(ceiling);
+        };
+        let rtt = srtt + ack_delay * 2;
         let bdp = self.rate.max(1.0) * rtt.as_secs_f64();
         ((bdp * WINDOW_GAIN) as u64).clamp(MIN_WINDOW.min(ceiling), ceiling)
     }
