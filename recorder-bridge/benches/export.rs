@@ -9,7 +9,8 @@
 //! contenders write byte-for-byte the same rows without holding 10 M samples in memory.
 //! `EXPORT_DIR` picks the directory of the file (default: the system temp dir); on a
 //! machine whose disk is slower than the encoders, `EXPORT_DIR=/dev/shm` measures the
-//! CPU cost instead of the disk.
+//! CPU cost instead of the disk. `EXPORT_INTERLEAVED=R` runs the three in turn for R
+//! rounds and prints medians and ratios instead (see [`interleaved`]).
 
 #![allow(missing_docs)] // the criterion macros generate undocumented functions
 
@@ -208,7 +209,78 @@ fn bench_schema<S: Schema, T: Serialize>(
     g.finish();
 }
 
+/// `EXPORT_INTERLEAVED=R`: instead of criterion's one-after-the-other sampling, run
+/// the three contenders in turn, R rounds, and print each one's median and the ratios.
+/// On a machine whose load changes from minute to minute this compares them under the
+/// same conditions.
+fn interleaved<S: Schema, T: Serialize>(
+    name: &str,
+    rounds: usize,
+    gen_row: impl Fn(u64) -> S,
+    conv: fn(&S) -> T,
+) {
+    let n = rows_per_iteration();
+    let rows: Vec<S> = (0..n.min(DISTINCT)).map(gen_row).collect();
+    let dir = match std::env::var_os("EXPORT_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    let path = dir.path().join("bench.csv");
+    let mut times: [Vec<f64>; 3] = Default::default();
+    for _ in 0..rounds {
+        let t = std::time::Instant::now();
+        ours(&rows, n, &path);
+        times[0].push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        ours_pipeline(&rows, n, &path);
+        times[1].push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        serde_csv(&rows, n, &path, conv);
+        times[2].push(t.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [a, b, c] = times.each_mut().map(median);
+    let mrows = |secs: f64| n as f64 / secs / 1e6;
+    println!(
+        "{name}: {n} rows x {rounds} rounds, medians: kwik_encoder {a:.3} s ({:.2} M rows/s), \
+         kwik_exporter_thread {b:.3} s ({:.2} M rows/s), csv_serde {c:.3} s ({:.2} M rows/s); \
+         encoder/csv {:.2}x, exporter/csv {:.2}x",
+        mrows(a),
+        mrows(b),
+        mrows(c),
+        c / a,
+        c / b
+    );
+}
+
 fn benches(c: &mut Criterion) {
+    if let Some(rounds) = std::env::var("EXPORT_INTERLEAVED")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let imu = SimImu {
+            rate: RateHz::try_from(1000).unwrap(),
+        };
+        let ef = SimEfield {
+            rate: RateHz::try_from(128_000).unwrap(),
+        };
+        interleaved(
+            "export_imu_9col",
+            rounds,
+            |i| imu.sample(i),
+            |r: &ImuRow| ImuSerde::from(r),
+        );
+        interleaved(
+            "export_efield_12col",
+            rounds,
+            |i| ef.sample(i),
+            |r: &EfieldSample| EfieldSerde::from(r),
+        );
+        return;
+    }
     let imu = SimImu {
         rate: RateHz::try_from(1000).unwrap(),
     };
