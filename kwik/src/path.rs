@@ -181,6 +181,15 @@ impl Path {
         Frame::Ping { seq }
     }
 
+    /// The peer pinged on this path: it is alive in that direction, so an idle
+    /// path waits one more interval before pinging itself (on an idle session
+    /// only one side keeps pinging).
+    pub(crate) fn on_peer_ping(&mut self, now: Instant) {
+        if !self.active && self.missed == 0 && self.state == PathState::Validated {
+            self.next_ping = self.next_ping.max(now + self.interval);
+        }
+    }
+
     /// A pong arrived. Returns true if it validated the path or cleared degradation.
     pub(crate) fn on_pong(&mut self, seq: u64, now: Instant) -> bool {
         let Some((out_seq, sent)) = self.outstanding else {
@@ -347,6 +356,24 @@ mod tests {
         assert_eq!(w_slow, MIN_WINDOW);
         assert!(w_fast <= ceiling);
         assert_eq!(fast.window(MIN_WINDOW / 2, ack_delay), MIN_WINDOW / 2);
+    }
+
+    #[test]
+    fn peer_pings_postpone_own_pings_while_idle() {
+        let t0 = Instant::now();
+        let mut p = Path::new(PathId::INITIAL, PathStatus::Available, t0);
+        let now = ping_pong(&mut p, t0);
+        // Idle: the next ping comes 500 ms after this one.
+        let due = ping_pong(&mut p, now);
+        assert_eq!(due - now, Duration::from_millis(500));
+        let heard = due - Duration::from_millis(1);
+        p.on_peer_ping(heard);
+        assert_eq!(p.ping_deadline(BASE), heard + Duration::from_millis(500));
+        // Not while data moves.
+        p.mark_active();
+        let due = p.ping_deadline(BASE);
+        p.on_peer_ping(due);
+        assert_eq!(p.ping_deadline(BASE), due);
     }
 
     #[test]

@@ -1274,6 +1274,7 @@ impl SessionState {
             Frame::Ping { seq } => {
                 if let Some(p) = self.paths.get_mut(&path).filter(|p| p.is_alive()) {
                     p.control.push_front(Frame::Pong { seq });
+                    p.on_peer_ping(now);
                 }
             }
             Frame::Pong { seq } => {
