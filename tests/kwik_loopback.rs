@@ -332,6 +332,67 @@ async fn path_added_mid_transfer_gets_used() {
     p.client.close(0, b"");
 }
 
+/// A stream pinned to path 0 switches to `Redundant` half-way: the first half
+/// never touches path 1, the second half travels on both, and the bytes
+/// arrive once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_changed_while_the_stream_is_open() {
+    let p = pair(SessionConfig::default()).await;
+    let second_path = p
+        .client
+        .add_path(PathSpec::local(LOCAL.parse().unwrap()))
+        .await
+        .expect("add_path");
+    let first = pattern(2 << 20, 7);
+    let second = pattern(2 << 20, 8);
+    let mut all = first.to_vec();
+    all.extend_from_slice(&second);
+    let want = sha(&all);
+
+    let before = sent_by_path(&p.client);
+    let mut send = p
+        .client
+        .open_uni_with(Some(Scheduler::Pinned(PathId::new(0))))
+        .await
+        .unwrap();
+    send.write_chunk(first.clone()).await.unwrap();
+    // Let the reader take the whole first half before switching, so no byte
+    // of it is still unsent when the policy changes.
+    let mut recv = p.server.accept_uni().await.unwrap();
+    let mut h = Sha256::new();
+    let mut n = 0;
+    while n < first.len() {
+        let chunk = recv.read_chunk(1 << 20).await.unwrap().expect("first half");
+        n += chunk.len();
+        h.update(&chunk);
+    }
+    let middle = sent_by_path(&p.client);
+    assert_eq!(
+        sent_on(&before, &middle, second_path),
+        0,
+        "a stream pinned to path 0 used path 1"
+    );
+
+    send.set_scheduler(Scheduler::Redundant).unwrap();
+    send.write_chunk(second.clone()).await.unwrap();
+    send.finish().unwrap();
+    while let Some(chunk) = recv.read_chunk(1 << 20).await.unwrap() {
+        n += chunk.len();
+        h.update(&chunk);
+    }
+    send.finished().await.unwrap();
+    assert_eq!(n, all.len());
+    assert_eq!(<[u8; 32]>::from(h.finalize()), want);
+    let after = sent_by_path(&p.client);
+    for path in [PathId::new(0), second_path] {
+        assert!(
+            sent_on(&middle, &after, path) > 0,
+            "{path} carried none of the redundant half"
+        );
+    }
+    p.client.close(0, b"");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_join_token_is_rejected() {
     use kwik::frame::{Frame, FrameReader};
