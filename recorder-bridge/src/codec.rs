@@ -1,4 +1,5 @@
-//! Pure text formatting and parsing: numbers (lossless, via `itoa`/`zmij`), the standard
+//! Pure text formatting and parsing: numbers (lossless: integers digit
+//! pairs straight into the row, floats via `zmij`), the standard
 //! CSV layout and the legacy LabVIEW block layout. No I/O, no clock.
 
 use std::str::FromStr;
@@ -65,8 +66,9 @@ pub const INDEXED_PREFIX_MAX_LEN: usize = U64_MAX_LEN + 1 + REL_TIME_MAX_LEN + 1
 ///
 /// [`RowWriter::new`] reserves the row's worst-case length once; every field then goes
 /// into that room (floats as the shortest text that reads back exactly, via `zmij`,
-/// a Schubfach-based formatter measured ~10-20 % faster than `ryu` here; integers via
-/// `itoa`) with no per-field reallocation check and no heap string. The bytes written become
+/// a Schubfach-based formatter measured ~10-20 % faster than `ryu` here, even against
+/// `ryu::raw` writing straight into the row; integers two digits at a time, in place)
+/// with no per-field reallocation check and no heap string. The bytes written become
 /// part of the vector when the writer is dropped. A field that would not fit in the room
 /// reserved panics (a wrong `max_len` is a bug in the schema, not bad input): the check
 /// is one predictable comparison per field and keeps the unsafe writes sound.
@@ -142,9 +144,17 @@ impl<'a> RowWriter<'a> {
     }
 
     /// Appends an unsigned integer (at most [`U64_MAX_LEN`] bytes).
+    ///
+    /// The digits go straight into the row, last pair first: no intermediate buffer
+    /// whose narrow stores a wide copy would then have to wait for.
     #[inline]
     pub fn u64(&mut self, v: u64) {
-        self.bytes(itoa::Buffer::new().format(v).as_bytes());
+        let n = decimal_len(v);
+        let p = self.tail(n);
+        // SAFETY: `tail` checked that `n` bytes are free at `p`, and `write_digits`
+        // writes exactly the `n` digits of `v` there.
+        unsafe { write_digits(v, p, n) };
+        self.len += n;
     }
 
     /// Appends the shortest text that parses back to exactly `v` (at most
@@ -174,13 +184,15 @@ impl<'a> RowWriter<'a> {
     #[inline]
     pub fn rel_time(&mut self, t: RelMicros) {
         self.u64(t.0 / 1_000_000);
-        let mut frac = (t.0 % 1_000_000) as u32;
-        let mut digits = [b'.', b'0', b'0', b'0', b'0', b'0', b'0'];
-        for d in digits[1..].iter_mut().rev() {
-            *d = b'0' + (frac % 10) as u8;
-            frac /= 10;
+        let frac = (t.0 % 1_000_000) as u32;
+        let p = self.tail(7);
+        // SAFETY: `tail` checked that 7 bytes are free at `p`: the point, then the
+        // 6 digits (`frac` < 10^6, zero-padded) that `write_digits` puts after it.
+        unsafe {
+            p.write(b'.');
+            write_digits(u64::from(frac), p.add(1), 6);
         }
-        self.bytes(&digits);
+        self.len += 7;
     }
 
     /// Appends `index,timestamp_rel,segment_id,is_active_line` (at most
@@ -240,6 +252,45 @@ unsafe fn copy_short(src: &[u8], dst: *mut u8) {
             }
         } else {
             std::ptr::copy_nonoverlapping(s, dst, n);
+        }
+    }
+}
+
+/// `"00" "01" ... "99"`: two digits per entry.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// Digits of `v` in decimal (1 for 0).
+#[inline(always)]
+fn decimal_len(v: u64) -> usize {
+    v.checked_ilog10().map_or(1, |l| l as usize + 1)
+}
+
+/// Writes the last `n` decimal digits of `v` to `dst[..n]`, zero-padded on the left
+/// when `v` has fewer; two digits per step, from the right.
+///
+/// # Safety
+/// `dst` must be valid for `n` bytes of writes.
+#[inline(always)]
+unsafe fn write_digits(mut v: u64, dst: *mut u8, n: usize) {
+    let mut end = n;
+    // SAFETY (all writes): `end` only decreases, by at most what is left above 0, so
+    // every write lands in `dst[..n]`, which the caller guarantees.
+    unsafe {
+        while end >= 2 {
+            let pair = (v % 100) as usize * 2;
+            v /= 100;
+            end -= 2;
+            dst.add(end)
+                .cast::<[u8; 2]>()
+                .write_unaligned([DIGIT_PAIRS[pair], DIGIT_PAIRS[pair + 1]]);
+        }
+        if end == 1 {
+            dst.write(b'0' + (v % 10) as u8);
         }
     }
 }
@@ -925,6 +976,20 @@ mod tests {
             ] {
                 proptest::prop_assert!(got.len() <= shortest + 1, "{} vs {}", got, shortest);
             }
+        }
+    }
+
+    #[test]
+    fn integers_match_display_at_every_length() {
+        let mut values = vec![0u64, u64::MAX];
+        for k in 0..20 {
+            let p = 10u64.pow(k);
+            values.extend([p, p - 1, p + 1, p.saturating_mul(7) / 3]);
+        }
+        for v in values {
+            let mut out = b"x".to_vec();
+            put_u64(&mut out, v);
+            assert_eq!(out, format!("x{v}").as_bytes());
         }
     }
 
