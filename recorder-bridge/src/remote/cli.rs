@@ -152,8 +152,9 @@ pub struct DemoArgs {
     /// Output folder.
     #[arg(long, default_value = "recordings/demo")]
     pub out: PathBuf,
-    /// Scheduler of the sensor stream.
-    #[arg(long, value_enum, default_value = "aggregate")]
+    /// Scheduler of the sensor stream (default redundant: every sample on both
+    /// paths, so the killed path adds neither loss nor latency).
+    #[arg(long, value_enum, default_value = "redundant")]
     pub scheduler: SchedulerArg,
     /// Seed of the simulated signals.
     #[arg(long, default_value_t = 1)]

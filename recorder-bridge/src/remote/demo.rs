@@ -29,7 +29,8 @@ pub struct DemoConfig {
     pub rate_hz: NonZeroU32,
     /// Where the recording goes (default `recordings/demo`).
     pub out_dir: PathBuf,
-    /// Scheduler of the sensor stream (default aggregate: both paths carry data).
+    /// Scheduler of the sensor stream (default redundant: a 1 kHz sensor stream
+    /// is small, and with a copy on each path the kill costs no latency).
     pub scheduler: kwik::Scheduler,
     /// Seed of the simulated signals.
     pub seed: u64,
@@ -43,7 +44,7 @@ impl Default for DemoConfig {
             duration: Duration::from_secs(10),
             rate_hz: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
             out_dir: PathBuf::from("recordings/demo"),
-            scheduler: kwik::Scheduler::Aggregate,
+            scheduler: kwik::Scheduler::Redundant,
             seed: 1,
             verbose: true,
         }
