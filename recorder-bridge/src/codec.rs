@@ -941,7 +941,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The row writer gives itoa's text and the shortest float text that reads
+        /// The row writer gives integers' decimal text and the shortest float text that reads
         /// back to the same bits, within the documented bounds, for any bit pattern
         /// (subnormals, extremes, NaN payloads, infinities).
         #[test]
