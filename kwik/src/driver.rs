@@ -1442,27 +1442,10 @@ impl SendStream {
 
     /// Writes `data` without copying, waiting for credit as needed. Not cancel-safe
     /// (a prefix may have been written).
-    pub async fn write_chunk(&mut self, mut data: Bytes) -> Result<(), WriteError> {
-        while !data.is_empty() {
-            let rest = poll_fn(|cx| {
-                let shared = &self.shared;
-                let id = self.id;
-                let attempt = |d: Bytes| shared.with_state(|s| s.write_bytes(id, d));
-                match attempt(data.clone())? {
-                    rest if rest.len() < data.len() => Poll::Ready(Ok(rest)),
-                    _ => {
-                        shared.register((id, WAKE_WRITE), cx);
-                        match attempt(data.clone())? {
-                            rest if rest.len() < data.len() => Poll::Ready(Ok(rest)),
-                            _ => Poll::Pending,
-                        }
-                    }
-                }
-            })
-            .await;
-            data = rest?;
-        }
-        Ok(())
+    pub async fn write_chunk(&mut self, data: Bytes) -> Result<(), WriteError> {
+        let id = self.id;
+        self.write_pieces(data, |s, _, d| s.write_bytes(id, d))
+            .await
     }
 
     /// Writes `data` at logical `offset`, waiting for credit as needed: at or
@@ -1484,16 +1467,29 @@ impl SendStream {
     /// stream.finish()?;
     /// # Ok(()) }
     /// ```
-    pub async fn write_at(&self, mut offset: u64, mut data: Bytes) -> Result<(), WriteError> {
+    pub async fn write_at(&self, offset: u64, data: Bytes) -> Result<(), WriteError> {
+        let id = self.id;
+        self.write_pieces(data, |s, done, d| s.write_at(id, offset + done, d))
+            .await
+    }
+
+    /// Hands `data` to `write` until it took everything: `write` gets the
+    /// bytes taken so far and the rest, takes what credit allows and returns
+    /// what it left; in between, waits for credit to move.
+    async fn write_pieces(
+        &self,
+        mut data: Bytes,
+        write: impl Fn(&mut SessionState, u64, Bytes) -> Result<Bytes, WriteError>,
+    ) -> Result<(), WriteError> {
+        let mut done = 0u64;
         while !data.is_empty() {
             let rest = poll_fn(|cx| {
                 let shared = &self.shared;
-                let id = self.id;
-                let attempt = |d: Bytes| shared.with_state(|s| s.write_at(id, offset, d));
+                let attempt = |d: Bytes| shared.with_state(|s| write(s, done, d));
                 match attempt(data.clone())? {
                     rest if rest.len() < data.len() => Poll::Ready(Ok(rest)),
                     _ => {
-                        shared.register((id, WAKE_WRITE), cx);
+                        shared.register((self.id, WAKE_WRITE), cx);
                         match attempt(data.clone())? {
                             rest if rest.len() < data.len() => Poll::Ready(Ok(rest)),
                             _ => Poll::Pending,
@@ -1502,7 +1498,7 @@ impl SendStream {
                 }
             })
             .await?;
-            offset += (data.len() - rest.len()) as u64;
+            done += (data.len() - rest.len()) as u64;
             data = rest;
         }
         Ok(())
