@@ -268,7 +268,10 @@ impl StreamBuffer {
                 self.counters.discarded_bytes += fresh;
             }
             RecvState::Receiving => {
-                if end <= self.contiguous_end {
+                // An empty segment carries nothing to store (its FIN, if any, is
+                // recorded above); stored, it would be a zero-length entry that
+                // a later overlapping insert could never step past.
+                if end <= self.contiguous_end || len == 0 {
                     outcome.duplicate_bytes = len;
                 } else {
                     let mut offset = offset;
@@ -749,6 +752,26 @@ mod tests {
         assert!(b.is_closed());
         let c = b.counters();
         assert_eq!((c.new_bytes, c.duplicate_bytes), (25, 30));
+    }
+
+    /// Found by the garbage property test: an empty segment past the contiguous
+    /// end used to be stored as a zero-length entry, and a later segment over
+    /// the same offset looped forever trying to step past it.
+    #[test]
+    fn empty_segment_ahead_is_not_stored() {
+        let now = Instant::now();
+        let mut b = StreamBuffer::new(1000);
+        let o = b.insert(10, Bytes::new(), false, now).unwrap();
+        assert_eq!((o.new_bytes, o.duplicate_bytes), (0, 0));
+        assert_eq!(b.buffered_bytes(), 0);
+        let o = b.insert(5, bytes(5..20), false, now).unwrap();
+        assert_eq!((o.new_bytes, o.duplicate_bytes), (15, 0));
+        b.insert(0, bytes(0..5), false, now).unwrap();
+        // An empty FIN ahead still sets the final size.
+        b.insert(30, Bytes::new(), true, now).unwrap();
+        b.insert(20, bytes(20..30), false, now).unwrap();
+        assert_eq!(drain(&mut b), (0..30).map(|i| i as u8).collect::<Vec<_>>());
+        assert_eq!(b.read_chunk(1), StreamRead::Finished);
     }
 
     #[test]
