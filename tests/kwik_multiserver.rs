@@ -68,6 +68,21 @@ async fn deployment(secondary_key: TokenKey, joins: SecondaryJoins) -> Deploymen
     }
 }
 
+impl Deployment {
+    /// The primary asks the client to join `secondary_ep` (bounded by `timed`).
+    async fn add_secondary(&self) -> Result<PathId, AddSecondaryError> {
+        let addr = self.secondary_ep.local_addr().unwrap();
+        timed(self.primary.add_secondary(addr, SERVER_NAME)).await
+    }
+
+    /// A secondary path joined: its id and the secondary server's side of it.
+    async fn join_secondary(&self) -> (PathId, kwik::SecondarySession) {
+        let path = self.add_secondary().await.expect("secondary joins");
+        let secondary = timed(self.secondary_ep.accept_secondary()).await.unwrap();
+        (path, secondary)
+    }
+}
+
 async fn shared_deployment() -> Deployment {
     deployment(TokenKey::new(SHARED_KEY), SecondaryJoins::Accept).await
 }
@@ -128,13 +143,7 @@ async fn secondary_joins_and_every_side_sees_the_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_round_trip_through_the_client() {
     let d = shared_deployment().await;
-    let path = timed(
-        d.primary
-            .add_secondary(d.secondary_ep.local_addr().unwrap(), SERVER_NAME),
-    )
-    .await
-    .unwrap();
-    let secondary = timed(d.secondary_ep.accept_secondary()).await.unwrap();
+    let (path, secondary) = d.join_secondary().await;
 
     for i in 0..50u32 {
         let msg = Bytes::from(format!("chunk plan {i}"));
@@ -186,12 +195,7 @@ async fn relay_round_trip_through_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secondary_without_the_shared_key_refuses() {
     let d = deployment(TokenKey::new([1; 32]), SecondaryJoins::Accept).await;
-    let err = timed(
-        d.primary
-            .add_secondary(d.secondary_ep.local_addr().unwrap(), SERVER_NAME),
-    )
-    .await
-    .unwrap_err();
+    let err = d.add_secondary().await.unwrap_err();
     assert_eq!(err, AddSecondaryError::Refused(RefuseReason::BadToken));
     assert_eq!(d.secondary_ep.refused_joins(), 1);
     assert!(d.primary.secondary_paths().is_empty());
@@ -204,12 +208,7 @@ async fn secondary_without_the_shared_key_refuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_not_accepting_secondaries_refuses_unknown_session() {
     let d = deployment(TokenKey::new(SHARED_KEY), SecondaryJoins::Refuse).await;
-    let err = timed(
-        d.primary
-            .add_secondary(d.secondary_ep.local_addr().unwrap(), SERVER_NAME),
-    )
-    .await
-    .unwrap_err();
+    let err = d.add_secondary().await.unwrap_err();
     assert_eq!(
         err,
         AddSecondaryError::Refused(RefuseReason::UnknownSession)
@@ -370,13 +369,7 @@ async fn abandoned(events: &mut kwik::PathEvents, path: PathId) {
 async fn primary_removes_a_secondary() {
     let d = shared_deployment().await;
     let mut client_events = d.client.path_events();
-    let path = timed(
-        d.primary
-            .add_secondary(d.secondary_ep.local_addr().unwrap(), SERVER_NAME),
-    )
-    .await
-    .unwrap();
-    let secondary = timed(d.secondary_ep.accept_secondary()).await.unwrap();
+    let (path, secondary) = d.join_secondary().await;
     while timed(client_events.next()).await != Some(kwik::PathEvent::Added(path)) {}
     d.primary.remove_secondary(path).expect("remove");
     assert_eq!(
@@ -398,13 +391,7 @@ async fn primary_removes_a_secondary() {
 async fn secondary_leaving_is_reported_to_the_primary() {
     let d = shared_deployment().await;
     let mut primary_events = d.primary.path_events();
-    let path = timed(
-        d.primary
-            .add_secondary(d.secondary_ep.local_addr().unwrap(), SERVER_NAME),
-    )
-    .await
-    .unwrap();
-    let secondary = timed(d.secondary_ep.accept_secondary()).await.unwrap();
+    let (path, secondary) = d.join_secondary().await;
     secondary.close(0, b"going away");
     abandoned(&mut primary_events, path).await;
     assert!(d.primary.secondary_paths().is_empty());
@@ -651,12 +638,7 @@ struct Three {
 /// A deployment with two secondary servers joined to the client's session.
 async fn with_two_secondaries(d: Deployment) -> Three {
     let second_ep = secondary_endpoint(&d.pki);
-    let a = timed(
-        d.primary
-            .add_secondary(d.secondary_ep.local_addr().unwrap(), SERVER_NAME),
-    )
-    .await
-    .expect("secondary A joins");
+    let a = d.add_secondary().await.expect("secondary A joins");
     let sa = timed(d.secondary_ep.accept_secondary()).await.unwrap();
     let b = timed(
         d.primary
