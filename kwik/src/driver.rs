@@ -463,6 +463,47 @@ async fn write_frame(send: &mut quinn::SendStream, frame: &Frame) -> Result<(), 
     send.write_all(&buf).await
 }
 
+/// A joined path's control channel: its two halves and the frame reader that
+/// may already hold frames that followed WELCOME.
+type JoinedControl = (quinn::SendStream, quinn::RecvStream, FrameReader);
+
+/// Sends JOIN as the first frame of `conn`'s control stream and waits for the
+/// WELCOME of that session and path. Any other answer (or none) closes `conn`.
+async fn send_join(
+    conn: &quinn::Connection,
+    session: SessionId,
+    path: PathId,
+    token: Bytes,
+) -> Result<JoinedControl, ConnectError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let join = Frame::Join {
+        session,
+        path,
+        token,
+    };
+    write_frame(&mut send, &join).await?;
+    let mut reader = FrameReader::new();
+    match read_frame(&mut recv, &mut reader).await {
+        Ok(Frame::Welcome {
+            session: s,
+            path: p,
+            ..
+        }) if s == session && p == path => Ok((send, recv, reader)),
+        Ok(Frame::Refused { reason }) => Err(ConnectError::Refused(reason)),
+        Ok(_) => {
+            conn.close(
+                VarInt::from_u32(PATH_ABANDONED),
+                b"unexpected answer to JOIN",
+            );
+            Err(ProtocolError::UnexpectedFrame("answer to JOIN").into())
+        }
+        Err(e) => {
+            conn.close(VarInt::from_u32(PATH_ABANDONED), b"no answer to JOIN");
+            Err(e)
+        }
+    }
+}
+
 async fn read_frame(
     recv: &mut quinn::RecvStream,
     reader: &mut FrameReader,
@@ -1349,29 +1390,7 @@ impl Session {
             .map_err(ConnectError::from)?
             .await
             .map_err(ConnectError::from)?;
-        let (mut send, mut recv) = conn.open_bi().await.map_err(ConnectError::from)?;
-        write_frame(
-            &mut send,
-            &Frame::Join {
-                session: shared.id,
-                path,
-                token,
-            },
-        )
-        .await
-        .map_err(ConnectError::from)?;
-        let mut reader = FrameReader::new();
-        match read_frame(&mut recv, &mut reader).await? {
-            Frame::Welcome {
-                session, path: p, ..
-            } if session == shared.id && p == path => {}
-            Frame::Refused { reason } => return Err(ConnectError::Refused(reason).into()),
-            _ => {
-                return Err(
-                    ConnectError::from(ProtocolError::UnexpectedFrame("answer to JOIN")).into(),
-                );
-            }
-        }
+        let (send, recv, reader) = send_join(&conn, shared.id, path, token).await?;
         let status = spec.status.unwrap_or(PathStatus::Available);
         shared.with_state(|s| {
             s.add_path(path, PathStatus::Available, Instant::now());

@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 
 use super::{
     HANDSHAKE_TIMEOUT, PATH_ABANDONED, ServerShared, Session, SessionShared, WAKE_DELEGATE,
-    read_frame, refuse_join, transport_config, unix_ms, write_frame,
+    refuse_join, send_join, transport_config, unix_ms, write_frame,
 };
 use crate::error::{
     AddSecondaryError, CloseReason, ConnectError, DelegateError, RelayError, SecondaryWriteError,
@@ -280,34 +280,7 @@ async fn join_secondary(
     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
         .await
         .map_err(|_| ConnectError::Connection(quinn::ConnectionError::TimedOut))??;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    write_frame(
-        &mut send,
-        &Frame::Join {
-            session: shared.id,
-            path,
-            token,
-        },
-    )
-    .await?;
-    let mut reader = FrameReader::new();
-    match read_frame(&mut recv, &mut reader).await {
-        Ok(Frame::Welcome {
-            session, path: p, ..
-        }) if session == shared.id && p == path => {}
-        Ok(Frame::Refused { reason }) => return Err(ConnectError::Refused(reason)),
-        Ok(_) => {
-            conn.close(
-                VarInt::from_u32(PATH_ABANDONED),
-                b"unexpected answer to JOIN",
-            );
-            return Err(crate::error::ProtocolError::UnexpectedFrame("answer to JOIN").into());
-        }
-        Err(e) => {
-            conn.close(VarInt::from_u32(PATH_ABANDONED), b"no answer to JOIN");
-            return Err(e);
-        }
-    }
+    let (send, recv, reader) = send_join(&conn, shared.id, path, token).await?;
     if shared.is_closed() {
         conn.close(VarInt::from_u32(0), b"session closed");
         return Err(ConnectError::ControlClosed);
