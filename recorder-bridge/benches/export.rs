@@ -180,12 +180,9 @@ fn serde_csv<S: Schema, T: Serialize>(
     w.flush().unwrap();
 }
 
-fn bench_schema<S: Schema, T: Serialize>(
-    c: &mut Criterion,
-    name: &str,
-    gen_row: impl Fn(u64) -> S,
-    conv: fn(&S) -> T,
-) {
+/// The rows to write (`DISTINCT` at most, cycled to `n`), `n`, and the output file in a
+/// fresh directory under `EXPORT_DIR` (kept alive by the returned guard).
+fn workload<S>(gen_row: impl Fn(u64) -> S) -> (Vec<S>, u64, tempfile::TempDir, std::path::PathBuf) {
     let n = rows_per_iteration();
     let rows: Vec<S> = (0..n.min(DISTINCT)).map(gen_row).collect();
     let dir = match std::env::var_os("EXPORT_DIR") {
@@ -193,6 +190,16 @@ fn bench_schema<S: Schema, T: Serialize>(
         None => tempfile::tempdir().unwrap(),
     };
     let path = dir.path().join("bench.csv");
+    (rows, n, dir, path)
+}
+
+fn bench_schema<S: Schema, T: Serialize>(
+    c: &mut Criterion,
+    name: &str,
+    gen_row: impl Fn(u64) -> S,
+    conv: fn(&S) -> T,
+) {
+    let (rows, n, _dir, path) = workload(gen_row);
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(n));
     g.sample_size(10);
@@ -219,13 +226,7 @@ fn interleaved<S: Schema, T: Serialize>(
     gen_row: impl Fn(u64) -> S,
     conv: fn(&S) -> T,
 ) {
-    let n = rows_per_iteration();
-    let rows: Vec<S> = (0..n.min(DISTINCT)).map(gen_row).collect();
-    let dir = match std::env::var_os("EXPORT_DIR") {
-        Some(d) => tempfile::tempdir_in(d).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    };
-    let path = dir.path().join("bench.csv");
+    let (rows, n, _dir, path) = workload(gen_row);
     let mut times: [Vec<f64>; 3] = Default::default();
     for _ in 0..rounds {
         let t = std::time::Instant::now();
@@ -257,16 +258,16 @@ fn interleaved<S: Schema, T: Serialize>(
 }
 
 fn benches(c: &mut Criterion) {
+    let imu = SimImu {
+        rate: RateHz::try_from(1000).unwrap(),
+    };
+    let ef = SimEfield {
+        rate: RateHz::try_from(128_000).unwrap(),
+    };
     if let Some(rounds) = std::env::var("EXPORT_INTERLEAVED")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
-        let imu = SimImu {
-            rate: RateHz::try_from(1000).unwrap(),
-        };
-        let ef = SimEfield {
-            rate: RateHz::try_from(128_000).unwrap(),
-        };
         interleaved(
             "export_imu_9col",
             rounds,
@@ -281,12 +282,6 @@ fn benches(c: &mut Criterion) {
         );
         return;
     }
-    let imu = SimImu {
-        rate: RateHz::try_from(1000).unwrap(),
-    };
-    let ef = SimEfield {
-        rate: RateHz::try_from(128_000).unwrap(),
-    };
     bench_schema(
         c,
         "export_imu_9col",

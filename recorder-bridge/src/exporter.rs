@@ -631,14 +631,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn drop_newest_is_counted_exactly() {
+    /// An exporter of `batch`-sample buffers whose writer stores one batch per message
+    /// sent on the returned channel (dropping the sender lets every batch through).
+    fn gated(
+        batch: usize,
+        overflow: OverflowPolicy,
+    ) -> (std::sync::mpsc::Sender<()>, Exporter<u64, Vec<u64>>) {
         let (tx, gate) = std::sync::mpsc::channel();
         let cfg = ExportConfig {
-            batch: 4,
+            batch,
+            overflow,
             ..ExportConfig::default()
         };
-        let mut ex = Exporter::start(cfg, SlowWriter { rows: vec![], gate }).unwrap();
+        let ex = Exporter::start(cfg, SlowWriter { rows: vec![], gate }).unwrap();
+        (tx, ex)
+    }
+
+    #[test]
+    fn drop_newest_is_counted_exactly() {
+        let (tx, mut ex) = gated(4, OverflowPolicy::DropNewest);
         let stats = ex.stats();
         // 4 fill A (handed over, the writer blocks on it), 4 fill B (handed into the
         // slot; the spare is still with the writer), so the producer has no buffer and
@@ -662,13 +673,7 @@ mod tests {
 
     #[test]
     fn reject_hands_the_sample_back() {
-        let (tx, gate) = std::sync::mpsc::channel();
-        let cfg = ExportConfig {
-            batch: 2,
-            overflow: OverflowPolicy::Reject,
-            ..ExportConfig::default()
-        };
-        let mut ex = Exporter::start(cfg, SlowWriter { rows: vec![], gate }).unwrap();
+        let (tx, mut ex) = gated(2, OverflowPolicy::Reject);
         for i in 0..4 {
             ex.push(i).unwrap();
         }
@@ -680,12 +685,7 @@ mod tests {
 
     #[test]
     fn push_slice_counts_like_push_and_wait_for_room_wakes() {
-        let (tx, gate) = std::sync::mpsc::channel();
-        let cfg = ExportConfig {
-            batch: 4,
-            ..ExportConfig::default()
-        };
-        let mut ex = Exporter::start(cfg, SlowWriter { rows: vec![], gate }).unwrap();
+        let (tx, mut ex) = gated(4, OverflowPolicy::DropNewest);
         let stats = ex.stats();
         // 4 fill A (handed over), 4 fill B, the other 5 are dropped and counted.
         let all: Vec<u64> = (0..13).collect();
@@ -701,13 +701,7 @@ mod tests {
         let c = stats.snapshot();
         assert_eq!((c.accepted, c.dropped, c.delivered), (8, 5, 8));
 
-        let (tx, gate) = std::sync::mpsc::channel();
-        let cfg = ExportConfig {
-            batch: 2,
-            overflow: OverflowPolicy::Reject,
-            ..ExportConfig::default()
-        };
-        let mut ex = Exporter::start(cfg, SlowWriter { rows: vec![], gate }).unwrap();
+        let (tx, mut ex) = gated(2, OverflowPolicy::Reject);
         assert_eq!(
             ex.push_slice(&[0, 1, 2, 3, 4, 5]),
             4,

@@ -88,16 +88,67 @@ fn start_serve_with(out: &Path, port: u16, extra: &[String]) -> Child {
     child
 }
 
-fn rows_in_order(dir: &Path) -> Vec<ImuRow> {
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
+/// SIGTERM to a `serve` child: it finalises its recordings and must exit cleanly.
+fn stop_serve(mut server: Child) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    assert!(server.wait().unwrap().success());
+}
+
+/// The CSV data files of one device directory (`<dir>/<day>/<file>.csv`).
+fn csv_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
     for day in std::fs::read_dir(dir).unwrap().flatten() {
         for f in std::fs::read_dir(day.path()).unwrap().flatten() {
             let p = f.path();
             if p.extension().is_some_and(|e| e == "csv") {
-                files.push((Sidecar::read(&sidecar_path(&p)).unwrap().start_utc, p));
+                found.push(p);
             }
         }
     }
+    found
+}
+
+/// A two-thread runtime and the configuration of a gateway streaming a simulated board
+/// of `n` real-time 1 kHz IMU samples as `device` to the server on `port`.
+fn imu_gateway(
+    out: &Path,
+    port: u16,
+    device: &str,
+    seed: u64,
+    n: u64,
+) -> (tokio::runtime::Runtime, GatewayConfig, SimImuConfig) {
+    let id = ServerIdentity::load(&out.join("tls")).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = SimImuConfig {
+        seed,
+        rate_hz: NonZeroU32::new(1000).unwrap(),
+        limit: Some(n),
+        real_time: true,
+    };
+    let mut gc = GatewayConfig::new(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        id.client_config()
+            .unwrap()
+            .session(kwik::SessionConfig::lan()),
+        StreamKey {
+            device: device.into(),
+            stream: "imu".into(),
+        },
+    );
+    gc.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    (rt, gc, sim)
+}
+
+fn rows_in_order(dir: &Path) -> Vec<ImuRow> {
+    let mut files: Vec<(String, PathBuf)> = csv_files(dir)
+        .into_iter()
+        .map(|p| (Sidecar::read(&sidecar_path(&p)).unwrap().start_utc, p))
+        .collect();
     files.sort();
     assert!(
         files.len() >= 2,
@@ -122,29 +173,8 @@ fn server_killed_and_restarted_mid_run_gateway_spools_and_resumes_exactly_once()
     let out = dir.path().join("rec");
     let port = free_udp_port();
     let mut server = start_serve(&out, port);
-    let id = ServerIdentity::load(&out.join("tls")).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let n = 4_000u64;
-    let sim = SimImuConfig {
-        seed: 8,
-        rate_hz: NonZeroU32::new(1000).unwrap(),
-        limit: Some(n),
-        real_time: true,
-    };
-    let lan = kwik::SessionConfig::lan();
-    let mut gc = GatewayConfig::new(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        id.client_config().unwrap().session(lan),
-        StreamKey {
-            device: "xiao-restart".into(),
-            stream: "imu".into(),
-        },
-    );
-    gc.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (rt, mut gc, sim) = imu_gateway(&out, port, "xiao-restart", 8, n);
     gc.queue_capacity = 300;
     gc.spool = Some((dir.path().join("spool").join("gw.spool"), 64 << 20));
     gc.reconnect_interval = Duration::from_millis(200);
@@ -158,17 +188,13 @@ fn server_killed_and_restarted_mid_run_gateway_spools_and_resumes_exactly_once()
     server.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let spooled_while_down = gw.counts().spooled;
-    let mut server = start_serve(&out, port);
+    let server = start_serve(&out, port);
     let report = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(60), gw.finish())
             .await
             .expect("gateway finished")
     });
-    // SIGTERM: the server finalises and exits.
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let status = server.wait().unwrap();
-    assert!(status.success());
+    stop_serve(server);
     assert_eq!(report.error, None, "{report:?}");
     let c = report.counts;
     assert_eq!(c.device_samples, n);
@@ -210,15 +236,7 @@ fn metric(text: &str, name: &str, device: &str) -> Option<f64> {
 
 /// The one finished data file of a device and its sidecar.
 fn only_file(dir: &Path) -> (PathBuf, Sidecar) {
-    let mut found = Vec::new();
-    for day in std::fs::read_dir(dir).unwrap().flatten() {
-        for f in std::fs::read_dir(day.path()).unwrap().flatten() {
-            let p = f.path();
-            if p.extension().is_some_and(|e| e == "csv") {
-                found.push(p);
-            }
-        }
-    }
+    let mut found = csv_files(dir);
     assert_eq!(found.len(), 1, "{found:?}");
     let p = found.remove(0);
     let sc = Sidecar::read(&sidecar_path(&p)).unwrap();
@@ -230,35 +248,13 @@ fn prometheus_endpoint_counts_move_during_a_recording_and_match_the_sidecar() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
     let (port, mport) = (free_udp_port(), free_tcp_port());
-    let mut server = start_serve_with(
+    let server = start_serve_with(
         &out,
         port,
         &["--metrics".into(), format!("127.0.0.1:{mport}")],
     );
-    let id = ServerIdentity::load(&out.join("tls")).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let n = 3_000u64;
-    let sim = SimImuConfig {
-        seed: 4,
-        rate_hz: NonZeroU32::new(1000).unwrap(),
-        limit: Some(n),
-        real_time: true,
-    };
-    let mut gc = GatewayConfig::new(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        id.client_config()
-            .unwrap()
-            .session(kwik::SessionConfig::lan()),
-        StreamKey {
-            device: "xiao-metrics".into(),
-            stream: "imu".into(),
-        },
-    );
-    gc.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (rt, gc, sim) = imu_gateway(&out, port, "xiao-metrics", 4, n);
     let _guard = rt.enter();
     let gw = Gateway::start(gc, sim_imu(sim)).unwrap();
     // Scrape while the board streams in real time (3 s): the written count must be seen
@@ -323,9 +319,7 @@ fn prometheus_endpoint_counts_move_during_a_recording_and_match_the_sidecar() {
             .any(|l| l.starts_with("kwik_record_sessions_total") && !l.ends_with(" 0")),
         "no session counted: {text}"
     );
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    assert!(server.wait().unwrap().success());
+    stop_serve(server);
 }
 
 /// `kwik-record stream --source sim-efield` into `kwik-record serve`, once per layout:
@@ -336,7 +330,7 @@ fn sim_efield_through_stream_and_serve_is_recorded_exactly_in_csv_and_labview() 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
     let port = free_udp_port();
-    let mut server = start_serve(&out, port);
+    let server = start_serve(&out, port);
     let (rate, seconds) = (2_000u32, 1.5f64);
     let n = (f64::from(rate) * seconds) as u64;
     let generator = SimEfield {
@@ -397,7 +391,5 @@ fn sim_efield_through_stream_and_serve_is_recorded_exactly_in_csv_and_labview() 
             }
         }
     }
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    assert!(server.wait().unwrap().success());
+    stop_serve(server);
 }
