@@ -30,7 +30,7 @@ struct Cli {
 /// dispatched in `main`.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Record a local (simulated) source to files.
+    /// Record a board on a serial port, or a simulated source, to files.
     Record(RecordArgs),
     /// List recordings with duration, samples, dropped, size and state.
     Ls {
@@ -56,15 +56,44 @@ enum Command {
     Stream(kwik_recorder::remote::cli::StreamArgs),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-#[allow(clippy::enum_variant_names)] // the CLI names are sim-imu, sim-efield, sim-stage
+/// What `record` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum SourceKind {
+    /// A XIAO board's frames on a serial port (its USB port, or a pseudo-terminal).
+    Serial(PathBuf),
     /// Simulated XIAO IMU rows.
     SimImu,
     /// Simulated two-ADC E-field samples.
     SimEfield,
     /// Simulated stage positions.
     SimStage,
+}
+
+impl SourceKind {
+    /// The name the sidecar's device info gives.
+    fn name(&self) -> String {
+        match self {
+            SourceKind::Serial(p) => format!("serial:{}", p.display()),
+            SourceKind::SimImu => "sim-imu".into(),
+            SourceKind::SimEfield => "sim-efield".into(),
+            SourceKind::SimStage => "sim-stage".into(),
+        }
+    }
+}
+
+fn parse_source(s: &str) -> Result<SourceKind, String> {
+    match s {
+        "sim-imu" => Ok(SourceKind::SimImu),
+        "sim-efield" => Ok(SourceKind::SimEfield),
+        "sim-stage" => Ok(SourceKind::SimStage),
+        _ => match s.strip_prefix("serial:") {
+            Some(path) if !path.is_empty() => Ok(SourceKind::Serial(path.into())),
+            _ => Err(format!(
+                "unknown source {s:?}; use serial:PATH (the board's USB port, e.g. \
+                 serial:/dev/ttyACM0), sim-imu, sim-efield or sim-stage"
+            )),
+        },
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -77,10 +106,12 @@ enum FormatKind {
 
 #[derive(Debug, Args)]
 struct RecordArgs {
-    /// What to record.
-    #[arg(long, value_enum)]
+    /// What to record: serial:PATH (a XIAO board's USB port, e.g. serial:/dev/ttyACM0;
+    /// stops when the board goes away), sim-imu, sim-efield or sim-stage.
+    #[arg(long, value_parser = parse_source)]
     source: SourceKind,
-    /// Sample rate in Hz (default 100 for sim-imu, 1000 otherwise).
+    /// Sample rate in Hz of a simulated source (default 100 for sim-imu, 1000
+    /// otherwise); a board sets its own.
     #[arg(long)]
     rate: Option<u32>,
     /// Stop after this long (e.g. 10s, 500ms, 2m, 1h). Default: until Ctrl-C.
@@ -173,6 +204,9 @@ fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
         ),
     };
     let default_rate = match a.source {
+        SourceKind::Serial(_) if a.rate.is_some() => {
+            bail!("--rate is for simulated sources; a board samples at its own rate")
+        }
         SourceKind::SimImu => 100,
         _ => 1000,
     };
@@ -194,18 +228,19 @@ fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
         ..RecordingConfig::default()
     };
     config.export.batch = a.batch.max(1);
-    config.device.insert(
-        "name".into(),
-        a.source
-            .to_possible_value()
-            .map_or_else(String::new, |v| v.get_name().to_owned()),
-    );
-    config.device.insert("kind".into(), "simulator".into());
-    config
-        .settings
-        .insert("rate_hz".into(), rate.get().to_string());
+    config.device.insert("name".into(), a.source.name());
+    let kind = if let SourceKind::Serial(_) = a.source {
+        "xiao-serial"
+    } else {
+        config
+            .settings
+            .insert("rate_hz".into(), rate.get().to_string());
+        "simulator"
+    };
+    config.device.insert("kind".into(), kind.into());
     kwik_recorder::interrupt::install();
-    match a.source {
+    match &a.source {
+        SourceKind::Serial(path) => run_serial(path, config, &a, json),
         SourceKind::SimImu => run_sim(SimImu { rate }, config, &a, json),
         SourceKind::SimEfield => run_sim(SimEfield { rate }, config, &a, json),
         SourceKind::SimStage => run_sim(SimStage { rate }, config, &a, json),
@@ -225,12 +260,53 @@ fn run_sim<G: SignalGenerator>(
     group.add_stream(<G::Sample as kwik_recorder::Schema>::NAME, reader);
     let recording = group.start().context("cannot start the recording")?;
     let source = SimSource::spawn(generator, writer, None).context("cannot start the source")?;
-    let summary = watch(recording, a, json);
+    let summary = watch(recording, a, json, || false);
     drop(source);
     report_summary(&summary, json)
 }
 
-fn watch(recording: Recording, a: &RecordArgs, json: bool) -> RecordingSummary {
+/// Records a XIAO board's frames from a serial port until the limit, Ctrl-C, or the
+/// board going away; sequence gaps and corrupt frames are counted as source losses.
+fn run_serial(
+    path: &Path,
+    config: RecordingConfig,
+    a: &RecordArgs,
+    json: bool,
+) -> Result<ExitCode> {
+    let port = kwik_recorder::remote::serial(path).with_context(|| {
+        format!(
+            "cannot open serial port {}; check the board is plugged in and that you may \
+             read the port (e.g. membership of the dialout group)",
+            path.display()
+        )
+    })?;
+    // Four seconds at the board's highest rate (about 4 kHz): ample for a recorder that
+    // reads every few milliseconds.
+    let (writer, reader) = ring::<kwik_recorder::ImuRow>(16_384);
+    let mut group = RecordingGroup::new(config);
+    group.add_stream(
+        <kwik_recorder::ImuRow as kwik_recorder::Schema>::NAME,
+        reader,
+    );
+    let recording = group.start().context("cannot start the recording")?;
+    let feed = kwik_recorder::remote::SourceFeed::spawn(port, writer)
+        .context("cannot start reading the serial port")?;
+    let summary = watch(recording, a, json, || feed.is_finished());
+    let fed = feed.stop();
+    if !json && fed.corrupt_frames > 0 {
+        println!("  {} corrupt frames from the board", fed.corrupt_frames);
+    }
+    report_summary(&summary, json)
+}
+
+/// Shows progress until the recording ends by itself, Ctrl-C, or `source_ended`
+/// (then the recording is stopped with the reason "source ended").
+fn watch(
+    recording: Recording,
+    a: &RecordArgs,
+    json: bool,
+    source_ended: impl Fn() -> bool,
+) -> RecordingSummary {
     let bar = if a.quiet || json {
         indicatif::ProgressBar::hidden()
     } else {
@@ -245,7 +321,12 @@ fn watch(recording: Recording, a: &RecordArgs, json: bool) -> RecordingSummary {
         b.set_style(style);
         b
     };
+    let mut ended = false;
     while !recording.is_finished() && !kwik_recorder::interrupt::requested() {
+        if source_ended() {
+            ended = true;
+            break;
+        }
         std::thread::sleep(Duration::from_millis(100));
         let st = recording.status();
         let samples: u64 = st.streams.iter().map(|s| s.samples).sum();
@@ -258,7 +339,11 @@ fn watch(recording: Recording, a: &RecordArgs, json: bool) -> RecordingSummary {
         ));
     }
     bar.finish_and_clear();
-    recording.stop()
+    if ended {
+        recording.stop_because("source ended")
+    } else {
+        recording.stop()
+    }
 }
 
 fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
@@ -275,12 +360,13 @@ fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
         );
         for (stream, files) in st.streams.iter().zip(&s.files) {
             println!(
-                "  {} [{}]: {} of {} produced samples written ({:.1} Hz), dropped ring {} / exporter {} / writer {}, {} bytes",
+                "  {} [{}]: {} of {} produced samples written ({:.1} Hz), dropped source {} / ring {} / exporter {} / writer {}, {} bytes",
                 stream.name,
                 stream.schema,
                 stream.samples,
                 stream.produced,
                 stream.rate_hz,
+                stream.dropped.source,
                 stream.dropped.ring,
                 stream.dropped.exporter,
                 stream.dropped.writer,

@@ -258,6 +258,7 @@ struct StreamShared {
     base: PathBuf,
     sidecar: PathBuf,
     produced: AtomicU64,
+    source_lost: AtomicU64,
     ring_dropped: AtomicU64,
     filtered: AtomicU64,
     pushed: AtomicU64,
@@ -284,6 +285,7 @@ impl StreamShared {
             e.discarded
         };
         DroppedCounts {
+            source: self.source_lost.load(Ordering::Relaxed),
             ring: self.ring_dropped.load(Ordering::Relaxed),
             exporter: e.dropped,
             writer,
@@ -348,7 +350,8 @@ pub struct StreamStatus {
     pub parts: u64,
     /// Bytes written over all parts.
     pub bytes: u64,
-    /// Samples produced by the source since the start.
+    /// Samples produced by the source since the start (those it reported lost before
+    /// they reached the recorder included).
     pub produced: u64,
     /// Samples in the data files.
     pub samples: u64,
@@ -442,7 +445,9 @@ impl<S: Schema> PendingStream for Pending<S> {
         let slot2 = slot.clone();
         let dropped = Arc::new(move || {
             lock(&slot2).as_ref().map_or(0, |s| {
-                s.ring_dropped.load(Ordering::Relaxed) + s.export.snapshot().dropped
+                s.source_lost.load(Ordering::Relaxed)
+                    + s.ring_dropped.load(Ordering::Relaxed)
+                    + s.export.snapshot().dropped
             })
         });
         let writer = FileWriter::create(encoder, file_cfg, dropped).map_err(|source| {
@@ -459,6 +464,7 @@ impl<S: Schema> PendingStream for Pending<S> {
             sidecar: base.with_extension("meta.json"),
             base: data,
             produced: AtomicU64::new(0),
+            source_lost: AtomicU64::new(0),
             ring_dropped: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
             pushed: AtomicU64::new(0),
@@ -489,6 +495,7 @@ fn stream_worker<S: Schema>(
     let chunk = cfg.export.batch.clamp(256, 16384);
     let mut buf: Vec<S> = Vec::with_capacity(chunk);
     let start = reader.position().0;
+    let lost_before = reader.lost_upstream();
     let mut stop_at: Option<u64> = None;
     // Samples read from the ring and not yet accepted by the exporter (it refuses them
     // while both buffers are full): they wait here while the ring keeps absorbing.
@@ -525,9 +532,13 @@ fn stream_worker<S: Schema>(
             stream
                 .filtered
                 .fetch_add((before - buf.len()) as u64, Ordering::Relaxed);
+            // Produced by the device: what reached the ring plus what the source
+            // reported lost on the way there.
+            let lost = reader.lost_upstream() - lost_before;
+            stream.source_lost.store(lost, Ordering::Relaxed);
             stream
                 .produced
-                .store(reader.position().0 - start, Ordering::Relaxed);
+                .store(reader.position().0 - start + lost, Ordering::Relaxed);
             got = Some(r);
         }
         // Accepted, or dropped/discarded and counted by the exporter; a refused tail
@@ -1047,8 +1058,14 @@ impl Recording {
 
     /// Stops every stream (recording all samples produced before this call), finalises
     /// files and sidecars, and returns the summary.
-    pub fn stop(mut self) -> RecordingSummary {
-        self.group.request_stop("stopped");
+    pub fn stop(self) -> RecordingSummary {
+        self.stop_because("stopped")
+    }
+
+    /// Like [`Recording::stop`], with the reason the status and sidecar give (e.g.
+    /// "source ended").
+    pub fn stop_because(mut self, reason: &str) -> RecordingSummary {
+        self.group.request_stop(reason);
         self.join()
     }
 

@@ -3,7 +3,9 @@
 //! One writer ([`RingWriter`], not `Clone`) and any number of readers ([`RingReader`],
 //! each with its own position). The writer never blocks and never waits for a reader:
 //! it overwrites the oldest slot. A reader asks for everything since its index and
-//! learns exactly how many samples it missed. Each slot is guarded by a sequence number
+//! learns exactly how many samples it missed. The writer can also report samples it
+//! knows were lost before they reached it (a device's sequence gaps), so readers
+//! account for those too. Each slot is guarded by a sequence number
 //! (a per-slot seqlock), so a reader detects a slot overwritten while it was copying.
 //! No I/O, no clock, no thread.
 
@@ -25,6 +27,8 @@ struct Slot<T> {
 struct Ring<T> {
     slots: Box<[Slot<T>]>,
     head: AtomicU64,
+    /// Samples lost upstream of the writer, as it reported them.
+    lost_upstream: AtomicU64,
 }
 
 // SAFETY: values are `Copy` (no drop, no interior pointers owned); concurrent access to
@@ -70,6 +74,7 @@ pub fn ring<T: Copy + Send>(capacity: usize) -> (RingWriter<T>, RingReader<T>) {
     let ring = Arc::new(Ring {
         slots,
         head: AtomicU64::new(0),
+        lost_upstream: AtomicU64::new(0),
     });
     (
         RingWriter { ring: ring.clone() },
@@ -107,6 +112,13 @@ impl<T: Copy + Send> RingWriter<T> {
         SampleIndex(self.ring.head.load(Ordering::Relaxed))
     }
 
+    /// Records that `n` samples were lost before they reached this writer (e.g. sequence
+    /// numbers a device skipped, or frames that arrived corrupt), so that readers count
+    /// them with what they missed themselves. They take no slot and no index.
+    pub fn count_lost_upstream(&mut self, n: u64) {
+        self.ring.lost_upstream.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// A new reader positioned at the current head (sees only future samples).
     pub fn reader(&self) -> RingReader<T> {
         RingReader {
@@ -125,6 +137,12 @@ impl<T: Copy + Send> RingReader<T> {
     /// Index the next sample will get (= samples pushed so far).
     pub fn head(&self) -> SampleIndex {
         SampleIndex(self.ring.head.load(Ordering::Acquire))
+    }
+
+    /// Samples the writer has reported lost upstream of the ring since it was created
+    /// (see [`RingWriter::count_lost_upstream`]).
+    pub fn lost_upstream(&self) -> u64 {
+        self.ring.lost_upstream.load(Ordering::Relaxed)
     }
 
     /// This reader's position.
@@ -236,6 +254,18 @@ mod tests {
         assert_eq!(s.next, SampleIndex(10));
         out.clear();
         assert_eq!(r.read(&mut out, 10).read, 0);
+    }
+
+    #[test]
+    fn upstream_losses_reach_every_reader_and_take_no_index() {
+        let (mut w, r) = ring::<u8>(4);
+        let other = w.reader();
+        w.push(1);
+        w.count_lost_upstream(3);
+        w.push(2);
+        w.count_lost_upstream(2);
+        assert_eq!((r.lost_upstream(), other.lost_upstream()), (5, 5));
+        assert_eq!(w.head(), SampleIndex(2));
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub enum RecordingState {
 /// Samples lost, per pipeline stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DroppedCounts {
+    /// Numbered by the device but never received intact (sequence gaps: lost on the
+    /// link, or in frames that arrived corrupt), as the source reported them. Absent
+    /// in sidecars written before this stage was counted.
+    #[serde(default)]
+    pub source: u64,
     /// Overwritten in the ring buffer before the recorder read them.
     pub ring: u64,
     /// Dropped by the exporter because both buffers were full.
@@ -44,7 +49,7 @@ pub struct DroppedCounts {
 impl DroppedCounts {
     /// Sum over all stages.
     pub fn total(&self) -> u64 {
-        self.ring + self.exporter + self.writer
+        self.source + self.ring + self.exporter + self.writer
     }
 }
 
@@ -114,7 +119,8 @@ pub struct Sidecar {
     pub duration_s: f64,
     /// Samples in the data files.
     pub samples: u64,
-    /// Samples produced by the source since the start.
+    /// Samples produced by the source since the start (those it reported lost before
+    /// they reached the recorder included).
     pub produced: u64,
     /// Samples skipped because they were on inactive lines (active-lines-only option);
     /// not a loss.

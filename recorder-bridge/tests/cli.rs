@@ -198,3 +198,89 @@ fn kill_9_then_recover_and_verify_csv() {
 fn kill_9_then_recover_and_verify_labview() {
     kill_then_recover("labview");
 }
+
+/// `record --source serial:PATH` on a pseudo-terminal fed by the firmware's simulator
+/// with dropped and corrupted samples: every sample sent intact is in the file, every
+/// one the board numbered is recorded or counted as a source loss, the recording stops
+/// by itself when the board goes away, and `verify` accepts it.
+#[test]
+fn record_from_a_serial_board_counts_its_gaps_and_stops_when_it_goes_away() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3_000u64;
+    let mut sim = xiao_sim::SimConfig::new(11, std::num::NonZeroU32::new(1000).unwrap());
+    sim.faults.drop = xiao_sim::Probability::try_from(0.01).unwrap();
+    sim.faults.corrupt = xiao_sim::Probability::try_from(0.01).unwrap();
+    let ticks: Vec<xiao_sim::Tick> = {
+        let mut s = xiao_sim::Simulator::new(sim);
+        (0..n).map(|_| s.tick()).collect()
+    };
+    let intact: Vec<kwik_recorder::ImuRow> = ticks
+        .iter()
+        .filter(|t| t.fate == xiao_sim::Fate::Sent)
+        .map(|t| kwik_recorder::remote::imu_row(&t.sample))
+        .collect();
+    // Samples lost after the last intact one leave no gap the host could see.
+    let numbered = 1 + ticks
+        .iter()
+        .rposition(|t| t.fate == xiao_sim::Fate::Sent)
+        .unwrap() as u64;
+
+    let mut pty = xiao_sim::Pty::open().unwrap();
+    let port = pty.slave_path().to_path_buf();
+    let child = Command::new(BIN)
+        .args([
+            "--json", "record", "--out", "r", "--prefix", "board", "--source",
+        ])
+        .arg(format!("serial:{}", port.display()))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Write only once the recorder has the port open.
+    let opened = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == port))
+    };
+    let t = Instant::now();
+    while !opened(child.id()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the recorder never opened {port:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for t in &ticks {
+        pty.write_all(&t.bytes).unwrap();
+    }
+    assert!(pty.wait_drained(Duration::from_secs(30)).unwrap());
+    drop(pty); // the board goes away
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"]["stop_reason"], "source ended", "{v}");
+    let stream = &v["status"]["streams"][0];
+    assert_eq!(stream["samples"], intact.len() as u64, "{stream}");
+    assert_eq!(stream["produced"], numbered, "{stream}");
+    assert_eq!(stream["dropped"]["source"], numbered - intact.len() as u64);
+    assert_eq!(stream["dropped"]["ring"], 0);
+
+    let csv = find(&dir.path().join("r"), ".csv");
+    assert_eq!(csv.len(), 1);
+    let parsed =
+        kwik_recorder::parse_csv::<kwik_recorder::ImuRow>(&std::fs::read(&csv[0]).unwrap())
+            .unwrap();
+    assert_eq!(parsed.rows, intact);
+    let sidecar = kwik_recorder::Sidecar::read(&kwik_recorder::sidecar_path(&csv[0])).unwrap();
+    assert_eq!(sidecar.dropped.source, numbered - intact.len() as u64);
+    assert_eq!(sidecar.device["kind"], "xiao-serial");
+    let o = run(&["verify", csv[0].to_str().unwrap()], dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}

@@ -45,6 +45,11 @@ impl Pty {
         // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
         let (master, slave) =
             unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        // openpty leaves both ends inheritable: a child process (e.g. the recorder a
+        // test starts on the slave path) would hold the master open, and it would never
+        // see the board go away when this `Pty` is dropped.
+        close_on_exec(&master)?;
+        close_on_exec(&slave)?;
         make_raw(&slave)?;
         let slave_path = tty_name(&slave)?;
         Ok(Self {
@@ -115,6 +120,17 @@ impl Write for Pty {
     fn flush(&mut self) -> io::Result<()> {
         self.master.flush()
     }
+}
+
+fn close_on_exec(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a valid descriptor only read and set its flags.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFD);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 fn make_raw(fd: &OwnedFd) -> io::Result<()> {

@@ -236,3 +236,20 @@ fn pty_carries_the_bytes_unchanged() {
     assert_eq!(decoder.stats().errors(), 0);
     assert_eq!(samples(&frames).len(), 50);
 }
+
+#[test]
+fn pty_is_not_inherited_by_child_processes() {
+    let pty = Pty::open().unwrap();
+    // A child holding the master would keep the "board" alive after the Pty is dropped.
+    let out = std::process::Command::new("ls")
+        .args(["-l", "/proc/self/fd"])
+        .output()
+        .unwrap();
+    let fds = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(!fds.contains("ptmx"), "the master leaked: {fds}");
+    assert!(
+        !fds.contains(&*pty.slave_path().to_string_lossy()),
+        "the slave leaked: {fds}"
+    );
+}
