@@ -56,44 +56,86 @@ enum Command {
     Stream(kwik_recorder::remote::cli::StreamArgs),
 }
 
-/// What `record` reads.
+/// What one `--source` of `record` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SourceKind {
     /// A XIAO board's frames on a serial port (its USB port, or a pseudo-terminal).
     Serial(PathBuf),
+    /// A simulated source, at its own rate or `--rate`.
+    Sim(SimKind, Option<u32>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SimKind {
     /// Simulated XIAO IMU rows.
-    SimImu,
+    Imu,
     /// Simulated two-ADC E-field samples.
-    SimEfield,
+    Efield,
     /// Simulated stage positions.
-    SimStage,
+    Stage,
+}
+
+impl SimKind {
+    /// The schema (and stream) name of its samples.
+    fn schema(self) -> &'static str {
+        match self {
+            SimKind::Imu => <kwik_recorder::ImuRow as kwik_recorder::Schema>::NAME,
+            SimKind::Efield => <kwik_recorder::EfieldSample as kwik_recorder::Schema>::NAME,
+            SimKind::Stage => <kwik_recorder::StagePosition as kwik_recorder::Schema>::NAME,
+        }
+    }
 }
 
 impl SourceKind {
+    /// The schema (and stream) name of its samples.
+    fn schema(&self) -> &'static str {
+        match self {
+            SourceKind::Serial(_) => SimKind::Imu.schema(),
+            SourceKind::Sim(kind, _) => kind.schema(),
+        }
+    }
+
     /// The name the sidecar's device info gives.
     fn name(&self) -> String {
         match self {
             SourceKind::Serial(p) => format!("serial:{}", p.display()),
-            SourceKind::SimImu => "sim-imu".into(),
-            SourceKind::SimEfield => "sim-efield".into(),
-            SourceKind::SimStage => "sim-stage".into(),
+            SourceKind::Sim(SimKind::Imu, _) => "sim-imu".into(),
+            SourceKind::Sim(SimKind::Efield, _) => "sim-efield".into(),
+            SourceKind::Sim(SimKind::Stage, _) => "sim-stage".into(),
         }
     }
 }
 
 fn parse_source(s: &str) -> Result<SourceKind, String> {
-    match s {
-        "sim-imu" => Ok(SourceKind::SimImu),
-        "sim-efield" => Ok(SourceKind::SimEfield),
-        "sim-stage" => Ok(SourceKind::SimStage),
-        _ => match s.strip_prefix("serial:") {
-            Some(path) if !path.is_empty() => Ok(SourceKind::Serial(path.into())),
-            _ => Err(format!(
-                "unknown source {s:?}; use serial:PATH (the board's USB port, e.g. \
-                 serial:/dev/ttyACM0), sim-imu, sim-efield or sim-stage"
-            )),
-        },
+    if let Some(path) = s.strip_prefix("serial:") {
+        if !path.is_empty() {
+            return Ok(SourceKind::Serial(path.into()));
+        }
     }
+    let (name, rate) = match s.split_once('@') {
+        Some((name, hz)) => match hz.parse::<u32>() {
+            Ok(hz) => (name, Some(hz)),
+            Err(_) => {
+                return Err(format!(
+                    "{hz:?} is not a rate in Hz; write e.g. sim-efield@128000"
+                ));
+            }
+        },
+        None => (s, None),
+    };
+    let kind = match name {
+        "sim-imu" => SimKind::Imu,
+        "sim-efield" => SimKind::Efield,
+        "sim-stage" => SimKind::Stage,
+        _ => {
+            return Err(format!(
+                "unknown source {s:?}; use serial:PATH (the board's USB port, e.g. \
+                 serial:/dev/ttyACM0), sim-imu, sim-efield or sim-stage (optionally with \
+                 @HZ, e.g. sim-efield@128000)"
+            ));
+        }
+    };
+    Ok(SourceKind::Sim(kind, rate))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -107,11 +149,14 @@ enum FormatKind {
 #[derive(Debug, Args)]
 struct RecordArgs {
     /// What to record: serial:PATH (a XIAO board's USB port, e.g. serial:/dev/ttyACM0;
-    /// stops when the board goes away), sim-imu, sim-efield or sim-stage.
-    #[arg(long, value_parser = parse_source)]
-    source: SourceKind,
-    /// Sample rate in Hz of a simulated source (default 100 for sim-imu, 1000
-    /// otherwise); a board sets its own.
+    /// the recording stops when the board goes away), sim-imu, sim-efield or sim-stage
+    /// (a simulator's rate can follow, e.g. sim-efield@128000). Repeat it to record
+    /// several streams in one group, started and stopped together with one t0 (e.g.
+    /// --source sim-efield@128000 --source sim-stage@100); one stream per schema.
+    #[arg(long = "source", value_name = "SOURCE", value_parser = parse_source, required = true)]
+    sources: Vec<SourceKind>,
+    /// Sample rate in Hz of the simulated sources that name none (default 100 for
+    /// sim-imu, 1000 otherwise); a board samples at its own rate.
     #[arg(long)]
     rate: Option<u32>,
     /// Stop after this long (e.g. 10s, 500ms, 2m, 1h). Default: until Ctrl-C.
@@ -203,15 +248,20 @@ fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
                 .context("bad --labview-block")?,
         ),
     };
-    let default_rate = match a.source {
-        SourceKind::Serial(_) if a.rate.is_some() => {
-            bail!("--rate is for simulated sources; a board samples at its own rate")
+    for (i, later) in a.sources.iter().enumerate() {
+        if let Some(first) = a.sources[..i].iter().find(|s| s.schema() == later.schema()) {
+            bail!(
+                "--source {} and --source {} both give {} samples; a recording has one \
+                 stream per schema (run two recordings for two such devices)",
+                first.name(),
+                later.name(),
+                later.schema()
+            );
         }
-        SourceKind::SimImu => 100,
-        _ => 1000,
-    };
-    let rate = RateHz::try_from(a.rate.unwrap_or(default_rate))
-        .context("bad --rate; give a rate of at least 1 Hz")?;
+    }
+    if a.rate.is_some() && !a.sources.iter().any(|s| matches!(s, SourceKind::Sim(..))) {
+        bail!("--rate is for simulated sources; a board samples at its own rate");
+    }
     let mut config = RecordingConfig {
         out_dir: a.out.clone(),
         prefix,
@@ -228,51 +278,106 @@ fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
         ..RecordingConfig::default()
     };
     config.export.batch = a.batch.max(1);
-    config.device.insert("name".into(), a.source.name());
-    let kind = if let SourceKind::Serial(_) = a.source {
-        "xiao-serial"
-    } else {
-        config
-            .settings
-            .insert("rate_hz".into(), rate.get().to_string());
-        "simulator"
+    let names: Vec<String> = a.sources.iter().map(SourceKind::name).collect();
+    config.device.insert("name".into(), names.join(" + "));
+    let serial = a.sources.iter().any(|s| matches!(s, SourceKind::Serial(_)));
+    let kind = match (serial, a.sources.len() > 1) {
+        (true, false) => "xiao-serial",
+        (true, true) => "xiao-serial + simulator",
+        (false, _) => "simulator",
     };
     config.device.insert("kind".into(), kind.into());
-    kwik_recorder::interrupt::install();
-    match &a.source {
-        SourceKind::Serial(path) => run_serial(path, config, &a, json),
-        SourceKind::SimImu => run_sim(SimImu { rate }, config, &a, json),
-        SourceKind::SimEfield => run_sim(SimEfield { rate }, config, &a, json),
-        SourceKind::SimStage => run_sim(SimStage { rate }, config, &a, json),
+    for source in &a.sources {
+        if let SourceKind::Sim(kind, own) = source {
+            config.settings.insert(
+                format!("{}.rate_hz", kind.schema()),
+                sim_rate(*kind, own.or(a.rate))?.get().to_string(),
+            );
+        }
     }
-}
-
-fn run_sim<G: SignalGenerator>(
-    generator: G,
-    config: RecordingConfig,
-    a: &RecordArgs,
-    json: bool,
-) -> Result<ExitCode> {
-    let rate = generator.rate().get();
-    // Two seconds of history: the recorder reads every few ms, so this is ample.
-    let (writer, reader) = ring(rate.max(1024) as usize * 2);
     let mut group = RecordingGroup::new(config);
-    group.add_stream(<G::Sample as kwik_recorder::Schema>::NAME, reader);
+    let mut starts = Vec::new();
+    for source in &a.sources {
+        starts.push(attach(source, a.rate, &mut group)?);
+    }
     let recording = group.start().context("cannot start the recording")?;
-    let source = SimSource::spawn(generator, writer, None).context("cannot start the source")?;
-    let summary = watch(recording, a, json, || false);
-    drop(source);
+    kwik_recorder::interrupt::install();
+    let running = starts
+        .into_iter()
+        .map(|start| start())
+        .collect::<Result<Vec<Running>>>()?;
+    let summary = watch(recording, &a, json, || running.iter().any(Running::ended));
+    for r in running {
+        match r {
+            Running::Sim(sim) => {
+                sim.stop();
+            }
+            Running::Board(feed) => {
+                let fed = feed.stop();
+                if !json && fed.corrupt_frames > 0 {
+                    println!("  {} corrupt frames from the board", fed.corrupt_frames);
+                }
+            }
+        }
+    }
     report_summary(&summary, json)
 }
 
-/// Records a XIAO board's frames from a serial port until the limit, Ctrl-C, or the
-/// board going away; sequence gaps and corrupt frames are counted as source losses.
-fn run_serial(
-    path: &Path,
-    config: RecordingConfig,
-    a: &RecordArgs,
-    json: bool,
-) -> Result<ExitCode> {
+/// A source of a `record` run, feeding its stream's ring until dropped.
+enum Running {
+    Sim(SimSource),
+    Board(kwik_recorder::remote::SourceFeed),
+}
+
+impl Running {
+    /// True once the source has ended by itself (the board went away).
+    fn ended(&self) -> bool {
+        match self {
+            Running::Sim(_) => false,
+            Running::Board(feed) => feed.is_finished(),
+        }
+    }
+}
+
+/// What starts a source once the recording has started.
+type Start = Box<dyn FnOnce() -> Result<Running>>;
+
+/// Adds the stream of `source` to `group` (one ring each) and returns what starts the
+/// source. A serial port is opened here, so a missing board fails before any file is
+/// created.
+fn attach(source: &SourceKind, rate: Option<u32>, group: &mut RecordingGroup) -> Result<Start> {
+    let (kind, rate) = match source {
+        SourceKind::Serial(path) => return attach_board(path, group),
+        SourceKind::Sim(kind, own) => (*kind, sim_rate(*kind, own.or(rate))?),
+    };
+    Ok(match kind {
+        SimKind::Imu => attach_sim(SimImu { rate }, group),
+        SimKind::Efield => attach_sim(SimEfield { rate }, group),
+        SimKind::Stage => attach_sim(SimStage { rate }, group),
+    })
+}
+
+/// A simulator's rate: its own or `--rate`, else 100 Hz for the IMU and 1 kHz for the
+/// others.
+fn sim_rate(kind: SimKind, rate: Option<u32>) -> Result<RateHz> {
+    let default = if kind == SimKind::Imu { 100 } else { 1000 };
+    RateHz::try_from(rate.unwrap_or(default)).context("bad rate; give at least 1 Hz")
+}
+
+fn attach_sim<G: SignalGenerator>(generator: G, group: &mut RecordingGroup) -> Start {
+    let rate = generator.rate().get();
+    // Two seconds of history: the recorder reads every few ms, so this is ample.
+    let (writer, reader) = ring(rate.max(1024) as usize * 2);
+    group.add_stream(<G::Sample as kwik_recorder::Schema>::NAME, reader);
+    Box::new(move || {
+        let sim = SimSource::spawn(generator, writer, None).context("cannot start the source")?;
+        Ok(Running::Sim(sim))
+    })
+}
+
+/// A XIAO board's frames from a serial port; its sequence gaps and corrupt frames are
+/// counted as source losses.
+fn attach_board(path: &Path, group: &mut RecordingGroup) -> Result<Start> {
     let port = kwik_recorder::remote::serial(path).with_context(|| {
         format!(
             "cannot open serial port {}; check the board is plugged in and that you may \
@@ -283,20 +388,15 @@ fn run_serial(
     // Four seconds at the board's highest rate (about 4 kHz): ample for a recorder that
     // reads every few milliseconds.
     let (writer, reader) = ring::<kwik_recorder::ImuRow>(16_384);
-    let mut group = RecordingGroup::new(config);
     group.add_stream(
         <kwik_recorder::ImuRow as kwik_recorder::Schema>::NAME,
         reader,
     );
-    let recording = group.start().context("cannot start the recording")?;
-    let feed = kwik_recorder::remote::SourceFeed::spawn(port, writer)
-        .context("cannot start reading the serial port")?;
-    let summary = watch(recording, a, json, || feed.is_finished());
-    let fed = feed.stop();
-    if !json && fed.corrupt_frames > 0 {
-        println!("  {} corrupt frames from the board", fed.corrupt_frames);
-    }
-    report_summary(&summary, json)
+    Ok(Box::new(move || {
+        let feed = kwik_recorder::remote::SourceFeed::spawn(port, writer)
+            .context("cannot start reading the serial port")?;
+        Ok(Running::Board(feed))
+    }))
 }
 
 /// Shows progress until the recording ends by itself, Ctrl-C, or `source_ended`

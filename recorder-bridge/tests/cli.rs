@@ -284,3 +284,72 @@ fn record_from_a_serial_board_counts_its_gaps_and_stops_when_it_goes_away() {
     let o = run(&["verify", csv[0].to_str().unwrap()], dir.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+/// Two `--source`s make one recording group: an E-field stream and a stage stream with
+/// one session id and one start, each at its own rate, both verified; two sources of
+/// one schema are refused with a message that says why.
+#[test]
+fn several_sources_record_one_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        &[
+            "--json",
+            "record",
+            "--source",
+            "sim-efield@2000",
+            "--source",
+            "sim-stage@100",
+            "--duration",
+            "1s",
+            "--out",
+            "r",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut csv = find(&dir.path().join("r"), ".csv");
+    csv.sort_by_key(|p| p.to_string_lossy().contains("stage"));
+    assert_eq!(csv.len(), 2, "{csv:?}");
+    let meta: Vec<kwik_recorder::Sidecar> = csv
+        .iter()
+        .map(|f| kwik_recorder::Sidecar::read(&kwik_recorder::sidecar_path(f)).unwrap())
+        .collect();
+    assert_eq!(
+        (meta[0].schema.as_str(), meta[1].schema.as_str()),
+        ("efield", "stage")
+    );
+    assert_eq!(meta[0].session_id, meta[1].session_id);
+    assert_eq!(meta[0].start_utc, meta[1].start_utc);
+    assert_eq!(meta[0].settings["efield.rate_hz"], "2000");
+    assert_eq!(meta[1].settings["stage.rate_hz"], "100");
+    assert_eq!(meta[0].device["name"], "sim-efield + sim-stage");
+    // About one second of each (the group stops both at the same instant).
+    assert!(
+        (1_500..=2_500).contains(&meta[0].samples),
+        "{}",
+        meta[0].samples
+    );
+    assert!((75..=125).contains(&meta[1].samples), "{}", meta[1].samples);
+    for f in &csv {
+        let o = run(&["verify", f.to_str().unwrap()], dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+
+    let o = run(
+        &[
+            "record",
+            "--source",
+            "sim-imu",
+            "--source",
+            "sim-imu@50",
+            "--quiet",
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--source sim-imu and --source sim-imu both give xiao-imu samples"),
+        "{err}"
+    );
+}
