@@ -495,7 +495,6 @@ fn stream_worker<S: Schema>(
     let chunk = cfg.export.batch.clamp(256, 16384);
     let mut buf: Vec<S> = Vec::with_capacity(chunk);
     let start = reader.position().0;
-    let lost_before = reader.lost_upstream();
     let mut stop_at: Option<u64> = None;
     // Samples read from the ring and not yet accepted by the exporter (it refuses them
     // while both buffers are full): they wait here while the ring keeps absorbing.
@@ -534,7 +533,7 @@ fn stream_worker<S: Schema>(
                 .fetch_add((before - buf.len()) as u64, Ordering::Relaxed);
             // Produced by the device: what reached the ring plus what the source
             // reported lost on the way there.
-            let lost = reader.lost_upstream() - lost_before;
+            let lost = reader.lost_upstream();
             stream.source_lost.store(lost, Ordering::Relaxed);
             stream
                 .produced

@@ -60,6 +60,9 @@ pub struct RingWriter<T> {
 pub struct RingReader<T> {
     ring: Arc<Ring<T>>,
     next: SampleIndex,
+    /// The ring's upstream-loss count when this reader was created: it counts only
+    /// later losses, as it reads only later samples.
+    lost_base: u64,
 }
 
 /// Creates a ring holding the last `capacity` samples (at least 1).
@@ -81,6 +84,7 @@ pub fn ring<T: Copy + Send>(capacity: usize) -> (RingWriter<T>, RingReader<T>) {
         RingReader {
             ring,
             next: SampleIndex(0),
+            lost_base: 0,
         },
     )
 }
@@ -124,6 +128,7 @@ impl<T: Copy + Send> RingWriter<T> {
         RingReader {
             ring: self.ring.clone(),
             next: self.head(),
+            lost_base: self.ring.lost_upstream.load(Ordering::Relaxed),
         }
     }
 
@@ -139,10 +144,11 @@ impl<T: Copy + Send> RingReader<T> {
         SampleIndex(self.ring.head.load(Ordering::Acquire))
     }
 
-    /// Samples the writer has reported lost upstream of the ring since it was created
-    /// (see [`RingWriter::count_lost_upstream`]).
+    /// Samples the writer has reported lost upstream of the ring (see
+    /// [`RingWriter::count_lost_upstream`]) since this reader, or the reader it was
+    /// cloned from, was created.
     pub fn lost_upstream(&self) -> u64 {
-        self.ring.lost_upstream.load(Ordering::Relaxed)
+        self.ring.lost_upstream.load(Ordering::Relaxed) - self.lost_base
     }
 
     /// This reader's position.
@@ -215,6 +221,7 @@ impl<T> Clone for RingReader<T> {
         RingReader {
             ring: self.ring.clone(),
             next: self.next,
+            lost_base: self.lost_base,
         }
     }
 }
@@ -262,9 +269,11 @@ mod tests {
         let other = w.reader();
         w.push(1);
         w.count_lost_upstream(3);
+        let late = w.reader(); // like a reader attached now: later losses only
         w.push(2);
         w.count_lost_upstream(2);
         assert_eq!((r.lost_upstream(), other.lost_upstream()), (5, 5));
+        assert_eq!((late.lost_upstream(), late.clone().lost_upstream()), (2, 2));
         assert_eq!(w.head(), SampleIndex(2));
     }
 

@@ -200,11 +200,14 @@ fn kill_9_then_recover_and_verify_labview() {
 }
 
 /// `record --source serial:PATH` on a pseudo-terminal fed by the firmware's simulator
-/// with dropped and corrupted samples: every sample sent intact is in the file, every
-/// one the board numbered is recorded or counted as a source loss, the recording stops
-/// by itself when the board goes away, and `verify` accepts it.
+/// with dropped and corrupted samples: from the first sample the recorder received,
+/// every sample sent intact is in the file and every one the board numbered is recorded
+/// or counted as a source loss; the recording stops by itself when the board goes away,
+/// and `verify` accepts it.
 #[test]
 fn record_from_a_serial_board_counts_its_gaps_and_stops_when_it_goes_away() {
+    use kwik_recorder::ImuRow;
+    use kwik_recorder::remote::imu_row;
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let n = 3_000u64;
@@ -215,16 +218,6 @@ fn record_from_a_serial_board_counts_its_gaps_and_stops_when_it_goes_away() {
         let mut s = xiao_sim::Simulator::new(sim);
         (0..n).map(|_| s.tick()).collect()
     };
-    let intact: Vec<kwik_recorder::ImuRow> = ticks
-        .iter()
-        .filter(|t| t.fate == xiao_sim::Fate::Sent)
-        .map(|t| kwik_recorder::remote::imu_row(&t.sample))
-        .collect();
-    // Samples lost after the last intact one leave no gap the host could see.
-    let numbered = 1 + ticks
-        .iter()
-        .rposition(|t| t.fate == xiao_sim::Fate::Sent)
-        .unwrap() as u64;
 
     let mut pty = xiao_sim::Pty::open().unwrap();
     let port = pty.slave_path().to_path_buf();
@@ -237,7 +230,9 @@ fn record_from_a_serial_board_counts_its_gaps_and_stops_when_it_goes_away() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Write only once the recorder has the port open.
+    // Write once the recorder has the port open. (Opening a serial port flushes what
+    // was waiting, so the first few frames may still be lost before the recording
+    // starts; the expectations below count from the first sample recorded.)
     let opened = |pid: u32| {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .into_iter()
@@ -266,20 +261,37 @@ fn record_from_a_serial_board_counts_its_gaps_and_stops_when_it_goes_away() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"]["stop_reason"], "source ended", "{v}");
-    let stream = &v["status"]["streams"][0];
-    assert_eq!(stream["samples"], intact.len() as u64, "{stream}");
-    assert_eq!(stream["produced"], numbered, "{stream}");
-    assert_eq!(stream["dropped"]["source"], numbered - intact.len() as u64);
-    assert_eq!(stream["dropped"]["ring"], 0);
 
     let csv = find(&dir.path().join("r"), ".csv");
     assert_eq!(csv.len(), 1);
-    let parsed =
-        kwik_recorder::parse_csv::<kwik_recorder::ImuRow>(&std::fs::read(&csv[0]).unwrap())
-            .unwrap();
-    assert_eq!(parsed.rows, intact);
+    let rows = kwik_recorder::parse_csv::<ImuRow>(&std::fs::read(&csv[0]).unwrap())
+        .unwrap()
+        .rows;
+    // The ground truth from the first sample recorded: what was sent intact, and how
+    // many the board numbered up to its last intact sample (losses after it leave no
+    // gap the host could see).
+    let sent = |t: &xiao_sim::Tick| t.fate == xiao_sim::Fate::Sent;
+    let first = ticks
+        .iter()
+        .position(|t| sent(t) && Some(&imu_row(&t.sample)) == rows.first())
+        .expect("the first recorded row is one the board sent");
+    assert!(first < 100, "the first {first} samples were not recorded");
+    let intact: Vec<ImuRow> = ticks[first..]
+        .iter()
+        .filter(|t| sent(t))
+        .map(|t| imu_row(&t.sample))
+        .collect();
+    let numbered = (ticks.iter().rposition(sent).unwrap() - first + 1) as u64;
+    assert_eq!(rows, intact);
+    let lost = numbered - intact.len() as u64;
+    assert!(lost > 0, "the simulator's faults were not seen");
+    let stream = &v["status"]["streams"][0];
+    assert_eq!(stream["samples"], intact.len() as u64, "{stream}");
+    assert_eq!(stream["produced"], numbered, "{stream}");
+    assert_eq!(stream["dropped"]["source"], lost, "{stream}");
+    assert_eq!(stream["dropped"]["ring"], 0);
     let sidecar = kwik_recorder::Sidecar::read(&kwik_recorder::sidecar_path(&csv[0])).unwrap();
-    assert_eq!(sidecar.dropped.source, numbered - intact.len() as u64);
+    assert_eq!(sidecar.dropped.source, lost);
     assert_eq!(sidecar.device["kind"], "xiao-serial");
     let o = run(&["verify", csv[0].to_str().unwrap()], dir.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
@@ -323,13 +335,18 @@ fn several_sources_record_one_group() {
     assert_eq!(meta[0].settings["efield.rate_hz"], "2000");
     assert_eq!(meta[1].settings["stage.rate_hz"], "100");
     assert_eq!(meta[0].device["name"], "sim-efield + sim-stage");
-    // About one second of each (the group stops both at the same instant).
+    // Each at its own rate, both stopped together: twenty E-field rows per stage row
+    // (not checked exactly: the pacing follows the wall clock).
     assert!(
-        (1_500..=2_500).contains(&meta[0].samples),
-        "{}",
-        meta[0].samples
+        meta[0].samples > 5 * meta[1].samples && meta[1].samples > 0,
+        "efield {} stage {}",
+        meta[0].samples,
+        meta[1].samples
     );
-    assert!((75..=125).contains(&meta[1].samples), "{}", meta[1].samples);
+    assert!(
+        meta.iter()
+            .all(|m| m.dropped.total() == 0 && m.produced == m.samples)
+    );
     for f in &csv {
         let o = run(&["verify", f.to_str().unwrap()], dir.path());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));

@@ -3,12 +3,11 @@
 //! corrupt frames as losses upstream of the ring, so the recording's sidecar accounts
 //! for every sample the device numbered.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 
 use crate::remote::source::{SampleSource, SourceEvent};
 use crate::ring::RingWriter;
+use crate::source::FeedThread;
 
 /// What a [`SourceFeed`] moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -27,10 +26,7 @@ pub struct FeedReport {
 
 /// The thread feeding one source into one ring. Dropping it stops the thread.
 #[derive(Debug)]
-pub struct SourceFeed {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<FeedReport>>,
-}
+pub struct SourceFeed(FeedThread<FeedReport>);
 
 impl SourceFeed {
     /// Starts reading `source` into `ring` on a thread of its own. The thread checks
@@ -41,59 +37,39 @@ impl SourceFeed {
         Src: SampleSource,
         Src::Sample: Copy,
     {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("kwik-source-feed".into())
-            .spawn(move || {
-                let mut report = FeedReport::default();
-                while !stop2.load(Ordering::Relaxed) {
-                    match source.next_event() {
-                        Some(SourceEvent::Sample { sample, .. }) => {
-                            ring.push(sample);
-                            report.samples += 1;
-                        }
-                        Some(SourceEvent::Lost(n)) => {
-                            ring.count_lost_upstream(n);
-                            report.lost += n;
-                        }
-                        Some(SourceEvent::DecodeError) => report.corrupt_frames += 1,
-                        Some(SourceEvent::Idle) => {}
-                        None => {
-                            report.ended = true;
-                            break;
-                        }
+        let thread = FeedThread::spawn("kwik-source-feed", move |stop| {
+            let mut report = FeedReport::default();
+            while !stop.load(Ordering::Relaxed) {
+                match source.next_event() {
+                    Some(SourceEvent::Sample { sample, .. }) => {
+                        ring.push(sample);
+                        report.samples += 1;
+                    }
+                    Some(SourceEvent::Lost(n)) => {
+                        ring.count_lost_upstream(n);
+                        report.lost += n;
+                    }
+                    Some(SourceEvent::DecodeError) => report.corrupt_frames += 1,
+                    Some(SourceEvent::Idle) => {}
+                    None => {
+                        report.ended = true;
+                        break;
                     }
                 }
-                report
-            })?;
-        Ok(SourceFeed {
-            stop,
-            handle: Some(handle),
-        })
+            }
+            report
+        })?;
+        Ok(SourceFeed(thread))
     }
 
     /// True once the source has ended by itself.
     pub fn is_finished(&self) -> bool {
-        self.handle.as_ref().is_none_or(|h| h.is_finished())
+        self.0.is_finished()
     }
 
     /// Stops the thread (if the source has not ended) and reports what it moved.
-    pub fn stop(mut self) -> FeedReport {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for SourceFeed {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    pub fn stop(self) -> FeedReport {
+        self.0.stop()
     }
 }
 
