@@ -249,7 +249,18 @@ pub struct ServerConfig {
     pub(crate) session: SessionConfig,
     pub(crate) token_key: TokenKey,
     pub(crate) secondary_joins: SecondaryJoins,
+    pub(crate) socket_buffer: usize,
 }
+
+/// Default size requested for a server endpoint's UDP receive and send buffers.
+///
+/// Every client's handshake and data arrive on the server's one socket. The kernel's
+/// default receive buffer (`net.core.rmem_default`, often 208 KiB: about a hundred
+/// datagrams at the kernel's accounting) overflows when many clients connect at once
+/// while the server is briefly busy; each dropped handshake packet costs its client a
+/// QUIC retransmission timeout (1 s, then 2 s, then 4 s). Linux caps the request at
+/// `net.core.rmem_max` / `net.core.wmem_max`.
+pub const DEFAULT_SERVER_SOCKET_BUFFER: usize = 8 << 20;
 
 /// Whether a server endpoint serves as a *secondary* server of sessions that
 /// another server (the primary) opened: a JOIN for a session this endpoint does
@@ -297,6 +308,7 @@ impl ServerConfig {
             session: SessionConfig::default(),
             token_key: TokenKey::random(),
             secondary_joins: SecondaryJoins::Refuse,
+            socket_buffer: DEFAULT_SERVER_SOCKET_BUFFER,
         }
     }
 
@@ -318,6 +330,18 @@ impl ServerConfig {
     /// [`SecondaryJoins::Refuse`].
     pub fn secondary_joins(mut self, joins: SecondaryJoins) -> Self {
         self.secondary_joins = joins;
+        self
+    }
+
+    /// Bytes requested for the UDP socket's receive and send buffers. Default
+    /// [`DEFAULT_SERVER_SOCKET_BUFFER`] (8 MiB). Larger rides out longer bursts (many
+    /// clients connecting at once, a server busy for a moment) without dropping
+    /// datagrams, at the cost of kernel memory and of queueing delay when the server
+    /// is overloaded for long. Linux caps it at `net.core.rmem_max` and
+    /// `net.core.wmem_max`; raise those (`sysctl`) to get more. 0 keeps the kernel's
+    /// defaults.
+    pub fn socket_buffer(mut self, bytes: usize) -> Self {
+        self.socket_buffer = bytes;
         self
     }
 }

@@ -155,7 +155,13 @@ impl Endpoint {
             .map_err(|e| TlsConfigError::Quic(e.to_string()))?;
         let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         sc.transport_config(transport(&config.session));
-        let quinn = quinn::Endpoint::server(sc, bind)?;
+        let socket = bind_socket(bind, config.socket_buffer)?;
+        let quinn = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(sc),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
         let (secondary_tx, secondary_rx) = mpsc::channel(ACCEPT_BACKLOG);
         let server = Arc::new(ServerShared {
@@ -285,6 +291,40 @@ impl Endpoint {
     pub async fn wait_idle(&self) {
         self.inner.quinn.wait_idle().await;
     }
+}
+
+/// A UDP socket bound to `bind` whose receive and send buffers are at least
+/// `buffer` bytes where the kernel allows it (0: the kernel's defaults). A buffer
+/// the kernel refuses to grow is not an error: the endpoint works, it only drops
+/// datagrams sooner under a burst, so this is logged.
+fn bind_socket(bind: SocketAddr, buffer: usize) -> io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(bind)?;
+    if buffer == 0 {
+        return Ok(socket);
+    }
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    // Only ever grow: a kernel default above the request stays.
+    if state.recv_buffer_size((&socket).into()).unwrap_or(0) < buffer {
+        if let Err(e) = state.set_recv_buffer_size((&socket).into(), buffer) {
+            warn!(error = %e, bytes = buffer, "cannot enlarge the UDP receive buffer");
+        }
+    }
+    if state.send_buffer_size((&socket).into()).unwrap_or(0) < buffer {
+        if let Err(e) = state.set_send_buffer_size((&socket).into(), buffer) {
+            warn!(error = %e, bytes = buffer, "cannot enlarge the UDP send buffer");
+        }
+    }
+    // Linux reports twice the size it was asked for (its bookkeeping overhead), so a
+    // reading below the request means the kernel capped it.
+    let recv = state.recv_buffer_size((&socket).into()).unwrap_or(0);
+    if recv < buffer {
+        debug!(
+            requested = buffer,
+            granted = recv,
+            "UDP receive buffer capped by the kernel (net.core.rmem_max)"
+        );
+    }
+    Ok(socket)
 }
 
 async fn accept_loop(quinn: quinn::Endpoint, server: Arc<ServerShared>) {

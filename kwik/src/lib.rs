@@ -86,7 +86,10 @@ mod varint;
 #[cfg(test)]
 mod sim;
 
-pub use config::{ALPN, ClientConfig, SecondaryJoins, ServerConfig, SessionConfig, TlsConfigError};
+pub use config::{
+    ALPN, ClientConfig, DEFAULT_SERVER_SOCKET_BUFFER, SecondaryJoins, ServerConfig, SessionConfig,
+    TlsConfigError,
+};
 pub use driver::{
     Endpoint, PathEvents, PathInfo, PathSpec, RecvStream, SecondaryPath, SecondarySession,
     SecondaryStats, SendStream, Session,
