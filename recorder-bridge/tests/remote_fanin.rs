@@ -1,7 +1,10 @@
 //! Fan-in benchmark (ignored by `cargo test`): N simulated XIAO boards, each behind
 //! its own gateway and KWIK session, streaming at R Hz into one `kwik-record serve`
 //! process. Reports, per rate, what the server wrote against what the boards produced,
-//! the gateways' largest backlog, and the server process's CPU time and peak RSS.
+//! the gateways' largest backlog, the server process's CPU time and peak RSS, how many
+//! gateways had a session fail (at start-up: a failed first connection), and how long
+//! after the start the gateways were streaming (first samples sent in a started
+//! session) and saw their first samples confirmed on disk.
 //!
 //! ```sh
 //! FANIN_DEVICES=100 FANIN_RATES=1000,2000,4000 FANIN_SECONDS=60 \
@@ -90,9 +93,9 @@ fn fan_in() {
         .filter_map(|r| r.trim().parse().ok())
         .collect();
     println!(
-        "| devices | rate Hz | produced | written | lost | max backlog | server CPU % | server peak RSS MiB | gateway drain s |"
+        "| devices | rate Hz | produced | written | lost | max backlog | server CPU % | server peak RSS MiB | gateway drain s | gateways with a failed session | streaming after s (median / last) | first ack after s (median / last) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for rate in rates {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -133,10 +136,21 @@ fn fan_in() {
         let cpu0 = proc_cpu_ticks(pid);
         let t0 = Instant::now();
         let mut max_backlog = 0u64;
+        // When each gateway's session was started (its first samples sent) and when
+        // its first samples were confirmed on disk by the server.
+        let mut first_sent: Vec<Option<f64>> = vec![None; gws.len()];
+        let mut first_ack: Vec<Option<f64>> = vec![None; gws.len()];
         while gws.iter().any(|g| !g.source_finished()) {
-            std::thread::sleep(Duration::from_millis(200));
-            for g in &gws {
-                max_backlog = max_backlog.max(g.counts().pending());
+            std::thread::sleep(Duration::from_millis(100));
+            for (i, g) in gws.iter().enumerate() {
+                let c = g.counts();
+                max_backlog = max_backlog.max(c.pending());
+                if first_sent[i].is_none() && c.sent > 0 {
+                    first_sent[i] = Some(t0.elapsed().as_secs_f64());
+                }
+                if first_ack[i].is_none() && c.acked > 0 {
+                    first_ack[i] = Some(t0.elapsed().as_secs_f64());
+                }
             }
         }
         let stream_s = t0.elapsed().as_secs_f64();
@@ -166,8 +180,25 @@ fn fan_in() {
         let cpu_pct = (cpu1 - cpu0) as f64 / ticks_per_s / stream_s * 100.0;
         let gw_errors = reports.iter().filter(|r| r.error.is_some()).count();
         let reconnects: u64 = reports.iter().map(|r| r.counts.connect_failures).sum();
+        let failed_first = reports
+            .iter()
+            .filter(|r| r.counts.connect_failures > 0)
+            .count();
+        let median_and_last = |firsts: &[Option<f64>]| {
+            let mut at: Vec<f64> = firsts.iter().flatten().copied().collect();
+            at.sort_by(f64::total_cmp);
+            let median = at.get(at.len() / 2).copied().unwrap_or(0.0);
+            let last = if at.len() == devices {
+                format!("{:.1}", at.last().copied().unwrap_or(0.0))
+            } else {
+                format!("{} of {devices} never", devices - at.len())
+            };
+            (median, last)
+        };
+        let (median_sent, all_sent) = median_and_last(&first_sent);
+        let (median_acked, all_acked) = median_and_last(&first_ack);
         println!(
-            "| {devices} | {rate} | {produced} | {written} | {} | {max_backlog} | {cpu_pct:.0} | {:.1} | {drain_s:.1} |{}",
+            "| {devices} | {rate} | {produced} | {written} | {} | {max_backlog} | {cpu_pct:.0} | {:.1} | {drain_s:.1} | {failed_first} | {median_sent:.1} / {all_sent} | {median_acked:.1} / {all_acked} |{}",
             produced.saturating_sub(written),
             hwm as f64 / 1024.0,
             if gw_errors > 0 || reconnects > 0 {

@@ -138,6 +138,10 @@ pub struct StreamArgs {
     /// Size limit per file on the server in bytes.
     #[arg(long)]
     pub size_limit: Option<u64>,
+    /// How long one connection attempt may take before it is retried (`10s`,
+    /// `500ms`, or bare seconds).
+    #[arg(long, value_parser = crate::args::parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
 }
 
 /// `kwik-record demo`.
@@ -307,6 +311,12 @@ pub fn stream(a: StreamArgs, json: bool) -> Result<ExitCode, CliError> {
     config.scheduler = Some(a.scheduler.into());
     config.prefix = a.prefix.clone();
     config.size_limit = a.size_limit;
+    if a.connect_timeout.is_zero() {
+        return Err(CliError(
+            "--connect-timeout must be longer than zero".into(),
+        ));
+    }
+    config.connect_timeout = a.connect_timeout;
     config.format = match a.format {
         FormatArg::Csv => WireFormat::Csv,
         FormatArg::Labview => WireFormat::Labview,

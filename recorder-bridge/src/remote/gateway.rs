@@ -21,6 +21,9 @@ use crate::remote::wire::{
     Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
 };
 
+/// Default [`GatewayConfig::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Settings of a gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -51,8 +54,17 @@ pub struct GatewayConfig {
     pub queue_capacity: usize,
     /// Spool file and its maximum size (default: none, overflow is dropped and counted).
     pub spool: Option<(PathBuf, u64)>,
-    /// Wait between connection attempts (default 500 ms).
+    /// Wait after a failed session before the next attempt (default 500 ms). It
+    /// doubles with each further failure in a row, up to 8 times this, and each wait
+    /// is spread at random over ±50 % so that gateways cut off together (a server
+    /// restart, a burst of starts) do not all come back in the same instant.
     pub reconnect_interval: Duration,
+    /// How long one connection attempt (QUIC and TLS handshake, KWIK session
+    /// opening) may take before it is abandoned and retried (default 10 s, as long as
+    /// the QUIC idle timeout). Shorter notices a dead server sooner; too short turns a
+    /// handshake slowed by a busy server or a lost packet (QUIC retransmits after 1 s,
+    /// then 2 s, then 4 s) into a failed session and a new handshake that starts over.
+    pub connect_timeout: Duration,
     /// How long to keep trying to deliver the rest after the source ended (default 60 s).
     pub drain_timeout: Duration,
 }
@@ -79,6 +91,7 @@ impl GatewayConfig {
             queue_capacity: 65_536,
             spool: None,
             reconnect_interval: Duration::from_millis(500),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             drain_timeout: Duration::from_secs(60),
         }
     }
@@ -329,6 +342,7 @@ async fn deliver<S: WireSample>(
     };
     let mut drain_started: Option<Instant> = None;
     let mut last_error = None;
+    let mut failures_in_a_row = 0u32;
     loop {
         if shared.source_done.load(Ordering::Acquire) {
             let t0 = *drain_started.get_or_insert_with(Instant::now);
@@ -336,6 +350,7 @@ async fn deliver<S: WireSample>(
                 break;
             }
         }
+        let connects_before = shared.counters.connects.load(Ordering::Relaxed);
         match connect_once(&config, &endpoint, &shared, &header).await {
             Ok(Outcome::Done(report)) => {
                 endpoint.close(0, b"done");
@@ -351,7 +366,12 @@ async fn deliver<S: WireSample>(
                 GatewayCounters::add(&shared.counters.connect_failures, 1);
                 last_error = Some(e);
                 *lock(&shared.session) = None;
-                tokio::time::sleep(config.reconnect_interval).await;
+                // A session that got going resets the backoff; failed handshakes grow it.
+                if shared.counters.connects.load(Ordering::Relaxed) > connects_before {
+                    failures_in_a_row = 0;
+                }
+                failures_in_a_row = failures_in_a_row.saturating_add(1);
+                tokio::time::sleep(retry_wait(config.reconnect_interval, failures_in_a_row)).await;
             }
         }
     }
@@ -368,6 +388,15 @@ async fn deliver<S: WireSample>(
     }
 }
 
+/// The wait before the next attempt after `failures` failed sessions in a row:
+/// `interval` doubled per further failure (at most 8 times), spread at random over
+/// ±50 % so that gateways that failed together do not retry together.
+fn retry_wait(interval: Duration, failures: u32) -> Duration {
+    let base = interval.saturating_mul(1 << failures.saturating_sub(1).min(3));
+    // rand::random::<f64>() is uniform in [0, 1).
+    base.mul_f64(0.5 + rand::random::<f64>())
+}
+
 async fn write_msg(send: &mut kwik::SendStream, m: &Message) -> Result<(), String> {
     let b = m.to_bytes().map_err(|e| e.to_string())?;
     send.write_chunk(Bytes::from(b))
@@ -382,11 +411,11 @@ async fn connect_once(
     header: &StreamHeader,
 ) -> Result<Outcome, String> {
     let session = tokio::time::timeout(
-        Duration::from_secs(5),
+        config.connect_timeout,
         endpoint.connect(config.server, &config.server_name),
     )
     .await
-    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|_| format!("connect timed out after {:?}", config.connect_timeout))?
     .map_err(|e| format!("connect: {e}"))?;
     GatewayCounters::add(&shared.counters.connects, 1);
     for spec in &config.extra_paths {
@@ -544,4 +573,24 @@ async fn stream_samples(
     let _ = tokio::time::timeout(Duration::from_secs(2), ctl.finished()).await;
     session.close(0, b"done");
     Ok(Outcome::Done(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_wait_grows_and_spreads() {
+        let i = Duration::from_millis(500);
+        let waits: Vec<Duration> = (0..200).map(|_| retry_wait(i, 1)).collect();
+        assert!(waits.iter().all(|w| *w >= i / 2 && *w < i * 3 / 2));
+        // Spread: not all equal (200 draws from a continuous range).
+        assert!(waits.iter().any(|w| *w != waits[0]));
+        for _ in 0..50 {
+            let w = retry_wait(i, 2);
+            assert!(w >= i && w < i * 3);
+            let w = retry_wait(i, 40);
+            assert!(w >= i * 4 && w < i * 12);
+        }
+    }
 }

@@ -26,7 +26,7 @@ pub use accounting::{GatewayCounters, GatewayCounts, ServerStreamCounters, Serve
 pub use arrivals::ArrivalLog;
 pub use demo::{DemoConfig, DemoLatency, DemoSummary, LatencyFigures, run_demo};
 pub use feed::{FeedReport, SourceFeed};
-pub use gateway::{Gateway, GatewayConfig, GatewayError, GatewayReport};
+pub use gateway::{DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError, GatewayReport};
 pub use outbox::Outbox;
 pub use relay::UdpRelay;
 pub use sample::{SampleError, WireSample, imu_row, imu_sample};
