@@ -39,8 +39,15 @@ const STALL: Duration = Duration::from_secs(8);
 /// The gateways' connect timeout: well after the server is back (so a loaded machine
 /// has time to answer 100 handshakes), before QUIC's fourth retransmission (15 s).
 /// The QUIC idle timeout, which also ends a handshake that hears nothing, is raised
-/// above it.
+/// above it ([`patient_session`]).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(13);
+/// Both ends' session settings: a QUIC idle timeout of 20 s, above
+/// [`CONNECT_TIMEOUT`] (a handshake that hears nothing ends at the idle timeout), and
+/// long enough that a CI machine starving the server's one thread for a while does
+/// not end a session once it is up: this test is about getting the first session.
+fn patient_session() -> SessionConfig {
+    SessionConfig::default().idle_timeout(Duration::from_secs(20))
+}
 /// Samples per device (100 Hz, real time: 2 s).
 const SAMPLES: u64 = 200;
 
@@ -56,7 +63,7 @@ struct StalledServer {
 
 fn start_stalled_server(out: &std::path::Path) -> StalledServer {
     let identity = ServerIdentity::generate(&[]).unwrap();
-    let tls = identity.server_config().unwrap();
+    let tls = identity.server_config().unwrap().session(patient_session());
     let mut config = ServerConfig {
         out_dir: out.to_path_buf(),
         ..ServerConfig::default()
@@ -118,7 +125,7 @@ fn burst_of_gateways_behind_a_stalled_server_all_keep_their_first_session() {
                 .identity
                 .client_config()
                 .unwrap()
-                .session(SessionConfig::default().idle_timeout(Duration::from_secs(20)));
+                .session(patient_session());
             gc.connect_timeout = CONNECT_TIMEOUT;
             let sim = SimImuConfig {
                 seed: d as u64,
