@@ -393,8 +393,10 @@ async fn deliver<S: WireSample>(
 /// ±50 % so that gateways that failed together do not retry together.
 fn retry_wait(interval: Duration, failures: u32) -> Duration {
     let base = interval.saturating_mul(1 << failures.saturating_sub(1).min(3));
-    // rand::random::<f64>() is uniform in [0, 1).
-    base.mul_f64(0.5 + rand::random::<f64>())
+    // rand::random::<f64>() is uniform in [0, 1). try_: a huge configured interval
+    // saturates instead of panicking.
+    Duration::try_from_secs_f64(base.as_secs_f64() * (0.5 + rand::random::<f64>()))
+        .unwrap_or(Duration::MAX)
 }
 
 async fn write_msg(send: &mut kwik::SendStream, m: &Message) -> Result<(), String> {
@@ -592,5 +594,7 @@ mod tests {
             let w = retry_wait(i, 40);
             assert!(w >= i * 4 && w < i * 12);
         }
+        // No overflow panic on an absurd setting.
+        assert!(retry_wait(Duration::MAX, 5) >= Duration::from_secs(u64::MAX / 2));
     }
 }
