@@ -49,7 +49,12 @@ pub struct DroppedCounts {
 impl DroppedCounts {
     /// Sum over all stages.
     pub fn total(&self) -> u64 {
-        self.source + self.ring + self.exporter + self.writer
+        self.source + self.recorder()
+    }
+
+    /// Lost inside the recorder: ring, exporter and writer (every stage but `source`).
+    pub fn recorder(&self) -> u64 {
+        self.ring + self.exporter + self.writer
     }
 }
 

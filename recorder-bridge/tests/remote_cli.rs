@@ -310,7 +310,7 @@ fn prometheus_endpoint_counts_move_during_a_recording_and_match_the_sidecar() {
     assert_eq!(m("kwik_record_received_samples"), Some(n as f64));
     assert_eq!(
         m("kwik_record_recorder_dropped_samples"),
-        Some(sidecar.dropped.total() as f64)
+        Some(sidecar.dropped.recorder() as f64)
     );
     assert_eq!(m("kwik_record_duplicate_samples"), Some(0.0));
     assert_eq!(m("kwik_record_missing_samples"), Some(0.0));

@@ -215,8 +215,14 @@ async fn corrupt_device_frames_are_counted_and_skipped() {
     assert_eq!(c.device_produced, c.device_samples + c.device_lost);
     assert_eq!(recorded_rows(dir.path(), "xiao-faulty"), intact);
     let reports = server.shutdown().await;
-    // The server sees the device's gaps as missing sequence numbers.
+    // The server sees the device's gaps as missing sequence numbers, and the
+    // recording's books carry them as lost before the recorder.
     assert_eq!(reports[0].counts.missing, c.device_lost);
+    let st = &reports[0].status.streams[0];
+    assert_eq!(st.dropped.source, c.device_lost);
+    assert_eq!(st.dropped.recorder(), 0);
+    assert_eq!(st.produced, st.samples + c.device_lost);
+    assert!(reports[0].balanced(), "{:?}", reports[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -344,7 +344,7 @@ impl<S: WireSample> DeviceStream<S> {
             committed_next_seq: self.committed_from(written),
             counts: self.counters.snapshot(),
             written,
-            recorder_dropped: s.map_or(0, |s| s.dropped.total()),
+            recorder_dropped: s.map_or(0, |s| s.dropped.recorder()),
             after_stop: self.after_stop.load(Ordering::Relaxed),
             status,
         }
@@ -395,9 +395,10 @@ impl<S: WireSample> StreamSink for DeviceStream<S> {
             return;
         }
         if seq > ing.next_seq {
-            self.counters
-                .missing
-                .fetch_add(seq - ing.next_seq, Ordering::Relaxed);
+            let gap = seq - ing.next_seq;
+            self.counters.missing.fetch_add(gap, Ordering::Relaxed);
+            // Never received: the sidecar counts them as lost before the recorder.
+            ing.writer.count_lost_upstream(gap);
         }
         if ing.journal.push(seq).is_err() && !ing.journal_error {
             ing.journal_error = true;
@@ -429,7 +430,7 @@ impl<S: WireSample> StreamSink for DeviceStream<S> {
         let done = st
             .streams
             .first()
-            .map_or(0, |s| s.samples + s.dropped.total());
+            .map_or(0, |s| s.samples + s.dropped.recorder());
         self.written_cache.store(done, Ordering::Relaxed);
         pushed.saturating_sub(done) <= self.backlog_limit
     }
