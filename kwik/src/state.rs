@@ -1600,6 +1600,24 @@ mod tests {
         assert!(!client.has_path(path));
     }
 
+    /// `s` receives a GRANT frame (a signed `grant`) from the primary on path 0.
+    fn receive_grant(
+        s: &mut SessionState,
+        grant: Bytes,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        s.handle_frame(PathId::INITIAL, Frame::Grant { grant }, now)
+    }
+
+    /// The control frames `s` has queued on path 0.
+    fn control_frames(s: &mut SessionState) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while let Some(f) = s.poll_control(PathId::INITIAL) {
+            frames.push(f);
+        }
+        frames
+    }
+
     fn piece(stream: StreamId, offset: u64, len: usize, fin: bool) -> Piece {
         Piece {
             stream,
@@ -1621,26 +1639,10 @@ mod tests {
         let signed = grant.sign(&key, client.id());
 
         // A grant for a secondary the client has no link to is dropped.
-        client
-            .handle_frame(
-                PathId::INITIAL,
-                Frame::Grant {
-                    grant: signed.clone(),
-                },
-                t0,
-            )
-            .unwrap();
+        receive_grant(&mut client, signed.clone(), t0).unwrap();
         assert!(events(&mut client).is_empty());
         client.secondary_joined(path);
-        client
-            .handle_frame(
-                PathId::INITIAL,
-                Frame::Grant {
-                    grant: signed.clone(),
-                },
-                t0,
-            )
-            .unwrap();
+        receive_grant(&mut client, signed.clone(), t0).unwrap();
         let ev = events(&mut client);
         assert!(ev.contains(&Event::Incoming(Dir::Uni)), "{ev:?}");
         assert!(ev.contains(&Event::ToSecondary(path, Frame::Grant { grant: signed })));
@@ -1679,15 +1681,8 @@ mod tests {
         assert_eq!(client.presentation.stats().buffered_bytes, 100);
         // A copy of the spent grant is not forwarded again.
         let _ = events(&mut client);
-        client
-            .handle_frame(
-                PathId::INITIAL,
-                Frame::Grant {
-                    grant: grant.sign(&key, client.id()),
-                },
-                t0,
-            )
-            .unwrap();
+        let copy = grant.sign(&key, client.id());
+        receive_grant(&mut client, copy, t0).unwrap();
         assert!(events(&mut client).is_empty());
         // Outside (past the range, other stream, a FIN): refused, counted, not buffered.
         for bad in [
@@ -1719,10 +1714,7 @@ mod tests {
         // Losing the link acknowledges to the primary, then reports the loss.
         let mut c = client;
         c.secondary_lost(path);
-        let mut frames = Vec::new();
-        while let Some(f) = c.poll_control(PathId::INITIAL) {
-            frames.push(f);
-        }
+        let frames = control_frames(&mut c);
         let ack = frames.iter().position(|f| matches!(f, Frame::Ack { .. }));
         let abandon = frames
             .iter()
@@ -1740,14 +1732,9 @@ mod tests {
 
         // Only the primary sends grants.
         let mut server = state(Side::Server);
+        let signed = grant.sign(&key, server.id());
         assert_eq!(
-            server.handle_frame(
-                PathId::INITIAL,
-                Frame::Grant {
-                    grant: grant.sign(&key, server.id())
-                },
-                t0
-            ),
+            receive_grant(&mut server, signed, t0),
             Err(ProtocolError::UnexpectedFrame("GRANT"))
         );
     }
@@ -1769,11 +1756,7 @@ mod tests {
             .unwrap()
             .expect("credit for 200 bytes");
         assert_eq!(grant.expiry_ms, 1_000_000 + 60_000);
-        let mut frames = Vec::new();
-        while let Some(f) = server.poll_control(PathId::INITIAL) {
-            frames.push(f);
-        }
-        let signed = frames
+        let signed = control_frames(&mut server)
             .iter()
             .find_map(|f| match f {
                 Frame::Grant { grant } => Some(grant.clone()),
