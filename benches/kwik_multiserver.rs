@@ -21,6 +21,7 @@ use bytes::Bytes;
 use clap::Parser;
 use kwik::{SecondaryJoins, TokenKey};
 use kwik_testbed::impairment::{BitRate, Impairment};
+use kwik_testbed::loopback;
 use kwik_testbed::relay::{Relay, RelayConfig};
 use kwik_testbed::tls::{SERVER_NAME, TestPki};
 use sha2::{Digest, Sha256};
@@ -101,22 +102,14 @@ async fn run(cli: &Cli) -> Result<()> {
 async fn transfer(file: &Bytes, chunk: u64, rate_mbit: u64, servers: Servers) -> Result<f64> {
     let pki = TestPki::generate()?;
     let key = TokenKey::random();
-    let any: SocketAddr = "127.0.0.1:0".parse()?;
     let session = kwik::SessionConfig::default();
     let server_config = || -> Result<kwik::ServerConfig> {
-        Ok(kwik::ServerConfig::from_rustls(pki.server_config(&[])?)
-            .session(session.clone())
-            .token_key(key.clone()))
+        Ok(loopback::server_config(&pki, session.clone())?.token_key(key.clone()))
     };
-    let primary = kwik::Endpoint::server(any, server_config()?)?;
-    let secondary = kwik::Endpoint::server(
-        any,
-        server_config()?.secondary_joins(SecondaryJoins::Accept),
-    )?;
-    let client = kwik::Endpoint::client(
-        any,
-        kwik::ClientConfig::from_rustls(pki.client_config(&[])?).session(session.clone()),
-    )?;
+    let primary = loopback::server_endpoint(server_config()?)?;
+    let secondary =
+        loopback::server_endpoint(server_config()?.secondary_joins(SecondaryJoins::Accept))?;
+    let client = loopback::client_endpoint(loopback::client_config(&pki, session.clone())?)?;
     let to_primary = limited_relay(primary.local_addr()?, rate_mbit, 1).await?;
     let to_secondary = limited_relay(secondary.local_addr()?, rate_mbit, 2).await?;
 

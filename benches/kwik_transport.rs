@@ -28,9 +28,11 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
+use kwik_testbed::Loopback;
 use kwik_testbed::impairment::{BitRate, Impairment, LossRate};
 use kwik_testbed::relay::{Relay, RelayConfig};
 use kwik_testbed::tls::{SERVER_NAME, TestPki};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 const ALPN: &[&[u8]] = &[b"kwik-bench/1"];
@@ -625,26 +627,9 @@ async fn quinn_transfer_with(
 
 // ---------------------------------------------------------------- kwik
 
-struct KwikPair {
-    server: kwik::Endpoint,
-    client: kwik::Endpoint,
-}
-
-fn kwik_pair(session: kwik::SessionConfig) -> Result<KwikPair> {
-    let pki = TestPki::generate()?;
-    let any: SocketAddr = "127.0.0.1:0".parse()?;
-    let server_config =
-        kwik::ServerConfig::from_rustls(pki.server_config(&[])?).session(session.clone());
-    let client_config = kwik::ClientConfig::from_rustls(pki.client_config(&[])?).session(session);
-    Ok(KwikPair {
-        server: kwik::Endpoint::server(any, server_config)?,
-        client: kwik::Endpoint::client(any, client_config)?,
-    })
-}
-
 /// Connects a kwik session, through the relays when there are any (the first relay
 /// carries the initial path, each further relay one added path).
-async fn kwik_connect(pair: &KwikPair, relays: &[Relay]) -> Result<kwik::Session> {
+async fn kwik_connect(pair: &Loopback, relays: &[Relay]) -> Result<kwik::Session> {
     let server_addr = pair.server.local_addr()?;
     let first = relays.first().map_or(server_addr, Relay::local_addr);
     let session = pair.client.connect(first, SERVER_NAME).await?;
@@ -684,7 +669,7 @@ async fn kwik_transfer_cut(
     config: kwik::SessionConfig,
     cut: Option<Cut>,
 ) -> Result<(Transfer, Option<Instant>)> {
-    let pair = kwik_pair(config)?;
+    let pair = Loopback::new(config)?;
     let relays = start_relays(pair.server.local_addr()?, impairments, 1).await?;
     let progress = Arc::new(AtomicU64::new(0));
     let server = pair.server.clone();
@@ -953,7 +938,7 @@ async fn latency(
         }
         Stack::Kwik => {
             let config = kwik::SessionConfig::lan().scheduler(policy.scheduler());
-            let pair = kwik_pair(config)?;
+            let pair = Loopback::new(config)?;
             let relays = start_relays(pair.server.local_addr()?, &[lossy, clean], seed).await?;
             let server = pair.server.clone();
             let receiver = tokio::spawn(async move {
@@ -1117,11 +1102,8 @@ async fn quinn_scale(count: usize, concurrency: usize) -> Result<Scale> {
             let held_tx = held_tx.clone();
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
-                if let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    if let Ok(msg) = recv.read_to_end(1024).await {
-                        let _ = send.write_all(&msg).await;
-                        let _ = send.finish();
-                    }
+                if let Ok((send, recv)) = conn.accept_bi().await {
+                    let _ = echo(send, recv).await;
                 }
                 // Keep the server end alive until the scenario ends.
                 let _ = held_tx.send(conn);
@@ -1133,12 +1115,8 @@ async fn quinn_scale(count: usize, concurrency: usize) -> Result<Scale> {
         let client = client.clone();
         async move {
             let conn = client.connect(server_addr, SERVER_NAME)?.await?;
-            let (mut send, mut recv) = conn.open_bi().await?;
-            send.write_all(&[0x5a; 64]).await?;
-            send.finish()?;
-            if recv.read_to_end(1024).await?.len() != 64 {
-                bail!("short echo");
-            }
+            let (send, recv) = conn.open_bi().await?;
+            ping(send, recv).await?;
             anyhow::Ok(conn)
         }
     };
@@ -1159,7 +1137,7 @@ async fn kwik_scale(
     concurrency: usize,
     config: kwik::SessionConfig,
 ) -> Result<Scale> {
-    let pair = kwik_pair(config)?;
+    let pair = Loopback::new(config)?;
     let server_addr = pair.server.local_addr()?;
     let server = pair.server.clone();
     let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -1167,11 +1145,8 @@ async fn kwik_scale(
         while let Some(session) = server.accept().await {
             let held_tx = held_tx.clone();
             tokio::spawn(async move {
-                if let Ok((mut send, mut recv)) = session.accept_bi().await {
-                    if let Ok(msg) = recv.read_to_end(1024).await {
-                        let _ = send.write_chunk(Bytes::from(msg)).await;
-                        let _ = send.finish();
-                    }
+                if let Ok((send, recv)) = session.accept_bi().await {
+                    let _ = echo(send, recv).await;
                 }
                 let _ = held_tx.send(session);
             });
@@ -1182,12 +1157,8 @@ async fn kwik_scale(
         let client = client.clone();
         async move {
             let session = client.connect(server_addr, SERVER_NAME).await?;
-            let (mut send, mut recv) = session.open_bi().await?;
-            send.write_chunk(Bytes::from_static(&[0x5a; 64])).await?;
-            send.finish()?;
-            if recv.read_to_end(1024).await?.len() != 64 {
-                bail!("short echo");
-            }
+            let (send, recv) = session.open_bi().await?;
+            ping(send, recv).await?;
             anyhow::Ok(session)
         }
     };
@@ -1199,6 +1170,28 @@ async fn kwik_scale(
     drop(servers);
     acceptor.abort();
     Ok(scale)
+}
+
+/// The server half of one scale exchange (quinn or kwik streams): echoes a short
+/// message and finishes the stream.
+async fn echo(mut send: impl AsyncWrite + Unpin, recv: impl AsyncRead + Unpin) -> Result<()> {
+    let mut msg = Vec::new();
+    recv.take(1024).read_to_end(&mut msg).await?;
+    send.write_all(&msg).await?;
+    send.shutdown().await?;
+    Ok(())
+}
+
+/// The client half: sends 64 bytes, finishes, and checks they all come back.
+async fn ping(mut send: impl AsyncWrite + Unpin, recv: impl AsyncRead + Unpin) -> Result<()> {
+    send.write_all(&[0x5a; 64]).await?;
+    send.shutdown().await?;
+    let mut back = Vec::new();
+    recv.take(1024).read_to_end(&mut back).await?;
+    if back.len() != 64 {
+        bail!("short echo");
+    }
+    Ok(())
 }
 
 /// Warms up with one connection, then opens `count` more with at most `concurrency`

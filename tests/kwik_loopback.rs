@@ -8,72 +8,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kwik::{
-    ClientConfig, Endpoint, PathId, PathSpec, Scheduler, ServerConfig, Session, SessionConfig,
-};
-use kwik_testbed::{Relay, RelayConfig, SERVER_NAME, TestPki};
+use kwik::{PathId, PathSpec, Scheduler, Session, SessionConfig};
+use kwik_testbed::loopback::{LOCALHOST, pattern};
+use kwik_testbed::{Loopback, Relay, RelayConfig, SERVER_NAME, TestPki};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const LOCAL: &str = "127.0.0.1:0";
-
+/// One session over loopback: the endpoints and both of its sides.
 struct Pair {
-    pki: TestPki,
-    server_ep: Endpoint,
-    client_ep: Endpoint,
+    lo: Loopback,
     client: Session,
     server: Session,
 }
 
-fn configs(session: SessionConfig) -> (TestPki, ServerConfig, ClientConfig) {
-    let pki = TestPki::generate().expect("test CA");
-    let server = ServerConfig::with_single_cert(pki.cert_chain(), pki.private_key())
-        .expect("server config")
-        .session(session.clone());
-    let client = ClientConfig::with_root_certificates([pki.ca_root()])
-        .expect("client config")
-        .session(session);
-    (pki, server, client)
-}
-
-/// A server endpoint and a client session to it, connected through `via` when
-/// given (e.g. a relay in front of the server).
-async fn pair_via(session: SessionConfig, via: Option<&dyn Fn(SocketAddr) -> SocketAddr>) -> Pair {
-    let (pki, sc, cc) = configs(session);
-    let server_ep = Endpoint::server(LOCAL.parse().unwrap(), sc).expect("server endpoint");
-    let server_addr = server_ep.local_addr().unwrap();
-    let target = via.map_or(server_addr, |f| f(server_addr));
-    let client_ep = Endpoint::client(LOCAL.parse().unwrap(), cc).expect("client endpoint");
-    let client = client_ep
-        .connect(target, SERVER_NAME)
+async fn pair(session: SessionConfig) -> Pair {
+    let lo = Loopback::new(session).expect("loopback endpoints");
+    let (client, server) = lo
+        .connect(lo.server_addr().unwrap())
         .await
         .expect("connect");
-    let server = server_ep.accept().await.expect("accept");
     assert_eq!(client.id(), server.id());
-    Pair {
-        pki,
-        server_ep,
-        client_ep,
-        client,
-        server,
-    }
-}
-
-async fn pair(session: SessionConfig) -> Pair {
-    pair_via(session, None).await
-}
-
-fn pattern(len: usize, seed: u64) -> Bytes {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    Bytes::from(v)
+    Pair { lo, client, server }
 }
 
 fn sha(data: &[u8]) -> [u8; 32] {
@@ -119,7 +74,7 @@ async fn echo_on_one_path() {
         matches!(reason, kwik::CloseReason::Peer { code: 0, .. }),
         "{reason:?}"
     );
-    drop((p.client_ep, p.server_ep));
+    drop(p.lo);
 }
 
 /// Bytes each path carried, by path id.
@@ -164,7 +119,7 @@ async fn two_paths_with_each_scheduler() {
     let p = pair(SessionConfig::default()).await;
     let second = p
         .client
-        .add_path(PathSpec::local(LOCAL.parse().unwrap()))
+        .add_path(PathSpec::local(LOCALHOST))
         .await
         .expect("add_path");
     assert_eq!(second, PathId::new(1));
@@ -198,20 +153,13 @@ async fn two_paths_with_each_scheduler() {
 /// Two paths, each through its own relay; the victim's relay is blackholed once
 /// the server has received a quarter of the data.
 async fn failover(policy: Scheduler, victim: u64) {
-    let cfg = SessionConfig::lan();
-    let (_pki, sc, cc) = configs(cfg);
-    let server_ep = Endpoint::server(LOCAL.parse().unwrap(), sc).unwrap();
-    let target = server_ep.local_addr().unwrap();
+    let lo = Loopback::new(SessionConfig::lan()).unwrap();
+    let target = lo.server_addr().unwrap();
     let relays = [
         Relay::start(target, RelayConfig::default()).await.unwrap(),
         Relay::start(target, RelayConfig::default()).await.unwrap(),
     ];
-    let client_ep = Endpoint::client(LOCAL.parse().unwrap(), cc).unwrap();
-    let client = client_ep
-        .connect(relays[0].local_addr(), SERVER_NAME)
-        .await
-        .expect("connect");
-    let server = server_ep.accept().await.unwrap();
+    let (client, server) = lo.connect(relays[0].local_addr()).await.expect("connect");
     client
         .add_path(PathSpec::remote(relays[1].local_addr()))
         .await
@@ -311,7 +259,7 @@ async fn path_added_mid_transfer_gets_used() {
     let reader = tokio::spawn(drain(recv));
     let path = p
         .client
-        .add_path(PathSpec::local(LOCAL.parse().unwrap()))
+        .add_path(PathSpec::local(LOCALHOST))
         .await
         .expect("add_path");
     send.write_chunk(second).await.unwrap();
@@ -340,7 +288,7 @@ async fn scheduler_changed_while_the_stream_is_open() {
     let p = pair(SessionConfig::default()).await;
     let second_path = p
         .client
-        .add_path(PathSpec::local(LOCAL.parse().unwrap()))
+        .add_path(PathSpec::local(LOCALHOST))
         .await
         .expect("add_path");
     let first = pattern(2 << 20, 7);
@@ -397,9 +345,9 @@ async fn scheduler_changed_while_the_stream_is_open() {
 async fn forged_join_token_is_rejected() {
     use kwik::frame::{Frame, FrameReader};
     let p = pair(SessionConfig::default()).await;
-    let server_addr = p.server_ep.local_addr().unwrap();
-    let raw = quinn::Endpoint::client(LOCAL.parse().unwrap()).unwrap();
-    let qc = p.pki.quinn_client_config(&[kwik::ALPN]).unwrap();
+    let server_addr = p.lo.server.local_addr().unwrap();
+    let raw = quinn::Endpoint::client(LOCALHOST).unwrap();
+    let qc = p.lo.pki.quinn_client_config(&[kwik::ALPN]).unwrap();
     for (session, token) in [
         (p.client.id(), Bytes::from(vec![1u8; kwik::TOKEN_LEN])),
         (
@@ -432,7 +380,7 @@ async fn forged_join_token_is_rejected() {
         assert!(matches!(answer, Frame::Refused { .. }), "{answer:?}");
         conn.closed().await;
     }
-    assert_eq!(p.server_ep.refused_joins(), 2);
+    assert_eq!(p.lo.server.refused_joins(), 2);
     // The real session is unaffected.
     assert_eq!(p.server.paths().len(), 1);
     assert!(p.server.close_reason().is_none());
@@ -572,7 +520,7 @@ async fn path_events_remove_path_and_close() {
     let mut server_events = p.server.path_events();
     let path = p
         .client
-        .add_path(PathSpec::local(LOCAL.parse().unwrap()).backup())
+        .add_path(PathSpec::local(LOCALHOST).backup())
         .await
         .expect("add_path");
     loop {
@@ -671,7 +619,7 @@ async fn raw_session(
     server: SocketAddr,
 ) -> (quinn::Connection, quinn::SendStream, u64) {
     use kwik::frame::{Frame, FrameReader};
-    let raw = quinn::Endpoint::client(LOCAL.parse().unwrap()).unwrap();
+    let raw = quinn::Endpoint::client(LOCALHOST).unwrap();
     let qc = pki.quinn_client_config(&[kwik::ALPN]).unwrap();
     let conn = raw
         .connect_with(qc, server, SERVER_NAME)
@@ -706,11 +654,11 @@ async fn raw_session(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_violations_close_only_what_they_must() {
     let p = pair(SessionConfig::default()).await;
-    let server_addr = p.server_ep.local_addr().unwrap();
+    let server_addr = p.lo.server.local_addr().unwrap();
 
     // 1. Data beyond the stream credit: that session ends with a protocol error.
-    let (conn, _control, credit) = raw_session(&p.pki, server_addr).await;
-    let victim = p.server_ep.accept().await.unwrap();
+    let (conn, _control, credit) = raw_session(&p.lo.pki, server_addr).await;
+    let victim = p.lo.server.accept().await.unwrap();
     let mut uni = conn.open_uni().await.unwrap();
     let mut wire = bytes::BytesMut::new();
     let stream = kwik::StreamId::from_parts(0, kwik::Side::Client, kwik::Dir::Uni);
@@ -732,8 +680,8 @@ async fn protocol_violations_close_only_what_they_must() {
     }
 
     // 2. An unknown control frame type: the path is closed.
-    let (conn, mut control, _) = raw_session(&p.pki, server_addr).await;
-    let second = p.server_ep.accept().await.unwrap();
+    let (conn, mut control, _) = raw_session(&p.lo.pki, server_addr).await;
+    let second = p.lo.server.accept().await.unwrap();
     control.write_all(&[0x3f, 0x00]).await.unwrap();
     conn.closed().await;
     wait_abandoned(&second, PathId::INITIAL).await;

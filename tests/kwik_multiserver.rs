@@ -10,12 +10,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kwik::frame::{Frame, FrameReader};
 use kwik::{
-    AddSecondaryError, ClientConfig, CloseReason, Endpoint, PathId, RefuseReason, RelayError,
-    SecondaryJoins, ServerConfig, Session, SessionConfig, SessionId, TokenIssuer, TokenKey,
+    AddSecondaryError, CloseReason, Endpoint, PathId, RefuseReason, RelayError, SecondaryJoins,
+    Session, SessionConfig, SessionId, TokenIssuer, TokenKey,
 };
+use kwik_testbed::loopback::{self, LOCALHOST, pattern};
 use kwik_testbed::{SERVER_NAME, TestPki};
 
-const LOCAL: &str = "127.0.0.1:0";
 const SHARED_KEY: [u8; 32] = [0x5a; 32];
 
 struct Deployment {
@@ -27,37 +27,48 @@ struct Deployment {
     primary: Session,
 }
 
-fn server_config(pki: &TestPki, key: TokenKey, joins: SecondaryJoins) -> ServerConfig {
-    ServerConfig::with_single_cert(pki.cert_chain(), pki.private_key())
-        .expect("server config")
-        .session(SessionConfig::lan())
-        .token_key(key)
-        .secondary_joins(joins)
+/// A server endpoint for `session`s, signing join tokens with `key`, accepting
+/// secondary joins or not.
+fn server_endpoint(
+    pki: &TestPki,
+    session: SessionConfig,
+    key: TokenKey,
+    joins: SecondaryJoins,
+) -> Endpoint {
+    let config = loopback::server_config(pki, session).expect("server config");
+    loopback::server_endpoint(config.token_key(key).secondary_joins(joins))
+        .expect("server endpoint")
 }
 
 /// A primary and a secondary server (the secondary with `secondary_key` and
 /// `joins`), and a client session opened at the primary.
 async fn deployment(secondary_key: TokenKey, joins: SecondaryJoins) -> Deployment {
+    deployment_with(
+        SessionConfig::lan(),
+        SessionConfig::lan(),
+        secondary_key,
+        joins,
+    )
+    .await
+}
+
+/// [`deployment`] with the primary's and the client's session configurations.
+async fn deployment_with(
+    primary: SessionConfig,
+    client: SessionConfig,
+    secondary_key: TokenKey,
+    joins: SecondaryJoins,
+) -> Deployment {
     let pki = TestPki::generate().expect("test CA");
-    let primary_ep = Endpoint::server(
-        LOCAL.parse().unwrap(),
-        server_config(&pki, TokenKey::new(SHARED_KEY), SecondaryJoins::Refuse),
-    )
-    .expect("primary endpoint");
-    let secondary_ep = Endpoint::server(
-        LOCAL.parse().unwrap(),
-        server_config(&pki, secondary_key, joins),
-    )
-    .expect("secondary endpoint");
-    let client_config = ClientConfig::with_root_certificates([pki.ca_root()])
-        .expect("client config")
-        .session(SessionConfig::lan());
-    let client_ep = Endpoint::client(LOCAL.parse().unwrap(), client_config).expect("client");
-    let client = client_ep
-        .connect(primary_ep.local_addr().unwrap(), SERVER_NAME)
+    let shared = TokenKey::new(SHARED_KEY);
+    let primary_ep = server_endpoint(&pki, primary, shared, SecondaryJoins::Refuse);
+    let secondary_ep = server_endpoint(&pki, SessionConfig::lan(), secondary_key, joins);
+    let client_config = loopback::client_config(&pki, client).expect("client config");
+    let client_ep = loopback::client_endpoint(client_config).expect("client endpoint");
+    let primary_addr = primary_ep.local_addr().unwrap();
+    let (client, primary) = loopback::connect(&client_ep, primary_addr, &primary_ep)
         .await
         .expect("connect");
-    let primary = primary_ep.accept().await.expect("accept");
     Deployment {
         pki,
         primary_ep,
@@ -221,7 +232,7 @@ async fn unreachable_secondary_is_a_typed_error() {
     let d = shared_deployment().await;
     // A UDP socket that never answers: the client's handshake times out
     // (the `lan` idle timeout, 2 s).
-    let silent = std::net::UdpSocket::bind(LOCAL).unwrap();
+    let silent = std::net::UdpSocket::bind(LOCALHOST).unwrap();
     let err = timed(
         d.primary
             .add_secondary(silent.local_addr().unwrap(), SERVER_NAME),
@@ -257,7 +268,7 @@ async fn raw_join(
     path: PathId,
     token: Bytes,
 ) -> Frame {
-    let raw = quinn::Endpoint::client(LOCAL.parse().unwrap()).unwrap();
+    let raw = quinn::Endpoint::client(LOCALHOST).unwrap();
     let qc = pki.quinn_client_config(&[kwik::ALPN]).unwrap();
     let conn = raw
         .connect_with(qc, server, SERVER_NAME)
@@ -408,20 +419,6 @@ async fn secondary_leaving_is_reported_to_the_primary() {
 
 // ================================================================ delegation
 
-/// A deterministic pseudo-random file of `len` bytes.
-fn test_file(len: usize, seed: u64) -> Bytes {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
-}
-
 fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()
@@ -434,14 +431,6 @@ fn file_len() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8 << 20)
-}
-
-fn secondary_endpoint(pki: &TestPki) -> Endpoint {
-    Endpoint::server(
-        LOCAL.parse().unwrap(),
-        server_config(pki, TokenKey::new(SHARED_KEY), SecondaryJoins::Accept),
-    )
-    .expect("secondary endpoint")
 }
 
 /// A secondary server's application: writes every grant's range from `file`;
@@ -637,7 +626,8 @@ struct Three {
 
 /// A deployment with two secondary servers joined to the client's session.
 async fn with_two_secondaries(d: Deployment) -> Three {
-    let second_ep = secondary_endpoint(&d.pki);
+    let shared = TokenKey::new(SHARED_KEY);
+    let second_ep = server_endpoint(&d.pki, SessionConfig::lan(), shared, SecondaryJoins::Accept);
     let a = d.add_secondary().await.expect("secondary A joins");
     let sa = timed(d.secondary_ep.accept_secondary()).await.unwrap();
     let b = timed(
@@ -660,7 +650,7 @@ async fn with_two_secondaries(d: Deployment) -> Three {
 async fn file_from_a_primary_and_two_secondaries_is_byte_exact() {
     let t = with_two_secondaries(shared_deployment().await).await;
     let len = file_len();
-    let file = test_file(len, 0x0123_4567);
+    let file = pattern(len, 0x0123_4567);
     let chunk = 256 * 1024;
     let logs = [Served::default(), Served::default()];
     let served: Vec<_> = t
@@ -730,7 +720,7 @@ async fn file_from_a_primary_and_two_secondaries_is_byte_exact() {
 async fn killed_secondary(how: Reclaim) {
     let t = with_two_secondaries(shared_deployment().await).await;
     let len = 4 << 20;
-    let file = test_file(len, 0xfeed);
+    let file = pattern(len, 0xfeed);
     let chunk = 128 * 1024;
     let per_secondary = len / chunk / 3;
     let a_log = Served::default();
@@ -797,36 +787,16 @@ async fn backpressure_reaches_the_secondaries() {
         .max_session_window(window)
         .stream_window(256 * 1024)
         .max_stream_window(256 * 1024);
-    let pki = TestPki::generate().expect("test CA");
-    let primary_ep = Endpoint::server(
-        LOCAL.parse().unwrap(),
-        server_config(&pki, TokenKey::new(SHARED_KEY), SecondaryJoins::Refuse),
+    let d = deployment_with(
+        SessionConfig::lan(),
+        SessionConfig::lan().presentation(pres),
+        TokenKey::new(SHARED_KEY),
+        SecondaryJoins::Accept,
     )
-    .unwrap();
-    let secondary_ep = secondary_endpoint(&pki);
-    let client_ep = Endpoint::client(
-        LOCAL.parse().unwrap(),
-        ClientConfig::with_root_certificates([pki.ca_root()])
-            .unwrap()
-            .session(SessionConfig::lan().presentation(pres)),
-    )
-    .unwrap();
-    let client = client_ep
-        .connect(primary_ep.local_addr().unwrap(), SERVER_NAME)
-        .await
-        .unwrap();
-    let primary = primary_ep.accept().await.unwrap();
-    let d = Deployment {
-        pki,
-        primary_ep,
-        secondary_ep,
-        _client_ep: client_ep,
-        client,
-        primary,
-    };
+    .await;
     let t = with_two_secondaries(d).await;
     let len = 4 << 20;
-    let file = test_file(len, 42);
+    let file = pattern(len, 42);
     let served: Vec<_> = t
         .secondaries
         .iter()
@@ -894,15 +864,12 @@ async fn write_segments(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secondary_writing_outside_its_grant_is_refused_and_the_file_is_unaffected() {
     let d = shared_deployment().await;
-    let file = test_file(1 << 20, 7);
+    let file = pattern(1 << 20, 7);
     // A rogue secondary: a bare QUIC server that speaks just enough KWIK to be
     // joined, then writes the first 1000 bytes of its grant correctly and
     // 1000 bytes of garbage outside the grant.
-    let raw = quinn::Endpoint::server(
-        d.pki.quinn_server_config(&[kwik::ALPN]).unwrap(),
-        LOCAL.parse().unwrap(),
-    )
-    .unwrap();
+    let raw = quinn::Endpoint::server(d.pki.quinn_server_config(&[kwik::ALPN]).unwrap(), LOCALHOST)
+        .unwrap();
     let rogue_addr = raw.local_addr().unwrap();
     let rogue_file = file.clone();
     let rogue = tokio::spawn(async move {
@@ -991,7 +958,7 @@ async fn forged_expired_and_misdirected_grants_are_refused_by_the_secondary() {
     let session = SessionId::from_bytes([0x77; 16]);
     let path = PathId::new(1 << 32);
     // A client joined with a real token; it then plays the forwarder of grants.
-    let raw = quinn::Endpoint::client(LOCAL.parse().unwrap()).unwrap();
+    let raw = quinn::Endpoint::client(LOCALHOST).unwrap();
     let conn = raw
         .connect_with(
             d.pki.quinn_client_config(&[kwik::ALPN]).unwrap(),
@@ -1104,30 +1071,15 @@ async fn forged_expired_and_misdirected_grants_are_refused_by_the_secondary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_grants_of_a_stalled_secondary_are_reclaimed() {
-    let pki = TestPki::generate().expect("test CA");
-    let primary_ep = Endpoint::server(
-        LOCAL.parse().unwrap(),
-        server_config(&pki, TokenKey::new(SHARED_KEY), SecondaryJoins::Refuse)
-            .session(SessionConfig::lan().grant_ttl(Duration::from_millis(200))),
+    let d = deployment_with(
+        SessionConfig::lan().grant_ttl(Duration::from_millis(200)),
+        SessionConfig::lan(),
+        TokenKey::new(SHARED_KEY),
+        SecondaryJoins::Accept,
     )
-    .unwrap();
-    let secondary_ep = secondary_endpoint(&pki);
-    let client_ep = Endpoint::client(
-        LOCAL.parse().unwrap(),
-        ClientConfig::with_root_certificates([pki.ca_root()])
-            .unwrap()
-            .session(SessionConfig::lan()),
-    )
-    .unwrap();
-    let client = client_ep
-        .connect(primary_ep.local_addr().unwrap(), SERVER_NAME)
-        .await
-        .unwrap();
-    let primary = primary_ep.accept().await.unwrap();
-    let path = timed(primary.add_secondary(secondary_ep.local_addr().unwrap(), SERVER_NAME))
-        .await
-        .unwrap();
-    let stalled = timed(secondary_ep.accept_secondary()).await.unwrap();
+    .await;
+    let (client, primary) = (&d.client, &d.primary);
+    let (path, stalled) = d.join_secondary().await;
     // The secondary takes its grants and never writes.
     let staller = tokio::spawn({
         let stalled = stalled.clone();
@@ -1140,7 +1092,7 @@ async fn expired_grants_of_a_stalled_secondary_are_reclaimed() {
         }
     });
     let mut events = primary.path_events();
-    let file = test_file(1 << 20, 99);
+    let file = pattern(1 << 20, 99);
     let serving = tokio::spawn(serve_primary(
         primary.clone(),
         vec![path],
@@ -1148,7 +1100,7 @@ async fn expired_grants_of_a_stalled_secondary_are_reclaimed() {
         256 * 1024,
         Reclaim::Primary,
     ));
-    let (hash, got, _) = read_file(&client, None).await;
+    let (hash, got, _) = read_file(client, None).await;
     assert_eq!(got, file.len());
     assert_eq!(hash, sha256(&file));
     let reclaimed = timed(serving).await.unwrap().expect("primary");
