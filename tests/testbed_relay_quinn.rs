@@ -74,6 +74,17 @@ async fn transfer_through(
     receiver.await.unwrap()
 }
 
+/// A relay in front of `pair`'s server limited to `mbit` Mbit/s both ways.
+async fn rate_limited_relay(pair: &Pair, mbit: u64) -> Relay {
+    let mut limited = Impairment::none();
+    limited.set_rate(Some(BitRate::mbit(mbit).unwrap()));
+    let mut config = RelayConfig::default();
+    config.set_impairment_both(limited);
+    Relay::start(pair.server.local_addr().unwrap(), config)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_delayed_path_delivers_byte_exact() {
     let pair = pair();
@@ -98,13 +109,7 @@ async fn lossy_delayed_path_delivers_byte_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_path_delivers_byte_exact() {
     let pair = pair();
-    let mut limited = Impairment::none();
-    limited.set_rate(Some(BitRate::mbit(40).unwrap()));
-    let mut config = RelayConfig::default();
-    config.set_impairment_both(limited);
-    let relay = Relay::start(pair.server.local_addr().unwrap(), config)
-        .await
-        .unwrap();
+    let relay = rate_limited_relay(&pair, 40).await;
     let data = payload(2 << 20);
     let got = transfer_through(&pair, &relay, data.clone(), async {}).await;
     assert!(got == data, "byte-exact transfer");
@@ -115,13 +120,7 @@ async fn rate_limited_path_delivers_byte_exact() {
 async fn transfer_survives_a_temporary_blackhole() {
     let pair = pair();
     // Rate-limited so that the transfer is still running when the cut comes.
-    let mut limited = Impairment::none();
-    limited.set_rate(Some(BitRate::mbit(100).unwrap()));
-    let mut config = RelayConfig::default();
-    config.set_impairment_both(limited);
-    let relay = Relay::start(pair.server.local_addr().unwrap(), config)
-        .await
-        .unwrap();
+    let relay = rate_limited_relay(&pair, 100).await;
     let handle = relay.handle();
     let data = payload(8 << 20);
     let cut = async {
