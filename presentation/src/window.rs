@@ -25,9 +25,13 @@ pub struct CreditExceeded {
 ///   consumption releases credit.
 /// * Credit only grows: it is raised to `consumed + window` once at least half a
 ///   window has been consumed since the last raise, so updates are worth sending.
-/// * Auto-tuning: if two raises come less than two round trips apart and no
-///   backpressure was signalled in between, the reader keeps up and the window is
-///   what limits the sender, so the window doubles, up to `max_window`.
+/// * Auto-tuning: the window doubles, up to `max_window`, at a raise when it is what
+///   limited the sender and the reader kept up (no backpressure signalled since the
+///   last raise). It limited the sender when the sender used the whole credit since
+///   the last raise, or when two raises come less than two round trips apart. The
+///   first test needs no clock: over several paths the time from a raise to the data
+///   it allows includes every path's queue, which a round-trip estimate from pings
+///   misses (a window that sustains the fastest path's RTT stalls the stream).
 #[derive(Debug, Clone)]
 pub struct ReceiveWindow {
     window: u64,
@@ -37,6 +41,8 @@ pub struct ReceiveWindow {
     consumed: u64,
     last_update: Option<Instant>,
     pressure_since_update: bool,
+    /// The sender used the whole credit since the last raise.
+    blocked_since_update: bool,
     growths: u64,
 }
 
@@ -51,6 +57,7 @@ impl ReceiveWindow {
             consumed: 0,
             last_update: None,
             pressure_since_update: false,
+            blocked_since_update: false,
             growths: 0,
         }
     }
@@ -112,6 +119,7 @@ impl ReceiveWindow {
     pub fn receive(&mut self, delta: u64) -> Result<(), CreditExceeded> {
         self.check(delta)?;
         self.received += delta;
+        self.blocked_since_update |= self.received == self.credit;
         Ok(())
     }
 
@@ -143,15 +151,25 @@ impl ReceiveWindow {
     }
 
     fn raise(&mut self, now: Instant, rtt: Duration) -> u64 {
-        if let Some(last) = self.last_update {
-            let fast = now.saturating_duration_since(last) < rtt.saturating_mul(2);
-            if fast && !self.pressure_since_update && self.window < self.max_window {
-                self.window = (self.window.saturating_mul(2)).min(self.max_window);
-                self.growths += 1;
-            }
+        let fast = self
+            .last_update
+            .is_some_and(|last| now.saturating_duration_since(last) < rtt.saturating_mul(2));
+        let limited = fast || self.blocked_since_update;
+        if limited && !self.pressure_since_update && self.window < self.max_window {
+            self.window = (self.window.saturating_mul(2)).min(self.max_window);
+            self.growths += 1;
+            tracing::debug!(window = self.window, fast, "receive window grew");
         }
+        tracing::trace!(
+            window = self.window,
+            blocked = self.blocked_since_update,
+            since_last = ?self.last_update.map(|last| now.saturating_duration_since(last)),
+            ?rtt,
+            "credit raise"
+        );
         self.last_update = Some(now);
         self.pressure_since_update = false;
+        self.blocked_since_update = false;
         self.credit = self.credit.max(self.consumed + self.window);
         self.credit
     }
@@ -202,11 +220,56 @@ mod tests {
         w.note_pressure();
         assert_eq!(w.update(t + Duration::from_millis(6), rtt), Some(440));
         assert_eq!(w.window(), 200);
-        // Slow raises: no growth either.
-        w.receive(200).unwrap();
-        w.consume(200);
-        assert_eq!(w.update(t + Duration::from_secs(1), rtt), Some(640));
+        // Slow raises, sender never out of credit: no growth either.
+        w.receive(150).unwrap();
+        w.consume(150);
+        assert_eq!(w.update(t + Duration::from_secs(1), rtt), Some(590));
         assert_eq!(w.window(), 200);
         assert_eq!(w.growths(), 1);
+    }
+
+    /// The rule that keeps a stream spread over unequal paths from stalling: raises
+    /// far apart (a credit loop much longer than the RTT estimate, e.g. behind a
+    /// slow path's queue), but the sender ran out of credit each time, so the window
+    /// grows anyway, up to `max_window`; with credit left over, or with the reader
+    /// behind (backpressure), it does not.
+    #[test]
+    fn grows_when_the_sender_used_the_whole_credit() {
+        let t = Instant::now();
+        let rtt = Duration::from_millis(10);
+        let secs = |s: u64| t + Duration::from_secs(s);
+        let mut w = ReceiveWindow::new(100, 400);
+        // The sender takes all 100 bytes of credit; the reader reads half.
+        w.receive(100).unwrap();
+        w.consume(50);
+        assert_eq!(w.update(secs(1), rtt), Some(250), "blocked: 100 -> 200");
+        assert_eq!(w.window(), 200);
+        w.receive(150).unwrap();
+        w.consume(100);
+        assert_eq!(
+            w.update(secs(2), rtt),
+            Some(550),
+            "blocked again: 200 -> 400"
+        );
+        assert_eq!(w.window(), 400, "capped at max_window");
+        w.receive(300).unwrap();
+        w.consume(400);
+        assert_eq!(w.update(secs(3), rtt), Some(950));
+        assert_eq!(w.window(), 400);
+        assert_eq!(w.growths(), 2);
+
+        // Out of credit, but the reader fell behind (backpressure): no growth.
+        let mut w = ReceiveWindow::new(100, 400);
+        w.receive(100).unwrap();
+        w.note_pressure();
+        w.consume(60);
+        assert_eq!(w.update(secs(1), rtt), Some(160));
+        assert_eq!(w.window(), 100);
+        // Credit left over at the next raise: no growth either.
+        w.receive(50).unwrap();
+        w.consume(90);
+        assert_eq!(w.update(secs(2), rtt), Some(250));
+        assert_eq!(w.window(), 100);
+        assert_eq!(w.growths(), 0);
     }
 }
