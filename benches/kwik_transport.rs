@@ -737,6 +737,20 @@ async fn kwik_transfer_cut(
         stats.bytes_acked,
         stats.paths_abandoned
     );
+    let ps = server_session.presentation_stats();
+    let (sb, bb) = (&ps.stream_backpressure, &ps.session_backpressure);
+    println!(
+        "  receiver: session window {} KiB ({} growths), stream backpressure {}x ({} slow reader, {} gap) {:?}, session backpressure {}x {:?}, gap timeouts {}",
+        ps.session_window >> 10,
+        ps.session_window_growths,
+        sb.activations,
+        sb.slow_reader,
+        sb.head_of_line_gap,
+        sb.time_active,
+        bb.activations,
+        bb.time_active,
+        ps.gap_timeouts,
+    );
     print_relays(&relays);
     session.close(0, b"done");
     server_session.close(0, b"done");
