@@ -1389,6 +1389,81 @@ mod tests {
         assert!(p.stream_stats(id).unwrap().window > 1000);
     }
 
+    /// Stream-window auto-tuning on an explicit clock, one step a second (so the
+    /// "two raises within 2 RTT" test never fires). Each step the sender sends
+    /// 100-byte pieces up to its credit (or 100 bytes short of it) while a reader
+    /// that keeps up lags 60 % of a window behind (bytes behind a gap), then reads
+    /// what it can; a slow reader reads only 100 bytes a step.
+    #[test]
+    fn stream_window_grows_only_when_the_sender_runs_out_and_the_reader_keeps_up() {
+        #[derive(Clone, Copy, Debug)]
+        enum Step {
+            /// The sender uses the whole credit; then the reader catches up.
+            Exhausted,
+            /// The sender stops 100 bytes short of its credit; the reader catches up.
+            CreditLeft,
+            /// The sender uses the whole credit; the reader reads 100 bytes a step.
+            SlowReader,
+        }
+        let config = PresentationConfig::default()
+            .session_window(1 << 20)
+            .max_session_window(1 << 20)
+            .stream_window(1000)
+            .max_stream_window(8000);
+        for (step, want) in [
+            (Step::Exhausted, 8000),
+            (Step::CreditLeft, 1000),
+            (Step::SlowReader, 1000),
+        ] {
+            let t = Instant::now();
+            let p = Presentation::new(config.clone(), t);
+            let id = StreamId::new(0);
+            p.open_stream(id).unwrap();
+            let (mut sent, mut read) = (0u64, 0u64);
+            // Reads until `read` reaches `max` or nothing more is readable.
+            let read_up_to = |read: &mut u64, max: u64| {
+                while *read < max {
+                    match p.poll_read_chunk(id, (max - *read) as usize, &mut cx()) {
+                        Poll::Ready(Ok(Some(b))) => *read += b.len() as u64,
+                        _ => break,
+                    }
+                }
+            };
+            for second in 1..=10 {
+                let now = t + Duration::from_secs(second);
+                let s = p.stream_stats(id).unwrap();
+                let end = match step {
+                    Step::CreditLeft => s.credit - 100,
+                    Step::Exhausted | Step::SlowReader => s.credit,
+                };
+                while sent < end {
+                    let len = (end - sent).min(100);
+                    p.write(id, sent, chunk(len as usize, 0), false, now)
+                        .unwrap();
+                    sent += len;
+                    if !matches!(step, Step::SlowReader) {
+                        read_up_to(&mut read, sent.saturating_sub(s.window * 6 / 10));
+                    }
+                }
+                match step {
+                    Step::SlowReader => {
+                        let target = read + 100;
+                        read_up_to(&mut read, target);
+                    }
+                    Step::Exhausted | Step::CreditLeft => {
+                        // In two parts half a second apart, so two raises in one
+                        // catch-up never look like "two raises within 2 RTT".
+                        read_up_to(&mut read, sent - s.window / 2);
+                        p.handle_timeout(now + Duration::from_millis(500));
+                        read_up_to(&mut read, sent);
+                    }
+                }
+            }
+            let s = p.stream_stats(id).unwrap();
+            assert_eq!(s.window, want, "{step:?}: {s:?}");
+        }
+    }
+
     #[test]
     fn concurrent_writers_and_reader() {
         let t = Instant::now();
