@@ -4,7 +4,8 @@
 //! the gateways' largest backlog, the server process's CPU time and peak RSS, how many
 //! gateways had a session fail (at start-up: a failed first connection), and how long
 //! after the start the gateways were streaming (first samples sent in a started
-//! session) and saw their first samples confirmed on disk.
+//! session) and saw their first samples confirmed on disk, and the datagrams the
+//! kernel dropped at the server's socket (its queue was full).
 //!
 //! ```sh
 //! FANIN_DEVICES=100 FANIN_RATES=1000,2000,4000 FANIN_SECONDS=60 \
@@ -38,6 +39,19 @@ fn proc_cpu_ticks(pid: u32) -> u64 {
     // Fields after the command: state is index 0; utime 11, stime 12.
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Datagrams the kernel dropped at the IPv4 UDP socket bound to `port` (the `drops`
+/// column of `/proc/net/udp`).
+fn udp_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&local)))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn proc_hwm_kib(pid: u32) -> u64 {
@@ -93,9 +107,9 @@ fn fan_in() {
         .filter_map(|r| r.trim().parse().ok())
         .collect();
     println!(
-        "| devices | rate Hz | produced | written | lost | max backlog | server CPU % | server peak RSS MiB | gateway drain s | gateways with a failed session | streaming after s (median / last) | first ack after s (median / last) |"
+        "| devices | rate Hz | produced | written | lost | max backlog | server CPU % | server peak RSS MiB | gateway drain s | gateways with a failed session | streaming after s (median / last) | first ack after s (median / last) | server socket drops |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for rate in rates {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -165,6 +179,7 @@ fn fan_in() {
         });
         let drain_s = drain0.elapsed().as_secs_f64();
         let hwm = proc_hwm_kib(pid);
+        let drops = udp_drops(port);
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         let _ = server.child.wait();
@@ -198,7 +213,7 @@ fn fan_in() {
         let (median_sent, all_sent) = median_and_last(&first_sent);
         let (median_acked, all_acked) = median_and_last(&first_ack);
         println!(
-            "| {devices} | {rate} | {produced} | {written} | {} | {max_backlog} | {cpu_pct:.0} | {:.1} | {drain_s:.1} | {failed_first} | {median_sent:.1} / {all_sent} | {median_acked:.1} / {all_acked} |{}",
+            "| {devices} | {rate} | {produced} | {written} | {} | {max_backlog} | {cpu_pct:.0} | {:.1} | {drain_s:.1} | {failed_first} | {median_sent:.1} / {all_sent} | {median_acked:.1} / {all_acked} | {drops} |{}",
             produced.saturating_sub(written),
             hwm as f64 / 1024.0,
             if gw_errors > 0 || reconnects > 0 {
