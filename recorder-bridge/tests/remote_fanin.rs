@@ -49,7 +49,11 @@ fn udp_drops(port: u16) -> u64 {
     table
         .lines()
         .skip(1)
-        .filter(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&local)))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&local))
+        })
         .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
         .sum()
 }
