@@ -263,17 +263,22 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
             };
         }
         self.active.push(sample);
+        self.count_accepted(1);
+        Ok(())
+    }
+
+    /// Counts `n` samples just appended to the active buffer and hands the buffer over
+    /// at once if that filled it (room for the next push is checked then).
+    fn count_accepted(&mut self, n: u64) {
         // Only this producer writes `accepted`: a plain store, no locked add per push.
-        self.accepted += 1;
-        stats
+        self.accepted += n;
+        self.stats
             .producer
             .accepted
             .store(self.accepted, Ordering::Relaxed);
         if self.active.len() >= self.config.batch {
-            // Hand the full buffer over at once; room for the next push is checked then.
             make_room(&self.shared, &mut self.active, self.config.batch);
         }
-        Ok(())
     }
 
     /// Appends as many of `samples` as the buffers take, in order, handing full buffers
@@ -313,14 +318,7 @@ impl<S: Send + 'static, R: Send + 'static> Exporter<S, R> {
             let n = (self.config.batch - self.active.len()).min(samples.len() - done);
             self.active.extend_from_slice(&samples[done..done + n]);
             done += n;
-            self.accepted += n as u64;
-            stats
-                .producer
-                .accepted
-                .store(self.accepted, Ordering::Relaxed);
-            if self.active.len() >= self.config.batch {
-                make_room(&self.shared, &mut self.active, self.config.batch);
-            }
+            self.count_accepted(n as u64);
         }
         done
     }
