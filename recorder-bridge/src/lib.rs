@@ -47,9 +47,9 @@ pub use file_writer::{
     WriterStop, part_path,
 };
 pub use recorder::{
-    GroupState, GroupStatus, LineFilter, Prefix, PrefixError, Recording, RecordingConfig,
-    RecordingGroup, RecordingSummary, SegmentCell, SegmentMarking, SessionId, StartError,
-    StreamStatus,
+    DeviceNotes, GroupState, GroupStatus, LineFilter, Prefix, PrefixError, Recording,
+    RecordingConfig, RecordingGroup, RecordingSummary, SegmentCell, SegmentMarking, SessionId,
+    StartError, StreamStatus,
 };
 pub use recover::{RecoverError, RecoverReport, recover};
 pub use ring::{RingReader, RingWriter, SampleIndex, Since, ring};

@@ -302,9 +302,10 @@ fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     }
     let recording = group.start().context("cannot start the recording")?;
     kwik_recorder::interrupt::install();
+    let notes = recording.device_notes();
     let running = starts
         .into_iter()
-        .map(|start| start())
+        .map(|start| start(notes.clone()))
         .collect::<Result<Vec<Running>>>()?;
     let summary = watch(recording, &a, json, || running.iter().any(Running::ended));
     for r in running {
@@ -339,8 +340,9 @@ impl Running {
     }
 }
 
-/// What starts a source once the recording has started.
-type Start = Box<dyn FnOnce() -> Result<Running>>;
+/// What starts a source once the recording has started; a board writes what it says of
+/// itself into the recording's device notes.
+type Start = Box<dyn FnOnce(kwik_recorder::DeviceNotes) -> Result<Running>>;
 
 /// Adds the stream of `source` to `group` (one ring each) and returns what starts the
 /// source. A serial port is opened here, so a missing board fails before any file is
@@ -369,7 +371,7 @@ fn attach_sim<G: SignalGenerator>(generator: G, group: &mut RecordingGroup) -> S
     // Two seconds of history: the recorder reads every few ms, so this is ample.
     let (writer, reader) = ring(rate.max(1024) as usize * 2);
     group.add_stream(<G::Sample as kwik_recorder::Schema>::NAME, reader);
-    Box::new(move || {
+    Box::new(move |_| {
         let sim = SimSource::spawn(generator, writer, None).context("cannot start the source")?;
         Ok(Running::Sim(sim))
     })
@@ -392,8 +394,8 @@ fn attach_board(path: &Path, group: &mut RecordingGroup) -> Result<Start> {
         <kwik_recorder::ImuRow as kwik_recorder::Schema>::NAME,
         reader,
     );
-    Ok(Box::new(move || {
-        let feed = kwik_recorder::remote::SourceFeed::spawn(port, writer)
+    Ok(Box::new(move |notes| {
+        let feed = kwik_recorder::remote::SourceFeed::spawn(port, writer, notes)
             .context("cannot start reading the serial port")?;
         Ok(Running::Board(feed))
     }))

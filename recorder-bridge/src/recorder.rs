@@ -213,6 +213,27 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
+/// What is learned about the device while a recording runs (e.g. the firmware version
+/// a board announces): entries set here are merged over [`RecordingConfig::device`] in
+/// every stream's sidecar from its next refresh on, the final one included. Cloning
+/// gives another handle on the same entries; any thread may set them.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceNotes(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl DeviceNotes {
+    /// Sets `key` to `value` (replacing an earlier value or a configured one).
+    pub fn set(&self, key: &str, value: String) {
+        lock(&self.0).insert(key.to_owned(), value);
+    }
+
+    /// `configured` with these entries laid over it.
+    pub(crate) fn over(&self, configured: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut device = configured.clone();
+        device.extend(lock(&self.0).iter().map(|(k, v)| (k.clone(), v.clone())));
+        device
+    }
+}
+
 /// The current segment marker of a group, readable and writable from any thread.
 #[derive(Debug, Default)]
 pub struct SegmentCell(AtomicU64);
@@ -312,6 +333,7 @@ struct GroupShared {
     warnings: Mutex<Vec<String>>,
     ended: Mutex<Option<Duration>>,
     segment: Arc<SegmentCell>,
+    device_notes: DeviceNotes,
     streams: Vec<Arc<StreamShared>>,
     free: AtomicU64,
 }
@@ -703,6 +725,7 @@ impl RecordingGroup {
             warnings: Mutex::new(Vec::new()),
             ended: Mutex::new(None),
             segment,
+            device_notes: DeviceNotes::default(),
             streams: shared_streams,
             free: AtomicU64::new(free),
         });
@@ -839,7 +862,7 @@ fn sidecar_of(group: &GroupShared, s: &StreamShared, state: RecordingState) -> S
             _ => None,
         },
         parts,
-        device: cfg.device.clone(),
+        device: group.device_notes.over(&cfg.device),
         settings: settings_of(cfg),
         stop_reason: lock(&group.stop_reason).clone(),
         warnings: lock(&group.warnings).clone(),
@@ -1043,6 +1066,12 @@ impl Recording {
     /// stream's worker reads.
     pub fn set_segment(&self, id: SegmentId, line: LineState) {
         self.group.segment.set(Segment { id, line });
+    }
+
+    /// A handle for what is learned about the device while recording (see
+    /// [`DeviceNotes`]).
+    pub fn device_notes(&self) -> DeviceNotes {
+        self.group.device_notes.clone()
     }
 
     /// Current status; cheap, callable from any thread.

@@ -293,6 +293,13 @@ fn record_from_a_serial_board_counts_its_gaps_and_stops_when_it_goes_away() {
     let sidecar = kwik_recorder::Sidecar::read(&kwik_recorder::sidecar_path(&csv[0])).unwrap();
     assert_eq!(sidecar.dropped.source, lost);
     assert_eq!(sidecar.device["kind"], "xiao-serial");
+    // What the board said of itself (it repeats it every 2 s of device time).
+    let [major, minor, patch] = xiao_sim::SIM_FIRMWARE_VERSION;
+    assert_eq!(
+        sidecar.device["firmware"],
+        format!("{major}.{minor}.{patch}")
+    );
+    assert_eq!(sidecar.device["device_rate_hz"], "1000");
     let o = run(&["verify", csv[0].to_str().unwrap()], dir.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }

@@ -1,10 +1,12 @@
 //! A device recorded on this machine: a thread that moves a [`SampleSource`]'s samples
 //! into a ring for the local recorder, and reports the device's sequence gaps and
 //! corrupt frames as losses upstream of the ring, so the recording's sidecar accounts
-//! for every sample the device numbered.
+//! for every sample the device numbered. What the device says of itself goes into the
+//! recording's device notes.
 
 use std::sync::atomic::Ordering;
 
+use crate::recorder::DeviceNotes;
 use crate::remote::source::{SampleSource, SourceEvent};
 use crate::ring::RingWriter;
 use crate::source::FeedThread;
@@ -31,8 +33,13 @@ pub struct SourceFeed(FeedThread<FeedReport>);
 impl SourceFeed {
     /// Starts reading `source` into `ring` on a thread of its own. The thread checks
     /// for a stop request whenever the source is idle (at most about every 100 ms, the
-    /// [`SampleSource`] contract).
-    pub fn spawn<Src>(mut source: Src, mut ring: RingWriter<Src::Sample>) -> std::io::Result<Self>
+    /// [`SampleSource`] contract). What the device announces (firmware version, rate,
+    /// sensor ranges) is written into `notes`.
+    pub fn spawn<Src>(
+        mut source: Src,
+        mut ring: RingWriter<Src::Sample>,
+        notes: DeviceNotes,
+    ) -> std::io::Result<Self>
     where
         Src: SampleSource,
         Src::Sample: Copy,
@@ -50,6 +57,7 @@ impl SourceFeed {
                         report.lost += n;
                     }
                     Some(SourceEvent::DecodeError) => report.corrupt_frames += 1,
+                    Some(SourceEvent::Device(info)) => note_device(&notes, &info),
                     Some(SourceEvent::Idle) => {}
                     None => {
                         report.ended = true;
@@ -71,6 +79,15 @@ impl SourceFeed {
     pub fn stop(self) -> FeedReport {
         self.0.stop()
     }
+}
+
+/// The device's self-description as sidecar entries.
+fn note_device(notes: &DeviceNotes, info: &xiao_proto::DeviceInfo) {
+    let [major, minor, patch] = info.firmware_version;
+    notes.set("firmware", format!("{major}.{minor}.{patch}"));
+    notes.set("device_rate_hz", info.rate_hz.to_string());
+    notes.set("accel_range_g", info.accel_range_g.to_string());
+    notes.set("gyro_range_dps", info.gyro_range_dps.to_string());
 }
 
 #[cfg(test)]
@@ -102,7 +119,8 @@ mod tests {
             .rposition(|t| t.fate == xiao_sim::Fate::Sent)
             .unwrap() as u64;
         let (w, mut r) = ring(n as usize);
-        let feed = SourceFeed::spawn(sim_imu_with(sim, false, Some(n)), w).unwrap();
+        let notes = DeviceNotes::default();
+        let feed = SourceFeed::spawn(sim_imu_with(sim, false, Some(n)), w, notes.clone()).unwrap();
         while !feed.is_finished() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
@@ -114,5 +132,10 @@ mod tests {
         assert!(report.lost > 0 && report.corrupt_frames > 0, "{report:?}");
         assert_eq!(report.samples + report.lost, last_sent + 1, "{report:?}");
         assert_eq!(r.lost_upstream(), report.lost);
+        // The board's self-description (sent at start) reached the notes.
+        let device = notes.over(&Default::default());
+        let [major, minor, patch] = xiao_sim::SIM_FIRMWARE_VERSION;
+        assert_eq!(device["firmware"], format!("{major}.{minor}.{patch}"));
+        assert_eq!(device["device_rate_hz"], "1000");
     }
 }

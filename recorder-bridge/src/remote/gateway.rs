@@ -295,7 +295,8 @@ fn read_source<Src: SampleSource>(mut source: Src, shared: &Shared) {
                 GatewayCounters::add(&c.device_produced, n);
             }
             Some(SourceEvent::DecodeError) => GatewayCounters::add(&c.device_errors, 1),
-            Some(SourceEvent::Idle) => {}
+            // The server learns the rate from the stream header; the rest stays here.
+            Some(SourceEvent::Device(_) | SourceEvent::Idle) => {}
             None => break,
         }
     }

@@ -31,6 +31,8 @@ pub enum SourceEvent<S> {
     Lost(u64),
     /// A device frame was rejected (corrupt); the decoder resynchronised.
     DecodeError,
+    /// The device described itself (a XIAO board does at start and every few seconds).
+    Device(xiao_proto::DeviceInfo),
     /// Nothing arrived within the source's poll interval (lets the caller check for a
     /// stop request).
     Idle,
@@ -140,6 +142,7 @@ impl<R: Read + Send + 'static> FrameSource<R> {
                     if info.rate_hz > 0 {
                         *rate_hz = u32::from(info.rate_hz);
                     }
+                    events.push_back(SourceEvent::Device(info));
                 }
                 Ok(_) => {}
                 Err(_) => events.push_back(SourceEvent::DecodeError),
