@@ -223,6 +223,14 @@ async fn corrupt_device_frames_are_counted_and_skipped() {
     assert_eq!(st.dropped.recorder(), 0);
     assert_eq!(st.produced, st.samples + c.device_lost);
     assert!(reports[0].balanced(), "{:?}", reports[0]);
+    // What the board announced reached the recording's sidecar.
+    let sidecar = kwik_recorder::Sidecar::read(&reports[0].sidecar).unwrap();
+    let [major, minor, patch] = xiao_sim::SIM_FIRMWARE_VERSION;
+    assert_eq!(
+        sidecar.device.get("firmware"),
+        Some(&format!("{major}.{minor}.{patch}"))
+    );
+    assert_eq!(sidecar.device["device_rate_hz"], "1000");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::recorder::DeviceNotes;
-use crate::remote::source::{SampleSource, SourceEvent};
+use crate::remote::source::{SampleSource, SourceEvent, device_entries};
 use crate::ring::RingWriter;
 use crate::source::FeedThread;
 
@@ -57,7 +57,11 @@ impl SourceFeed {
                         report.lost += n;
                     }
                     Some(SourceEvent::DecodeError) => report.corrupt_frames += 1,
-                    Some(SourceEvent::Device(info)) => note_device(&notes, &info),
+                    Some(SourceEvent::Device(info)) => {
+                        for (k, v) in device_entries(&info) {
+                            notes.set(&k, v);
+                        }
+                    }
                     Some(SourceEvent::Idle) => {}
                     None => {
                         report.ended = true;
@@ -79,15 +83,6 @@ impl SourceFeed {
     pub fn stop(self) -> FeedReport {
         self.0.stop()
     }
-}
-
-/// The device's self-description as sidecar entries.
-fn note_device(notes: &DeviceNotes, info: &xiao_proto::DeviceInfo) {
-    let [major, minor, patch] = info.firmware_version;
-    notes.set("firmware", format!("{major}.{minor}.{patch}"));
-    notes.set("device_rate_hz", info.rate_hz.to_string());
-    notes.set("accel_range_g", info.accel_range_g.to_string());
-    notes.set("gyro_range_dps", info.gyro_range_dps.to_string());
 }
 
 #[cfg(test)]

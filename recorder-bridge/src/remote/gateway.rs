@@ -3,6 +3,7 @@
 //! acknowledgements and status. Reconnects after any failure and re-sends everything
 //! the server has not confirmed on disk.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::remote::accounting::{GatewayCounters, GatewayCounts};
 use crate::remote::outbox::Outbox;
 use crate::remote::sample::WireSample;
-use crate::remote::source::{SampleSource, SourceEvent};
+use crate::remote::source::{SampleSource, SourceEvent, device_entries};
 use crate::remote::spool::{Spool, SpoolError};
 use crate::remote::wire::{
     Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
@@ -137,6 +138,9 @@ struct Shared {
     notify: Notify,
     counters: Arc<GatewayCounters>,
     anchor: Mutex<Option<Anchor>>,
+    /// What the device said of itself, and how many times it changed (each session
+    /// sends the latest to the server).
+    device: Mutex<(u64, BTreeMap<String, String>)>,
     source_done: AtomicBool,
     stop: AtomicBool,
     session: Mutex<Option<kwik::Session>>,
@@ -180,6 +184,7 @@ impl Gateway {
             notify: Notify::new(),
             counters,
             anchor: Mutex::new(None),
+            device: Mutex::new((0, BTreeMap::new())),
             source_done: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             session: Mutex::new(None),
@@ -295,8 +300,16 @@ fn read_source<Src: SampleSource>(mut source: Src, shared: &Shared) {
                 GatewayCounters::add(&c.device_produced, n);
             }
             Some(SourceEvent::DecodeError) => GatewayCounters::add(&c.device_errors, 1),
-            // The server learns the rate from the stream header; the rest stays here.
-            Some(SourceEvent::Device(_) | SourceEvent::Idle) => {}
+            Some(SourceEvent::Device(info)) => {
+                let entries = device_entries(&info);
+                let mut device = lock(&shared.device);
+                if device.1 != entries {
+                    *device = (device.0 + 1, entries);
+                    drop(device);
+                    shared.notify.notify_one();
+                }
+            }
+            Some(SourceEvent::Idle) => {}
             None => break,
         }
     }
@@ -528,6 +541,26 @@ async fn run_session(
     result
 }
 
+/// Sends the device's description on the control stream if it changed since
+/// `sent` (the version this session sent last).
+async fn send_device(
+    shared: &Shared,
+    header: &StreamHeader,
+    ctl: &mut kwik::SendStream,
+    sent: &mut u64,
+) -> Result<(), String> {
+    let device = {
+        let d = lock(&shared.device);
+        (d.0 != *sent).then(|| d.clone())
+    };
+    if let Some((version, entries)) = device {
+        let key = header.key.clone();
+        write_msg(ctl, &Message::Device { key, entries }).await?;
+        *sent = version;
+    }
+    Ok(())
+}
+
 async fn stream_samples(
     config: &GatewayConfig,
     session: &kwik::Session,
@@ -541,7 +574,10 @@ async fn stream_samples(
         .await
         .map_err(|e| e.to_string())?;
     write_msg(&mut data, &Message::Header(header.clone())).await?;
+    // The device description this session has sent (version 0: none yet).
+    let mut device_sent = 0;
     loop {
+        send_device(shared, header, ctl, &mut device_sent).await?;
         let batch = lock(&shared.outbox).take_unsent(64 * 1024);
         if batch.is_empty() {
             if shared.source_done.load(Ordering::Acquire) && lock(&shared.outbox).is_empty() {
@@ -565,7 +601,9 @@ async fn stream_samples(
         }
         GatewayCounters::add(&shared.counters.sent, n);
     }
-    // Everything is on disk at the server: stop the recording, get its final report.
+    // Everything is on disk at the server: stop the recording, get its final report
+    // (with the device's latest description, if it changed at the very end).
+    send_device(shared, header, ctl, &mut device_sent).await?;
     let _ = data.finish();
     write_msg(ctl, &Message::Stop(header.key.clone())).await?;
     let report = tokio::time::timeout(Duration::from_secs(30), final_rx)

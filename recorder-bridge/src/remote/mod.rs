@@ -32,8 +32,8 @@ pub use relay::UdpRelay;
 pub use sample::{SampleError, WireSample, imu_row, imu_sample};
 pub use server::{OpenStreamError, RecorderServer, ServeError, ServerConfig, StreamReport};
 pub use source::{
-    FrameSource, SampleSource, SeqWidener, SimEfieldSource, SimImuConfig, SourceEvent, serial,
-    sim_imu, sim_imu_with,
+    FrameSource, SampleSource, SeqWidener, SimEfieldSource, SimImuConfig, SourceEvent,
+    device_entries, serial, sim_imu, sim_imu_with,
 };
 pub use spool::{Spool, SpoolError, SpoolRecord};
 pub use tls::{IdentityError, ServerIdentity, load_ca};

@@ -159,6 +159,8 @@ trait StreamSink: Send + Sync {
     fn report(&self) -> StreamReport;
     fn stop(&self) -> StreamReport;
     fn stall(&self);
+    /// Lays the device's own description over the recording's device info.
+    fn note_device(&self, entries: &std::collections::BTreeMap<String, String>);
 }
 
 struct Ingest<S> {
@@ -476,6 +478,15 @@ impl<S: WireSample> StreamSink for DeviceStream<S> {
 
     fn stall(&self) {
         self.counters.stalls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn note_device(&self, entries: &std::collections::BTreeMap<String, String>) {
+        if let Some(rec) = lock(&self.recording).as_ref() {
+            let notes = rec.device_notes();
+            for (k, v) in entries {
+                notes.set(k, v.clone());
+            }
+        }
     }
 }
 
@@ -798,6 +809,16 @@ async fn control_reader(
                         },
                     })
                 }
+                Ok(Message::Device { key, entries }) => match shared.get(&key) {
+                    Some(s) => {
+                        s.note_device(&entries);
+                        None
+                    }
+                    None => Some(Message::Error {
+                        key,
+                        text: "no such recording".into(),
+                    }),
+                },
                 Ok(Message::StatusRequest(key)) => Some(match shared.get(&key) {
                     Some(s) => {
                         let r = tokio::task::spawn_blocking(move || s.report()).await.ok();

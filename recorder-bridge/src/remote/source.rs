@@ -50,6 +50,20 @@ pub trait SampleSource: Send + 'static {
     fn next_event(&mut self) -> Option<SourceEvent<Self::Sample>>;
 }
 
+/// A XIAO board's self-description as entries of a recording's `device` map.
+pub fn device_entries(info: &xiao_proto::DeviceInfo) -> std::collections::BTreeMap<String, String> {
+    let [major, minor, patch] = info.firmware_version;
+    [
+        ("firmware", format!("{major}.{minor}.{patch}")),
+        ("device_rate_hz", info.rate_hz.to_string()),
+        ("accel_range_g", info.accel_range_g.to_string()),
+        ("gyro_range_dps", info.gyro_range_dps.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// Widens 32-bit device sequence numbers to 64 bits and turns gaps into losses.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SeqWidener {

@@ -139,6 +139,15 @@ pub enum Message {
     Stop(StreamKey),
     /// Gateway → server: ask for a stream's status.
     StatusRequest(StreamKey),
+    /// Gateway → server: what the device said of itself (firmware version, sensor
+    /// ranges, ...), for the recording's sidecar. Sent when it first arrives and
+    /// whenever it changes.
+    Device {
+        /// The stream.
+        key: StreamKey,
+        /// Entries for the sidecar's `device` map.
+        entries: std::collections::BTreeMap<String, String>,
+    },
     /// Server → gateway: the recording runs; send samples from `next_seq` on.
     Started {
         /// The stream.
@@ -187,6 +196,7 @@ mod kind {
     pub(super) const START: u8 = 0x02;
     pub(super) const STOP: u8 = 0x03;
     pub(super) const STATUS_REQUEST: u8 = 0x04;
+    pub(super) const DEVICE: u8 = 0x05;
     pub(super) const STARTED: u8 = 0x11;
     pub(super) const ACK: u8 = 0x12;
     pub(super) const STATUS: u8 = 0x13;
@@ -312,6 +322,16 @@ impl Message {
                 put_key(out, k)?;
                 kind::STATUS_REQUEST
             }
+            Message::Device { key, entries } => {
+                put_key(out, key)?;
+                // A map of strings always serialises.
+                out.extend_from_slice(
+                    serde_json::to_string(entries)
+                        .unwrap_or_default()
+                        .as_bytes(),
+                );
+                kind::DEVICE
+            }
             Message::Started { key, next_seq } => {
                 put_key(out, key)?;
                 out.extend_from_slice(&next_seq.to_le_bytes());
@@ -393,6 +413,11 @@ impl Message {
             }
             kind::STOP => Message::Stop(r.key()?),
             kind::STATUS_REQUEST => Message::StatusRequest(r.key()?),
+            kind::DEVICE => Message::Device {
+                key: r.key()?,
+                entries: serde_json::from_str(&r.rest_str()?)
+                    .map_err(|_| WireError::BadField("device entries"))?,
+            },
             kind::STARTED => Message::Started {
                 key: r.key()?,
                 next_seq: r.u64()?,
@@ -622,6 +647,10 @@ mod tests {
             }),
             Message::Stop(key()),
             Message::StatusRequest(key()),
+            Message::Device {
+                key: key(),
+                entries: [("firmware".to_owned(), "0.1.0".to_owned())].into(),
+            },
             Message::Started {
                 key: key(),
                 next_seq: 5,
