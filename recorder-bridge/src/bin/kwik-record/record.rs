@@ -1,60 +1,17 @@
-//! `kwik-record`: record sensor streams to CSV, list, verify and recover recordings.
+//! `kwik-record record`: a board on a serial port or simulated sources, one recording
+//! group, progress while it runs and the summary at the end.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use kwik_recorder::{
     CsvOptions, Format, LabviewLayout, Prefix, RateHz, Recording, RecordingConfig, RecordingGroup,
-    RecordingSummary, Sidecar, SignalGenerator, SimEfield, SimImu, SimSource, SimStage,
-    SizeLimitAction, recover, ring, verify,
+    RecordingSummary, SignalGenerator, SimEfield, SimImu, SimSource, SimStage, SizeLimitAction,
+    ring,
 };
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "kwik-record",
-    version,
-    about = "Record sensor streams to CSV without losing a sample silently"
-)]
-struct Cli {
-    /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-/// Subcommands. New ones (e.g. remote `serve`, `stream`, `demo`) are added here and
-/// dispatched in `main`.
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Record a board on a serial port, or a simulated source, to files.
-    Record(RecordArgs),
-    /// List recordings with duration, samples, dropped, size and state.
-    Ls {
-        /// Folder to search (default `recordings`).
-        dir: Option<PathBuf>,
-    },
-    /// Repair a recording whose process died (cut partial row, add footer, finalise sidecar).
-    Recover {
-        /// A data file of the recording, or its .meta.json.
-        file: PathBuf,
-    },
-    /// Check a recording against its sidecar; exits non-zero on any mismatch.
-    Verify {
-        /// A data file of the recording, or its .meta.json.
-        file: PathBuf,
-    },
-    /// Loopback demo: recorder server, simulated XIAO and a two-path gateway; one path
-    /// is killed halfway; exits non-zero if any sample was lost.
-    Demo(kwik_recorder::remote::cli::DemoArgs),
-    /// Recorder server: record the sensor streams gateways send over KWIK.
-    Serve(kwik_recorder::remote::cli::ServeArgs),
-    /// Gateway: stream a device (serial, BLE or simulator) to a recorder server.
-    Stream(kwik_recorder::remote::cli::StreamArgs),
-}
 
 /// What one `--source` of `record` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +104,7 @@ enum FormatKind {
 }
 
 #[derive(Debug, Args)]
-struct RecordArgs {
+pub(crate) struct RecordArgs {
     /// What to record: serial:PATH (a XIAO board's USB port, e.g. serial:/dev/ttyACM0;
     /// the recording stops when the board goes away), sim-imu, sim-efield or sim-stage
     /// (a simulator's rate can follow, e.g. sim-efield@128000). Repeat it to record
@@ -211,32 +168,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size; write e.g. 100000, 500K, 64M, 2G"))
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let json = cli.json;
-    let result = match cli.command {
-        Command::Record(a) => cmd_record(a, json),
-        Command::Ls { dir } => cmd_ls(dir.as_deref().unwrap_or(Path::new("recordings")), json),
-        Command::Recover { file } => cmd_recover(&file, json),
-        Command::Verify { file } => cmd_verify(&file, json),
-        Command::Demo(a) => kwik_recorder::remote::cli::demo(a, json).map_err(Into::into),
-        Command::Serve(a) => kwik_recorder::remote::cli::serve(a, json).map_err(Into::into),
-        Command::Stream(a) => kwik_recorder::remote::cli::stream(a, json).map_err(Into::into),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            if json {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
-            } else {
-                eprintln!("error: {e:#}");
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
+pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     let prefix = Prefix::try_from(a.prefix.as_str())?;
     let format = match a.format {
         FormatKind::Csv => Format::Csv(CsvOptions {
@@ -487,119 +419,5 @@ fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-fn find_sidecars(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() && depth > 0 {
-            find_sidecars(&p, depth - 1, out);
-        } else if p.to_string_lossy().ends_with(".meta.json") {
-            out.push(p);
-        }
-    }
-}
-
-fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
-    if !dir.is_dir() {
-        bail!(
-            "{} is not a folder; give the recordings folder (default `recordings`)",
-            dir.display()
-        );
-    }
-    let mut paths = Vec::new();
-    find_sidecars(dir, 3, &mut paths);
-    paths.sort();
-    let mut rows = Vec::new();
-    for p in &paths {
-        match Sidecar::read(p) {
-            Ok(sc) => rows.push((p.clone(), Some(sc))),
-            Err(_) => rows.push((p.clone(), None)),
-        }
-    }
-    if json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(p, sc)| serde_json::json!({ "sidecar": p, "meta": sc }))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if rows.is_empty() {
-        println!("no recordings under {}", dir.display());
-    }
-    println!(
-        "{:<48} {:<10} {:>10} {:>12} {:>9} {:>12}",
-        "recording", "state", "duration", "samples", "dropped", "bytes"
-    );
-    for (p, sc) in rows {
-        let name = p
-            .strip_prefix(dir)
-            .unwrap_or(&p)
-            .to_string_lossy()
-            .trim_end_matches(".meta.json")
-            .to_owned();
-        match sc {
-            Some(sc) => println!(
-                "{:<48} {:<10} {:>9.1}s {:>12} {:>9} {:>12}",
-                name,
-                format!("{:?}", sc.state).to_lowercase(),
-                sc.duration_s,
-                sc.samples,
-                sc.dropped.total(),
-                sc.file_size
-            ),
-            None => println!("{name:<48} unreadable sidecar (try `kwik-record verify`)"),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {
-    let r = recover(file)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else if r.repaired {
-        println!(
-            "recovered {}: {} samples, cut {} bytes of partial rows, added {} footer(s)",
-            r.sidecar.display(),
-            r.samples,
-            r.truncated_bytes,
-            r.footers_added
-        );
-    } else {
-        println!(
-            "{} was already closed cleanly; nothing to do",
-            r.sidecar.display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn cmd_verify(file: &Path, json: bool) -> Result<ExitCode> {
-    let r = verify(file)?;
-    if json {
-        println!("{}", serde_json::json!({ "ok": r.is_ok(), "report": r }));
-    } else if r.is_ok() {
-        println!(
-            "OK {}: {} samples in {} file(s) match the sidecar",
-            r.sidecar.display(),
-            r.samples,
-            r.parts
-        );
-    } else {
-        println!("MISMATCH {}:", r.sidecar.display());
-        for p in &r.problems {
-            println!("  - {p}");
-        }
-    }
-    Ok(if r.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     })
 }

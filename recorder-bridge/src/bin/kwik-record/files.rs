@@ -1,0 +1,121 @@
+//! `kwik-record ls`, `recover` and `verify`: recordings already on disk.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use kwik_recorder::{Sidecar, recover, verify};
+
+fn find_sidecars(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() && depth > 0 {
+            find_sidecars(&p, depth - 1, out);
+        } else if p.to_string_lossy().ends_with(".meta.json") {
+            out.push(p);
+        }
+    }
+}
+
+pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a folder; give the recordings folder (default `recordings`)",
+            dir.display()
+        );
+    }
+    let mut paths = Vec::new();
+    find_sidecars(dir, 3, &mut paths);
+    paths.sort();
+    let mut rows = Vec::new();
+    for p in &paths {
+        match Sidecar::read(p) {
+            Ok(sc) => rows.push((p.clone(), Some(sc))),
+            Err(_) => rows.push((p.clone(), None)),
+        }
+    }
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(p, sc)| serde_json::json!({ "sidecar": p, "meta": sc }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no recordings under {}", dir.display());
+    }
+    println!(
+        "{:<48} {:<10} {:>10} {:>12} {:>9} {:>12}",
+        "recording", "state", "duration", "samples", "dropped", "bytes"
+    );
+    for (p, sc) in rows {
+        let name = p
+            .strip_prefix(dir)
+            .unwrap_or(&p)
+            .to_string_lossy()
+            .trim_end_matches(".meta.json")
+            .to_owned();
+        match sc {
+            Some(sc) => println!(
+                "{:<48} {:<10} {:>9.1}s {:>12} {:>9} {:>12}",
+                name,
+                format!("{:?}", sc.state).to_lowercase(),
+                sc.duration_s,
+                sc.samples,
+                sc.dropped.total(),
+                sc.file_size
+            ),
+            None => println!("{name:<48} unreadable sidecar (try `kwik-record verify`)"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {
+    let r = recover(file)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else if r.repaired {
+        println!(
+            "recovered {}: {} samples, cut {} bytes of partial rows, added {} footer(s)",
+            r.sidecar.display(),
+            r.samples,
+            r.truncated_bytes,
+            r.footers_added
+        );
+    } else {
+        println!(
+            "{} was already closed cleanly; nothing to do",
+            r.sidecar.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn cmd_verify(file: &Path, json: bool) -> Result<ExitCode> {
+    let r = verify(file)?;
+    if json {
+        println!("{}", serde_json::json!({ "ok": r.is_ok(), "report": r }));
+    } else if r.is_ok() {
+        println!(
+            "OK {}: {} samples in {} file(s) match the sidecar",
+            r.sidecar.display(),
+            r.samples,
+            r.parts
+        );
+    } else {
+        println!("MISMATCH {}:", r.sidecar.display());
+        for p in &r.problems {
+            println!("  - {p}");
+        }
+    }
+    Ok(if r.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
