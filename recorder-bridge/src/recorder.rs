@@ -221,9 +221,9 @@ pub enum StartError {
 pub struct DeviceNotes(Arc<Mutex<BTreeMap<String, String>>>);
 
 impl DeviceNotes {
-    /// Sets `key` to `value` (replacing an earlier value or a configured one).
-    pub fn set(&self, key: &str, value: String) {
-        lock(&self.0).insert(key.to_owned(), value);
+    /// Sets every entry of `entries` (replacing earlier values or configured ones).
+    pub fn set_all(&self, entries: impl IntoIterator<Item = (String, String)>) {
+        lock(&self.0).extend(entries);
     }
 
     /// `configured` with these entries laid over it.

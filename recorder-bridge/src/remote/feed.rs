@@ -57,11 +57,7 @@ impl SourceFeed {
                         report.lost += n;
                     }
                     Some(SourceEvent::DecodeError) => report.corrupt_frames += 1,
-                    Some(SourceEvent::Device(info)) => {
-                        for (k, v) in device_entries(&info) {
-                            notes.set(&k, v);
-                        }
-                    }
+                    Some(SourceEvent::Device(info)) => notes.set_all(device_entries(&info)),
                     Some(SourceEvent::Idle) => {}
                     None => {
                         report.ended = true;

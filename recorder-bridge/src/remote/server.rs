@@ -160,7 +160,7 @@ trait StreamSink: Send + Sync {
     fn stop(&self) -> StreamReport;
     fn stall(&self);
     /// Lays the device's own description over the recording's device info.
-    fn note_device(&self, entries: &std::collections::BTreeMap<String, String>);
+    fn note_device(&self, entries: std::collections::BTreeMap<String, String>);
 }
 
 struct Ingest<S> {
@@ -480,12 +480,9 @@ impl<S: WireSample> StreamSink for DeviceStream<S> {
         self.counters.stalls.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn note_device(&self, entries: &std::collections::BTreeMap<String, String>) {
+    fn note_device(&self, entries: std::collections::BTreeMap<String, String>) {
         if let Some(rec) = lock(&self.recording).as_ref() {
-            let notes = rec.device_notes();
-            for (k, v) in entries {
-                notes.set(k, v.clone());
-            }
+            rec.device_notes().set_all(entries);
         }
     }
 }
@@ -811,7 +808,7 @@ async fn control_reader(
                 }
                 Ok(Message::Device { key, entries }) => match shared.get(&key) {
                     Some(s) => {
-                        s.note_device(&entries);
+                        s.note_device(entries);
                         None
                     }
                     None => Some(Message::Error {
