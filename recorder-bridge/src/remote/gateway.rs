@@ -133,14 +133,20 @@ struct Anchor {
     rate_hz: u32,
 }
 
+/// A device's self-description and how many times it changed (0: never seen).
+#[derive(Clone, Default)]
+struct DeviceDescription {
+    version: u64,
+    entries: BTreeMap<String, String>,
+}
+
 struct Shared {
     outbox: Mutex<Outbox>,
     notify: Notify,
     counters: Arc<GatewayCounters>,
     anchor: Mutex<Option<Anchor>>,
-    /// What the device said of itself, and how many times it changed (each session
-    /// sends the latest to the server).
-    device: Mutex<(u64, BTreeMap<String, String>)>,
+    /// What the device said of itself (each session sends the latest to the server).
+    device: Mutex<DeviceDescription>,
     source_done: AtomicBool,
     stop: AtomicBool,
     session: Mutex<Option<kwik::Session>>,
@@ -184,7 +190,7 @@ impl Gateway {
             notify: Notify::new(),
             counters,
             anchor: Mutex::new(None),
-            device: Mutex::new((0, BTreeMap::new())),
+            device: Mutex::new(DeviceDescription::default()),
             source_done: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             session: Mutex::new(None),
@@ -303,8 +309,9 @@ fn read_source<Src: SampleSource>(mut source: Src, shared: &Shared) {
             Some(SourceEvent::Device(info)) => {
                 let entries = device_entries(&info);
                 let mut device = lock(&shared.device);
-                if device.1 != entries {
-                    *device = (device.0 + 1, entries);
+                if device.entries != entries {
+                    device.version += 1;
+                    device.entries = entries;
                     drop(device);
                     shared.notify.notify_one();
                 }
@@ -551,9 +558,9 @@ async fn send_device(
 ) -> Result<(), String> {
     let device = {
         let d = lock(&shared.device);
-        (d.0 != *sent).then(|| d.clone())
+        (d.version != *sent).then(|| d.clone())
     };
-    if let Some((version, entries)) = device {
+    if let Some(DeviceDescription { version, entries }) = device {
         let key = header.key.clone();
         write_msg(ctl, &Message::Device { key, entries }).await?;
         *sent = version;
