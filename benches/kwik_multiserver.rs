@@ -6,8 +6,8 @@
 //! relay, is the primary alone (one server, one path at R).
 //!
 //! ```text
-//! cargo bench -p kwik-testbed --bench kwik_multiserver -- --rate-mbit 100 --size-mib 64 --runs 3
-//! cargo bench -p kwik-testbed --bench kwik_multiserver -- --rate-mbit 100 --size-mib 64 --runs 3 --chunk-kib 1024
+//! cargo bench -p kwik-integration --bench kwik_multiserver -- --rate-mbit 100 --size-mib 64 --runs 3
+//! cargo bench -p kwik-integration --bench kwik_multiserver -- --rate-mbit 100 --size-mib 64 --runs 3 --chunk-kib 1024
 //! ```
 //!
 //! Lines starting with `RESULT` carry the figures (medians); docs/BENCHMARKS.md

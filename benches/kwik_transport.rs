@@ -5,14 +5,14 @@
 //! figures do not inherit another scenario's heap):
 //!
 //! ```text
-//! cargo bench -p kwik-testbed --bench kwik_transport -- all
-//! cargo bench -p kwik-testbed --bench kwik_transport -- bulk --stack quinn --size-mib 1024 --runs 3
-//! cargo bench -p kwik-testbed --bench kwik_transport -- bulk --stack kwik --size-mib 1024 --runs 3
-//! cargo bench -p kwik-testbed --bench kwik_transport -- bulk-pair --size-mib 1024 --runs 5
-//! cargo bench -p kwik-testbed --bench kwik_transport -- relayed --stack kwik --paths 2 --rate-mbit 100
-//! cargo bench -p kwik-testbed --bench kwik_transport -- failover --rate-mbit 100 --cut-path 0
-//! cargo bench -p kwik-testbed --bench kwik_transport -- latency --stack kwik --scheduler redundant
-//! cargo bench -p kwik-testbed --bench kwik_transport -- scale --stack quinn --count 1000
+//! cargo bench -p kwik-integration --bench kwik_transport -- all
+//! cargo bench -p kwik-integration --bench kwik_transport -- bulk --stack quinn --size-mib 1024 --runs 3
+//! cargo bench -p kwik-integration --bench kwik_transport -- bulk --stack kwik --size-mib 1024 --runs 3
+//! cargo bench -p kwik-integration --bench kwik_transport -- bulk-pair --size-mib 1024 --runs 5
+//! cargo bench -p kwik-integration --bench kwik_transport -- relayed --stack kwik --paths 2 --rate-mbit 100
+//! cargo bench -p kwik-integration --bench kwik_transport -- failover --rate-mbit 100 --cut-path 0
+//! cargo bench -p kwik-integration --bench kwik_transport -- latency --stack kwik --scheduler redundant
+//! cargo bench -p kwik-integration --bench kwik_transport -- scale --stack quinn --count 1000
 //! ```
 //!
 //! Lines starting with `RESULT` carry the figures; docs/BENCHMARKS.md records them with
