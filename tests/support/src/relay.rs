@@ -178,6 +178,11 @@ impl RelayStats {
             Direction::ServerToClient => &self.server_to_client,
         }
     }
+
+    /// Datagrams sent on in both directions together.
+    pub fn forwarded_packets(&self) -> u64 {
+        self.client_to_server.forwarded_packets + self.server_to_client.forwarded_packets
+    }
 }
 
 /// Why a relay could not start.
@@ -310,6 +315,10 @@ impl RelayHandle {
     }
 
     /// Blackholes (or restores) both directions at once, leaving the other settings.
+    ///
+    /// `set_blackhole(true)` and never restoring is how a test or demo kills a path for
+    /// real: every datagram arriving from then on is dropped silently, both ways, as on
+    /// a dead uplink; datagrams already accepted are still delivered.
     pub fn set_blackhole(&self, on: bool) {
         self.update_both(|i| {
             i.set_blackhole(on);

@@ -125,6 +125,53 @@ async fn blackhole_drops_until_lifted() {
     assert_eq!(handle.stats().server_to_client.dropped_total(), 0);
 }
 
+/// Killing a path for good, as the recorder demo does: once blackholed, nothing more is
+/// forwarded either way and the forwarded count stays where it was.
+#[tokio::test]
+async fn killed_relay_forwards_nothing_more_either_way() {
+    let server = bind().await;
+    let relay = Relay::start(server.local_addr().unwrap(), RelayConfig::default())
+        .await
+        .unwrap();
+    let handle = relay.handle();
+    let client = bind().await;
+    client.connect(relay.local_addr()).await.unwrap();
+    let mut buf = [0u8; 16];
+    let mut via = None;
+    for i in 0..10u32 {
+        client.send(&i.to_be_bytes()).await.unwrap();
+        let (n, from) = timeout(PATIENCE, server.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], &i.to_be_bytes());
+        server.send_to(&buf[..n], from).await.unwrap();
+        assert_eq!(recv_u32(&client).await, i);
+        via = Some(from);
+    }
+    let via = via.unwrap();
+    let before = wait_for(&handle, |s| s.forwarded_packets() == 20).await;
+    assert_eq!(before.client_to_server.forwarded_packets, 10);
+    assert_eq!(before.server_to_client.forwarded_packets, 10);
+
+    handle.set_blackhole(true);
+    for i in 10..30u32 {
+        client.send(&i.to_be_bytes()).await.unwrap();
+        server.send_to(&i.to_be_bytes(), via).await.unwrap();
+    }
+    let after = wait_for(&handle, |s| {
+        settled(s, Direction::ClientToServer, 30) && settled(s, Direction::ServerToClient, 30)
+    })
+    .await;
+    assert_eq!(after.forwarded_packets(), 20);
+    assert_eq!(after.client_to_server.dropped_blackhole, 20);
+    assert_eq!(after.server_to_client.dropped_blackhole, 20);
+    // Nothing got through to either side.
+    let quiet = Duration::from_millis(100);
+    assert!(timeout(quiet, server.recv_from(&mut buf)).await.is_err());
+    assert!(timeout(quiet, client.recv(&mut buf)).await.is_err());
+}
+
 #[tokio::test]
 async fn one_direction_blackholed_cuts_replies_only() {
     let server = bind().await;
