@@ -77,7 +77,7 @@ async fn serve(
     chunk: u64,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     let started = Instant::now();
-    let helper = match session.add_secondary(secondary, "localhost").await {
+    let secondary_path = match session.add_secondary(secondary, "localhost").await {
         Ok(path) => Some(path),
         Err(e) => {
             println!(
@@ -91,7 +91,7 @@ async fn serve(
     let mut stream = session.open_uni().await?;
     let len = file.len() as u64;
     let (mut own, mut delegated, mut reclaimed) = (0u64, 0u64, 0u64);
-    let mut helper_alive = helper.is_some();
+    let mut secondary_alive = secondary_path.is_some();
     let mut next = 0u64;
     loop {
         // One step (write or delegate the next chunk, or wait until the client
@@ -105,7 +105,7 @@ async fn serve(
             }
             let range = next..(next + chunk).min(len);
             let odd = (next / chunk) % 2 == 1;
-            if let (Some(path), true, true) = (helper, odd, helper_alive) {
+            if let (Some(path), true, true) = (secondary_path, odd, secondary_alive) {
                 if session
                     .delegate(stream.id(), range.clone(), path)
                     .await
@@ -121,15 +121,15 @@ async fn serve(
         tokio::select! {
             biased;
             event = events.next() => match event {
-                Some(PathEvent::Abandoned(path)) if Some(path) == helper => {
+                Some(PathEvent::Abandoned(path)) if Some(path) == secondary_path => {
                     println!("session {}: secondary {path} left; reclaiming", session.id());
-                    helper_alive = false;
+                    secondary_alive = false;
                     reclaimed += reclaim(session, &stream, &file, path).await?;
                 }
-                Some(PathEvent::GrantExpired(path)) if Some(path) == helper => {
+                Some(PathEvent::GrantExpired(path)) if Some(path) == secondary_path => {
                     // Alive but too slow: take its late chunks back, stop delegating.
                     println!("session {}: a grant of {path} expired; reclaiming", session.id());
-                    helper_alive = false;
+                    secondary_alive = false;
                     reclaimed += reclaim(session, &stream, &file, path).await?;
                 }
                 Some(_) => {}

@@ -12,7 +12,8 @@
 use std::net::SocketAddr;
 
 use kwik::{Endpoint, ServerConfig, Session, SessionConfig};
-use rustls_pki_types::PrivateKeyDer;
+
+mod shared;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,11 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
     let cert_path = args.next().unwrap_or_else(|| "/tmp/kwik-cert.der".into());
 
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
-    std::fs::write(&cert_path, cert.cert.der())?;
-    let key = PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-    let config = ServerConfig::with_single_cert(vec![cert.cert.der().clone()], key)?
-        .session(SessionConfig::lan());
+    let (cert, key) = shared::self_signed_localhost()?;
+    std::fs::write(&cert_path, &cert)?;
+    let config = ServerConfig::with_single_cert(vec![cert], key)?.session(SessionConfig::lan());
     let endpoint = Endpoint::server(addr, config)?;
     println!("listening on {addr}; certificate written to {cert_path}");
 

@@ -1,5 +1,7 @@
-//! What the three multi-server examples (`primary`, `secondary`, `fetch`) share:
-//! the material a real deployment provisions out of band, kept in one folder.
+//! What the examples share: the one way they make a certificate
+//! ([`self_signed_localhost`]), and for the three multi-server examples
+//! (`primary`, `secondary`, `fetch`) the material a real deployment provisions out
+//! of band, kept in one folder.
 //!
 //! * `cert.der` / `key.der`: one self-signed certificate for `localhost` and its
 //!   key; both servers present it and the client trusts exactly it.
@@ -29,11 +31,11 @@ impl Material {
     pub(crate) fn load_or_create(dir: &Path) -> Result<Self, Box<dyn std::error::Error>> {
         if !dir.join("cert.der").exists() {
             std::fs::create_dir_all(dir)?;
-            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
-            std::fs::write(dir.join("key.der"), cert.key_pair.serialize_der())?;
+            let (cert, key) = self_signed_localhost()?;
+            std::fs::write(dir.join("key.der"), key.secret_der())?;
             std::fs::write(dir.join("token.key"), rand::random::<[u8; 32]>())?;
             // Written last: its presence means the folder is complete.
-            std::fs::write(dir.join("cert.der"), cert.cert.der())?;
+            std::fs::write(dir.join("cert.der"), &cert)?;
             println!("created the shared material in {}", dir.display());
         }
         let secret: [u8; 32] = std::fs::read(dir.join("token.key"))?
@@ -45,6 +47,16 @@ impl Material {
             token_key: TokenKey::new(secret),
         })
     }
+}
+
+/// A fresh self-signed certificate for the name `localhost` (DER) and its private
+/// key: the server presents it, and the client is given the certificate to trust,
+/// so verification stays on.
+pub(crate) fn self_signed_localhost()
+-> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), rcgen::Error> {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+    let key = PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    Ok((cert.cert.der().clone(), key))
 }
 
 /// The certificate the client trusts.
