@@ -1,4 +1,4 @@
-//! Multi-server goodput for issue 4: one file served to a client by a primary and
+//! Multi-server goodput: one file served to a client by a primary and
 //! one secondary server, each reached through its own impairment relay
 //! rate-limited to R (both directions). The primary writes the even chunks and
 //! delegates the odd ones to the secondary, which writes them straight into the
@@ -13,6 +13,8 @@
 //! Lines starting with `RESULT` carry the figures (medians); docs/BENCHMARKS.md
 //! records them with the command that made them.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -20,13 +22,13 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Parser;
 use kwik::{SecondaryJoins, TokenKey};
-use kwik_testbed::impairment::{BitRate, Impairment};
+use common::payload::MIB;
+use common::relays::{rate_limit, start_relays};
+use common::stats::median;
 use kwik_testbed::loopback;
-use kwik_testbed::relay::{Relay, RelayConfig};
+use kwik_testbed::relay::Relay;
 use kwik_testbed::tls::{SERVER_NAME, TestPki};
 use sha2::{Digest, Sha256};
-
-const MIB: u64 = 1 << 20;
 
 #[derive(Debug, Parser)]
 #[command(about = "kwik multi-server goodput: primary + secondary vs primary alone")]
@@ -87,7 +89,7 @@ async fn run(cli: &Cli) -> Result<()> {
             into.push(ratio);
         }
     }
-    let (alone, both) = (median(&mut alone), median(&mut both));
+    let (alone, both) = (median(&alone), median(&both));
     println!("RESULT multiserver-primary-only median {alone:.3} R");
     println!("RESULT multiserver-primary+secondary median {both:.3} R");
     println!(
@@ -138,7 +140,7 @@ async fn transfer(file: &Bytes, chunk: u64, rate_mbit: u64, servers: Servers) ->
         let secondary_addr = to_secondary.local_addr();
         tokio::spawn(async move {
             let session = primary.accept().await.context("no session")?;
-            let helper = match servers {
+            let secondary_path = match servers {
                 Servers::PrimaryOnly => None,
                 Servers::WithSecondary => {
                     Some(session.add_secondary(secondary_addr, SERVER_NAME).await?)
@@ -148,7 +150,7 @@ async fn transfer(file: &Bytes, chunk: u64, rate_mbit: u64, servers: Servers) ->
             let len = file.len() as u64;
             for start in (0..len).step_by(chunk as usize) {
                 let range = start..(start + chunk).min(len);
-                match helper {
+                match secondary_path {
                     Some(path) if (start / chunk) % 2 == 1 => {
                         session.delegate(stream.id(), range, path).await?;
                     }
@@ -193,12 +195,10 @@ async fn transfer(file: &Bytes, chunk: u64, rate_mbit: u64, servers: Servers) ->
     Ok(secs)
 }
 
+/// One relay to `target`, rate-limited to `rate_mbit` both ways.
 async fn limited_relay(target: SocketAddr, rate_mbit: u64, seed: u64) -> Result<Relay> {
-    let mut imp = Impairment::none();
-    imp.set_rate(Some(BitRate::mbit(rate_mbit)?));
-    let mut config = RelayConfig::default();
-    config.set_seed(seed).set_impairment_both(imp);
-    Ok(Relay::start(target, config).await?)
+    let mut relays = start_relays(target, &[rate_limit(rate_mbit)?], seed).await?;
+    relays.pop().context("start_relays starts one relay per impairment")
 }
 
 /// `len` bytes of a pattern that does not repeat with the chunk size.
@@ -207,9 +207,4 @@ fn pattern(len: u64) -> Bytes {
         .map(|i| (i % 251) as u8)
         .collect::<Vec<u8>>()
         .into()
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
