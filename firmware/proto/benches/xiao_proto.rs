@@ -3,7 +3,7 @@
 //! Peers in the same groups: the board's CSV text form (parsed by `xiao-proto`'s
 //! allocation-free parser and by the `csv` crate) against the binary frames.
 //!
-//! `cargo bench --bench xiao_proto`
+//! `cargo bench -p xiao-proto --bench xiao_proto`
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
