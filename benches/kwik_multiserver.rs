@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Parser;
-use kwik::{SecondaryJoins, TokenKey};
 use common::payload::MIB;
 use common::relays::{rate_limit, start_relays};
 use common::stats::median;
+use kwik::{SecondaryJoins, TokenKey};
 use kwik_testbed::loopback;
 use kwik_testbed::relay::Relay;
 use kwik_testbed::tls::{SERVER_NAME, TestPki};
@@ -198,7 +198,9 @@ async fn transfer(file: &Bytes, chunk: u64, rate_mbit: u64, servers: Servers) ->
 /// One relay to `target`, rate-limited to `rate_mbit` both ways.
 async fn limited_relay(target: SocketAddr, rate_mbit: u64, seed: u64) -> Result<Relay> {
     let mut relays = start_relays(target, &[rate_limit(rate_mbit)?], seed).await?;
-    relays.pop().context("start_relays starts one relay per impairment")
+    relays
+        .pop()
+        .context("start_relays starts one relay per impairment")
 }
 
 /// `len` bytes of a pattern that does not repeat with the chunk size.
