@@ -8,13 +8,11 @@ use bytes::{Bytes, BytesMut};
 use quinn::VarInt;
 
 use crate::driver::error::ConnectError;
-use crate::proto::error::ProtocolError;
+use crate::proto::error::{PATH_ABANDONED, ProtocolError};
 use crate::proto::handshake::{self, AnswerError};
 use crate::proto::ids::{PathId, SessionId};
 use crate::proto::wire::frame::{Frame, FrameReader};
 
-/// QUIC application close code of a path abandoned while its session lives on.
-pub(crate) const PATH_ABANDONED: u32 = 0x1_0001;
 /// How long a handshake (OPEN/JOIN answer, token) may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -15,7 +15,7 @@ use quinn::VarInt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::driver::control::{HANDSHAKE_TIMEOUT, PATH_ABANDONED, read_frame, unix_ms, write_frame};
+use crate::driver::control::{HANDSHAKE_TIMEOUT, read_frame, unix_ms, write_frame};
 use crate::driver::error::{ConnectError, EndpointError};
 use crate::driver::links::spawn_client_join;
 use crate::driver::path_tasks::{attach_path, timer_task};
@@ -26,6 +26,7 @@ use crate::driver::recv_stream::presentation_task;
 use crate::driver::secondary::{SecondarySession, accept_secondary};
 use crate::driver::session::Session;
 use crate::driver::shared::{ClientSide, ServerSide, SessionRegistry, SessionShared};
+use crate::proto::error::PATH_ABANDONED;
 use crate::proto::error::ProtocolError;
 use crate::proto::handshake::{self, FirstFrame, JoinRequest, Opening};
 use crate::proto::ids::{PathId, SessionId};
@@ -369,7 +370,7 @@ fn join(
         .and_then(Weak::upgrade)
         .ok_or(RefuseReason::UnknownSession)?;
     request.verify(&mut server.tokens.lock(), unix_ms())?;
-    let welcome = shared.state.lock().admit_join(request.path)?;
+    let welcome = handshake::admit_join(&shared.state.lock(), request.path)?;
     Ok((shared, welcome))
 }
 

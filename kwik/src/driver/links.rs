@@ -13,11 +13,12 @@ use quinn::VarInt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::driver::control::{HANDSHAKE_TIMEOUT, PATH_ABANDONED, send_join};
+use crate::driver::control::{HANDSHAKE_TIMEOUT, send_join};
 use crate::driver::error::ConnectError;
 use crate::driver::multi_server::{Link, Outbox, RELAY_QUEUE, SecondaryPath};
 use crate::driver::quinn_config::link_client_config;
 use crate::driver::shared::SessionShared;
+use crate::proto::error::PATH_ABANDONED;
 use crate::proto::error::{PROTOCOL_ERROR_CODE, ProtocolError};
 use crate::proto::ids::PathId;
 use crate::proto::multiserver::client::{LinkInput, on_link_frame};

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use quinn::VarInt;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::driver::control::PATH_ABANDONED;
+use crate::proto::error::PATH_ABANDONED;
 use crate::proto::ids::PathId;
 use crate::proto::multiserver::client::LinkOutbox;
 use crate::proto::wire::frame::{AddPathOutcome, Frame};

@@ -15,11 +15,11 @@ use quinn::VarInt;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use crate::driver::control::{PATH_ABANDONED, unix_ms};
+use crate::driver::control::unix_ms;
 use crate::driver::quinn_config::INITIAL_DATA_STREAMS;
 use crate::driver::shared::{PathIo, SessionShared};
 use crate::proto::ids::PathId;
-use crate::proto::wire::frame::{Frame, FrameReader};
+use crate::proto::wire::frame::FrameReader;
 use crate::proto::wire::segment::{SegmentReader, encode_segment_header, encode_stream_header};
 
 /// Ceiling for the concurrent data streams a peer may open on a path, as the
@@ -277,23 +277,11 @@ async fn data_reader(shared: Arc<SessionShared>, path: PathId, mut recv: quinn::
 async fn path_watcher(shared: Arc<SessionShared>, path: PathId, conn: quinn::Connection) {
     let error = conn.closed().await;
     debug!(session = %shared.id, %path, %error, "path connection ended");
-    let now = Instant::now();
-    shared.with_state(|s| {
-        if let quinn::ConnectionError::ApplicationClosed(close) = &error {
-            let code = close.error_code.into_inner();
-            if code != u64::from(PATH_ABANDONED) {
-                // The peer closed the session itself (CLOSE may still be in flight).
-                let _ = s.handle_frame(
-                    path,
-                    Frame::Close {
-                        code,
-                        reason: close.reason.clone(),
-                    },
-                    now,
-                );
-                return;
-            }
+    let application_close = match &error {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            Some((close.error_code.into_inner(), close.reason.clone()))
         }
-        s.path_failed(path, now);
-    });
+        _ => None,
+    };
+    shared.with_state(|s| s.connection_lost(path, application_close, Instant::now()));
 }

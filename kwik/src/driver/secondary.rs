@@ -16,9 +16,10 @@ use quinn::VarInt;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, warn};
 
-use crate::driver::control::{JoinedControl, PATH_ABANDONED, unix_ms, write_frame};
+use crate::driver::control::{JoinedControl, unix_ms, write_frame};
 use crate::driver::error::ConnectError;
 use crate::driver::multi_server::RELAY_QUEUE;
+use crate::proto::error::PATH_ABANDONED;
 use crate::proto::error::{CloseReason, RelayError, SecondaryWriteError};
 use crate::proto::handshake::{JoinRequest, secondary_welcome};
 use crate::proto::ids::{PathId, SessionId};

@@ -30,7 +30,7 @@ use crate::proto::multiserver::grant::Grant;
 use crate::proto::multiserver::token::TokenKey;
 use crate::proto::scheduler::Scheduler;
 use crate::proto::session::events::PathEvent;
-use crate::proto::session::paths::{PathState, PathStats};
+use crate::proto::session::paths::PathStats;
 use crate::proto::session::stats::SessionStats;
 use crate::proto::wire::frame::{
     AddPathOutcome, Frame, MAX_RELAY_LEN, MAX_SERVER_NAME_LEN, PathStatus,
@@ -342,21 +342,7 @@ impl Session {
     /// Removes a live path: the peer is told, its unacknowledged data moves to the
     /// remaining paths, and its connection closes.
     pub fn remove_path(&self, path: PathId) -> Result<(), RemovePathError> {
-        let now = Instant::now();
-        self.shared.with_state(|s| {
-            if !s
-                .path_stats()
-                .iter()
-                .any(|p| p.id == path && p.state != PathState::Abandoned)
-            {
-                return Err(RemovePathError::UnknownPath(path));
-            }
-            if s.remove_path(path, now) {
-                Ok(())
-            } else {
-                Err(RemovePathError::LastPath)
-            }
-        })
+        self.shared.with_state(|s| s.remove_path(path))
     }
 
     /// Marks a live path as available or backup, here and at the peer. Returns

@@ -17,10 +17,11 @@ use quinn::VarInt;
 use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tracing::debug;
 
-use crate::driver::control::{PATH_ABANDONED, unix_ms};
+use crate::driver::control::unix_ms;
 use crate::driver::multi_server::MultiServer;
 use crate::driver::quinn_config::ClientConfig;
-use crate::proto::error::{CloseReason, PROTOCOL_ERROR_CODE};
+use crate::proto::error::CloseReason;
+use crate::proto::error::PATH_ABANDONED;
 use crate::proto::ids::{PathId, SessionId};
 use crate::proto::multiserver::token::{TokenIssuer, TokenKey};
 use crate::proto::session::SessionState;
@@ -227,14 +228,11 @@ impl SessionShared {
                 let _ = self.closed.send(true);
                 self.accept.notify_waiters();
                 self.wake(|_| true);
-                let reason = self.state.lock().close_reason().cloned();
-                let (code, text): (u32, Bytes) = match reason {
-                    Some(CloseReason::Local { code, reason }) => {
-                        (code.min(u32::MAX as u64) as u32, reason)
-                    }
-                    Some(CloseReason::Protocol(t)) => (PROTOCOL_ERROR_CODE as u32, Bytes::from(t)),
-                    _ => (0, Bytes::new()),
-                };
+                let (code, text) = self
+                    .state
+                    .lock()
+                    .close_reason()
+                    .map_or((0, Bytes::new()), CloseReason::application_close);
                 if let Some(server) = &self.server {
                     server.sessions.lock().remove(&self.id);
                 }

@@ -13,6 +13,9 @@ use crate::proto::wire::frame::{DecodeError, RefuseReason};
 /// Application close code a session uses when it ends on a protocol violation.
 pub const PROTOCOL_ERROR_CODE: u64 = 0x1_0000;
 
+/// QUIC application close code of a path abandoned while its session lives on.
+pub(crate) const PATH_ABANDONED: u32 = 0x1_0001;
+
 /// Why a session ended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -39,6 +42,20 @@ pub enum CloseReason {
     /// Every path died.
     #[error("all paths lost")]
     AllPathsLost,
+}
+
+impl CloseReason {
+    /// The QUIC application close (code, reason) that ends this session's
+    /// connections: this side's code, or the protocol-error code.
+    pub(crate) fn application_close(&self) -> (u32, Bytes) {
+        match self {
+            Self::Local { code, reason } => {
+                ((*code).min(u64::from(u32::MAX)) as u32, reason.clone())
+            }
+            Self::Protocol(text) => (PROTOCOL_ERROR_CODE as u32, Bytes::from(text.clone())),
+            _ => (0, Bytes::new()),
+        }
+    }
 }
 
 /// A protocol violation detected by the session core.

@@ -147,7 +147,7 @@ pub(crate) enum FirstFrame {
     /// Answer REFUSED for `reason` and end the control channel.
     Refuse(RefuseReason),
     /// JOIN of a session this endpoint may hold: verify the token, then ask
-    /// the session ([`SessionState::admit_join`]).
+    /// the session ([`admit_join`]).
     Join(JoinRequest),
     /// JOIN of a session this endpoint does not hold, while it accepts
     /// secondary paths: verify the token, then answer
@@ -217,6 +217,27 @@ pub(crate) fn on_first_frame(
         }
         _ => FirstFrame::Unexpected,
     }
+}
+
+/// (Server) Whether `state` admits a JOIN whose token verified, as `path`:
+/// the WELCOME to answer with, or why not. The caller adds the path once the
+/// WELCOME is on its way.
+pub(crate) fn admit_join(state: &SessionState, path: PathId) -> Result<Frame, RefuseReason> {
+    if state.close_reason().is_some() {
+        return Err(RefuseReason::UnknownSession);
+    }
+    if state.has_path(path) {
+        return Err(RefuseReason::PathInUse);
+    }
+    if state.live_paths() >= state.config().max_paths {
+        return Err(RefuseReason::Unavailable);
+    }
+    Ok(Frame::Welcome {
+        session: state.id(),
+        path,
+        max_data: state.presentation().session_credit(),
+        stream_credit: state.config().presentation.get_stream_window(),
+    })
 }
 
 /// (Secondary server) The WELCOME of a verified secondary JOIN. A secondary
@@ -370,16 +391,16 @@ mod tests {
             panic!("OPEN starts a session");
         };
         assert!(matches!(
-            state.admit_join(PathId::new(1)),
+            admit_join(&state, PathId::new(1)),
             Ok(Frame::Welcome { path, .. }) if path == PathId::new(1)
         ));
         assert_eq!(
-            state.admit_join(PathId::INITIAL),
+            admit_join(&state, PathId::INITIAL),
             Err(RefuseReason::PathInUse)
         );
         state.close(0, Bytes::new());
         assert_eq!(
-            state.admit_join(PathId::new(1)),
+            admit_join(&state, PathId::new(1)),
             Err(RefuseReason::UnknownSession)
         );
     }

@@ -18,11 +18,26 @@ use super::grant::{Grant, GrantSet, MAX_GRANTS_PER_PATH};
 use crate::proto::error::ProtocolError;
 use crate::proto::ids::PathId;
 use crate::proto::wire::frame::Frame;
+use crate::proto::wire::segment::Piece;
 
 /// How long after its expiry a grant still admits a secondary's segments:
 /// data in flight when the grant lapsed, and the skew between the primary's
 /// clock (which set the expiry) and the client's.
 pub(crate) const GRANT_GRACE_MS: u64 = 2_000;
+
+/// What the client does with stream data from a secondary.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A grant covers it: buffer it.
+    Accept,
+    /// No grant covers it, but the client holds every byte already (a spent
+    /// grant's range written again, e.g. after the primary reclaimed it):
+    /// dropped, not an error.
+    Held,
+    /// No grant covers it (wrong stream or range, expired, a FIN): the
+    /// secondary broke the protocol; nothing is buffered.
+    Outside,
+}
 
 /// The client's live links to secondaries and the grants it holds for each.
 #[derive(Debug, Default)]
@@ -64,6 +79,25 @@ impl SecondaryLinks {
             set.covering(path, stream, offset, len, now_ms, GRANT_GRACE_MS)
                 .is_some()
         })
+    }
+
+    /// What to do with `piece` from the secondary on `path` at `now_ms`;
+    /// `held` says whether the client holds all of its bytes already.
+    pub(crate) fn admit(
+        &self,
+        path: PathId,
+        piece: &Piece,
+        now_ms: u64,
+        held: impl FnOnce() -> bool,
+    ) -> Admission {
+        let len = piece.data.len() as u64;
+        if !piece.fin && self.covers(path, piece.stream, piece.offset, len, now_ms) {
+            return Admission::Accept;
+        }
+        if !piece.fin && held() {
+            return Admission::Held;
+        }
+        Admission::Outside
     }
 
     /// Makes room for one more grant on `path`: expired grants leave when

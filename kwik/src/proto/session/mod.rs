@@ -32,14 +32,15 @@ use self::stats::SessionStats;
 use self::timers::Timers;
 use crate::proto::config::SessionConfig;
 use crate::proto::error::{
-    CloseReason, DelegateError, PROTOCOL_ERROR_CODE, ProtocolError, WriteError,
+    CloseReason, DelegateError, PATH_ABANDONED, PROTOCOL_ERROR_CODE, ProtocolError,
+    RemovePathError, WriteError,
 };
 use crate::proto::ids::{PathId, SECONDARY_PATH_BASE, SessionId};
-use crate::proto::multiserver::client::SecondaryLinks;
+use crate::proto::multiserver::client::{Admission, SecondaryLinks};
 use crate::proto::multiserver::grant::Grant;
 use crate::proto::multiserver::token::TokenKey;
 use crate::proto::scheduler::Scheduler;
-use crate::proto::wire::frame::{Frame, PathStatus, RefuseReason};
+use crate::proto::wire::frame::{Frame, PathStatus};
 use crate::proto::wire::segment::Piece;
 
 /// The state of one session (one side).
@@ -150,27 +151,6 @@ impl SessionState {
         }
     }
 
-    /// (Server) Whether a JOIN whose token verified may add `path`: the
-    /// WELCOME to answer with, or why not. The caller adds the path once the
-    /// WELCOME is on its way.
-    pub(crate) fn admit_join(&self, path: PathId) -> Result<Frame, RefuseReason> {
-        if self.closed.is_some() {
-            return Err(RefuseReason::UnknownSession);
-        }
-        if self.paths.contains(path) {
-            return Err(RefuseReason::PathInUse);
-        }
-        if self.paths.live() >= self.config.max_paths {
-            return Err(RefuseReason::Unavailable);
-        }
-        Ok(Frame::Welcome {
-            session: self.id,
-            path,
-            max_data: self.recv.session_credit(),
-            stream_credit: self.config.presentation.get_stream_window(),
-        })
-    }
-
     pub(crate) fn path_stats(&self) -> Vec<PathStats> {
         self.paths.stats()
     }
@@ -181,16 +161,37 @@ impl SessionState {
         self.abandon_path(id);
     }
 
-    /// The application removes a path: the peer is told, the path is abandoned.
-    pub(crate) fn remove_path(&mut self, id: PathId, now: Instant) -> bool {
-        let _ = now;
-        if !self.paths.is_live(id) || self.paths.live() < 2 {
-            return false;
+    /// The QUIC connection of `path` ended, with the peer's application close
+    /// (code, reason) if it closed that way. A code other than the one of an
+    /// abandoned path means the peer closed the session (its CLOSE may still
+    /// be in flight); anything else is a failed path.
+    pub(crate) fn connection_lost(
+        &mut self,
+        path: PathId,
+        application_close: Option<(u64, Bytes)>,
+        now: Instant,
+    ) {
+        match application_close {
+            Some((code, reason)) if code != u64::from(PATH_ABANDONED) => {
+                self.close_with(CloseReason::Peer { code, reason });
+            }
+            _ => self.path_failed(path, now),
+        }
+    }
+
+    /// The application removes a live path (not the last): the peer is told,
+    /// the path is abandoned.
+    pub(crate) fn remove_path(&mut self, id: PathId) -> Result<(), RemovePathError> {
+        if !self.paths.is_live(id) {
+            return Err(RemovePathError::UnknownPath(id));
+        }
+        if self.paths.live() < 2 {
+            return Err(RemovePathError::LastPath);
         }
         self.paths
             .broadcast(Frame::PathAbandon { path: id }, Some(id));
         self.abandon_path(id);
-        true
+        Ok(())
     }
 
     /// Changes a path's status locally and tells the peer.
@@ -475,30 +476,25 @@ impl SessionState {
         }
         let len = piece.data.len() as u64;
         let now_ms = self.timers.wall_ms(now);
-        let covered = !piece.fin
-            && self
-                .links
-                .covers(path, piece.stream, piece.offset, len, now_ms);
-        if !covered
-            && !piece.fin
-            && self
-                .recv
+        let held = || {
+            self.recv
                 .holds(piece.stream, piece.offset..piece.offset + len)
-        {
-            // A spent grant's range written again (e.g. the primary reclaimed
-            // it meanwhile): the client holds every byte already, so nothing
-            // would be buffered. Dropped, not an error.
-            self.stats.late_segments += 1;
-            return Ok(());
-        }
-        if !covered {
-            self.stats.segments_outside_grant += 1;
-            return Err(ProtocolError::OutsideGrant {
-                path,
-                stream: piece.stream,
-                offset: piece.offset,
-                length: len,
-            });
+        };
+        match self.links.admit(path, &piece, now_ms, held) {
+            Admission::Accept => {}
+            Admission::Held => {
+                self.stats.late_segments += 1;
+                return Ok(());
+            }
+            Admission::Outside => {
+                self.stats.segments_outside_grant += 1;
+                return Err(ProtocolError::OutsideGrant {
+                    path,
+                    stream: piece.stream,
+                    offset: piece.offset,
+                    length: len,
+                });
+            }
         }
         self.stats.bytes_received += len;
         self.stats.bytes_from_secondaries += len;

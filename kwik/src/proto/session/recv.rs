@@ -103,10 +103,6 @@ impl RecvSide {
         &self.presentation
     }
 
-    pub(crate) fn session_credit(&self) -> u64 {
-        self.presentation.session_credit()
-    }
-
     /// The receive half of a local bidirectional stream. A refused open only
     /// means the peer cannot answer until streams are released, which the peer
     /// sees as missing credit.
