@@ -8,11 +8,13 @@
 //! dies its unacknowledged bytes are re-sent on the others: nothing is lost while
 //! one path survives. The receive side is [`kwik_presentation`].
 //!
-//! The crate is split the way quinn is: a sans-IO core (frames and codec, session
-//! and path state, retention, scheduling; it takes `now` and hands back frames,
-//! data and deadlines) driven by deterministic tests, and one tokio/quinn driver
-//! module behind [`Endpoint`], [`Session`], [`SendStream`] and [`RecvStream`].
-//! The wire protocol is specified in `docs/PROTOCOL.md`.
+//! The crate is split the way quinn is: a sans-IO core (`src/proto`: frames and
+//! codec, handshake decisions, session and path state, retention, scheduling,
+//! multi-server grants; it takes `now` and hands back frames, data and
+//! deadlines) driven by deterministic tests, and a tokio/quinn driver
+//! (`src/driver`) behind [`Endpoint`], [`Session`], [`SendStream`] and
+//! [`RecvStream`] that carries bytes and timers. The wire protocol is specified
+//! in `docs/PROTOCOL.md`.
 //!
 //! Multi-server sessions: the server that opened a session (the primary) can
 //! ask the client to join a secondary server that shares its [`TokenKey`]

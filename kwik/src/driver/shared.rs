@@ -29,6 +29,8 @@ use crate::proto::session::events::{Event, PathEvent};
 use crate::proto::wire::frame::Frame;
 
 /// Starts the client's join of a secondary server (ADD_PATH from the primary).
+/// The endpoint hands it over at connect, so that a session's state does not
+/// depend on the link tasks that depend on it.
 pub(crate) type JoinSecondary = fn(Arc<SessionShared>, PathId, SocketAddr, Bytes, Bytes);
 
 /// What a client session needs to open more connections.
