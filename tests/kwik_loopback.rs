@@ -2,6 +2,8 @@
 //! with the test CA from `kwik_testbed::tls` (certificates verified) and the
 //! impairment relay from `kwik_testbed::relay` for multipath behaviour.
 
+mod kwik_wire;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -343,7 +345,7 @@ async fn scheduler_changed_while_the_stream_is_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_join_token_is_rejected() {
-    use kwik::frame::{Frame, FrameReader};
+    use kwik_wire::{Frame, FrameReader};
     let p = pair(SessionConfig::default()).await;
     let server_addr = p.lo.server.local_addr().unwrap();
     let raw = quinn::Endpoint::client(LOCALHOST).unwrap();
@@ -618,7 +620,7 @@ async fn raw_session(
     pki: &TestPki,
     server: SocketAddr,
 ) -> (quinn::Connection, quinn::SendStream, u64) {
-    use kwik::frame::{Frame, FrameReader};
+    use kwik_wire::{Frame, FrameReader};
     let raw = quinn::Endpoint::client(LOCALHOST).unwrap();
     let qc = pki.quinn_client_config(&[kwik::ALPN]).unwrap();
     let conn = raw
@@ -662,8 +664,8 @@ async fn protocol_violations_close_only_what_they_must() {
     let mut uni = conn.open_uni().await.unwrap();
     let mut wire = bytes::BytesMut::new();
     let stream = kwik::StreamId::from_parts(0, kwik::Side::Client, kwik::Dir::Uni);
-    kwik::segment::encode_stream_header(&mut wire, stream);
-    kwik::segment::encode_segment_header(&mut wire, credit + 100, 10, false);
+    kwik_wire::encode_stream_header(&mut wire, stream);
+    kwik_wire::encode_segment_header(&mut wire, credit + 100, 10, false);
     wire.extend_from_slice(&[0u8; 10]);
     uni.write_all(&wire).await.unwrap();
     let reason = victim.closed().await;

@@ -4,17 +4,19 @@
 //! client, and strangers are refused by the secondary. Real quinn on 127.0.0.1,
 //! certificates verified against the test CA.
 
+mod kwik_wire;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kwik::frame::{Frame, FrameReader};
 use kwik::{
     AddSecondaryError, CloseReason, Endpoint, PathId, RefuseReason, RelayError, SecondaryJoins,
     Session, SessionConfig, SessionId, TokenIssuer, TokenKey,
 };
 use kwik_testbed::loopback::{self, LOCALHOST, pattern};
 use kwik_testbed::{SERVER_NAME, TestPki};
+use kwik_wire::{Frame, FrameReader};
 
 const SHARED_KEY: [u8; 32] = [0x5a; 32];
 
@@ -164,7 +166,7 @@ async fn relay_round_trip_through_the_client() {
         let got = timed(secondary.accept_relay()).await.expect("relayed");
         assert_eq!(got, format!("chunk plan {i}").as_bytes());
     }
-    let big = Bytes::from(vec![7u8; kwik::frame::MAX_RELAY_LEN]);
+    let big = Bytes::from(vec![7u8; kwik::MAX_RELAY_LEN]);
     d.primary.relay(path, big.clone()).unwrap();
     assert_eq!(timed(secondary.accept_relay()).await.unwrap(), big);
 
@@ -181,10 +183,10 @@ async fn relay_round_trip_through_the_client() {
         d.primary.relay(PathId::new(99), Bytes::from_static(b"x")),
         Err(RelayError::UnknownPath(PathId::new(99)))
     );
-    let too_long = Bytes::from(vec![0u8; kwik::frame::MAX_RELAY_LEN + 1]);
+    let too_long = Bytes::from(vec![0u8; kwik::MAX_RELAY_LEN + 1]);
     assert_eq!(
         d.primary.relay(path, too_long),
-        Err(RelayError::TooLong(kwik::frame::MAX_RELAY_LEN + 1))
+        Err(RelayError::TooLong(kwik::MAX_RELAY_LEN + 1))
     );
     assert_eq!(
         d.client.relay(path, Bytes::new()),
@@ -853,9 +855,9 @@ async fn write_segments(
 ) {
     let mut send = conn.open_uni().await.expect("uni stream");
     let mut buf = BytesMut::new();
-    kwik::segment::encode_stream_header(&mut buf, stream);
+    kwik_wire::encode_stream_header(&mut buf, stream);
     for (offset, data) in segments {
-        kwik::segment::encode_segment_header(&mut buf, *offset, data.len() as u64, false);
+        kwik_wire::encode_segment_header(&mut buf, *offset, data.len() as u64, false);
         buf.extend_from_slice(data);
     }
     let _ = send.write_all(&buf).await;
@@ -1056,7 +1058,7 @@ async fn forged_expired_and_misdirected_grants_are_refused_by_the_secondary() {
         .await
         .expect("inside the grant");
     let mut data = conn.accept_uni().await.unwrap();
-    let mut segments = kwik::segment::SegmentReader::new();
+    let mut segments = kwik_wire::SegmentReader::new();
     let mut pieces = Vec::new();
     while pieces.is_empty() {
         let chunk = data.read_chunk(1024, true).await.unwrap().expect("segment");

@@ -8,11 +8,13 @@
 //! dies its unacknowledged bytes are re-sent on the others: nothing is lost while
 //! one path survives. The receive side is [`kwik_presentation`].
 //!
-//! The crate is split the way quinn is: a sans-IO core (frames and codec, session
-//! and path state, retention, scheduling; it takes `now` and hands back frames,
-//! data and deadlines) driven by deterministic tests, and one tokio/quinn driver
-//! module behind [`Endpoint`], [`Session`], [`SendStream`] and [`RecvStream`].
-//! The wire protocol is specified in `docs/PROTOCOL.md`.
+//! The crate is split the way quinn is: a sans-IO core (`src/proto`: frames and
+//! codec, handshake decisions, session and path state, retention, scheduling,
+//! multi-server grants; it takes `now` and hands back frames, data and
+//! deadlines) driven by deterministic tests, and a tokio/quinn driver
+//! (`src/driver`) behind [`Endpoint`], [`Session`], [`SendStream`] and
+//! [`RecvStream`] that carries bytes and timers. The wire protocol is specified
+//! in `docs/PROTOCOL.md`.
 //!
 //! Multi-server sessions: the server that opened a session (the primary) can
 //! ask the client to join a secondary server that shares its [`TokenKey`]
@@ -69,45 +71,34 @@
 //! # Ok(()) }
 //! ```
 
-mod config;
 mod driver;
-mod error;
-pub mod frame;
-mod grant;
-mod ids;
-mod path;
-mod retention;
-mod scheduler;
-pub mod segment;
-mod state;
-mod token;
-mod varint;
+mod proto;
 
-#[cfg(test)]
-mod sim;
-
-pub use config::{
-    ALPN, ClientConfig, DEFAULT_SERVER_SOCKET_BUFFER, SecondaryJoins, ServerConfig, SessionConfig,
-    TlsConfigError,
+pub use driver::endpoint::Endpoint;
+pub use driver::error::{AddPathError, ConnectError, EndpointError};
+pub use driver::multi_server::SecondaryPath;
+pub use driver::quinn_config::{
+    ClientConfig, DEFAULT_SERVER_SOCKET_BUFFER, ServerConfig, TlsConfigError,
 };
-pub use driver::{
-    Endpoint, PathEvents, PathInfo, PathSpec, RecvStream, SecondaryPath, SecondarySession,
-    SecondaryStats, SendStream, Session,
-};
-pub use error::{
-    AddPathError, AddSecondaryError, CloseReason, ConnectError, DelegateError, EndpointError,
-    ProtocolError, ReadError, RelayError, RemovePathError, SecondaryWriteError, StreamError,
-    WriteError,
-};
-pub use frame::{AddPathOutcome, DecodeError, PathStatus, RefuseReason};
-pub use grant::{GRANT_LEN, Grant, GrantError};
-pub use ids::{PathId, SessionId};
+pub use driver::recv_stream::RecvStream;
+pub use driver::secondary::SecondarySession;
+pub use driver::send_stream::SendStream;
+pub use driver::session::{PathEvents, PathInfo, PathSpec, Session};
 pub use kwik_presentation::{Dir, PresentationConfig, PresentationStats, Side, StreamId};
-pub use path::{PathState, PathStats};
-pub use scheduler::Scheduler;
-pub use state::{PathEvent, SessionStats};
-pub use token::{TOKEN_LEN, TokenError, TokenIssuer, TokenKey};
-pub use varint::VARINT_MAX;
-
-/// Application close code a session uses when it ends on a protocol violation.
-pub const PROTOCOL_ERROR_CODE: u64 = 0x1_0000;
+pub use proto::config::{ALPN, SecondaryJoins, SessionConfig};
+pub use proto::error::{
+    AddSecondaryError, CloseReason, DelegateError, PROTOCOL_ERROR_CODE, ProtocolError, ReadError,
+    RelayError, RemovePathError, SecondaryWriteError, StreamError, WriteError,
+};
+pub use proto::ids::{PathId, SessionId};
+pub use proto::multiserver::grant::{GRANT_LEN, Grant, GrantError};
+pub use proto::multiserver::secondary::SecondaryStats;
+pub use proto::multiserver::token::{TOKEN_LEN, TokenError, TokenIssuer, TokenKey};
+pub use proto::scheduler::Scheduler;
+pub use proto::session::events::PathEvent;
+pub use proto::session::paths::{PathState, PathStats};
+pub use proto::session::stats::SessionStats;
+pub use proto::wire::frame::{
+    AddPathOutcome, DecodeError, MAX_RELAY_LEN, PathStatus, RefuseReason,
+};
+pub use proto::wire::varint::VARINT_MAX;

@@ -6,23 +6,23 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kwik_presentation::StreamId;
 
-use crate::frame::DecodeError;
-use crate::varint::{self, VARINT_MAX, VarintAccumulator};
+use crate::proto::wire::frame::DecodeError;
+use crate::proto::wire::varint::{self, VARINT_MAX, VarintAccumulator};
 
 /// Kind of a data stream that carries segments of one logical stream.
-pub const STREAM_KIND_DATA: u64 = 0;
+pub(crate) const STREAM_KIND_DATA: u64 = 0;
 /// Largest segment payload a receiver accepts, in bytes.
-pub const MAX_SEGMENT_LEN: u64 = 1 << 24;
+pub(crate) const MAX_SEGMENT_LEN: u64 = 1 << 24;
 const FLAG_FIN: u8 = 0x01;
 
 /// Writes the header that opens a data stream for `stream`.
-pub fn encode_stream_header(buf: &mut BytesMut, stream: StreamId) {
+pub(crate) fn encode_stream_header(buf: &mut BytesMut, stream: StreamId) {
     varint::encode(buf, STREAM_KIND_DATA);
     varint::encode(buf, stream.into_inner());
 }
 
 /// Writes a segment header; the `length` payload bytes follow it.
-pub fn encode_segment_header(buf: &mut BytesMut, offset: u64, length: u64, fin: bool) {
+pub(crate) fn encode_segment_header(buf: &mut BytesMut, offset: u64, length: u64, fin: bool) {
     buf.put_u8(if fin { FLAG_FIN } else { 0 });
     varint::encode(buf, offset);
     varint::encode(buf, length);
@@ -31,15 +31,15 @@ pub fn encode_segment_header(buf: &mut BytesMut, offset: u64, length: u64, fin: 
 /// A contiguous part of a segment as it arrived; `fin` is set on the part that ends
 /// a FIN segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Piece {
+pub(crate) struct Piece {
     /// The logical stream.
-    pub stream: StreamId,
+    pub(crate) stream: StreamId,
     /// Logical offset of the first byte.
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// The bytes (a slice of what the transport delivered, not a copy).
-    pub data: Bytes,
+    pub(crate) data: Bytes,
     /// The stream ends at `offset + data.len()`.
-    pub fin: bool,
+    pub(crate) fin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ enum State {
 
 /// Parses one data stream incrementally, without copying payload bytes.
 #[derive(Debug)]
-pub struct SegmentReader {
+pub(crate) struct SegmentReader {
     state: State,
     acc: VarintAccumulator,
     stream: Option<StreamId>,
@@ -71,7 +71,7 @@ impl Default for SegmentReader {
 
 impl SegmentReader {
     /// A reader at the start of a data stream.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             state: State::Kind,
             acc: VarintAccumulator::default(),
@@ -82,18 +82,17 @@ impl SegmentReader {
         }
     }
 
-    /// The logical stream, once the header has been read.
-    pub fn stream(&self) -> Option<StreamId> {
-        self.stream
-    }
-
     /// True between segments (a clean place for the data stream to end).
-    pub fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&self) -> bool {
         self.state == State::Flags || (self.state == State::Kind && self.acc.is_empty())
     }
 
     /// Feeds bytes of the data stream, appending the pieces they complete to `out`.
-    pub fn feed(&mut self, mut chunk: Bytes, out: &mut Vec<Piece>) -> Result<(), DecodeError> {
+    pub(crate) fn feed(
+        &mut self,
+        mut chunk: Bytes,
+        out: &mut Vec<Piece>,
+    ) -> Result<(), DecodeError> {
         while chunk.has_remaining() || (self.state == State::Data && self.remaining == 0) {
             match self.state {
                 State::Data => {

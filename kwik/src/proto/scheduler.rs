@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::frame::PathStatus;
-use crate::ids::PathId;
+use crate::proto::ids::PathId;
+use crate::proto::wire::frame::PathStatus;
 
 /// How a stream's bytes are spread over the session's paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

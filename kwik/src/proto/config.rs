@@ -1,14 +1,12 @@
-//! Configuration: session behaviour ([`SessionConfig`]) and the TLS side of client
-//! and server endpoints ([`ClientConfig`], [`ServerConfig`]).
+//! Configuration of the protocol: session behaviour ([`SessionConfig`]), the
+//! ALPN, and whether a server accepts secondary paths ([`SecondaryJoins`]).
+//! The TLS and quinn side of endpoints is the driver's (`driver/quinn_config.rs`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kwik_presentation::PresentationConfig;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::scheduler::Scheduler;
-use crate::token::TokenKey;
+use crate::proto::scheduler::Scheduler;
 
 /// The ALPN protocol name of KWIK version 1.
 pub const ALPN: &[u8] = b"kwik/1";
@@ -173,99 +171,10 @@ impl SessionConfig {
     }
 }
 
-/// What a client endpoint needs: TLS settings (server certificates are verified)
-/// and the session behaviour.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    pub(crate) tls: Arc<rustls::ClientConfig>,
-    pub(crate) session: SessionConfig,
-}
-
-/// Why a TLS configuration could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TlsConfigError {
-    /// A certificate could not be parsed or added.
-    #[error("bad certificate: {0}")]
-    Certificate(rustls::Error),
-    /// rustls refused the configuration (e.g. no TLS 1.3 cipher suite).
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// quinn cannot use the rustls configuration.
-    #[error("TLS configuration unusable for QUIC: {0}")]
-    Quic(String),
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-impl ClientConfig {
-    /// Trusts the given root certificates (DER). Certificates are verified against
-    /// them; the ALPN is set to [`ALPN`].
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
-    /// let config = kwik::ClientConfig::with_root_certificates([ca.cert.der().clone()])?;
-    /// # let _ = config; Ok(()) }
-    /// ```
-    pub fn with_root_certificates(
-        roots: impl IntoIterator<Item = CertificateDer<'static>>,
-    ) -> Result<Self, TlsConfigError> {
-        let mut store = rustls::RootCertStore::empty();
-        for root in roots {
-            store.add(root).map_err(TlsConfigError::Certificate)?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(store)
-            .with_no_client_auth();
-        Ok(Self::from_rustls(tls))
-    }
-
-    /// Uses a rustls configuration as given, except that the ALPN list is set to
-    /// [`ALPN`]. It must allow TLS 1.3.
-    pub fn from_rustls(mut tls: rustls::ClientConfig) -> Self {
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        Self {
-            tls: Arc::new(tls),
-            session: SessionConfig::default(),
-        }
-    }
-
-    /// Replaces the session behaviour.
-    pub fn session(mut self, session: SessionConfig) -> Self {
-        self.session = session;
-        self
-    }
-}
-
-/// What a server endpoint needs: its certificate chain and key, the secret that
-/// signs join tokens, and the session behaviour.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub(crate) tls: Arc<rustls::ServerConfig>,
-    pub(crate) session: SessionConfig,
-    pub(crate) token_key: TokenKey,
-    pub(crate) secondary_joins: SecondaryJoins,
-    pub(crate) socket_buffer: usize,
-}
-
-/// Default size requested for a server endpoint's UDP receive and send buffers.
-///
-/// Every client's handshake and data arrive on the server's one socket. The kernel's
-/// default receive buffer (`net.core.rmem_default`, often 208 KiB: about a hundred
-/// datagrams at the kernel's accounting) overflows when many clients connect at once
-/// while the server is briefly busy; each dropped handshake packet costs its client a
-/// QUIC retransmission timeout (1 s, then 2 s, then 4 s). Linux caps the request at
-/// `net.core.rmem_max` / `net.core.wmem_max`.
-pub const DEFAULT_SERVER_SOCKET_BUFFER: usize = 8 << 20;
-
 /// Whether a server endpoint serves as a *secondary* server of sessions that
 /// another server (the primary) opened: a JOIN for a session this endpoint does
 /// not know is then accepted when its token verifies under the shared
-/// [`TokenKey`], and the path comes out of `Endpoint::accept_secondary`.
+/// [`TokenKey`](crate::TokenKey), and the path comes out of `Endpoint::accept_secondary`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SecondaryJoins {
@@ -274,74 +183,4 @@ pub enum SecondaryJoins {
     Refuse,
     /// JOINs for unknown sessions with a valid token become secondary sessions.
     Accept,
-}
-
-impl ServerConfig {
-    /// Serves `chain` (leaf first) with `key`; ALPN [`ALPN`]; no client
-    /// certificates. The join-token key is random.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
-    /// let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-    /// let config = kwik::ServerConfig::with_single_cert(vec![cert.cert.der().clone()], key)?;
-    /// # let _ = config; Ok(()) }
-    /// ```
-    pub fn with_single_cert(
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-    ) -> Result<Self, TlsConfigError> {
-        let tls = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(TlsConfigError::Certificate)?;
-        Ok(Self::from_rustls(tls))
-    }
-
-    /// Uses a rustls configuration as given, except that the ALPN list is set to
-    /// [`ALPN`]. It must allow TLS 1.3.
-    pub fn from_rustls(mut tls: rustls::ServerConfig) -> Self {
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        Self {
-            tls: Arc::new(tls),
-            session: SessionConfig::default(),
-            token_key: TokenKey::random(),
-            secondary_joins: SecondaryJoins::Refuse,
-            socket_buffer: DEFAULT_SERVER_SOCKET_BUFFER,
-        }
-    }
-
-    /// Replaces the session behaviour.
-    pub fn session(mut self, session: SessionConfig) -> Self {
-        self.session = session;
-        self
-    }
-
-    /// Sets the secret that signs join tokens (share it between servers that accept
-    /// joins for each other's sessions). Default: random per endpoint.
-    pub fn token_key(mut self, key: TokenKey) -> Self {
-        self.token_key = key;
-        self
-    }
-
-    /// Whether this endpoint accepts secondary paths of sessions opened at another
-    /// server that shares its [`token_key`](Self::token_key). Default
-    /// [`SecondaryJoins::Refuse`].
-    pub fn secondary_joins(mut self, joins: SecondaryJoins) -> Self {
-        self.secondary_joins = joins;
-        self
-    }
-
-    /// Bytes requested for the UDP socket's receive and send buffers. Default
-    /// [`DEFAULT_SERVER_SOCKET_BUFFER`] (8 MiB). Larger rides out longer bursts (many
-    /// clients connecting at once, a server busy for a moment) without dropping
-    /// datagrams, at the cost of kernel memory and of queueing delay when the server
-    /// is overloaded for long. Linux caps it at `net.core.rmem_max` and
-    /// `net.core.wmem_max`; raise those (`sysctl`) to get more. 0 keeps the kernel's
-    /// defaults.
-    pub fn socket_buffer(mut self, bytes: usize) -> Self {
-        self.socket_buffer = bytes;
-        self
-    }
 }

@@ -17,8 +17,8 @@ use std::ops::{Bound, Range};
 use bytes::{Bytes, BytesMut};
 use kwik_presentation::RangeSet;
 
-use crate::ids::PathId;
-use crate::scheduler::Scheduler;
+use crate::proto::ids::PathId;
+use crate::proto::scheduler::Scheduler;
 
 #[derive(Debug)]
 struct Chunk {

@@ -67,3 +67,7 @@ impl fmt::Display for PathId {
         write!(f, "path{}", self.0)
     }
 }
+
+/// Path ids the primary assigns to secondary paths start here, so they never
+/// collide with the ids a client picks for its own paths (counted from 1).
+pub(crate) const SECONDARY_PATH_BASE: u64 = 1 << 32;

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kwik_presentation::{Dir, Presentation, PresentationConfig, Side, StreamId};
 
-use crate::config::SessionConfig;
-use crate::frame::{Frame, PathStatus};
-use crate::ids::{PathId, SessionId};
-use crate::scheduler::Scheduler;
-use crate::segment::Piece;
-use crate::state::{Event, SessionState};
+use crate::proto::config::SessionConfig;
+use crate::proto::ids::{PathId, SessionId};
+use crate::proto::scheduler::Scheduler;
+use crate::proto::session::SessionState;
+use crate::proto::session::events::Event;
+use crate::proto::wire::frame::{Frame, PathStatus};
+use crate::proto::wire::segment::Piece;
 
 #[derive(Debug)]
 enum Msg {

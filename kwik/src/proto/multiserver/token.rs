@@ -14,7 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::ids::{PathId, SessionId};
+use crate::proto::ids::{PathId, SessionId};
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 

@@ -1,14 +1,16 @@
-//! Per-path state of a session: liveness from ping/pong, smoothed RTT, data in
-//! flight, delivery rate and counters.
+//! The paths of a session: per path, liveness from ping/pong, smoothed RTT,
+//! data in flight, delivery rate, counters and its queue of control frames;
+//! for the session, which path carries what must arrive (the best one) and
+//! which ids new paths get.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use kwik_presentation::StreamId;
 
-use crate::frame::{Frame, PathStatus};
-use crate::ids::PathId;
-use crate::scheduler::PathView;
+use crate::proto::ids::PathId;
+use crate::proto::scheduler::PathView;
+use crate::proto::wire::frame::{Frame, PathStatus};
 
 /// Where a path is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -288,6 +290,272 @@ impl Path {
             pings_sent: self.pings_sent,
             missed_pongs: self.missed,
         }
+    }
+}
+
+/// What a round of liveness timers found (see [`Paths::on_timeout`]).
+#[derive(Debug, Default)]
+pub(crate) struct PingRound {
+    /// Paths that just became degraded (a pong is overdue).
+    pub(crate) degraded: Vec<PathId>,
+    /// Paths past the missed-pong threshold.
+    pub(crate) dead: Vec<PathId>,
+}
+
+/// Every path the session has had (abandoned ones stay, for their counters),
+/// and the next id this side hands out.
+#[derive(Debug)]
+pub(crate) struct Paths {
+    paths: BTreeMap<PathId, Path>,
+    next: u64,
+}
+
+impl Paths {
+    pub(crate) fn new() -> Self {
+        Self {
+            paths: BTreeMap::new(),
+            next: 1,
+        }
+    }
+
+    /// A fresh path id for a path this side is about to add.
+    pub(crate) fn allocate_id(&mut self) -> PathId {
+        let id = PathId::new(self.next);
+        self.next += 1;
+        id
+    }
+
+    /// Adds a path; false if the id is known already.
+    pub(crate) fn insert(&mut self, id: PathId, status: PathStatus, now: Instant) -> bool {
+        if self.paths.contains_key(&id) {
+            return false;
+        }
+        self.next = self.next.max(id.into_inner() + 1);
+        self.paths.insert(id, Path::new(id, status, now));
+        true
+    }
+
+    pub(crate) fn contains(&self, id: PathId) -> bool {
+        self.paths.contains_key(&id)
+    }
+
+    /// The path if it is alive.
+    pub(crate) fn live_mut(&mut self, id: PathId) -> Option<&mut Path> {
+        self.paths.get_mut(&id).filter(|p| p.is_alive())
+    }
+
+    pub(crate) fn is_live(&self, id: PathId) -> bool {
+        self.paths.get(&id).is_some_and(Path::is_alive)
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.paths.values().filter(|p| p.is_alive()).count()
+    }
+
+    pub(crate) fn stats(&self) -> Vec<PathStats> {
+        self.paths.values().map(Path::stats).collect()
+    }
+
+    /// Marks a live path abandoned: nothing is in flight on it any more and its
+    /// queued control frames are dropped. False if it was dead or unknown.
+    pub(crate) fn abandon(&mut self, id: PathId) -> bool {
+        let Some(path) = self.live_mut(id) else {
+            return false;
+        };
+        path.state = PathState::Abandoned;
+        path.inflight = 0;
+        path.control.clear();
+        true
+    }
+
+    /// Sets a live path's status. `None` for a dead or unknown path, else
+    /// whether the status changed.
+    pub(crate) fn set_status(&mut self, id: PathId, status: PathStatus) -> Option<bool> {
+        let path = self.live_mut(id)?;
+        let changed = path.status != status;
+        path.status = status;
+        Some(changed)
+    }
+
+    /// Live path with the lowest RTT among the healthiest (for control frames).
+    pub(crate) fn best(&self) -> Option<PathId> {
+        self.paths
+            .values()
+            .filter(|p| p.is_alive())
+            .min_by_key(|p| {
+                (
+                    p.state == PathState::Degraded,
+                    p.srtt().unwrap_or(Duration::MAX),
+                    p.id,
+                )
+            })
+            .map(|p| p.id)
+    }
+
+    /// Queues `frame` on the best live path.
+    pub(crate) fn queue_frame(&mut self, frame: Frame) {
+        if let Some(best) = self.best() {
+            if let Some(p) = self.paths.get_mut(&best) {
+                p.control.push_back(frame);
+            }
+        }
+    }
+
+    /// Queues `frames` on the best live path.
+    pub(crate) fn queue_frames(&mut self, frames: Vec<Frame>) {
+        if let Some(best) = self.best() {
+            if let Some(p) = self.paths.get_mut(&best) {
+                p.control.extend(frames);
+            }
+        }
+    }
+
+    /// Queues `frame` on every live path (except `skip`).
+    pub(crate) fn broadcast(&mut self, frame: Frame, skip: Option<PathId>) {
+        for p in self.paths.values_mut() {
+            if p.is_alive() && Some(p.id) != skip {
+                p.control.push_back(frame.clone());
+            }
+        }
+    }
+
+    /// The next control frame for a live `path`.
+    pub(crate) fn poll_control(&mut self, path: PathId) -> Option<Frame> {
+        self.live_mut(path)?.control.pop_front()
+    }
+
+    /// Stream data moved: every path pings at the base interval again.
+    pub(crate) fn mark_active(&mut self) {
+        for p in self.paths.values_mut() {
+            p.mark_active();
+        }
+    }
+
+    /// The scheduler's view of the live paths.
+    pub(crate) fn views(&self, ceiling: u64, ack_delay: Duration) -> Vec<PathView> {
+        self.paths
+            .values()
+            .filter(|p| p.is_alive())
+            .map(|p| p.view(ceiling, ack_delay))
+            .collect()
+    }
+
+    /// Acknowledged (`now` given: counts towards the delivery rate) or dropped
+    /// bytes leave the paths that carried them.
+    pub(crate) fn release(&mut self, released: &[(PathId, u64)], now: Option<Instant>) {
+        for (p, len) in released {
+            if let Some(path) = self.paths.get_mut(p) {
+                match now {
+                    Some(now) => path.on_delivered(*len, now),
+                    None => path.inflight = path.inflight.saturating_sub(*len),
+                }
+            }
+        }
+    }
+
+    /// `len` payload bytes went out on `path`.
+    pub(crate) fn on_sent(&mut self, path: PathId, len: u64, resend: bool) {
+        if let Some(p) = self.paths.get_mut(&path) {
+            p.inflight += len;
+            p.bytes_sent += len;
+            if resend {
+                p.bytes_resent += len;
+            }
+        }
+    }
+
+    /// `len` payload bytes arrived on `path`.
+    pub(crate) fn on_received(&mut self, path: PathId, len: u64) {
+        if let Some(p) = self.paths.get_mut(&path) {
+            p.bytes_received += len;
+        }
+    }
+
+    /// The data streams of `stream` may be finished on every live path.
+    pub(crate) fn stream_done(&mut self, stream: StreamId) {
+        for p in self.paths.values_mut() {
+            if p.is_alive() {
+                p.done_streams.push(stream);
+            }
+        }
+    }
+
+    /// Streams of this path whose data streams the driver may finish.
+    pub(crate) fn take_done_streams(&mut self, path: PathId) -> Vec<StreamId> {
+        self.paths
+            .get_mut(&path)
+            .map(|p| std::mem::take(&mut p.done_streams))
+            .unwrap_or_default()
+    }
+
+    /// A PING arrived on `path`: PONG goes out first.
+    pub(crate) fn on_ping(&mut self, path: PathId, seq: u64, now: Instant) {
+        if let Some(p) = self.live_mut(path) {
+            p.control.push_front(Frame::Pong { seq });
+            p.on_peer_ping(now);
+        }
+    }
+
+    /// A PONG arrived on `path`: whether it validated the path, and the
+    /// path's smoothed RTT.
+    pub(crate) fn on_pong(
+        &mut self,
+        path: PathId,
+        seq: u64,
+        now: Instant,
+    ) -> (bool, Option<Duration>) {
+        let validated = self
+            .paths
+            .get_mut(&path)
+            .is_some_and(|p| p.on_pong(seq, now));
+        (validated, self.paths.get(&path).and_then(Path::srtt))
+    }
+
+    /// Sends the pings due at `now` and notes overdue pongs. `waiting`: data
+    /// waits for acknowledgement, which keeps liveness checks at full rate.
+    pub(crate) fn on_timeout(
+        &mut self,
+        now: Instant,
+        interval: Duration,
+        idle_cap: Duration,
+        threshold: u32,
+        waiting: bool,
+    ) -> PingRound {
+        let mut round = PingRound::default();
+        for p in self.paths.values_mut().filter(|p| p.is_alive()) {
+            if waiting {
+                p.mark_active();
+            }
+            if now < p.ping_deadline(interval) {
+                continue;
+            }
+            let ping = p.on_ping_due(now, interval, idle_cap);
+            p.control.push_back(ping);
+            if p.missed >= 1 && p.state != PathState::Degraded {
+                p.state = PathState::Degraded;
+                round.degraded.push(p.id);
+            }
+            if p.missed >= threshold {
+                round.dead.push(p.id);
+            }
+        }
+        round
+    }
+
+    /// Whether a live, healthy path other than `id` exists.
+    pub(crate) fn others_healthy(&self, id: PathId) -> bool {
+        self.paths
+            .values()
+            .any(|p| p.id != id && p.is_alive() && p.state != PathState::Degraded)
+    }
+
+    /// The earliest ping deadline of the live paths.
+    pub(crate) fn next_deadline(&self, interval: Duration) -> Option<Instant> {
+        self.paths
+            .values()
+            .filter(|p| p.is_alive())
+            .map(|p| p.ping_deadline(interval))
+            .min()
     }
 }
 

@@ -16,8 +16,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hmac::Mac;
 use kwik_presentation::StreamId;
 
-use crate::ids::{PathId, SessionId};
-use crate::token::TokenKey;
+use crate::proto::ids::{PathId, SessionId};
+use crate::proto::multiserver::token::TokenKey;
 
 const GRANT_VERSION: u8 = 1;
 const BODY_LEN: usize = 40;
@@ -87,7 +87,11 @@ impl Grant {
         b
     }
 
-    fn tag(key: &TokenKey, session: SessionId, body: &[u8]) -> crate::token::HmacSha256 {
+    fn tag(
+        key: &TokenKey,
+        session: SessionId,
+        body: &[u8],
+    ) -> crate::proto::multiserver::token::HmacSha256 {
         let mut mac = key.mac();
         mac.update(LABEL);
         mac.update(session.as_bytes());
@@ -163,6 +167,12 @@ impl Grant {
                 .is_some_and(|end| end <= self.range.end)
     }
 }
+
+/// Most live grants one secondary path may hold, at the client and at the
+/// secondary (grants leave when their range has arrived or they expired).
+/// Outstanding grants are bounded by the session window anyway: the primary
+/// reserves credit for each.
+pub(crate) const MAX_GRANTS_PER_PATH: usize = 16384;
 
 /// The grants of one secondary path, ordered by stream and range so that the
 /// grant covering a segment is found without scanning them all.

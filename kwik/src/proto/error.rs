@@ -1,13 +1,20 @@
-//! Error types, one per fallible operation.
+//! Error types of the core and of the session operations that do not touch
+//! quinn, one per fallible operation. (Endpoint and connection errors, which
+//! carry quinn's, are the driver's: `driver/error.rs`.)
 
 use bytes::Bytes;
 
 use kwik_presentation::StreamId;
 
-use crate::config::TlsConfigError;
-use crate::frame::{DecodeError, RefuseReason};
-use crate::grant::GrantError;
-use crate::ids::PathId;
+use crate::proto::ids::PathId;
+use crate::proto::multiserver::grant::GrantError;
+use crate::proto::wire::frame::{DecodeError, RefuseReason};
+
+/// Application close code a session uses when it ends on a protocol violation.
+pub const PROTOCOL_ERROR_CODE: u64 = 0x1_0000;
+
+/// QUIC application close code of a path abandoned while its session lives on.
+pub(crate) const PATH_ABANDONED: u32 = 0x1_0001;
 
 /// Why a session ended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +42,20 @@ pub enum CloseReason {
     /// Every path died.
     #[error("all paths lost")]
     AllPathsLost,
+}
+
+impl CloseReason {
+    /// The QUIC application close (code, reason) that ends this session's
+    /// connections: this side's code, or the protocol-error code.
+    pub(crate) fn application_close(&self) -> (u32, Bytes) {
+        match self {
+            Self::Local { code, reason } => {
+                ((*code).min(u64::from(u32::MAX)) as u32, reason.clone())
+            }
+            Self::Protocol(text) => (PROTOCOL_ERROR_CODE as u32, Bytes::from(text.clone())),
+            _ => (0, Bytes::new()),
+        }
+    }
 }
 
 /// A protocol violation detected by the session core.
@@ -193,75 +214,6 @@ pub enum StreamError {
     /// Too many streams are open on the receive side.
     #[error("too many open streams")]
     TooManyStreams,
-}
-
-/// Why an endpoint could not be created.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EndpointError {
-    /// Binding the UDP socket failed.
-    #[error("bind: {0}")]
-    Io(#[from] std::io::Error),
-    /// The TLS configuration is unusable.
-    #[error(transparent)]
-    Tls(#[from] TlsConfigError),
-}
-
-/// Why `connect` (or joining a path) failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// This endpoint has no client configuration.
-    #[error("endpoint has no client configuration")]
-    NotAClient,
-    /// quinn refused to start the connection (bad server name, endpoint closed...).
-    #[error("connect: {0}")]
-    Connect(#[from] quinn::ConnectError),
-    /// The QUIC handshake or the connection failed.
-    #[error("connection: {0}")]
-    Connection(#[from] quinn::ConnectionError),
-    /// Writing the control channel failed.
-    #[error("control stream write: {0}")]
-    Write(#[from] quinn::WriteError),
-    /// Reading the control channel failed.
-    #[error("control stream read: {0}")]
-    Read(#[from] quinn::ReadError),
-    /// The server closed the control channel before answering.
-    #[error("server closed the control channel")]
-    ControlClosed,
-    /// The server refused.
-    #[error("refused by server: {0:?}")]
-    Refused(RefuseReason),
-    /// The server answered with something unexpected.
-    #[error(transparent)]
-    Protocol(#[from] ProtocolError),
-    /// No answer in time.
-    #[error("timed out")]
-    TimedOut,
-    /// Binding a local socket for a new path failed.
-    #[error("bind: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Why adding a path failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AddPathError {
-    /// Only the client adds paths to its sessions (in this version).
-    #[error("only clients add paths")]
-    NotAClient,
-    /// The session ended.
-    #[error("session closed: {0}")]
-    SessionClosed(CloseReason),
-    /// The session has the configured maximum number of paths.
-    #[error("too many paths")]
-    TooManyPaths,
-    /// The server did not hand out a join token in time.
-    #[error("no join token from server")]
-    NoToken,
-    /// Connecting or joining failed.
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
 }
 
 /// Why removing a path failed.

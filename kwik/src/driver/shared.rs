@@ -1,0 +1,343 @@
+//! The driver's state of one session ([`SessionShared`]): the sans-IO core
+//! behind one lock, the I/O of each path, the wakers of blocked application
+//! calls, and what the core's events mean for tasks and connections. Every
+//! handle and task of the session holds it; the last user-facing handle
+//! ([`SessionHandle`]) closes the session when it goes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kwik_presentation::{Presentation, Side, StreamId};
+use parking_lot::Mutex;
+use quinn::VarInt;
+use tokio::sync::{Notify, broadcast, oneshot, watch};
+use tracing::debug;
+
+use crate::driver::control::unix_ms;
+use crate::driver::multi_server::MultiServer;
+use crate::driver::quinn_config::ClientConfig;
+use crate::proto::error::CloseReason;
+use crate::proto::error::PATH_ABANDONED;
+use crate::proto::ids::{PathId, SessionId};
+use crate::proto::multiserver::token::{TokenIssuer, TokenKey};
+use crate::proto::session::SessionState;
+use crate::proto::session::events::{Event, PathEvent};
+use crate::proto::wire::frame::Frame;
+
+/// Starts the client's join of a secondary server (ADD_PATH from the primary).
+/// The endpoint hands it over at connect, so that a session's state does not
+/// depend on the link tasks that depend on it.
+pub(crate) type JoinSecondary = fn(Arc<SessionShared>, PathId, SocketAddr, Bytes, Bytes);
+
+/// What a client session needs to open more connections.
+#[derive(Debug)]
+pub(crate) struct ClientSide {
+    /// The endpoint the session was opened from.
+    pub(crate) quinn: quinn::Endpoint,
+    pub(crate) config: ClientConfig,
+    pub(crate) quinn_config: quinn::ClientConfig,
+    pub(crate) server: SocketAddr,
+    pub(crate) server_name: String,
+    /// Endpoints bound to other local addresses for added paths.
+    pub(crate) extra: Mutex<Vec<quinn::Endpoint>>,
+    pub(crate) join_secondary: JoinSecondary,
+}
+
+/// The sessions of a server endpoint, by id.
+pub(crate) type SessionRegistry = Mutex<HashMap<SessionId, Weak<SessionShared>>>;
+
+/// What a server session shares with its endpoint.
+#[derive(Debug)]
+pub(crate) struct ServerSide {
+    pub(crate) sessions: Arc<SessionRegistry>,
+    pub(crate) tokens: Arc<Mutex<TokenIssuer>>,
+    /// The key shared with secondary servers (signs grants).
+    pub(crate) token_key: TokenKey,
+}
+
+/// The I/O side of one path: its connection and the signals of its writers.
+#[derive(Debug)]
+pub(crate) struct PathIo {
+    pub(crate) conn: quinn::Connection,
+    pub(crate) local: Option<SocketAddr>,
+    pub(crate) control: Arc<Notify>,
+    pub(crate) data: Arc<Notify>,
+}
+
+/// One session's driver state: the core behind its lock, the paths' I/O, and
+/// the wake-ups of tasks and application calls.
+#[derive(Debug)]
+pub(crate) struct SessionShared {
+    pub(crate) id: SessionId,
+    pub(crate) side: Side,
+    pub(crate) state: Mutex<SessionState>,
+    pub(crate) presentation: Arc<Presentation>,
+    pub(crate) paths: Mutex<HashMap<PathId, PathIo>>,
+    pub(crate) accept: Notify,
+    pub(crate) timer: Notify,
+    pub(crate) wakers: Mutex<HashMap<(StreamId, u8), Waker>>,
+    pub(crate) events: broadcast::Sender<PathEvent>,
+    pub(crate) tokens: Mutex<HashMap<PathId, oneshot::Sender<Bytes>>>,
+    pub(crate) client: Option<ClientSide>,
+    pub(crate) server: Option<ServerSide>,
+    pub(crate) closed: watch::Sender<bool>,
+    pub(crate) multi: MultiServer,
+}
+
+pub(crate) const WAKE_WRITE: u8 = 0;
+pub(crate) const WAKE_READ: u8 = 1;
+pub(crate) const WAKE_FINISHED: u8 = 2;
+pub(crate) const WAKE_DELEGATE: u8 = 3;
+
+impl SessionShared {
+    pub(crate) fn new(
+        state: SessionState,
+        client: Option<ClientSide>,
+        server: Option<ServerSide>,
+    ) -> Arc<Self> {
+        // Path events are rare; a consumer that lags skips the oldest.
+        let (events, _) = broadcast::channel(32);
+        let (closed, _) = watch::channel(false);
+        let mut state = state;
+        state.set_wall_clock(Instant::now(), unix_ms());
+        let presentation = state.presentation().clone();
+        Arc::new(Self {
+            id: state.id(),
+            side: state.side(),
+            state: Mutex::new(state),
+            presentation,
+            paths: Mutex::new(HashMap::new()),
+            accept: Notify::new(),
+            timer: Notify::new(),
+            wakers: Mutex::new(HashMap::new()),
+            events,
+            tokens: Mutex::new(HashMap::new()),
+            client,
+            server,
+            closed,
+            multi: MultiServer::new(),
+        })
+    }
+
+    /// Runs `f` on the core, then acts on the events it produced and wakes the
+    /// path tasks.
+    pub(crate) fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut SessionState) -> R) -> R {
+        let r = self.with_state_quiet(f);
+        self.kick();
+        r
+    }
+
+    /// Like [`Self::with_state`] but wakes nobody (for the path tasks' own polls,
+    /// which would otherwise wake themselves forever).
+    pub(crate) fn with_state_quiet<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut SessionState) -> R,
+    ) -> R {
+        let mut events = Vec::new();
+        let r = {
+            let mut state = self.state.lock();
+            let r = f(&mut state);
+            while let Some(e) = state.poll_event() {
+                events.push(e);
+            }
+            r
+        };
+        for e in events {
+            self.on_event(e);
+        }
+        r
+    }
+
+    /// Wakes the data writers of the other paths (the scheduler's view changed).
+    pub(crate) fn kick_others(&self, path: PathId) {
+        for (id, p) in self.paths.lock().iter() {
+            if *id != path {
+                p.data.notify_one();
+            }
+        }
+    }
+
+    pub(crate) fn kick(&self) {
+        for p in self.paths.lock().values() {
+            p.control.notify_one();
+            p.data.notify_one();
+        }
+        self.timer.notify_one();
+    }
+
+    fn on_event(self: &Arc<Self>, event: Event) {
+        match event {
+            Event::Incoming(_) => self.accept.notify_waiters(),
+            Event::Path(e) => {
+                debug!(session = %self.id, event = ?e, "path event");
+                match e {
+                    PathEvent::Added(_) => metrics::counter!("kwik_paths_added_total").increment(1),
+                    PathEvent::Abandoned(_) => {
+                        metrics::counter!("kwik_paths_abandoned_total").increment(1)
+                    }
+                    PathEvent::Degraded(_) => {
+                        metrics::counter!("kwik_paths_degraded_total").increment(1)
+                    }
+                    _ => {}
+                }
+                let _ = self.events.send(e);
+            }
+            Event::ClosePath(id) => {
+                if let Some(io) = self.paths.lock().remove(&id) {
+                    io.control.notify_one();
+                    io.data.notify_one();
+                    io.conn
+                        .close(VarInt::from_u32(PATH_ABANDONED), b"path abandoned");
+                }
+            }
+            Event::Writable => self.wake(|_| true),
+            Event::TokenRequested(path) => {
+                if let Some(server) = &self.server {
+                    let ttl = self.state.lock().config().token_ttl.as_millis() as u64;
+                    let token = server.tokens.lock().issue(self.id, path, unix_ms(), ttl);
+                    // Runs after the lock is released by the caller's loop.
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        this.with_state(|s| s.queue_frame(Frame::PathToken { path, token }));
+                    });
+                }
+            }
+            Event::AddPathRequested {
+                path,
+                addr,
+                server_name,
+                token,
+            } => {
+                if let Some(client) = &self.client {
+                    (client.join_secondary)(self.clone(), path, addr, server_name, token);
+                }
+            }
+            Event::AddPathResult(path, outcome) => self.multi.on_add_path_result(path, outcome),
+            Event::RelayForward(path, payload) => self.multi.on_relay_forward(path, payload),
+            Event::RelayReceived(path, payload) => self.multi.on_relay_received(path, payload),
+            Event::SecondaryAbandoned(path) => self.on_secondary_abandoned(path),
+            Event::ToSecondary(path, frame) => self.multi.to_link(path, frame),
+            Event::TokenReceived(path, token) => {
+                if let Some(tx) = self.tokens.lock().remove(&path) {
+                    let _ = tx.send(token);
+                }
+            }
+            Event::Closed => {
+                let _ = self.closed.send(true);
+                self.accept.notify_waiters();
+                self.wake(|_| true);
+                let (code, text) = self
+                    .state
+                    .lock()
+                    .close_reason()
+                    .map_or((0, Bytes::new()), CloseReason::application_close);
+                if let Some(server) = &self.server {
+                    server.sessions.lock().remove(&self.id);
+                }
+                self.multi.on_closed(code, &text);
+                metrics::counter!("kwik_sessions_closed_total").increment(1);
+                // Let the control writers flush CLOSE, then close the connections
+                // (at once when called outside a runtime; the close code carries
+                // the session's code either way).
+                let this = self.clone();
+                let close_all = move || {
+                    let paths: Vec<PathIo> = this.paths.lock().drain().map(|(_, p)| p).collect();
+                    for p in paths {
+                        p.conn.close(VarInt::from_u32(code), &text);
+                        p.control.notify_one();
+                        p.data.notify_one();
+                    }
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            close_all();
+                        });
+                    }
+                    Err(_) => close_all(),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn wake(&self, filter: impl Fn(&(StreamId, u8)) -> bool) {
+        let wakers: Vec<Waker> = {
+            let mut map = self.wakers.lock();
+            let keys: Vec<_> = map.keys().filter(|k| filter(k)).copied().collect();
+            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn register(&self, key: (StreamId, u8), cx: &Context<'_>) {
+        self.wakers.lock().insert(key, cx.waker().clone());
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    pub(crate) fn close_reason(&self) -> CloseReason {
+        self.state
+            .lock()
+            .close_reason()
+            .cloned()
+            .unwrap_or(CloseReason::AllPathsLost)
+    }
+
+    /// The peer abandoned the secondary path `path` (PATH_ABANDON).
+    fn on_secondary_abandoned(&self, path: PathId) {
+        if self.multi.forget(path) {
+            let _ = self.events.send(PathEvent::Abandoned(path));
+            // `delegate` calls waiting for credit for this path fail now.
+            self.wake(|_| true);
+        }
+    }
+
+    pub(crate) fn path_alive(&self, id: PathId) -> bool {
+        self.paths.lock().contains_key(&id)
+    }
+}
+
+/// Held by every user-facing handle (sessions and streams). When the last one is
+/// dropped the session closes itself — after its written data has been
+/// acknowledged (or the idle timeout passed), so dropping handles loses nothing.
+#[derive(Debug)]
+pub(crate) struct SessionHandle {
+    pub(crate) shared: Arc<SessionShared>,
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        let shared = self.shared.clone();
+        if shared.is_closed() {
+            return;
+        }
+        let close = move |shared: &Arc<SessionShared>| {
+            shared.with_state(|s| s.close(0, Bytes::from_static(b"all handles dropped")));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let patience = shared.state.lock().config().idle_timeout;
+                    let deadline = Instant::now() + patience;
+                    while !shared.is_closed()
+                        && shared.state.lock().has_unacknowledged()
+                        && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    close(&shared);
+                });
+            }
+            Err(_) => close(&shared),
+        }
+    }
+}

@@ -1,0 +1,894 @@
+//! The sans-IO session core. [`SessionState`] composes one part per subsystem:
+//! [`paths`], the send side ([`send`] over [`send_buffer`]), the receive side
+//! ([`recv`]), [`timers`], counters ([`stats`]) and a client's links to
+//! secondaries ([`SecondaryLinks`]); it decides what each frame or piece of
+//! data means for them. Callers pass `now`, feed frames and pieces in, and take
+//! frames, data ([`SessionState::poll_data`]), events and the next deadline out.
+
+pub(crate) mod events;
+pub(crate) mod paths;
+pub(crate) mod recv;
+pub(crate) mod send;
+pub(crate) mod send_buffer;
+pub(crate) mod stats;
+pub(crate) mod timers;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use kwik_presentation::{Dir, Presentation, PresentationEvent, Side, StreamId};
+
+use self::events::{Event, PathEvent};
+use self::paths::{PathStats, Paths};
+use self::recv::{PeerStream, RecvSide, Signal, Written, dir_index};
+use self::send::{DataTransmit, SendSide};
+use self::stats::SessionStats;
+use self::timers::Timers;
+use crate::proto::config::SessionConfig;
+use crate::proto::error::{
+    CloseReason, DelegateError, PATH_ABANDONED, PROTOCOL_ERROR_CODE, ProtocolError,
+    RemovePathError, WriteError,
+};
+use crate::proto::ids::{PathId, SECONDARY_PATH_BASE, SessionId};
+use crate::proto::multiserver::client::{Admission, SecondaryLinks};
+use crate::proto::multiserver::grant::Grant;
+use crate::proto::multiserver::token::TokenKey;
+use crate::proto::scheduler::Scheduler;
+use crate::proto::wire::frame::{Frame, PathStatus};
+use crate::proto::wire::segment::Piece;
+
+/// The state of one session (one side).
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    id: SessionId,
+    side: Side,
+    config: SessionConfig,
+    paths: Paths,
+    send: SendSide,
+    recv: RecvSide,
+    timers: Timers,
+    /// (Client) live links to secondary servers and their grants.
+    links: SecondaryLinks,
+    /// Index of the next local stream, per direction.
+    next_index: [u64; 2],
+    events: VecDeque<Event>,
+    closed: Option<CloseReason>,
+    stats: SessionStats,
+}
+
+impl SessionState {
+    /// A session whose first path is `PathId::INITIAL`. `peer_max_data` and
+    /// `peer_stream_credit` come from the peer's OPEN or WELCOME.
+    pub(crate) fn new(
+        id: SessionId,
+        side: Side,
+        config: SessionConfig,
+        presentation: Arc<Presentation>,
+        peer_max_data: u64,
+        peer_stream_credit: u64,
+        now: Instant,
+    ) -> Self {
+        let mut s = Self {
+            id,
+            side,
+            send: SendSide::new(peer_max_data, peer_stream_credit, config.max_segment),
+            recv: RecvSide::new(presentation, config.ack_threshold),
+            config,
+            paths: Paths::new(),
+            timers: Timers::new(now),
+            links: SecondaryLinks::default(),
+            next_index: [0, 0],
+            events: VecDeque::new(),
+            closed: None,
+            stats: SessionStats::default(),
+        };
+        s.add_path(PathId::INITIAL, PathStatus::Available, now);
+        s
+    }
+
+    pub(crate) fn id(&self) -> SessionId {
+        self.id
+    }
+
+    pub(crate) fn side(&self) -> Side {
+        self.side
+    }
+
+    pub(crate) fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The receive side's presentation (the driver reads streams from it).
+    pub(crate) fn presentation(&self) -> &Arc<Presentation> {
+        self.recv.presentation()
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<&CloseReason> {
+        self.closed.as_ref()
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Anchors wall-clock time: `unix_ms` is the Unix time at `now`.
+    pub(crate) fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
+        self.timers.set_wall_clock(now, unix_ms);
+    }
+
+    // ----- paths -----
+
+    /// A fresh path id for a path this side is about to add.
+    pub(crate) fn allocate_path_id(&mut self) -> PathId {
+        self.paths.allocate_id()
+    }
+
+    pub(crate) fn live_paths(&self) -> usize {
+        self.paths.live()
+    }
+
+    pub(crate) fn has_path(&self, id: PathId) -> bool {
+        self.paths.contains(id)
+    }
+
+    /// A path joined. Its first ping goes out at once.
+    pub(crate) fn add_path(&mut self, id: PathId, status: PathStatus, now: Instant) {
+        if !self.paths.insert(id, status, now) {
+            return;
+        }
+        self.stats.paths_added += 1;
+        self.events.push_back(Event::Path(PathEvent::Added(id)));
+        if id != PathId::INITIAL {
+            // Make sure the new path learns the current credits even if the frames
+            // that carried them travel elsewhere.
+            self.resync();
+        }
+    }
+
+    pub(crate) fn path_stats(&self) -> Vec<PathStats> {
+        self.paths.stats()
+    }
+
+    /// The driver saw the path's QUIC connection fail (error or idle timeout).
+    pub(crate) fn path_failed(&mut self, id: PathId, now: Instant) {
+        let _ = now;
+        self.abandon_path(id);
+    }
+
+    /// The QUIC connection of `path` ended, with the peer's application close
+    /// (code, reason) if it closed that way. A code other than the one of an
+    /// abandoned path means the peer closed the session (its CLOSE may still
+    /// be in flight); anything else is a failed path.
+    pub(crate) fn connection_lost(
+        &mut self,
+        path: PathId,
+        application_close: Option<(u64, Bytes)>,
+        now: Instant,
+    ) {
+        match application_close {
+            Some((code, reason)) if code != u64::from(PATH_ABANDONED) => {
+                self.close_with(CloseReason::Peer { code, reason });
+            }
+            _ => self.path_failed(path, now),
+        }
+    }
+
+    /// The application removes a live path (not the last): the peer is told,
+    /// the path is abandoned.
+    pub(crate) fn remove_path(&mut self, id: PathId) -> Result<(), RemovePathError> {
+        if !self.paths.is_live(id) {
+            return Err(RemovePathError::UnknownPath(id));
+        }
+        if self.paths.live() < 2 {
+            return Err(RemovePathError::LastPath);
+        }
+        self.paths
+            .broadcast(Frame::PathAbandon { path: id }, Some(id));
+        self.abandon_path(id);
+        Ok(())
+    }
+
+    /// Changes a path's status locally and tells the peer.
+    pub(crate) fn set_path_status(&mut self, id: PathId, status: PathStatus) -> bool {
+        let Some(changed) = self.paths.set_status(id, status) else {
+            return false;
+        };
+        if changed {
+            self.events
+                .push_back(Event::Path(PathEvent::status(id, status)));
+        }
+        self.paths
+            .broadcast(Frame::PathStatus { path: id, status }, None);
+        true
+    }
+
+    fn abandon_path(&mut self, id: PathId) {
+        if !self.paths.abandon(id) {
+            return;
+        }
+        self.stats.paths_abandoned += 1;
+        self.events.push_back(Event::Path(PathEvent::Abandoned(id)));
+        self.events.push_back(Event::ClosePath(id));
+        self.send.path_lost(id);
+        if self.paths.live() == 0 {
+            self.close_with(CloseReason::AllPathsLost);
+            return;
+        }
+        self.resync();
+    }
+
+    /// Re-sends what the peer must know (credits, acknowledgements) on the best
+    /// path: frames that travelled on a dead path may be lost.
+    fn resync(&mut self) {
+        if self.paths.best().is_none() {
+            return;
+        }
+        let mut frames = Vec::new();
+        self.recv.credit_frames(&mut frames);
+        // Grants travel once; one lost with its path is sent again (the client
+        // ignores copies of grants it holds).
+        self.send.grant_frames(&mut frames);
+        self.recv.retired_frames(&mut frames);
+        self.paths.queue_frames(frames);
+    }
+
+    /// Queues `frame` on the best live path.
+    pub(crate) fn queue_frame(&mut self, frame: Frame) {
+        self.paths.queue_frame(frame);
+    }
+
+    // ----- streams, send side -----
+
+    fn check_open(&self) -> Result<(), CloseReason> {
+        match &self.closed {
+            Some(r) => Err(r.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens a local stream.
+    pub(crate) fn open(
+        &mut self,
+        dir: Dir,
+        policy: Option<Scheduler>,
+    ) -> Result<StreamId, CloseReason> {
+        self.check_open()?;
+        let index = &mut self.next_index[dir_index(dir)];
+        let id = StreamId::from_parts(*index, self.side, dir);
+        *index += 1;
+        if dir == Dir::Bi {
+            self.recv.open_local(id);
+        }
+        self.send
+            .insert(id, policy.unwrap_or(self.config.scheduler));
+        self.stats.streams_opened += 1;
+        Ok(id)
+    }
+
+    /// Appends a copy of `data` (up to the credit). Returns bytes accepted.
+    pub(crate) fn write_copy(
+        &mut self,
+        stream: StreamId,
+        data: &[u8],
+    ) -> Result<usize, WriteError> {
+        self.check_open().map_err(WriteError::SessionClosed)?;
+        let n = self.send.write_copy(stream, data)?;
+        self.stats.bytes_written += n as u64;
+        Ok(n)
+    }
+
+    /// Appends `data` without copying (up to the credit). Returns what was not
+    /// accepted (empty when everything was).
+    pub(crate) fn write_bytes(
+        &mut self,
+        stream: StreamId,
+        data: Bytes,
+    ) -> Result<Bytes, WriteError> {
+        self.check_open().map_err(WriteError::SessionClosed)?;
+        let len = data.len();
+        let rest = self.send.write_bytes(stream, data)?;
+        self.stats.bytes_written += (len - rest.len()) as u64;
+        Ok(rest)
+    }
+
+    /// Changes the scheduling policy of a local send stream from its next chunk on.
+    pub(crate) fn set_scheduler(
+        &mut self,
+        stream: StreamId,
+        policy: Scheduler,
+    ) -> Result<(), WriteError> {
+        self.check_open().map_err(WriteError::SessionClosed)?;
+        self.send.set_scheduler(stream, policy)
+    }
+
+    /// Ends the stream after what was written.
+    pub(crate) fn finish(&mut self, stream: StreamId) -> Result<(), WriteError> {
+        self.check_open().map_err(WriteError::SessionClosed)?;
+        self.send.finish(stream)
+    }
+
+    /// Writes `data` at `offset` of `stream` (up to the credit): at or past the
+    /// write offset (a jump leaves a hole), or into holes (bytes skipped or
+    /// delegated, e.g. reclaimed from a dead secondary; allowed after
+    /// `finish`). Returns what was not accepted.
+    pub(crate) fn write_at(
+        &mut self,
+        stream: StreamId,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<Bytes, WriteError> {
+        self.check_open().map_err(WriteError::SessionClosed)?;
+        let len = data.len();
+        let rest = self.send.write_at(stream, offset, data)?;
+        self.stats.bytes_written += (len - rest.len()) as u64;
+        Ok(rest)
+    }
+
+    /// (Primary server) Leaves `range` of `stream` to the secondary on `path`:
+    /// reserves session credit up to the range's end (the client counts the
+    /// secondary's bytes against the same window), signs a grant under `key`
+    /// that expires `grant_ttl` from `now`, and queues it for the client.
+    /// `Ok(None)`: not enough session credit yet; call again when writable.
+    pub(crate) fn delegate(
+        &mut self,
+        stream: StreamId,
+        range: Range<u64>,
+        path: PathId,
+        key: &TokenKey,
+        now: Instant,
+    ) -> Result<Option<Grant>, DelegateError> {
+        self.check_open().map_err(DelegateError::SessionClosed)?;
+        let expiry = self
+            .timers
+            .wall_ms(now)
+            .saturating_add(self.config.grant_ttl.as_millis() as u64);
+        let Some((grant, signed)) =
+            self.send
+                .delegate(stream, range, path, (key, self.id), expiry)?
+        else {
+            return Ok(None);
+        };
+        self.stats.grants_issued += 1;
+        self.paths.queue_frame(Frame::Grant { grant: signed });
+        Ok(Some(grant))
+    }
+
+    /// The parts of `range` of `stream` that the peer has not acknowledged and
+    /// that this side does not hold itself (skipped or delegated bytes). Empty
+    /// for a stream that is complete (or unknown).
+    pub(crate) fn missing(&self, stream: StreamId, range: &Range<u64>) -> Vec<Range<u64>> {
+        self.send.missing(stream, range)
+    }
+
+    /// The ranges delegated to `path` that the peer has not acknowledged.
+    pub(crate) fn missing_from(&self, path: PathId) -> Vec<(StreamId, Range<u64>)> {
+        self.send.missing_from(path)
+    }
+
+    /// Abandons the stream: retained data is dropped and the peer told.
+    pub(crate) fn reset(&mut self, stream: StreamId, error_code: u64) -> Result<(), WriteError> {
+        self.check_open().map_err(WriteError::SessionClosed)?;
+        let (final_size, released) = self.send.reset(stream, error_code)?;
+        self.paths.release(&released, None);
+        self.paths.broadcast(
+            Frame::ResetStream {
+                stream,
+                error_code,
+                final_size,
+            },
+            None,
+        );
+        self.retire_send(stream);
+        Ok(())
+    }
+
+    fn retire_send(&mut self, stream: StreamId) {
+        self.send.retire(stream);
+        self.paths.stream_done(stream);
+        self.events.push_back(Event::Writable);
+    }
+
+    /// True while some stream still has data or a FIN the peer has not
+    /// acknowledged.
+    pub(crate) fn has_unacknowledged(&self) -> bool {
+        self.send.has_unacknowledged()
+    }
+
+    /// Bytes of `stream` written but not yet acknowledged (None: stream done).
+    pub(crate) fn retained(&self, stream: StreamId) -> Option<u64> {
+        self.send.retained(stream)
+    }
+
+    /// Streams of this path whose data streams the driver may finish.
+    pub(crate) fn take_done_streams(&mut self, path: PathId) -> Vec<StreamId> {
+        self.paths.take_done_streams(path)
+    }
+
+    // ----- outgoing -----
+
+    /// The next control frame for `path`.
+    pub(crate) fn poll_control(&mut self, path: PathId) -> Option<Frame> {
+        self.paths.poll_control(path)
+    }
+
+    /// The next chunk of stream data `path` should carry, if the scheduler gives it
+    /// one now. Call again after any state change.
+    pub(crate) fn poll_data(&mut self, path: PathId) -> Option<DataTransmit> {
+        if self.closed.is_some() || !self.paths.is_live(path) {
+            return None;
+        }
+        let views = self
+            .paths
+            .views(self.config.path_window, self.config.ack_delay);
+        let picked = self.send.poll_data(path, &views)?;
+        let len = picked.out.data.len() as u64;
+        self.paths.mark_active();
+        self.paths.on_sent(path, len, picked.resend);
+        self.stats.bytes_sent += len;
+        if picked.resend {
+            self.stats.bytes_resent += len;
+        }
+        Some(DataTransmit {
+            stream: picked.stream,
+            offset: picked.out.offset,
+            data: picked.out.data,
+            fin: picked.out.fin,
+        })
+    }
+
+    // ----- incoming -----
+
+    /// Stream data that arrived on `path`.
+    pub(crate) fn handle_piece(
+        &mut self,
+        path: PathId,
+        piece: Piece,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        self.paths.mark_active();
+        self.paths.on_received(path, piece.data.len() as u64);
+        self.stats.bytes_received += piece.data.len() as u64;
+        self.receive(piece, now)
+    }
+
+    /// (Client) Stream data from the secondary on `path`: accepted only inside
+    /// a grant the primary sent for that path (stream, range, expiry plus
+    /// [`GRANT_GRACE_MS`](crate::proto::multiserver::client::GRANT_GRACE_MS)).
+    /// An error is the secondary's fault: the caller closes that path; the
+    /// session goes on and nothing of the piece was buffered.
+    pub(crate) fn handle_secondary_piece(
+        &mut self,
+        path: PathId,
+        piece: Piece,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        if self.closed.is_some() || !self.links.contains(path) {
+            return Ok(());
+        }
+        let len = piece.data.len() as u64;
+        let now_ms = self.timers.wall_ms(now);
+        let held = || {
+            self.recv
+                .holds(piece.stream, piece.offset..piece.offset + len)
+        };
+        match self.links.admit(path, &piece, now_ms, held) {
+            Admission::Accept => {}
+            Admission::Held => {
+                self.stats.late_segments += 1;
+                return Ok(());
+            }
+            Admission::Outside => {
+                self.stats.segments_outside_grant += 1;
+                return Err(ProtocolError::OutsideGrant {
+                    path,
+                    stream: piece.stream,
+                    offset: piece.offset,
+                    length: len,
+                });
+            }
+        }
+        self.stats.bytes_received += len;
+        self.stats.bytes_from_secondaries += len;
+        self.receive(piece, now)
+    }
+
+    /// Makes sure the receive side knows `id`, opening a peer stream on first
+    /// sight. `Ok(false)`: the stream was released already (late data).
+    fn recv_stream(&mut self, id: StreamId) -> Result<bool, ProtocolError> {
+        match self
+            .recv
+            .open_peer(id, self.side, self.next_index[dir_index(Dir::Bi)])?
+        {
+            PeerStream::Known => Ok(true),
+            PeerStream::Released => Ok(false),
+            PeerStream::Opened => {
+                if id.dir() == Dir::Bi {
+                    self.send.insert(id, self.config.scheduler);
+                }
+                self.stats.streams_accepted += 1;
+                self.events.push_back(Event::Incoming(id.dir()));
+                Ok(true)
+            }
+        }
+    }
+
+    fn receive(&mut self, piece: Piece, now: Instant) -> Result<(), ProtocolError> {
+        let id = piece.stream;
+        if !self.recv_stream(id)? {
+            self.stats.late_segments += 1;
+            return Ok(());
+        }
+        match self.recv.write(piece, now)? {
+            Written::Late => self.stats.late_segments += 1,
+            Written::Untracked => {}
+            Written::AckNow => self.queue_ack(id),
+            Written::AckLater => self.timers.arm_ack(now + self.config.ack_delay),
+        }
+        Ok(())
+    }
+
+    /// (Client) A grant the primary sent: remembered for checking the
+    /// secondary's data, and forwarded to the secondary with the stream's
+    /// credit. The client does not hold the key: it trusts what arrives on the
+    /// session's paths (authenticated by TLS with the primary); the secondary
+    /// verifies the tag.
+    fn on_grant(&mut self, signed: Bytes, now: Instant) -> Result<(), ProtocolError> {
+        let grant = Grant::decode_unverified(&signed).map_err(ProtocolError::Grant)?;
+        let path = grant.path;
+        if path.into_inner() < SECONDARY_PATH_BASE {
+            return Err(ProtocolError::StreamState("grant for a non-secondary path"));
+        }
+        if !self.links.contains(path) {
+            // The secondary is gone (or never joined): nobody to forward to.
+            return Ok(());
+        }
+        self.links.make_room(path, self.timers.wall_ms(now))?;
+        let stream = grant.stream;
+        // A grant may come before any byte of its stream: it opens it.
+        if !self.recv_stream(stream)? || self.recv.holds(stream, grant.range.clone()) {
+            // Released, or every byte arrived already: nothing to write.
+            return Ok(());
+        }
+        if !self.links.insert(grant) {
+            // A copy re-sent after a path loss.
+            return Ok(());
+        }
+        self.events
+            .push_back(Event::ToSecondary(path, Frame::Grant { grant: signed }));
+        if let Some(max_offset) = self.recv.stream_credit(stream) {
+            self.events.push_back(Event::ToSecondary(
+                path,
+                Frame::StreamCredit { stream, max_offset },
+            ));
+        }
+        if let Some(ack) = self.recv.ack_frame(stream) {
+            self.events.push_back(Event::ToSecondary(path, ack));
+        }
+        Ok(())
+    }
+
+    /// (Client) A link to the secondary on `path` is up.
+    pub(crate) fn secondary_joined(&mut self, path: PathId) {
+        self.links.join(path);
+    }
+
+    /// (Client) The link to the secondary on `path` ended: the primary gets
+    /// the acknowledgements of the streams it held grants for (so it sees
+    /// what is missing) and then PATH_ABANDON.
+    pub(crate) fn secondary_lost(&mut self, path: PathId) {
+        for s in self.links.lose(path) {
+            self.queue_ack(s);
+        }
+        self.paths.queue_frame(Frame::PathAbandon { path });
+    }
+
+    fn queue_ack(&mut self, id: StreamId) {
+        let Some(frame) = self.recv.ack_frame(id) else {
+            return;
+        };
+        self.recv.acked(id);
+        if let (true, Frame::Ack { ranges, .. }) = (self.links.has_grants(), &frame) {
+            for path in self.links.holders(id) {
+                self.events
+                    .push_back(Event::ToSecondary(path, frame.clone()));
+                // Grants whose bytes all arrived are done: the secondary heard
+                // so with this ACK; nothing more is accepted under them.
+                self.links.remove_held(path, id, ranges);
+            }
+        }
+        self.paths.queue_frame(frame);
+    }
+
+    /// The next peer-opened stream of `dir` not yet accepted.
+    pub(crate) fn accept(&mut self, dir: Dir) -> Option<StreamId> {
+        self.recv.accept(dir)
+    }
+
+    /// The application is done with the receive half of `stream` (read to the end,
+    /// or gave up): it is released; late data is ignored.
+    pub(crate) fn release_recv(&mut self, stream: StreamId, stop_code: Option<u64>) {
+        if let Some(code) = stop_code {
+            self.recv.stop(stream);
+            self.paths.broadcast(
+                Frame::StopSending {
+                    stream,
+                    error_code: code,
+                },
+                None,
+            );
+            // Keep acknowledging until the peer resets; the entry stays.
+            return;
+        }
+        // Acknowledge everything now: a delayed ACK would find no state later.
+        if self.recv.owes_ack(stream) {
+            self.queue_ack(stream);
+        }
+        self.links.remove_stream(stream);
+        self.recv.release(stream);
+    }
+
+    /// A control frame from the peer on `path`.
+    pub(crate) fn handle_frame(
+        &mut self,
+        path: PathId,
+        frame: Frame,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        match frame {
+            Frame::Open { .. } => return Err(ProtocolError::UnexpectedFrame("OPEN")),
+            Frame::Join { .. } => return Err(ProtocolError::UnexpectedFrame("JOIN")),
+            Frame::Welcome { .. } => return Err(ProtocolError::UnexpectedFrame("WELCOME")),
+            Frame::Refused { .. } => return Err(ProtocolError::UnexpectedFrame("REFUSED")),
+            Frame::TokenRequest { path: p } => {
+                self.expect_side(Side::Server, "TOKEN_REQUEST")?;
+                self.events.push_back(Event::TokenRequested(p));
+            }
+            Frame::PathToken { path: p, token } => {
+                self.expect_side(Side::Client, "PATH_TOKEN")?;
+                self.events.push_back(Event::TokenReceived(p, token));
+            }
+            Frame::SessionCredit { max_data } => {
+                if self.send.on_session_credit(max_data) {
+                    self.events.push_back(Event::Writable);
+                }
+            }
+            Frame::StreamCredit { stream, max_offset } => {
+                if self.send.on_stream_credit(stream, max_offset) {
+                    self.events.push_back(Event::Writable);
+                }
+            }
+            Frame::Ack {
+                stream,
+                fin,
+                ranges,
+            } => {
+                if let Some(acked) = self.send.on_ack(stream, &ranges, fin) {
+                    self.stats.bytes_acked += acked.bytes;
+                    self.paths.release(&acked.released, Some(now));
+                    if acked.complete {
+                        self.retire_send(stream);
+                    }
+                }
+            }
+            Frame::Backpressure { .. } => {
+                self.stats.backpressure_signals += 1;
+            }
+            Frame::ResetStream {
+                stream,
+                error_code,
+                final_size,
+            } => {
+                if stream.initiator() == self.side && stream.dir() == Dir::Uni {
+                    return Err(ProtocolError::StreamState(
+                        "RESET_STREAM for a local uni stream",
+                    ));
+                }
+                self.recv.reset(stream, final_size, error_code, now)?;
+            }
+            Frame::StopSending { stream, error_code } => {
+                if stream.initiator() != self.side && stream.dir() == Dir::Uni {
+                    return Err(ProtocolError::StreamState(
+                        "STOP_SENDING for a peer uni stream",
+                    ));
+                }
+                if self.send.stop(stream, error_code) {
+                    let _ = self.reset(stream, error_code);
+                }
+            }
+            Frame::PathStatus { path: p, status } => {
+                if self.paths.set_status(p, status) == Some(true) {
+                    self.events
+                        .push_back(Event::Path(PathEvent::status(p, status)));
+                }
+            }
+            Frame::Ping { seq } => self.paths.on_ping(path, seq, now),
+            Frame::Pong { seq } => {
+                let (validated, srtt) = self.paths.on_pong(path, seq, now);
+                if validated {
+                    self.events
+                        .push_back(Event::Path(PathEvent::Validated(path)));
+                }
+                if let Some(rtt) = srtt {
+                    self.recv.set_rtt(rtt);
+                }
+            }
+            Frame::Close { code, reason } => {
+                self.close_with(CloseReason::Peer { code, reason });
+            }
+            Frame::PathAbandon { path: p } => {
+                if !self.paths.contains(p) && p.into_inner() >= SECONDARY_PATH_BASE {
+                    self.links.forget(p);
+                    self.events.push_back(Event::SecondaryAbandoned(p));
+                }
+                self.abandon_path(p);
+            }
+            Frame::AddPath {
+                path: p,
+                addr,
+                server_name,
+                token,
+            } => {
+                self.expect_side(Side::Client, "ADD_PATH")?;
+                self.events.push_back(Event::AddPathRequested {
+                    path: p,
+                    addr,
+                    server_name,
+                    token,
+                });
+            }
+            Frame::AddPathResult { path: p, outcome } => {
+                self.expect_side(Side::Server, "ADD_PATH_RESULT")?;
+                self.events.push_back(Event::AddPathResult(p, outcome));
+            }
+            Frame::Relay { path: p, payload } => {
+                self.events.push_back(match self.side {
+                    Side::Client => Event::RelayForward(p, payload),
+                    Side::Server => Event::RelayReceived(p, payload),
+                });
+            }
+            Frame::Grant { grant } => {
+                self.expect_side(Side::Client, "GRANT")?;
+                self.on_grant(grant, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A frame only `side` may receive.
+    fn expect_side(&self, side: Side, frame: &'static str) -> Result<(), ProtocolError> {
+        if self.side == side {
+            Ok(())
+        } else {
+            Err(ProtocolError::UnexpectedFrame(frame))
+        }
+    }
+
+    /// Something the receive side wants the peer to hear.
+    pub(crate) fn handle_presentation_event(&mut self, event: PresentationEvent) {
+        if self.closed.is_some() {
+            return;
+        }
+        let frame = match RecvSide::signal(event) {
+            Some(Signal::StreamCredit(stream, max_offset)) => {
+                if self.links.has_grants() {
+                    for path in self.links.holders(stream) {
+                        self.events.push_back(Event::ToSecondary(
+                            path,
+                            Frame::StreamCredit { stream, max_offset },
+                        ));
+                    }
+                }
+                Frame::StreamCredit { stream, max_offset }
+            }
+            Some(Signal::Broadcast(frame)) => frame,
+            Some(Signal::Ack(stream)) => {
+                self.queue_ack(stream);
+                return;
+            }
+            None => return,
+        };
+        self.paths.broadcast(frame, None);
+    }
+
+    // ----- time -----
+
+    /// Runs timers due at `now`: pings, missed-pong detection, grant expiry,
+    /// delayed acks.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        // Data waiting for acknowledgement keeps liveness checks at full rate.
+        let waiting = self.send.has_unacknowledged();
+        let round = self.paths.on_timeout(
+            now,
+            self.config.ping_interval,
+            self.config.idle_ping_cap(),
+            self.config.missed_pong_threshold,
+            waiting,
+        );
+        for id in round.degraded {
+            self.events.push_back(Event::Path(PathEvent::Degraded(id)));
+        }
+        for id in round.dead {
+            // Never abandon the last healthy path for missed pongs alone: QUIC's
+            // idle timeout decides for it.
+            if self.paths.others_healthy(id) {
+                self.abandon_path(id);
+            }
+        }
+        if self.stats.grants_issued > 0 {
+            let now_ms = self.timers.wall_ms(now);
+            for p in self
+                .send
+                .lapsed(now_ms, crate::proto::multiserver::client::GRANT_GRACE_MS)
+            {
+                self.events
+                    .push_back(Event::Path(PathEvent::GrantExpired(p)));
+            }
+        }
+        if self.timers.take_ack_due(now) {
+            for id in self.recv.unacked_streams() {
+                self.queue_ack(id);
+            }
+        }
+    }
+
+    /// When [`Self::handle_timeout`] should run next.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        self.timers
+            .next_deadline(self.paths.next_deadline(self.config.ping_interval))
+    }
+
+    // ----- close -----
+
+    /// Ends the session: CLOSE goes out on every path.
+    pub(crate) fn close(&mut self, code: u64, reason: Bytes) {
+        self.end(code, reason.clone(), CloseReason::Local { code, reason });
+    }
+
+    /// Ends the session because of a protocol violation.
+    pub(crate) fn fail(&mut self, error: &ProtocolError) {
+        let text = error.to_string();
+        self.end(
+            PROTOCOL_ERROR_CODE,
+            Bytes::from(text.clone()),
+            CloseReason::Protocol(text),
+        );
+    }
+
+    /// CLOSE with `code` and `reason` on every path, then closed for `why`.
+    fn end(&mut self, code: u64, reason: Bytes, why: CloseReason) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.paths.broadcast(Frame::Close { code, reason }, None);
+        self.close_with(why);
+    }
+
+    fn close_with(&mut self, reason: CloseReason) {
+        if self.closed.is_none() {
+            self.closed = Some(reason);
+            self.events.push_back(Event::Closed);
+            self.events.push_back(Event::Writable);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> SessionStats {
+        let mut s = self.stats.clone();
+        s.bytes_retained = self.send.total_retained();
+        s
+    }
+}

@@ -1,0 +1,6 @@
+//! The bytes on the wire (docs/PROTOCOL.md): QUIC varints, control frames and
+//! the segments of data streams.
+
+pub(crate) mod frame;
+pub(crate) mod segment;
+pub(crate) mod varint;
