@@ -4,8 +4,9 @@
 //!
 //! Layers, each using only the ones before it:
 //! [`codec`] (pure text) → [`ring`](mod@ring) (pure memory) → [`exporter`] + [`file_writer`]
-//! (a writer thread swapping two buffers) → [`recorder`] (groups, limits, sidecars) and
-//! the `kwik-record` binary.
+//! (a writer thread swapping two buffers) → [`recorder`] (groups, limits, sidecars) →
+//! [`remote`] (recording over KWIK). The `kwik-record` command line is a separate
+//! package (`recorder-bridge/cli`) built on this library.
 //!
 //! ```
 //! use kwik_recorder::{ImuRow, Schema, Encoder, Format};
@@ -16,14 +17,12 @@
 //! assert_eq!(out, b"millis,ax,ay,az,gx,gy,gz,tempC,audioRMS\n5,0.5,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n");
 //! ```
 
-pub mod args;
 mod background_sync;
 pub mod codec;
 pub mod disk;
 pub mod exporter;
 pub mod file_writer;
 mod hashing;
-pub mod interrupt;
 pub mod recorder;
 pub mod recover;
 pub mod remote;
@@ -35,8 +34,9 @@ mod sync;
 pub mod verify;
 
 pub use codec::{
-    CsvOptions, Encoder, EncoderError, Footer, Format, LabviewLayout, LabviewLayoutError,
-    ParseError, ParseRowError, ParsedCsv, ParsedLabview, RowWriter, parse_csv, parse_labview,
+    CsvOptions, DEFAULT_LABVIEW_BLOCK, Encoder, EncoderError, Footer, Format, LabviewLayout,
+    LabviewLayoutError, ParseError, ParseRowError, ParsedCsv, ParsedLabview, RowWriter, parse_csv,
+    parse_labview,
 };
 pub use exporter::{
     BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,
@@ -52,6 +52,19 @@ pub use recorder::{
     StartError, StreamStatus,
 };
 pub use recover::{RecoverError, RecoverReport, recover};
+#[cfg(feature = "ble")]
+pub use remote::ble::{BleError, BleSource};
+pub use remote::tls::{CA_FILE, DEFAULT_SERVER_NAME};
+pub use remote::{
+    ArrivalLog, EncodeError, FeedReport, FrameSource, Gateway, GatewayConfig, GatewayCounters,
+    GatewayCounts, GatewayError, GatewayReport, IdentityError, Message, MessageDecoder,
+    OpenStreamError, Outbox, RecorderServer, RunId, SampleError, SampleSource, SeqWidener,
+    ServeError, ServerConfig, ServerIdentity, ServerStreamCounters, ServerStreamCounts,
+    SimEfieldSource, SimImuConfig, SourceEvent, SourceFeed, Spool, SpoolError, SpoolRecord,
+    StartRequest, StreamHeader, StreamKey, StreamReport, UdpRelay, WireError, WireFormat,
+    WireSample, WireSchema, WireStats, device_entries, imu_row, imu_sample, load_ca, serial,
+    sim_imu, sim_imu_with,
+};
 pub use ring::{RingReader, RingWriter, SampleIndex, Since, ring};
 pub use schema::{
     EfieldSample, ImuRow, LabviewValues, LineState, RelMicros, Schema, SchemaKind, Segment,

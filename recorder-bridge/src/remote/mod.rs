@@ -8,8 +8,6 @@
 pub mod accounting;
 pub mod arrivals;
 pub mod ble;
-pub mod cli;
-pub mod demo;
 pub mod feed;
 pub mod gateway;
 pub mod journal;
@@ -24,7 +22,6 @@ pub mod wire;
 
 pub use accounting::{GatewayCounters, GatewayCounts, ServerStreamCounters, ServerStreamCounts};
 pub use arrivals::ArrivalLog;
-pub use demo::{DemoConfig, DemoLatency, DemoSummary, LatencyFigures, run_demo};
 pub use feed::{FeedReport, SourceFeed};
 pub use gateway::{DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError, GatewayReport};
 pub use outbox::Outbox;

@@ -1,16 +1,27 @@
 //! `kwik-record`: record sensor streams to CSV, list, verify and recover recordings,
-//! and the remote commands (`serve`, `stream`, `demo`, from `kwik_recorder::remote::cli`).
+//! and the remote commands (`serve`, `stream`, `demo`). Every subcommand is a front end
+//! of the `kwik-recorder` library: this package owns the command line (clap), progress
+//! display, signal handling and the exit codes.
 
+mod args;
+mod demo;
 mod files;
+mod interrupt;
 mod record;
+mod runtime;
+mod serve;
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::demo::{DemoArgs, demo};
 use crate::files::{cmd_ls, cmd_recover, cmd_verify};
 use crate::record::{RecordArgs, cmd_record};
+use crate::serve::{ServeArgs, serve};
+use crate::stream::{StreamArgs, stream};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,8 +37,7 @@ struct Cli {
     command: Command,
 }
 
-/// Subcommands. New ones (e.g. remote `serve`, `stream`, `demo`) are added here and
-/// dispatched in `main`.
+/// Subcommands, each dispatched in `main` to the module named for it.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Record a board on a serial port, or a simulated source, to files.
@@ -49,11 +59,11 @@ enum Command {
     },
     /// Loopback demo: recorder server, simulated XIAO and a two-path gateway; one path
     /// is killed halfway; exits non-zero if any sample was lost.
-    Demo(kwik_recorder::remote::cli::DemoArgs),
+    Demo(DemoArgs),
     /// Recorder server: record the sensor streams gateways send over KWIK.
-    Serve(kwik_recorder::remote::cli::ServeArgs),
+    Serve(ServeArgs),
     /// Gateway: stream a device (serial, BLE or simulator) to a recorder server.
-    Stream(kwik_recorder::remote::cli::StreamArgs),
+    Stream(StreamArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,9 +74,9 @@ fn main() -> ExitCode {
         Command::Ls { dir } => cmd_ls(dir.as_deref().unwrap_or(Path::new("recordings")), json),
         Command::Recover { file } => cmd_recover(&file, json),
         Command::Verify { file } => cmd_verify(&file, json),
-        Command::Demo(a) => kwik_recorder::remote::cli::demo(a, json).map_err(Into::into),
-        Command::Serve(a) => kwik_recorder::remote::cli::serve(a, json).map_err(Into::into),
-        Command::Stream(a) => kwik_recorder::remote::cli::stream(a, json).map_err(Into::into),
+        Command::Demo(a) => demo(a, json),
+        Command::Serve(a) => serve(a, json),
+        Command::Stream(a) => stream(a, json),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,7 @@ use std::time::Duration;
 ///
 /// # Errors
 /// A message naming the bad value and the accepted forms.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -27,6 +27,30 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} is not a valid duration"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Scheduler choices on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SchedulerArg {
+    /// Every byte on every path (lowest latency through a path failure).
+    Redundant,
+    /// The path with the lowest RTT first, spilling to the others.
+    MinRtt,
+    /// All paths in proportion to their speed.
+    Aggregate,
+    /// One path; the others only when it dies.
+    Backup,
+}
+
+impl From<SchedulerArg> for kwik::Scheduler {
+    fn from(s: SchedulerArg) -> Self {
+        match s {
+            SchedulerArg::Redundant => kwik::Scheduler::Redundant,
+            SchedulerArg::MinRtt => kwik::Scheduler::MinRtt,
+            SchedulerArg::Aggregate => kwik::Scheduler::Aggregate,
+            SchedulerArg::Backup => kwik::Scheduler::Backup,
+        }
+    }
 }
 
 #[cfg(test)]

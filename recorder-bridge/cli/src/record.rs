@@ -117,7 +117,7 @@ pub(crate) struct RecordArgs {
     #[arg(long)]
     rate: Option<u32>,
     /// Stop after this long (e.g. 10s, 500ms, 2m, 1h). Default: until Ctrl-C.
-    #[arg(long, value_parser = kwik_recorder::args::parse_duration)]
+    #[arg(long, value_parser = crate::args::parse_duration)]
     duration: Option<Duration>,
     /// File layout.
     #[arg(long, value_enum, default_value = "csv")]
@@ -135,13 +135,13 @@ pub(crate) struct RecordArgs {
     #[arg(long)]
     split: bool,
     /// Samples per LabVIEW block.
-    #[arg(long, default_value_t = kwik_recorder::codec::DEFAULT_LABVIEW_BLOCK)]
+    #[arg(long, default_value_t = kwik_recorder::DEFAULT_LABVIEW_BLOCK)]
     labview_block: usize,
     /// Leave out the `#` comment header of standard CSV.
     #[arg(long)]
     no_comments: bool,
     /// fsync the data at least this often (the most a crash can lose).
-    #[arg(long, value_parser = kwik_recorder::args::parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = crate::args::parse_duration, default_value = "1s")]
     sync_interval: Duration,
     /// Exporter batch size in samples.
     #[arg(long, default_value_t = 8192)]
@@ -233,7 +233,7 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
         starts.push(attach(source, a.rate, &mut group)?);
     }
     let recording = group.start().context("cannot start the recording")?;
-    kwik_recorder::interrupt::install();
+    crate::interrupt::install();
     let notes = recording.device_notes();
     let running = starts
         .into_iter()
@@ -259,7 +259,7 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
 /// A source of a `record` run, feeding its stream's ring until dropped.
 enum Running {
     Sim(SimSource),
-    Board(kwik_recorder::remote::SourceFeed),
+    Board(kwik_recorder::SourceFeed),
 }
 
 impl Running {
@@ -312,7 +312,7 @@ fn attach_sim<G: SignalGenerator>(generator: G, group: &mut RecordingGroup) -> S
 /// A XIAO board's frames from a serial port; its sequence gaps and corrupt frames are
 /// counted as source losses.
 fn attach_board(path: &Path, group: &mut RecordingGroup) -> Result<Start> {
-    let port = kwik_recorder::remote::serial(path).with_context(|| {
+    let port = kwik_recorder::serial(path).with_context(|| {
         format!(
             "cannot open serial port {}; check the board is plugged in and that you may \
              read the port (e.g. membership of the dialout group)",
@@ -327,7 +327,7 @@ fn attach_board(path: &Path, group: &mut RecordingGroup) -> Result<Start> {
         reader,
     );
     Ok(Box::new(move |notes| {
-        let feed = kwik_recorder::remote::SourceFeed::spawn(port, writer, notes)
+        let feed = kwik_recorder::SourceFeed::spawn(port, writer, notes)
             .context("cannot start reading the serial port")?;
         Ok(Running::Board(feed))
     }))
@@ -356,7 +356,7 @@ fn watch(
         b
     };
     let mut ended = false;
-    while !recording.is_finished() && !kwik_recorder::interrupt::requested() {
+    while !recording.is_finished() && !crate::interrupt::requested() {
         if source_ended() {
             ended = true;
             break;

@@ -11,7 +11,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// Routes SIGINT and SIGTERM to the flag read by [`requested`]. Idempotent.
-pub fn install() {
+pub(crate) fn install() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(
@@ -26,6 +26,6 @@ pub fn install() {
 }
 
 /// Whether SIGINT or SIGTERM arrived since [`install`].
-pub fn requested() -> bool {
+pub(crate) fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }

@@ -7,35 +7,83 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::codec::parse_csv;
-use crate::remote::GatewayCounts;
-use crate::remote::arrivals::ArrivalLog;
-use crate::remote::gateway::{Gateway, GatewayConfig, GatewayError};
-use crate::remote::relay::UdpRelay;
-use crate::remote::server::{RecorderServer, ServeError, ServerConfig, StreamReport};
-use crate::remote::source::{SimImuConfig, sim_imu};
-use crate::remote::tls::{IdentityError, ServerIdentity};
-use crate::remote::wire::StreamKey;
-use crate::schema::ImuRow;
+use anyhow::{Result, anyhow};
+use kwik_recorder::{
+    ArrivalLog, Gateway, GatewayConfig, GatewayCounts, GatewayError, IdentityError, ImuRow,
+    RecorderServer, ServeError, ServerConfig, ServerIdentity, SimImuConfig, StreamKey,
+    StreamReport, UdpRelay, parse_csv, sim_imu,
+};
+
+use crate::args::SchedulerArg;
+use crate::runtime::{err, runtime};
+
+/// `kwik-record demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// How long the simulated board samples (`10s`, `500ms`, or bare seconds).
+    #[arg(long, value_parser = crate::args::parse_duration, default_value = "10s")]
+    duration: Duration,
+    /// Sample rate of the simulated board in Hz.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Output folder.
+    #[arg(long, default_value = "recordings/demo")]
+    out: PathBuf,
+    /// Scheduler of the sensor stream (default redundant: every sample on both
+    /// paths, so the killed path adds neither loss nor latency).
+    #[arg(long, value_enum, default_value = "redundant")]
+    scheduler: SchedulerArg,
+    /// Seed of the simulated signals.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Runs `kwik-record demo`. Exit code 0 only if nothing was lost.
+pub(crate) fn demo(a: DemoArgs, json: bool) -> Result<ExitCode> {
+    if a.duration.is_zero() {
+        return Err(anyhow!("--duration must be longer than zero"));
+    }
+    let rate = NonZeroU32::new(a.rate).ok_or_else(|| anyhow!("--rate must be at least 1"))?;
+    let config = DemoConfig {
+        duration: a.duration,
+        rate_hz: rate,
+        out_dir: a.out,
+        scheduler: a.scheduler.into(),
+        seed: a.seed,
+        verbose: !json,
+    };
+    let summary = runtime()?.block_on(run_demo(config)).map_err(err)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary).map_err(err)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(if summary.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
 /// Settings of the demo.
 #[derive(Debug, Clone)]
-pub struct DemoConfig {
+pub(crate) struct DemoConfig {
     /// How long the simulated board samples (default 10 s).
-    pub duration: Duration,
+    duration: Duration,
     /// Its sample rate (default 1000 Hz).
-    pub rate_hz: NonZeroU32,
+    rate_hz: NonZeroU32,
     /// Where the recording goes (default `recordings/demo`).
-    pub out_dir: PathBuf,
+    out_dir: PathBuf,
     /// Scheduler of the sensor stream (default redundant: a 1 kHz sensor stream
     /// is small, and with a copy on each path the kill costs no latency).
-    pub scheduler: kwik::Scheduler,
+    scheduler: kwik::Scheduler,
     /// Seed of the simulated signals.
-    pub seed: u64,
+    seed: u64,
     /// Print progress lines while running.
-    pub verbose: bool,
+    verbose: bool,
 }
 
 impl Default for DemoConfig {
@@ -53,8 +101,7 @@ impl Default for DemoConfig {
 
 /// Why the demo could not run (as opposed to running and finding losses).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DemoError {
+pub(crate) enum DemoError {
     /// Certificates could not be made.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -74,65 +121,65 @@ pub enum DemoError {
 
 /// One KWIK path of the demo.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct DemoPath {
+pub(crate) struct DemoPath {
     /// Path number.
-    pub id: u64,
+    id: u64,
     /// The gateway's local address.
-    pub local: Option<SocketAddr>,
+    local: Option<SocketAddr>,
     /// The address it sends to (a loopback relay in front of the server).
-    pub via: SocketAddr,
+    via: SocketAddr,
     /// Killed halfway?
-    pub killed: bool,
+    killed: bool,
     /// Final state as kwik reports it.
-    pub state: String,
+    state: String,
 }
 
 /// Counts at every stage, from the board to the file.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct DemoStages {
+pub(crate) struct DemoStages {
     /// Samples the simulated board took.
-    pub device_produced: u64,
+    device_produced: u64,
     /// Gateway: decoded intact from the board's frames.
-    pub gateway_received: u64,
+    gateway_received: u64,
     /// Gateway: device sequence gaps.
-    pub device_lost: u64,
+    device_lost: u64,
     /// Gateway: held in memory / spooled to disk / dropped on overflow.
-    pub gateway_queued: u64,
+    gateway_queued: u64,
     /// Gateway: written to the spool.
-    pub gateway_spooled: u64,
+    gateway_spooled: u64,
     /// Gateway: dropped because queue and spool were full.
-    pub gateway_dropped: u64,
+    gateway_dropped: u64,
     /// Network: sample messages sent (incl. re-sends after reconnects).
-    pub network_sent: u64,
+    network_sent: u64,
     /// Server: sample messages received.
-    pub server_received: u64,
+    server_received: u64,
     /// Server: duplicates dropped by sequence number.
-    pub server_duplicates: u64,
+    server_duplicates: u64,
     /// Server: malformed messages skipped.
-    pub server_malformed: u64,
+    server_malformed: u64,
     /// Server: sequence numbers never received.
-    pub server_missing: u64,
+    server_missing: u64,
     /// Server: pushed to the recorder's ring.
-    pub recorder_in: u64,
+    recorder_in: u64,
     /// Recorder: rows in the data file.
-    pub written: u64,
+    written: u64,
     /// Recorder: lost in ring, exporter or writer.
-    pub recorder_dropped: u64,
+    recorder_dropped: u64,
     /// Gateway: confirmed on disk by the server.
-    pub acked: u64,
+    acked: u64,
 }
 
 /// Percentiles of per-sample delivery latency in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct LatencyFigures {
+pub(crate) struct LatencyFigures {
     /// Samples measured.
-    pub samples: u64,
+    samples: u64,
     /// Median.
-    pub p50_ms: f64,
+    p50_ms: f64,
     /// 99th percentile.
-    pub p99_ms: f64,
+    p99_ms: f64,
     /// Maximum.
-    pub max_ms: f64,
+    max_ms: f64,
 }
 
 impl LatencyFigures {
@@ -155,69 +202,69 @@ impl LatencyFigures {
 /// (its real-time schedule: start + seq / rate) to its first arrival at the server
 /// (gateway queue, KWIK, decode included), before and after the path was killed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct DemoLatency {
+pub(crate) struct DemoLatency {
     /// Samples due from 1 s after the start until the kill (the warm-up second, with
     /// the handshake and the paths coming up, is left out).
-    pub before_kill: Option<LatencyFigures>,
+    before_kill: Option<LatencyFigures>,
     /// Samples due in the second after the kill (the failover window).
-    pub after_kill: Option<LatencyFigures>,
+    after_kill: Option<LatencyFigures>,
     /// Samples due from one second after the kill to the end.
-    pub later: Option<LatencyFigures>,
+    later: Option<LatencyFigures>,
     /// Smoothed RTT of the surviving path at the end, in ms.
-    pub surviving_path_rtt_ms: Option<f64>,
+    surviving_path_rtt_ms: Option<f64>,
     /// How much the 99th percentile in the failover window exceeds the one before the
     /// kill, in ms (0 if it does not): the spike the kill added beyond the usual
     /// jitter. The percentile, not the maximum, so that one stray sample on a busy
     /// machine (before or after) does not decide it.
-    pub added_by_kill_ms: Option<f64>,
+    added_by_kill_ms: Option<f64>,
     /// Worst latency in the failover window minus the worst before the kill, in ms
     /// (may be negative).
-    pub max_change_ms: Option<f64>,
+    max_change_ms: Option<f64>,
     /// How far the 99th percentile moves by itself: between the window before the
     /// kill and the one after the failover window, neither of which holds a
     /// failover, in ms. On loopback, where the RTT is a fraction of a millisecond,
     /// this run-to-run jitter of a busy machine is the yardstick `added_by_kill_ms` is
     /// read against.
-    pub p99_spread_ms: Option<f64>,
+    p99_spread_ms: Option<f64>,
     /// Samples that never arrived (should be 0).
-    pub never_arrived: u64,
+    never_arrived: u64,
 }
 
 /// The demo's result.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct DemoSummary {
+pub(crate) struct DemoSummary {
     /// Root output folder.
-    pub out_dir: PathBuf,
+    out_dir: PathBuf,
     /// Data files written.
-    pub files: Vec<PathBuf>,
+    files: Vec<PathBuf>,
     /// The sidecar.
-    pub sidecar: PathBuf,
+    sidecar: PathBuf,
     /// Wall time of the whole run in seconds.
-    pub elapsed_s: f64,
+    elapsed_s: f64,
     /// Sample rate.
-    pub rate_hz: u32,
+    rate_hz: u32,
     /// Scheduler used.
-    pub scheduler: String,
+    scheduler: String,
     /// Seconds after the start when the path was killed.
-    pub killed_at_s: f64,
+    killed_at_s: f64,
     /// The paths.
-    pub paths: Vec<DemoPath>,
+    paths: Vec<DemoPath>,
     /// Path events seen by the gateway (`t=1.23s Abandoned(path 0)`).
-    pub events: Vec<String>,
+    events: Vec<String>,
     /// Counts per stage.
-    pub stages: DemoStages,
+    stages: DemoStages,
     /// KWIK bytes re-sent after the path died.
-    pub bytes_resent: u64,
+    bytes_resent: u64,
     /// Per-sample delivery latency around the path kill.
-    pub latency: DemoLatency,
+    latency: DemoLatency,
     /// Rows in the file equal the simulator's samples, value by value, in order.
-    pub file_matches_simulator: bool,
+    file_matches_simulator: bool,
     /// Samples produced by the board but not in the file.
-    pub lost: u64,
+    lost: u64,
     /// Gateway error, if any.
-    pub gateway_error: Option<String>,
+    gateway_error: Option<String>,
     /// Nothing lost, the file verified, every stage balanced.
-    pub ok: bool,
+    ok: bool,
 }
 
 fn scheduler_name(s: kwik::Scheduler) -> String {
@@ -231,7 +278,7 @@ fn scheduler_name(s: kwik::Scheduler) -> String {
 }
 
 /// Runs the demo (inside a tokio runtime).
-pub async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
+async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
     // Absolute, so every path printed says exactly where the files are.
     if let Ok(abs) = std::path::absolute(&config.out_dir) {
         config.out_dir = abs;
@@ -537,7 +584,7 @@ fn delivery_latency(
 }
 
 /// Prints a summary for people.
-pub fn print_summary(s: &DemoSummary) {
+fn print_summary(s: &DemoSummary) {
     let st = &s.stages;
     println!();
     println!("recorded {} samples into:", st.written);
