@@ -2,10 +2,10 @@
 //! a double-buffered exporter with its own writer thread, standard CSV and the legacy
 //! LabVIEW layout, crash-safe files with a `.meta.json` sidecar, and recording groups.
 //!
-//! Layers, each using only the ones before it:
-//! [`codec`] (pure text) → [`ring`](mod@ring) (pure memory) → [`exporter`] + [`file_writer`]
-//! (a writer thread swapping two buffers) → [`recorder`] (groups, limits, sidecars) →
-//! [`remote`] (recording over KWIK). The `kwik-record` command line is a separate
+//! Layers, each using only the ones before it: [`format`](mod@format) (pure text: schemas, numbers,
+//! the two layouts) → [`capture`] (the ring buffer, pure memory) → [`store`] (a writer
+//! thread swapping two buffers, files, sidecars) → [`recording`] (groups, limits) →
+//! [`check`] (verify, recover) → [`remote`] (recording over KWIK). The `kwik-record` command line is a separate
 //! package (`recorder-bridge/cli`) built on this library.
 //!
 //! ```
@@ -17,41 +17,36 @@
 //! assert_eq!(out, b"millis,ax,ay,az,gx,gy,gz,tempC,audioRMS\n5,0.5,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n");
 //! ```
 
-mod background_sync;
-pub mod codec;
-pub mod disk;
-pub mod exporter;
-pub mod file_writer;
-mod hashing;
-pub mod recorder;
-pub mod recover;
+pub mod capture;
+pub mod check;
+pub mod format;
+pub mod recording;
 pub mod remote;
-pub mod ring;
-pub mod schema;
-pub mod sidecar;
 pub mod source;
+pub mod store;
 mod sync;
-pub mod verify;
 
-pub use codec::{
-    CsvOptions, DEFAULT_LABVIEW_BLOCK, Encoder, EncoderError, Footer, Format, LabviewLayout,
-    LabviewLayoutError, ParseError, ParseRowError, ParsedCsv, ParsedLabview, RowWriter, parse_csv,
-    parse_labview,
+pub use capture::device_notes::DeviceNotes;
+pub use capture::ring::{RingReader, RingWriter, SampleIndex, Since, ring};
+pub use check::recover::{RecoverError, RecoverReport, recover};
+pub use check::verify::{PartContents, VerifyError, VerifyReport, verify};
+pub use format::csv::{CsvOptions, ParsedCsv, parse_csv};
+pub use format::encoder::{Encoder, EncoderError, Format};
+pub use format::footer::Footer;
+pub use format::labview::{
+    DEFAULT_LABVIEW_BLOCK, LabviewLayout, LabviewLayoutError, ParsedLabview, parse_labview,
 };
-pub use exporter::{
-    BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,
-    OverflowPolicy, WriteOutcome,
+pub use format::number::{ParseRowError, RowWriter};
+pub use format::parse_error::ParseError;
+pub use format::schema::{EfieldSample, ImuRow, LabviewValues, Schema, SchemaKind, StagePosition};
+pub use format::segment::{LineState, Segment, SegmentId};
+pub use format::time::RelMicros;
+pub use recording::config::{
+    LineFilter, Prefix, PrefixError, RecordingConfig, SegmentMarking, SessionId, StartError,
 };
-pub use file_writer::{
-    FileConfig, FileProgress, FileReport, FileWriter, PartInfo, SizeLimitAction, WriteFault,
-    WriterStop, part_path,
-};
-pub use recorder::{
-    DeviceNotes, GroupState, GroupStatus, LineFilter, Prefix, PrefixError, Recording,
-    RecordingConfig, RecordingGroup, RecordingSummary, SegmentCell, SegmentMarking, SessionId,
-    StartError, StreamStatus,
-};
-pub use recover::{RecoverError, RecoverReport, recover};
+pub use recording::group::{Recording, RecordingGroup};
+pub use recording::segment_cell::SegmentCell;
+pub use recording::status::{GroupState, GroupStatus, RecordingSummary, StreamStatus};
 #[cfg(feature = "ble")]
 pub use remote::ble::{BleError, BleSource};
 pub use remote::tls::{CA_FILE, DEFAULT_SERVER_NAME};
@@ -65,13 +60,15 @@ pub use remote::{
     WireSample, WireSchema, WireStats, device_entries, imu_row, imu_sample, load_ca, serial,
     sim_imu, sim_imu_with,
 };
-pub use ring::{RingReader, RingWriter, SampleIndex, Since, ring};
-pub use schema::{
-    EfieldSample, ImuRow, LabviewValues, LineState, RelMicros, Schema, SchemaKind, Segment,
-    SegmentId, StagePosition,
+pub use source::{RateHz, SignalGenerator, SimEfield, SimImu, SimSource, SimStage, ZeroRate};
+pub use store::exporter::{
+    BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,
+    OverflowPolicy, WriteOutcome,
 };
-pub use sidecar::{
+pub use store::file_writer::{
+    FileConfig, FileProgress, FileReport, FileWriter, PartInfo, SizeLimitAction, WriteFault,
+    WriterStop, part_path,
+};
+pub use store::sidecar::{
     DroppedCounts, LabviewMeta, PartMeta, RecordingState, Sidecar, SidecarError, sidecar_path,
 };
-pub use source::{RateHz, SignalGenerator, SimEfield, SimImu, SimSource, SimStage, ZeroRate};
-pub use verify::{PartContents, VerifyError, VerifyReport, verify};

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::ring::RingWriter;
-use crate::schema::{EfieldSample, ImuRow, RelMicros, Schema, StagePosition};
+use crate::capture::ring::RingWriter;
+use crate::format::schema::{EfieldSample, ImuRow, Schema, StagePosition};
+use crate::format::time::RelMicros;
 
 /// A sample rate in whole hertz (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -8,9 +8,9 @@
 
 use xiao_proto::{SeqNo, decode_ble, widen_seq16};
 
+use crate::format::schema::ImuRow;
 use crate::remote::sample::imu_row;
 use crate::remote::source::{SeqWidener, SourceEvent};
-use crate::schema::ImuRow;
 
 /// The board's GATT service (the first four bytes spell "KWIK").
 pub const SERVICE_UUID: u128 = 0x4b57_494b_0001_4a8c_9f3e_5c6d_7a8b_9c0d;
@@ -69,8 +69,8 @@ mod hw {
     use futures_util::StreamExt;
 
     use super::{BleNotificationDecoder, SAMPLE_UUID};
+    use crate::format::schema::ImuRow;
     use crate::remote::source::{SampleSource, SourceEvent};
-    use crate::schema::ImuRow;
 
     /// Why the board could not be reached over BLE.
     #[derive(Debug, thiserror::Error)]

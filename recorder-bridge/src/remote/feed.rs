@@ -6,9 +6,9 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::recorder::DeviceNotes;
+use crate::capture::device_notes::DeviceNotes;
+use crate::capture::ring::RingWriter;
 use crate::remote::source::{SampleSource, SourceEvent, device_entries};
-use crate::ring::RingWriter;
 use crate::source::FeedThread;
 
 /// What a [`SourceFeed`] moved.
@@ -84,8 +84,8 @@ impl SourceFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::ring::ring;
     use crate::remote::source::sim_imu_with;
-    use crate::ring::ring;
 
     /// The firmware's simulator with dropped and corrupted samples, through the frame
     /// decoder: every sample it sent intact reaches the ring, in order, and every one

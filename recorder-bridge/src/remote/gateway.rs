@@ -3,6 +3,9 @@
 //! acknowledgements and status. Reconnects after any failure and re-sends everything
 //! the server has not confirmed on disk.
 
+pub mod outbox;
+pub mod spool;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,10 +17,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, oneshot};
 
 use crate::remote::accounting::{GatewayCounters, GatewayCounts};
-use crate::remote::outbox::Outbox;
+use crate::remote::gateway::outbox::Outbox;
+use crate::remote::gateway::spool::{Spool, SpoolError};
 use crate::remote::sample::WireSample;
 use crate::remote::source::{SampleSource, SourceEvent, device_entries};
-use crate::remote::spool::{Spool, SpoolError};
 use crate::remote::wire::{
     Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
 };

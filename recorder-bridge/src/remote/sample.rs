@@ -4,8 +4,10 @@
 
 use xiao_proto::{Frame, FrameDecoder, ImuSample, SeqNo};
 
+use crate::format::schema::{EfieldSample, ImuRow, Schema};
+use crate::format::segment::{LineState, Segment, SegmentId};
+use crate::format::time::RelMicros;
 use crate::remote::wire::WireSchema;
-use crate::schema::{EfieldSample, ImuRow, LineState, RelMicros, Schema, Segment, SegmentId};
 
 /// Why a sample body could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -199,7 +201,7 @@ impl WireSample for EfieldSample {
     }
 }
 
-impl WireSample for crate::schema::StagePosition {
+impl WireSample for crate::format::schema::StagePosition {
     const WIRE: WireSchema = WireSchema::Stage;
 
     fn device_time_us(&self) -> u64 {
@@ -215,7 +217,7 @@ impl WireSample for crate::schema::StagePosition {
     fn decode_body(seq: u64, body: &[u8]) -> Result<Self, SampleError> {
         check_len(body, STAGE_LEN)?;
         let (t_rel, segment) = get_prefix(body)?;
-        Ok(crate::schema::StagePosition {
+        Ok(crate::format::schema::StagePosition {
             index: seq,
             t_rel,
             segment,
@@ -228,7 +230,7 @@ impl WireSample for crate::schema::StagePosition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::StagePosition;
+    use crate::format::schema::StagePosition;
     use crate::source::{RateHz, SignalGenerator, SimEfield, SimImu, SimStage};
 
     /// One suite for every schema: encode then decode gives the sample back, every

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use xiao_proto::{Frame, FrameDecoder, SeqNo};
 
+use crate::format::schema::{EfieldSample, ImuRow};
 use crate::remote::sample::{WireSample, imu_row};
-use crate::schema::{EfieldSample, ImuRow};
 use crate::source::{RateHz, SignalGenerator, SimEfield};
 
 /// What a source yields.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::file_writer::PartInfo;
+use crate::store::file_writer::PartInfo;
 
 /// Version of the sidecar layout.
 pub const SIDECAR_VERSION: u32 = 1;

@@ -3,76 +3,11 @@
 
 use std::fmt;
 
-use crate::codec::{
-    self, F32_MAX_LEN, F64_MAX_LEN, INDEXED_PREFIX_MAX_LEN, ParseRowError, RowWriter,
+use crate::format::number::{
+    self as codec, F32_MAX_LEN, F64_MAX_LEN, INDEXED_PREFIX_MAX_LEN, ParseRowError, RowWriter,
 };
-
-/// Identifier of a scan segment (a line of a raster scan, a sweep, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct SegmentId(pub u32);
-
-/// Whether the stage is on an active (measured) line or travelling between lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum LineState {
-    /// Between lines: samples are kept unless the recording keeps active lines only.
-    #[default]
-    Inactive,
-    /// On a measured line.
-    Active,
-}
-
-impl LineState {
-    /// `1` for active, `0` for inactive (the CSV encoding).
-    pub fn as_flag(self) -> u8 {
-        match self {
-            LineState::Active => 1,
-            LineState::Inactive => 0,
-        }
-    }
-
-    /// Parses the CSV flag (`0`/`1`).
-    pub fn from_flag(flag: u8) -> Option<Self> {
-        match flag {
-            0 => Some(LineState::Inactive),
-            1 => Some(LineState::Active),
-            _ => None,
-        }
-    }
-}
-
-/// A segment marker: the segment id and whether its line is active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Segment {
-    /// Segment id.
-    pub id: SegmentId,
-    /// Line state.
-    pub line: LineState,
-}
-
-/// Time since the recording group's t0, in whole microseconds.
-///
-/// Stored as an integer so that the 6-decimal CSV form (`12.000250`) is exact and
-/// round-trips without loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct RelMicros(pub u64);
-
-impl RelMicros {
-    /// From a duration since t0 (sub-microsecond part truncated).
-    pub fn from_duration(d: std::time::Duration) -> Self {
-        RelMicros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-    }
-
-    /// Seconds as a float (for display and the LabVIEW time row's meaning).
-    pub fn as_secs_f64(self) -> f64 {
-        self.0 as f64 / 1e6
-    }
-}
-
-impl fmt::Display for RelMicros {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
-    }
-}
+use crate::format::segment::{LineState, Segment};
+use crate::format::time::RelMicros;
 
 /// The values the legacy LabVIEW layout carries for one E-field sample.
 #[derive(Debug, Clone, Copy, PartialEq)]

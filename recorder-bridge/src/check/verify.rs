@@ -5,9 +5,15 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::codec::{Footer, LabviewLayout, ParseError, parse_csv, parse_labview};
-use crate::schema::{EfieldSample, ImuRow, Schema, SchemaKind, StagePosition};
-use crate::sidecar::{RecordingState, SIDECAR_VERSION, Sidecar, SidecarError, sidecar_path};
+use crate::format::csv::parse_csv;
+
+use crate::format::footer::Footer;
+
+use crate::format::labview::{LabviewLayout, parse_labview};
+
+use crate::format::parse_error::ParseError;
+use crate::format::schema::{EfieldSample, ImuRow, Schema, SchemaKind, StagePosition};
+use crate::store::sidecar::{RecordingState, SIDECAR_VERSION, Sidecar, SidecarError, sidecar_path};
 
 /// What one data file holds.
 #[derive(Debug, Clone, PartialEq, Eq)]

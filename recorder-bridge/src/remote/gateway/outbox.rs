@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::remote::accounting::GatewayCounters;
-use crate::remote::spool::{Spool, SpoolError};
+use crate::remote::gateway::spool::{Spool, SpoolError};
 
 #[derive(Debug)]
 struct Entry {

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
-use crate::background_sync::BackgroundSync;
-use crate::codec::{Encoder, Footer};
-use crate::exporter::{BatchWriter, WriteOutcome};
-use crate::hashing::FileHasher;
-use crate::schema::Schema;
+use crate::format::encoder::Encoder;
+use crate::format::footer::Footer;
+use crate::format::schema::Schema;
+use crate::store::background_sync::BackgroundSync;
+use crate::store::exporter::{BatchWriter, WriteOutcome};
+use crate::store::hash::FileHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -359,7 +360,10 @@ impl<S: Schema> FileWriter<S> {
             Ordering::Relaxed,
         );
         let mut footer = Vec::new();
-        if matches!(self.encoder.format(), crate::codec::Format::Csv(_)) {
+        if matches!(
+            self.encoder.format(),
+            crate::format::encoder::Format::Csv(_)
+        ) {
             Footer {
                 samples: part.samples,
                 dropped: (self.dropped)(),

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::codec::{Footer, LABVIEW_ROWS};
-use crate::file_writer::part_path;
-use crate::sidecar::{PartMeta, RecordingState, Sidecar, SidecarError, sidecar_path};
-use crate::verify::parse_part;
+use crate::format::footer::Footer;
+
+use crate::check::verify::parse_part;
+use crate::format::labview::LABVIEW_ROWS;
+use crate::store::file_writer::part_path;
+use crate::store::sidecar::{PartMeta, RecordingState, Sidecar, SidecarError, sidecar_path};
 
 /// Why a recording could not be recovered.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +158,7 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
             latest = Some(latest.map_or(m, |l: std::time::SystemTime| l.max(m)));
         }
         parts.push(PartMeta {
-            file: crate::sidecar::file_name(file),
+            file: crate::store::sidecar::file_name(file),
             samples: contents.samples,
             bytes: data.len() as u64,
             sha256: Some(hex::encode(Sha256::digest(&data))),
