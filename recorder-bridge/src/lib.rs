@@ -22,12 +22,22 @@ pub mod check;
 pub mod format;
 pub mod recording;
 pub mod remote;
-pub mod source;
 pub mod store;
 mod sync;
 
 pub use capture::device_notes::DeviceNotes;
+pub use capture::producer::{Producer, ProducerReport};
 pub use capture::ring::{RingReader, RingWriter, SampleIndex, Since, ring};
+pub use capture::sample_source::{SampleSource, SourceEvent};
+#[cfg(feature = "ble")]
+pub use capture::sources::ble::{BleError, BleSource};
+pub use capture::sources::ble::{BleNotificationDecoder, SAMPLE_UUID, SERVICE_UUID};
+pub use capture::sources::frames::{FrameSource, SimImuConfig, serial, sim_imu, sim_imu_with};
+pub use capture::sources::generated::{GeneratorSource, Pacing, SimEfieldSource};
+pub use capture::sources::signal::{
+    RateHz, SignalGenerator, SimEfield, SimImu, SimStage, ZeroRate,
+};
+pub use capture::sources::xiao::{device_entries, imu_row, imu_sample};
 pub use check::recover::{RecoverError, RecoverReport, recover};
 pub use check::verify::{PartContents, VerifyError, VerifyReport, verify};
 pub use format::csv::{CsvOptions, ParsedCsv, parse_csv};
@@ -47,20 +57,15 @@ pub use recording::config::{
 pub use recording::group::{Recording, RecordingGroup};
 pub use recording::segment_cell::SegmentCell;
 pub use recording::status::{GroupState, GroupStatus, RecordingSummary, StreamStatus};
-#[cfg(feature = "ble")]
-pub use remote::ble::{BleError, BleSource};
 pub use remote::tls::{CA_FILE, DEFAULT_SERVER_NAME};
 pub use remote::{
-    ArrivalLog, EncodeError, FeedReport, FrameSource, Gateway, GatewayConfig, GatewayCounters,
+    ArrivalLog, DEFAULT_CONNECT_TIMEOUT, EncodeError, Gateway, GatewayConfig, GatewayCounters,
     GatewayCounts, GatewayError, GatewayReport, IdentityError, Message, MessageDecoder,
-    OpenStreamError, Outbox, RecorderServer, RunId, SampleError, SampleSource, SeqWidener,
-    ServeError, ServerConfig, ServerIdentity, ServerStreamCounters, ServerStreamCounts,
-    SimEfieldSource, SimImuConfig, SourceEvent, SourceFeed, Spool, SpoolError, SpoolRecord,
+    OpenStreamError, Outbox, RecorderServer, RunId, SampleError, ServeError, ServerConfig,
+    ServerIdentity, ServerStreamCounters, ServerStreamCounts, Spool, SpoolError, SpoolRecord,
     StartRequest, StreamHeader, StreamKey, StreamReport, UdpRelay, WireError, WireFormat,
-    WireSample, WireSchema, WireStats, device_entries, imu_row, imu_sample, load_ca, serial,
-    sim_imu, sim_imu_with,
+    WireSample, WireSchema, WireStats, load_ca,
 };
-pub use source::{RateHz, SignalGenerator, SimEfield, SimImu, SimSource, SimStage, ZeroRate};
 pub use store::exporter::{
     BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,
     OverflowPolicy, WriteOutcome,

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use kwik::SessionConfig;
 
-use kwik_recorder::remote::{
+use kwik_recorder::{
     Gateway, GatewayConfig, GatewayReport, RecorderServer, ServerConfig, ServerIdentity,
     SimImuConfig, StreamKey, StreamReport, sim_imu,
 };

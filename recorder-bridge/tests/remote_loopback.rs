@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kwik_recorder::remote::{
+use kwik_recorder::{
     FrameSource, Gateway, GatewayConfig, Message, RecorderServer, RunId, ServerConfig,
     ServerIdentity, SimImuConfig, StreamHeader, StreamKey, WireSample, WireSchema, imu_row, serial,
     sim_imu, sim_imu_with,

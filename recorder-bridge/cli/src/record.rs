@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use kwik_recorder::{
-    CsvOptions, Format, LabviewLayout, Prefix, RateHz, Recording, RecordingConfig, RecordingGroup,
-    RecordingSummary, SignalGenerator, SimEfield, SimImu, SimSource, SimStage, SizeLimitAction,
-    ring,
+    CsvOptions, Format, GeneratorSource, LabviewLayout, Pacing, Prefix, Producer, RateHz,
+    Recording, RecordingConfig, RecordingGroup, RecordingSummary, SignalGenerator, SimEfield,
+    SimImu, SimStage, SizeLimitAction, ring,
 };
 
 /// What one `--source` of `record` reads.
@@ -238,43 +238,23 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     let running = starts
         .into_iter()
         .map(|start| start(notes.clone()))
-        .collect::<Result<Vec<Running>>>()?;
-    let summary = watch(recording, &a, json, || running.iter().any(Running::ended));
-    for r in running {
-        match r {
-            Running::Sim(sim) => {
-                sim.stop();
-            }
-            Running::Board(feed) => {
-                let fed = feed.stop();
-                if !json && fed.corrupt_frames > 0 {
-                    println!("  {} corrupt frames from the board", fed.corrupt_frames);
-                }
-            }
+        .collect::<Result<Vec<Producer>>>()?;
+    // A simulator runs until stopped; a board ends by itself when it goes away.
+    let summary = watch(recording, &a, json, || {
+        running.iter().any(Producer::is_finished)
+    });
+    for producer in running {
+        let fed = producer.stop();
+        if !json && fed.corrupt_frames > 0 {
+            println!("  {} corrupt frames from the board", fed.corrupt_frames);
         }
     }
     report_summary(&summary, json)
 }
 
-/// A source of a `record` run, feeding its stream's ring until dropped.
-enum Running {
-    Sim(SimSource),
-    Board(kwik_recorder::SourceFeed),
-}
-
-impl Running {
-    /// True once the source has ended by itself (the board went away).
-    fn ended(&self) -> bool {
-        match self {
-            Running::Sim(_) => false,
-            Running::Board(feed) => feed.is_finished(),
-        }
-    }
-}
-
-/// What starts a source once the recording has started; a board writes what it says of
-/// itself into the recording's device notes.
-type Start = Box<dyn FnOnce(kwik_recorder::DeviceNotes) -> Result<Running>>;
+/// What starts a source's producer once the recording has started; a board writes what
+/// it says of itself into the recording's device notes.
+type Start = Box<dyn FnOnce(kwik_recorder::DeviceNotes) -> Result<Producer>>;
 
 /// Adds the stream of `source` to `group` (one ring each) and returns what starts the
 /// source. A serial port is opened here, so a missing board fails before any file is
@@ -303,9 +283,9 @@ fn attach_sim<G: SignalGenerator>(generator: G, group: &mut RecordingGroup) -> S
     // Two seconds of history: the recorder reads every few ms, so this is ample.
     let (writer, reader) = ring(rate.max(1024) as usize * 2);
     group.add_stream(<G::Sample as kwik_recorder::Schema>::NAME, reader);
-    Box::new(move |_| {
-        let sim = SimSource::spawn(generator, writer, None).context("cannot start the source")?;
-        Ok(Running::Sim(sim))
+    Box::new(move |notes| {
+        let source = GeneratorSource::new(generator, None, Pacing::RealTime);
+        Producer::spawn(source, writer, notes).context("cannot start the source")
     })
 }
 
@@ -327,9 +307,7 @@ fn attach_board(path: &Path, group: &mut RecordingGroup) -> Result<Start> {
         reader,
     );
     Ok(Box::new(move |notes| {
-        let feed = kwik_recorder::SourceFeed::spawn(port, writer, notes)
-            .context("cannot start reading the serial port")?;
-        Ok(Running::Board(feed))
+        Producer::spawn(port, writer, notes).context("cannot start reading the serial port")
     }))
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use kwik_recorder::{
-    DEFAULT_SERVER_NAME, Gateway, GatewayConfig, GatewayReport, RateHz, SampleSource,
-    SimEfieldSource, SimImuConfig, StreamKey, WireFormat, load_ca, serial, sim_imu,
+    DEFAULT_SERVER_NAME, Gateway, GatewayConfig, GatewayReport, Pacing, RateHz, SampleSource,
+    SimEfieldSource, SimImuConfig, StreamKey, WireFormat, WireSample, load_ca, serial, sim_imu,
 };
 
 use crate::args::SchedulerArg;
@@ -155,7 +155,11 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
         ))?,
         "sim-efield" => rt.block_on(run_gateway(
             config,
-            SimEfieldSource::new(RateHz::try_from(a.rate).map_err(err)?, limit, true),
+            SimEfieldSource::efield(
+                RateHz::try_from(a.rate).map_err(err)?,
+                limit,
+                Pacing::RealTime,
+            ),
             None,
             json,
         ))?,
@@ -246,12 +250,16 @@ fn ble_stream(
     ))
 }
 
-async fn run_gateway<Src: SampleSource>(
+async fn run_gateway<Src>(
     config: GatewayConfig,
     source: Src,
     stop_after: Option<Duration>,
     json: bool,
-) -> Result<GatewayReport> {
+) -> Result<GatewayReport>
+where
+    Src: SampleSource,
+    Src::Sample: WireSample,
+{
     let gw = Arc::new(Gateway::start(config, source).map_err(err)?);
     let start = Instant::now();
     let mut last = Instant::now();

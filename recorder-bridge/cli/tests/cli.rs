@@ -207,7 +207,7 @@ fn kill_9_then_recover_and_verify_labview() {
 #[test]
 fn record_from_a_serial_board_counts_its_gaps_and_stops_when_it_goes_away() {
     use kwik_recorder::ImuRow;
-    use kwik_recorder::remote::imu_row;
+    use kwik_recorder::imu_row;
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let n = 3_000u64;

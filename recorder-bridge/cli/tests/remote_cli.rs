@@ -9,13 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kwik_recorder::remote::{
-    Gateway, GatewayConfig, ServerIdentity, SimImuConfig, StreamKey, sim_imu,
-};
 use kwik_recorder::{
     EfieldSample, ImuRow, LabviewLayout, RateHz, Schema, Sidecar, SignalGenerator, SimEfield,
     parse_csv, parse_labview, sidecar_path,
 };
+use kwik_recorder::{Gateway, GatewayConfig, ServerIdentity, SimImuConfig, StreamKey, sim_imu};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
 

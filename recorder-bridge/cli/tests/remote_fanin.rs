@@ -19,9 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kwik_recorder::remote::{
-    Gateway, GatewayConfig, ServerIdentity, SimImuConfig, StreamKey, sim_imu,
-};
+use kwik_recorder::{Gateway, GatewayConfig, ServerIdentity, SimImuConfig, StreamKey, sim_imu};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
 

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, oneshot};
 
+use crate::capture::sample_source::{SampleSource, SourceEvent};
+use crate::capture::sources::xiao::device_entries;
 use crate::remote::accounting::{GatewayCounters, GatewayCounts};
 use crate::remote::gateway::outbox::Outbox;
 use crate::remote::gateway::spool::{Spool, SpoolError};
 use crate::remote::sample::WireSample;
-use crate::remote::source::{SampleSource, SourceEvent, device_entries};
 use crate::remote::wire::{
     Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
 };
@@ -179,10 +180,11 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Starts reading `source` on a thread and delivering to the server.
-    pub fn start<Src: SampleSource>(
-        config: GatewayConfig,
-        source: Src,
-    ) -> Result<Self, GatewayError> {
+    pub fn start<Src>(config: GatewayConfig, source: Src) -> Result<Self, GatewayError>
+    where
+        Src: SampleSource,
+        Src::Sample: WireSample,
+    {
         let counters = Arc::new(GatewayCounters::default());
         let spool = match &config.spool {
             Some((path, max)) => Some(Spool::create(path, *max)?),
@@ -274,7 +276,11 @@ impl Drop for Gateway {
     }
 }
 
-fn read_source<Src: SampleSource>(mut source: Src, shared: &Shared) {
+fn read_source<Src>(mut source: Src, shared: &Shared)
+where
+    Src: SampleSource,
+    Src::Sample: WireSample,
+{
     let c = &shared.counters;
     let mut buf = Vec::with_capacity(128);
     let mut body = Vec::with_capacity(64);

@@ -1,37 +1,29 @@
-//! Remote recording over KWIK: the sensor-stream protocol, device sources, the gateway
-//! (queue + spool + KWIK sender) and the recorder server bridge. See
+//! Remote recording over KWIK: the sensor-stream protocol, the gateway (queue + spool +
+//! KWIK sender, fed by any [`SampleSource`](crate::capture::sample_source::SampleSource))
+//! and the recorder server bridge. See
 //! `docs/RECORDING.md` for the wire format and the accounting.
 //!
-//! Layers: [`wire`] and [`sample`] (pure codec), [`tls`], [`accounting`] → [`source`]
-//! (devices) → [`server`] (with its sequence journal) and [`gateway`] (with its outbox
+//! Layers: [`wire`] and [`sample`] (pure codec), [`tls`], [`accounting`] → [`server`] (with its sequence journal) and [`gateway`] (with its outbox
 //! and spool), on tokio and kwik.
 
 pub mod accounting;
-pub mod ble;
-pub mod feed;
 pub mod gateway;
 pub mod relay;
 pub mod sample;
 pub mod server;
-pub mod source;
 pub mod tls;
 pub mod wire;
 
 pub use accounting::{GatewayCounters, GatewayCounts, ServerStreamCounters, ServerStreamCounts};
-pub use feed::{FeedReport, SourceFeed};
 pub use gateway::outbox::Outbox;
 pub use gateway::spool::{Spool, SpoolError, SpoolRecord};
 pub use gateway::{DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError, GatewayReport};
 pub use relay::UdpRelay;
-pub use sample::{SampleError, WireSample, imu_row, imu_sample};
+pub use sample::{SampleError, WireSample};
 pub use server::RecorderServer;
 pub use server::arrivals::ArrivalLog;
 pub use server::config::{OpenStreamError, ServeError, ServerConfig};
 pub use server::stream::StreamReport;
-pub use source::{
-    FrameSource, SampleSource, SeqWidener, SimEfieldSource, SimImuConfig, SourceEvent,
-    device_entries, serial, sim_imu, sim_imu_with,
-};
 pub use tls::{IdentityError, ServerIdentity, load_ca};
 pub use wire::{
     EncodeError, Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WireError,

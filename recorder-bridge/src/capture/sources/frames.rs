@@ -1,96 +1,19 @@
-//! Device sources for the gateway: anything that yields numbered samples. The XIAO
-//! board over USB serial, its simulator (the same frames, in process) and BLE
-//! notifications share one decoder path; the E-field simulator generates samples
-//! directly.
+//! XIAO frames (`xiao-proto`, COBS + CRC-32) as a [`SampleSource`]: the board over USB
+//! serial, a pseudo-terminal, or the board's simulator (`xiao-sim`, the same frames in
+//! process). Sequence numbers are counted by `xiao_proto`'s `SequenceTracker`.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use xiao_proto::{Frame, FrameDecoder, SeqNo};
+use xiao_proto::{Frame, FrameDecoder};
 
-use crate::format::schema::{EfieldSample, ImuRow};
-use crate::remote::sample::{WireSample, imu_row};
-use crate::source::{RateHz, SignalGenerator, SimEfield};
-
-/// What a source yields.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum SourceEvent<S> {
-    /// A sample and its sequence number (widened to 64 bits, increasing by one per
-    /// sample the device took).
-    Sample {
-        /// Sequence number.
-        seq: u64,
-        /// The sample.
-        sample: S,
-    },
-    /// The device numbered this many samples that never arrived intact.
-    Lost(u64),
-    /// A device frame was rejected (corrupt); the decoder resynchronised.
-    DecodeError,
-    /// The device described itself (a XIAO board does at start and every few seconds).
-    Device(xiao_proto::DeviceInfo),
-    /// Nothing arrived within the source's poll interval (lets the caller check for a
-    /// stop request).
-    Idle,
-}
-
-/// A device or simulator that yields samples. Runs on its own thread: `next_event`
-/// may block, but for at most about 100 ms.
-pub trait SampleSource: Send + 'static {
-    /// The samples it yields.
-    type Sample: WireSample;
-    /// Nominal rate in hertz (0 if unknown).
-    fn rate_hz(&self) -> u32;
-    /// The next event; `None` when the source has ended (end of file, limit reached,
-    /// device gone).
-    fn next_event(&mut self) -> Option<SourceEvent<Self::Sample>>;
-}
-
-/// A XIAO board's self-description as entries of a recording's `device` map.
-pub fn device_entries(info: &xiao_proto::DeviceInfo) -> std::collections::BTreeMap<String, String> {
-    let [major, minor, patch] = info.firmware_version;
-    [
-        ("firmware", format!("{major}.{minor}.{patch}")),
-        ("device_rate_hz", info.rate_hz.to_string()),
-        ("accel_range_g", info.accel_range_g.to_string()),
-        ("gyro_range_dps", info.gyro_range_dps.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
-
-/// Widens 32-bit device sequence numbers to 64 bits and turns gaps into losses.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SeqWidener {
-    last: Option<u64>,
-}
-
-impl SeqWidener {
-    /// The 64-bit number of `seq` and how many numbers were skipped since the last
-    /// one; `None` for a repeated or older number (ignored).
-    pub fn widen(&mut self, seq: SeqNo) -> Option<(u64, u64)> {
-        match self.last {
-            None => {
-                self.last = Some(u64::from(seq.0));
-                Some((u64::from(seq.0), 0))
-            }
-            Some(last) => {
-                let step = seq.0.wrapping_sub(last as u32);
-                if step == 0 || step > u32::MAX / 2 {
-                    return None;
-                }
-                let wide = last + u64::from(step);
-                self.last = Some(wide);
-                Some((wide, u64::from(step) - 1))
-            }
-        }
-    }
-}
+use crate::capture::sample_source::{SampleSource, SourceEvent};
+use crate::capture::sources::sequence::DeviceSequence;
+use crate::capture::sources::xiao::imu_row;
+use crate::format::schema::ImuRow;
 
 /// XIAO frames (`xiao-proto`, COBS + CRC-32) read from any byte stream: a serial port,
 /// a pseudo-terminal or the in-process simulator.
@@ -98,7 +21,7 @@ impl SeqWidener {
 pub struct FrameSource<R> {
     reader: R,
     decoder: FrameDecoder,
-    widener: SeqWidener,
+    sequence: DeviceSequence,
     events: VecDeque<SourceEvent<ImuRow>>,
     rate_hz: u32,
     buf: Vec<u8>,
@@ -112,7 +35,7 @@ impl<R: Read + Send + 'static> FrameSource<R> {
         FrameSource {
             reader,
             decoder: FrameDecoder::new(),
-            widener: SeqWidener::default(),
+            sequence: DeviceSequence::default(),
             events: VecDeque::new(),
             rate_hz,
             buf: vec![0; 4096],
@@ -135,14 +58,14 @@ impl<R: Read + Send + 'static> FrameSource<R> {
             decoder,
             buf,
             events,
-            widener,
+            sequence,
             rate_hz,
             ..
         } = self;
         for f in decoder.decode(&buf[..n]) {
             match f {
                 Ok(Frame::Sample(s)) => {
-                    if let Some((seq, lost)) = widener.widen(s.seq) {
+                    if let Some((seq, lost)) = sequence.accept(s.seq) {
                         if lost > 0 {
                             events.push_back(SourceEvent::Lost(lost));
                         }
@@ -261,80 +184,9 @@ pub fn serial(
     Ok(FrameSource::new(port, 0))
 }
 
-/// The E-field simulator: [`SimEfield`] samples at their rate; sequence number =
-/// sample index.
-#[derive(Debug)]
-pub struct SimEfieldSource {
-    generator: SimEfield,
-    next: u64,
-    limit: Option<u64>,
-    start: Instant,
-    real_time: bool,
-}
-
-impl SimEfieldSource {
-    /// A simulator at `rate`, stopping after `limit` samples if given.
-    pub fn new(rate: RateHz, limit: Option<u64>, real_time: bool) -> Self {
-        SimEfieldSource {
-            generator: SimEfield { rate },
-            next: 0,
-            limit,
-            start: Instant::now(),
-            real_time,
-        }
-    }
-
-    /// Sample `i` of this simulator.
-    pub fn expected(&self, i: u64) -> EfieldSample {
-        self.generator.sample(i)
-    }
-}
-
-impl SampleSource for SimEfieldSource {
-    type Sample = EfieldSample;
-
-    fn rate_hz(&self) -> u32 {
-        self.generator.rate.get()
-    }
-
-    fn next_event(&mut self) -> Option<SourceEvent<EfieldSample>> {
-        if self.limit.is_some_and(|l| self.next >= l) {
-            return None;
-        }
-        if self.real_time {
-            let due = self.start + Duration::from_micros(self.generator.rate.time_of(self.next).0);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait.min(Duration::from_millis(100)));
-                if Instant::now() < due {
-                    return Some(SourceEvent::Idle);
-                }
-            }
-        }
-        let seq = self.next;
-        self.next += 1;
-        Some(SourceEvent::Sample {
-            seq,
-            sample: self.generator.sample(seq),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn widener_handles_gaps_wrap_and_repeats() {
-        let mut w = SeqWidener::default();
-        assert_eq!(
-            w.widen(SeqNo(u32::MAX - 1)),
-            Some((u64::from(u32::MAX) - 1, 0))
-        );
-        assert_eq!(w.widen(SeqNo(u32::MAX)), Some((u64::from(u32::MAX), 0)));
-        assert_eq!(w.widen(SeqNo(2)), Some((u64::from(u32::MAX) + 3, 2)));
-        assert_eq!(w.widen(SeqNo(2)), None);
-        assert_eq!(w.widen(SeqNo(1)), None);
-    }
 
     #[test]
     fn simulator_frames_decode_to_the_ground_truth_with_faults_counted() {

@@ -1,15 +1,10 @@
-//! Simulated sources: deterministic signal generators (sample `i` depends only on `i`
-//! and the rate) and a paced thread that pushes them into a ring. The device simulator
-//! speaking the firmware's frames lives with the firmware work; these exist so the
-//! recorder can be run and tested without hardware.
+//! Deterministic signal generators: sample `i` depends only on `i` and the rate, so a
+//! recording of one can be checked value by value. They exist so the recorder can be
+//! run and tested without hardware; [`GeneratorSource`](super::generated::GeneratorSource)
+//! paces one in real time for a [`Producer`](crate::capture::producer::Producer).
 
 use std::f64::consts::TAU;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use crate::capture::ring::RingWriter;
 use crate::format::schema::{EfieldSample, ImuRow, Schema, StagePosition};
 use crate::format::time::RelMicros;
 
@@ -145,97 +140,6 @@ impl SignalGenerator for SimStage {
     }
     fn rate(&self) -> RateHz {
         self.rate
-    }
-}
-
-/// A thread that feeds a ring until it is stopped or its source ends, and reports
-/// what it fed. Dropping it stops the thread and waits for it.
-#[derive(Debug)]
-pub(crate) struct FeedThread<R> {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<R>>,
-}
-
-impl<R: Default + Send + 'static> FeedThread<R> {
-    /// Runs `body` on a thread named `name`; `body` returns once the flag it is given
-    /// is set (or its source has ended).
-    pub(crate) fn spawn(
-        name: &str,
-        body: impl FnOnce(&AtomicBool) -> R + Send + 'static,
-    ) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || body(&flag))?;
-        Ok(FeedThread {
-            stop,
-            handle: Some(handle),
-        })
-    }
-
-    /// True once the thread has returned.
-    pub(crate) fn is_finished(&self) -> bool {
-        self.handle.as_ref().is_none_or(|h| h.is_finished())
-    }
-
-    /// Stops the thread and returns its report (the default if it panicked).
-    pub(crate) fn stop(mut self) -> R {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default()
-    }
-}
-
-impl<R> Drop for FeedThread<R> {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// A thread pushing a generator's samples into a ring at its rate (paced against the
-/// wall clock, in bursts of at most 10 ms worth).
-#[derive(Debug)]
-pub struct SimSource(FeedThread<u64>);
-
-impl SimSource {
-    /// Starts pushing samples `0, 1, 2, ...` into `ring`. `limit` stops after that many.
-    pub fn spawn<G: SignalGenerator>(
-        generator: G,
-        mut ring: RingWriter<G::Sample>,
-        limit: Option<u64>,
-    ) -> std::io::Result<Self> {
-        let thread = FeedThread::spawn("kwik-sim-source", move |stop| {
-            let rate = f64::from(generator.rate().get());
-            let t0 = Instant::now();
-            let mut i = 0u64;
-            let limit = limit.unwrap_or(u64::MAX);
-            while !stop.load(Ordering::Relaxed) && i < limit {
-                let due = ((t0.elapsed().as_secs_f64() * rate) as u64).min(limit);
-                while i < due {
-                    ring.push(generator.sample(i));
-                    i += 1;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            i
-        })?;
-        Ok(SimSource(thread))
-    }
-
-    /// True once the source has pushed its `limit`.
-    pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-
-    /// Stops the source; returns how many samples it pushed.
-    pub fn stop(self) -> u64 {
-        self.0.stop()
     }
 }
 

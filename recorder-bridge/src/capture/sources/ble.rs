@@ -8,9 +8,10 @@
 
 use xiao_proto::{SeqNo, decode_ble, widen_seq16};
 
+use crate::capture::sample_source::SourceEvent;
+use crate::capture::sources::sequence::DeviceSequence;
+use crate::capture::sources::xiao::imu_row;
 use crate::format::schema::ImuRow;
-use crate::remote::sample::imu_row;
-use crate::remote::source::{SeqWidener, SourceEvent};
 
 /// The board's GATT service (the first four bytes spell "KWIK").
 pub const SERVICE_UUID: u128 = 0x4b57_494b_0001_4a8c_9f3e_5c6d_7a8b_9c0d;
@@ -22,7 +23,7 @@ pub const SAMPLE_UUID: u128 = 0x4b57_494b_0002_4a8c_9f3e_5c6d_7a8b_9c0d;
 #[derive(Debug, Default)]
 pub struct BleNotificationDecoder {
     last: Option<SeqNo>,
-    widener: SeqWidener,
+    sequence: DeviceSequence,
 }
 
 impl BleNotificationDecoder {
@@ -44,7 +45,7 @@ impl BleNotificationDecoder {
         };
         self.last = Some(full);
         s.seq = full;
-        if let Some((seq, lost)) = self.widener.widen(full) {
+        if let Some((seq, lost)) = self.sequence.accept(full) {
             if lost > 0 {
                 out.push(SourceEvent::Lost(lost));
             }
@@ -69,8 +70,8 @@ mod hw {
     use futures_util::StreamExt;
 
     use super::{BleNotificationDecoder, SAMPLE_UUID};
+    use crate::capture::sample_source::{SampleSource, SourceEvent};
     use crate::format::schema::ImuRow;
-    use crate::remote::source::{SampleSource, SourceEvent};
 
     /// Why the board could not be reached over BLE.
     #[derive(Debug, thiserror::Error)]

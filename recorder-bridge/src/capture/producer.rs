@@ -1,19 +1,22 @@
-//! A device recorded on this machine: a thread that moves a [`SampleSource`]'s samples
-//! into a ring for the local recorder, and reports the device's sequence gaps and
-//! corrupt frames as losses upstream of the ring, so the recording's sidecar accounts
-//! for every sample the device numbered. What the device says of itself goes into the
-//! recording's device notes.
+//! Samples into a ring, from any [`SampleSource`]: a thread that moves a source's
+//! samples into the ring the recorder reads, reports the device's sequence gaps and
+//! corrupt frames as losses upstream of the ring (so the recording's sidecar accounts
+//! for every sample the device numbered), and writes what the device says of itself
+//! into the recording's device notes. Simulators, a board on a serial port and a board
+//! over BLE all record through it.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 
 use crate::capture::device_notes::DeviceNotes;
 use crate::capture::ring::RingWriter;
-use crate::remote::source::{SampleSource, SourceEvent, device_entries};
-use crate::source::FeedThread;
+use crate::capture::sample_source::{SampleSource, SourceEvent};
+use crate::capture::sources::xiao::device_entries;
 
-/// What a [`SourceFeed`] moved.
+/// What a [`Producer`] moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct FeedReport {
+pub struct ProducerReport {
     /// Samples pushed into the ring.
     pub samples: u64,
     /// Samples the device numbered that never arrived intact (reported to the ring as
@@ -26,11 +29,12 @@ pub struct FeedReport {
     pub ended: bool,
 }
 
-/// The thread feeding one source into one ring. Dropping it stops the thread.
+/// The thread feeding one source into one ring: the simulator, a board on a serial
+/// port and a board over BLE alike. Dropping it stops the thread.
 #[derive(Debug)]
-pub struct SourceFeed(FeedThread<FeedReport>);
+pub struct Producer(FeedThread<ProducerReport>);
 
-impl SourceFeed {
+impl Producer {
     /// Starts reading `source` into `ring` on a thread of its own. The thread checks
     /// for a stop request whenever the source is idle (at most about every 100 ms, the
     /// [`SampleSource`] contract). What the device announces (firmware version, rate,
@@ -42,10 +46,9 @@ impl SourceFeed {
     ) -> std::io::Result<Self>
     where
         Src: SampleSource,
-        Src::Sample: Copy,
     {
-        let thread = FeedThread::spawn("kwik-source-feed", move |stop| {
-            let mut report = FeedReport::default();
+        let thread = FeedThread::spawn("kwik-producer", move |stop| {
+            let mut report = ProducerReport::default();
             while !stop.load(Ordering::Relaxed) {
                 match source.next_event() {
                     Some(SourceEvent::Sample { sample, .. }) => {
@@ -67,7 +70,7 @@ impl SourceFeed {
             }
             report
         })?;
-        Ok(SourceFeed(thread))
+        Ok(Producer(thread))
     }
 
     /// True once the source has ended by itself.
@@ -76,8 +79,58 @@ impl SourceFeed {
     }
 
     /// Stops the thread (if the source has not ended) and reports what it moved.
-    pub fn stop(self) -> FeedReport {
+    pub fn stop(self) -> ProducerReport {
         self.0.stop()
+    }
+}
+
+/// A thread that feeds a ring until it is stopped or its source ends, and reports
+/// what it fed. Dropping it stops the thread and waits for it.
+#[derive(Debug)]
+struct FeedThread<R> {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<R>>,
+}
+
+impl<R: Default + Send + 'static> FeedThread<R> {
+    /// Runs `body` on a thread named `name`; `body` returns once the flag it is given
+    /// is set (or its source has ended).
+    fn spawn(
+        name: &str,
+        body: impl FnOnce(&AtomicBool) -> R + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || body(&flag))?;
+        Ok(FeedThread {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// True once the thread has returned.
+    fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// Stops the thread and returns its report (the default if it panicked).
+    fn stop(mut self) -> R {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl<R> Drop for FeedThread<R> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -85,7 +138,8 @@ impl SourceFeed {
 mod tests {
     use super::*;
     use crate::capture::ring::ring;
-    use crate::remote::source::sim_imu_with;
+    use crate::capture::sources::frames::sim_imu_with;
+    use crate::capture::sources::xiao::imu_row;
 
     /// The firmware's simulator with dropped and corrupted samples, through the frame
     /// decoder: every sample it sent intact reaches the ring, in order, and every one
@@ -102,7 +156,7 @@ mod tests {
         let intact: Vec<_> = fates
             .iter()
             .filter(|t| t.fate == xiao_sim::Fate::Sent)
-            .map(|t| crate::remote::imu_row(&t.sample))
+            .map(|t| imu_row(&t.sample))
             .collect();
         // Losses after the last intact sample show no gap; count only those before it.
         let last_sent = fates
@@ -111,7 +165,7 @@ mod tests {
             .unwrap() as u64;
         let (w, mut r) = ring(n as usize);
         let notes = DeviceNotes::default();
-        let feed = SourceFeed::spawn(sim_imu_with(sim, false, Some(n)), w, notes.clone()).unwrap();
+        let feed = Producer::spawn(sim_imu_with(sim, false, Some(n)), w, notes.clone()).unwrap();
         while !feed.is_finished() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
