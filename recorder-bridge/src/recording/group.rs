@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -29,6 +30,7 @@ pub struct RecordingGroup {
     config: RecordingConfig,
     streams: Vec<Box<dyn PendingStream>>,
     segment: Arc<SegmentCell>,
+    progress: Option<Waker>,
 }
 
 impl std::fmt::Debug for RecordingGroup {
@@ -50,6 +52,7 @@ impl RecordingGroup {
             config,
             streams: Vec::new(),
             segment: Arc::new(SegmentCell::default()),
+            progress: None,
         }
     }
 
@@ -68,6 +71,16 @@ impl RecordingGroup {
         self.segment.clone()
     }
 
+    /// Has the group wake `waker` whenever samples leave its buffers (encoded into a
+    /// data file, or counted lost in the ring, the exporter or the writer) and when
+    /// its state changes (stopping, finished). A producer that holds back while the
+    /// recorder is behind (the recorder server withholding credit) waits on it instead
+    /// of polling the status. Wakes come from the writer and worker threads.
+    pub fn wake_on_progress(&mut self, waker: Waker) -> &mut Self {
+        self.progress = Some(waker);
+        self
+    }
+
     /// Checks settings and disk, creates the files and sidecars (state `recording`),
     /// and starts every stream with one t0.
     pub fn start(self) -> Result<Recording, StartError> {
@@ -75,6 +88,7 @@ impl RecordingGroup {
             config,
             streams,
             segment,
+            progress,
         } = self;
         if streams.is_empty() {
             return Err(StartError::NoStreams);
@@ -124,6 +138,7 @@ impl RecordingGroup {
         let launch = GroupLaunch {
             config: config.clone(),
             comments,
+            progress: progress.clone(),
         };
         let single = streams.len() == 1;
         let mut shared_streams = Vec::new();
@@ -154,6 +169,7 @@ impl RecordingGroup {
             device_notes: DeviceNotes::default(),
             streams: shared_streams,
             free: AtomicU64::new(free),
+            progress,
         });
         for s in &group.streams {
             write_sidecar(&group, s, RecordingState::Recording)?;

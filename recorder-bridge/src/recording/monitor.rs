@@ -178,6 +178,7 @@ pub(crate) fn monitor(group: Arc<GroupShared>, workers: Vec<JoinHandle<()>>) -> 
         warn(&group, format!("sidecar not finalised: {e}"));
     }
     *lock(&group.state) = gstate;
+    group.wake_progress();
     summary(&group)
 }
 

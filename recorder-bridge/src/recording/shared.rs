@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -75,6 +76,9 @@ pub(crate) struct GroupShared {
     pub(crate) device_notes: DeviceNotes,
     pub(crate) streams: Vec<Arc<StreamShared>>,
     pub(crate) free: AtomicU64,
+    /// Woken when samples leave the recorder or the state changes
+    /// ([`RecordingGroup::wake_on_progress`](crate::recording::group::RecordingGroup::wake_on_progress)).
+    pub(crate) progress: Option<Waker>,
 }
 
 impl GroupShared {
@@ -89,6 +93,16 @@ impl GroupShared {
             *st = GroupState::Stopping;
         }
         self.stop.store(true, Ordering::Release);
+        drop(st);
+        self.wake_progress();
+    }
+
+    /// Wakes whoever waits for the group's progress (samples written or counted lost,
+    /// a state change).
+    pub(crate) fn wake_progress(&self) {
+        if let Some(w) = &self.progress {
+            w.wake_by_ref();
+        }
     }
 
     pub(crate) fn elapsed(&self) -> Duration {

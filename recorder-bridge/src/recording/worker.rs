@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::time::Instant;
 
 use crate::capture::ring::RingReader;
@@ -34,6 +35,7 @@ pub(crate) type StreamRun = Box<dyn FnOnce(Arc<GroupShared>) + Send>;
 pub(crate) struct GroupLaunch {
     pub(crate) config: RecordingConfig,
     pub(crate) comments: Vec<String>,
+    pub(crate) progress: Option<Waker>,
 }
 
 /// A stream of schema `S` waiting for the group to start.
@@ -86,6 +88,9 @@ impl<S: Schema> PendingStream for Pending<S> {
             }
         })?;
         let progress = writer.progress();
+        if let Some(w) = &group.progress {
+            progress.set_waker(w.clone());
+        }
         let exporter = Exporter::start(cfg.export, writer).map_err(StartError::Thread)?;
         let shared = Arc::new(StreamShared {
             name: self.name.clone(),
@@ -128,6 +133,9 @@ fn stream_worker<S: Schema>(
     // Samples read from the ring and not yet accepted by the exporter (it refuses them
     // while both buffers are full): they wait here while the ring keeps absorbing.
     let mut pos = 0usize;
+    // Samples lost inside the recorder (ring, exporter, writer) when last looked at: a
+    // change frees room as much as a write does.
+    let mut lost_seen = 0u64;
     loop {
         if stop_at.is_none() && group.stop.load(Ordering::Acquire) {
             // Everything produced before the stop request is recorded.
@@ -175,6 +183,12 @@ fn stream_worker<S: Schema>(
         pos += took;
         stream.pushed.fetch_add(took as u64, Ordering::Relaxed);
         let blocked = pos < buf.len();
+        let e = stream.export.snapshot();
+        let lost = stream.ring_dropped.load(Ordering::Relaxed) + e.dropped + e.discarded;
+        if lost != lost_seen {
+            lost_seen = lost;
+            group.wake_progress();
+        }
         exporter.poll(Instant::now());
         if let Some(stop) = stream.progress.stop() {
             group.request_stop(&match stop {

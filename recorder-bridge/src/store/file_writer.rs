@@ -6,7 +6,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex as StdMutex;
+use std::sync::{Mutex as StdMutex, OnceLock};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::format::encoder::Encoder;
@@ -94,6 +95,8 @@ pub struct FileProgress {
     parts: AtomicU64,
     current: StdMutex<PathBuf>,
     stop: StdMutex<Option<WriterStop>>,
+    /// Woken whenever the sample count changes (see [`FileProgress::set_waker`]).
+    waker: OnceLock<Waker>,
 }
 
 impl FileProgress {
@@ -121,6 +124,25 @@ impl FileProgress {
         match self.stop.lock() {
             Ok(p) => p.clone(),
             Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Has the writer thread wake `waker` each time samples are counted written (a
+    /// batch encoded, a part closed), so that whoever waits for the buffers to drain
+    /// learns it at once instead of polling. Set once; later calls are ignored.
+    pub fn set_waker(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// Adds `n` samples written and wakes the waker, if any.
+    fn add_samples(&self, n: u64) {
+        self.samples.fetch_add(n, Ordering::Relaxed);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.get() {
+            w.wake_by_ref();
         }
     }
 }
@@ -310,7 +332,7 @@ impl<S: Schema> FileWriter<S> {
         if let Some(p) = self.part.as_mut() {
             p.samples += pending;
         }
-        self.progress.samples.fetch_add(pending, Ordering::Relaxed);
+        self.progress.add_samples(pending);
         self.write_out()?;
         let Some(part) = self.part.take() else {
             return Ok(());
@@ -384,6 +406,7 @@ impl<S: Schema> FileWriter<S> {
             self.done.iter().map(|p| p.samples).sum::<u64>() + part.samples,
             Ordering::Relaxed,
         );
+        self.progress.wake();
         self.done.push(PartInfo {
             path: part.path,
             samples: part.samples,
@@ -416,7 +439,7 @@ impl<S: Schema> FileWriter<S> {
         if let Some(p) = self.part.as_mut() {
             p.samples += emitted;
         }
-        self.progress.samples.fetch_add(emitted, Ordering::Relaxed);
+        self.progress.add_samples(emitted);
     }
 
     /// Encodes one sample near the size limit: a row (or block) that would cross it

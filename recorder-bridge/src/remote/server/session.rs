@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -225,26 +224,33 @@ async fn sensor_stream(
         // Credit: do not read on while the recorder is behind; KWIK's window then
         // fills and the gateway's sender waits (and spools).
         if let Some(s) = &sink {
-            let mut stalled = false;
-            loop {
-                let s2 = s.clone();
-                let room = tokio::task::spawn_blocking(move || s2.has_room())
-                    .await
-                    .unwrap_or(true);
-                if room {
-                    break;
-                }
-                if !stalled {
-                    stalled = true;
-                    s.stall();
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            wait_for_room(s.as_ref()).await;
         }
         match recv.read_chunk(64 * 1024).await {
             Ok(Some(chunk)) => dec.push(&chunk),
             _ => return,
         }
+    }
+}
+
+/// Returns once `sink` has room, counting one stall if it had none. The recording
+/// wakes [`StreamSink::room_changed`] whenever samples leave its buffers, so this waits
+/// exactly as long as the recorder is behind. Registering for the notification before
+/// looking at the room means a wake between the two is not lost. Cancel-safe.
+async fn wait_for_room(sink: &dyn StreamSink) {
+    let mut stalled = false;
+    loop {
+        let changed = sink.room_changed().notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if sink.has_room() {
+            return;
+        }
+        if !stalled {
+            stalled = true;
+            sink.stall();
+        }
+        changed.await;
     }
 }
 

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::capture::ring::{RingWriter, ring};
 use crate::check::recover::recover;
@@ -72,12 +75,30 @@ pub(crate) trait StreamSink: Send + Sync {
     fn push(&self, seq: u64, body: &[u8]);
     fn count_malformed(&self);
     fn has_room(&self) -> bool;
+    /// Notified (`notify_waiters`) whenever [`StreamSink::has_room`] may have changed:
+    /// samples written or lost in the recorder, its state changed, the stream stopped.
+    fn room_changed(&self) -> &Notify;
     fn committed(&self) -> u64;
     fn report(&self) -> StreamReport;
     fn stop(&self) -> StreamReport;
     fn stall(&self);
     /// Lays the device's own description over the recording's device info.
     fn note_device(&self, entries: std::collections::BTreeMap<String, String>);
+}
+
+/// The waker a stream's recording wakes when samples leave its buffers: it notifies
+/// every task waiting for room on that stream.
+#[derive(Debug, Default)]
+struct RoomSignal(Notify);
+
+impl Wake for RoomSignal {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_waiters();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.notify_waiters();
+    }
 }
 
 struct Ingest<S> {
@@ -101,6 +122,7 @@ struct DeviceStream<S: WireSample> {
     files: PathBuf,
     sidecar: PathBuf,
     arrivals: Option<Arc<ArrivalLog>>,
+    room: Arc<RoomSignal>,
 }
 
 fn check_name(n: &str) -> Result<(), OpenStreamError> {
@@ -191,8 +213,10 @@ impl<S: WireSample> DeviceStream<S> {
         rc.settings
             .insert("first_seq".into(), first_seq.to_string());
         let (writer, reader) = ring::<S>(config.ring_capacity);
+        let room = Arc::new(RoomSignal::default());
         let mut group = RecordingGroup::new(rc);
         group.add_stream(&h.key.stream, reader);
+        group.wake_on_progress(Waker::from(room.clone()));
         let recording = group.start()?;
         let st = recording.status();
         let (files, sidecar) = st
@@ -227,6 +251,7 @@ impl<S: WireSample> DeviceStream<S> {
             files,
             sidecar,
             arrivals: config.arrivals.clone(),
+            room,
         }))
     }
 
@@ -345,6 +370,10 @@ impl<S: WireSample> StreamSink for DeviceStream<S> {
         pushed.saturating_sub(done) <= self.backlog_limit
     }
 
+    fn room_changed(&self) -> &Notify {
+        &self.room.0
+    }
+
     fn committed(&self) -> u64 {
         if let Some(r) = lock(&self.final_report).as_ref() {
             return r.committed_next_seq.max(lock(&self.ingest).next_seq);
@@ -375,6 +404,9 @@ impl<S: WireSample> StreamSink for DeviceStream<S> {
 
     fn stop(&self) -> StreamReport {
         let rec = lock(&self.recording).take();
+        // Without a recording there is always room (later samples are counted as
+        // after-stop): let a reader waiting for room go on.
+        self.room.0.notify_waiters();
         if let Some(rec) = rec {
             let summary = rec.stop();
             let files = summary.files.first().cloned().unwrap_or_default();
