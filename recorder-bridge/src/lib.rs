@@ -52,7 +52,7 @@ pub use format::schema::{EfieldSample, ImuRow, LabviewValues, Schema, SchemaKind
 pub use format::segment::{LineState, Segment, SegmentId};
 pub use format::time::RelMicros;
 pub use recording::config::{
-    LineFilter, Prefix, PrefixError, RecordingConfig, SegmentMarking, SessionId, StartError,
+    LineFilter, Prefix, PrefixError, RecordingConfig, RecordingId, SegmentMarking, StartError,
 };
 pub use recording::group::{Recording, RecordingGroup};
 pub use recording::segment_cell::SegmentCell;
@@ -61,7 +61,7 @@ pub use remote::tls::{CA_FILE, DEFAULT_SERVER_NAME};
 pub use remote::{
     ArrivalLog, DEFAULT_CONNECT_TIMEOUT, EncodeError, Gateway, GatewayConfig, GatewayCounters,
     GatewayCounts, GatewayError, GatewayReport, IdentityError, Message, MessageDecoder,
-    OpenStreamError, Outbox, RecorderServer, RunId, SampleError, ServeError, ServerConfig,
+    OpenStreamError, Outbox, RecorderServer, RecorderServerConfig, RunId, SampleError, ServeError,
     ServerIdentity, ServerStreamCounters, ServerStreamCounts, Spool, SpoolError, SpoolRecord,
     StartRequest, StreamHeader, StreamKey, StreamReport, UdpRelay, WireError, WireFormat,
     WireSample, WireSchema, WireStats, load_ca,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kwik_recorder::{
-    FrameSource, Gateway, GatewayConfig, Message, RecorderServer, RunId, ServerConfig,
+    FrameSource, Gateway, GatewayConfig, Message, RecorderServer, RecorderServerConfig, RunId,
     ServerIdentity, SimImuConfig, StreamHeader, StreamKey, WireSample, WireSchema, imu_row, serial,
     sim_imu, sim_imu_with,
 };
@@ -44,10 +44,10 @@ fn recorded_rows(out: &Path, device: &str) -> Vec<ImuRow> {
     rows
 }
 
-fn server_config(out: &Path) -> ServerConfig {
-    let mut c = ServerConfig {
+fn server_config(out: &Path) -> RecorderServerConfig {
+    let mut c = RecorderServerConfig {
         out_dir: out.to_path_buf(),
-        ..ServerConfig::default()
+        ..RecorderServerConfig::default()
     };
     c.recording.min_free_bytes = 0;
     c
@@ -57,7 +57,7 @@ fn local() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-fn start_server(out: &Path, config: ServerConfig) -> (RecorderServer, ServerIdentity) {
+fn start_server(out: &Path, config: RecorderServerConfig) -> (RecorderServer, ServerIdentity) {
     let _ = out;
     let id = ServerIdentity::generate(&[]).unwrap();
     let server = RecorderServer::bind(local(), id.server_config().unwrap(), config).unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use kwik_recorder::{
     ArrivalLog, Gateway, GatewayConfig, GatewayCounts, GatewayError, IdentityError, ImuRow,
-    RecorderServer, ServeError, ServerConfig, ServerIdentity, SimImuConfig, StreamKey,
+    RecorderServer, RecorderServerConfig, ServeError, ServerIdentity, SimImuConfig, StreamKey,
     StreamReport, UdpRelay, parse_csv, sim_imu,
 };
 
@@ -291,9 +291,9 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
     let t0 = Instant::now();
     let id = ServerIdentity::generate(&[])?;
     let session = kwik::SessionConfig::lan();
-    let mut sc = ServerConfig {
+    let mut sc = RecorderServerConfig {
         out_dir: config.out_dir.clone(),
-        ..ServerConfig::default()
+        ..RecorderServerConfig::default()
     };
     sc.recording.min_free_bytes = 16 << 20;
     let n = config.duration.as_secs_f64() * f64::from(config.rate_hz.get());

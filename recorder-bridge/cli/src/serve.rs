@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use kwik_recorder::{CA_FILE, RecorderServer, ServerConfig, ServerIdentity};
+use kwik_recorder::{CA_FILE, RecorderServer, RecorderServerConfig, ServerIdentity};
 
 use crate::runtime::{err, runtime};
 
@@ -56,9 +56,9 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
                 .install()
                 .map_err(|e| anyhow!("cannot serve metrics on {m}: {e}"))?;
         }
-        let config = ServerConfig {
+        let config = RecorderServerConfig {
             out_dir: a.out.clone(),
-            ..ServerConfig::default()
+            ..RecorderServerConfig::default()
         };
         let server = RecorderServer::bind(a.listen, identity.server_config().map_err(err)?, config)
             .map_err(err)?;

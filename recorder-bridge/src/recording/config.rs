@@ -11,14 +11,15 @@ use crate::store::exporter::{ExportConfig, OverflowPolicy};
 use crate::store::file_writer::{SizeLimitAction, WriteFault};
 use crate::store::sidecar::SidecarError;
 
-/// Identifier of a recording session (128 random bits, hex).
+/// Identifier of one recording (128 random bits, hex): the `session=` of the comment
+/// header and the `session_id` of the sidecar and status.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct SessionId(pub String);
+pub struct RecordingId(pub String);
 
-impl SessionId {
+impl RecordingId {
     /// A fresh random id.
     pub fn random() -> Self {
-        SessionId(format!("{:032x}", rand::random::<u128>()))
+        RecordingId(format!("{:032x}", rand::random::<u128>()))
     }
 }
 

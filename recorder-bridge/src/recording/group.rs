@@ -16,7 +16,7 @@ use crate::capture::device_notes::DeviceNotes;
 use crate::capture::ring::RingReader;
 use crate::format::schema::Schema;
 use crate::format::segment::{LineState, Segment, SegmentId};
-use crate::recording::config::{RecordingConfig, SessionId, StartError, settings_of};
+use crate::recording::config::{RecordingConfig, RecordingId, StartError, settings_of};
 use crate::recording::monitor::{monitor, status, summary, write_sidecar};
 use crate::recording::segment_cell::SegmentCell;
 use crate::recording::shared::GroupShared;
@@ -121,13 +121,13 @@ impl RecordingGroup {
                 min: config.min_free_bytes,
             });
         }
-        let session = SessionId::random();
+        let id = RecordingId::random();
         let stamp = start_local.format("%Y%m%d_%H%M%S").to_string();
         let mut comments = vec![
             format!("kwik-record {}", env!("CARGO_PKG_VERSION")),
             format!(
                 "session={} start={}",
-                session.0,
+                id.0,
                 start_utc.to_rfc3339_opts(SecondsFormat::Micros, false)
             ),
         ];
@@ -155,7 +155,7 @@ impl RecordingGroup {
             runs.push(run);
         }
         let group = Arc::new(GroupShared {
-            session,
+            id,
             config,
             day_dir,
             t0: Instant::now(),
@@ -227,15 +227,15 @@ pub struct Recording {
 impl std::fmt::Debug for Recording {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recording")
-            .field("session", &self.group.session)
+            .field("id", &self.group.id)
             .finish()
     }
 }
 
 impl Recording {
-    /// The session id.
-    pub fn session_id(&self) -> &SessionId {
-        &self.group.session
+    /// The recording's id.
+    pub fn id(&self) -> &RecordingId {
+        &self.group.id
     }
 
     /// The group's t0 (relative times of every stream count from here).

@@ -43,7 +43,7 @@ fn sidecar_of(group: &GroupShared, s: &StreamShared, state: RecordingState) -> S
     let now = Utc::now();
     Sidecar {
         version: SIDECAR_VERSION,
-        session_id: group.session.0.clone(),
+        session_id: group.id.0.clone(),
         stream: s.name.clone(),
         schema: s.schema.to_owned(),
         format: cfg.format.name().to_owned(),
@@ -216,7 +216,7 @@ pub(crate) fn status(group: &GroupShared) -> GroupStatus {
         0.0
     };
     GroupStatus {
-        session_id: group.session.clone(),
+        session_id: group.id.clone(),
         state: *lock(&group.state),
         duration_s: elapsed,
         free_disk_bytes: free,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::capture::device_notes::DeviceNotes;
-use crate::recording::config::{RecordingConfig, SessionId};
+use crate::recording::config::{RecordingConfig, RecordingId};
 use crate::recording::segment_cell::SegmentCell;
 use crate::recording::status::GroupState;
 use crate::store::exporter::ExportStats;
@@ -62,7 +62,7 @@ impl StreamShared {
 
 /// A running group, shared by its stream workers, its monitor and its handle.
 pub(crate) struct GroupShared {
-    pub(crate) session: SessionId,
+    pub(crate) id: RecordingId,
     pub(crate) config: RecordingConfig,
     pub(crate) day_dir: PathBuf,
     pub(crate) t0: Instant,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::recording::config::SessionId;
+use crate::recording::config::RecordingId;
 use crate::store::sidecar::DroppedCounts;
 
 /// The life-cycle state of a running group.
@@ -54,8 +54,8 @@ pub struct StreamStatus {
 /// Status of a recording group.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupStatus {
-    /// Session id.
-    pub session_id: SessionId,
+    /// The recording's id (named `session_id` in JSON, as in the sidecar).
+    pub session_id: RecordingId,
     /// State.
     pub state: GroupState,
     /// Time since t0 (or the final duration).

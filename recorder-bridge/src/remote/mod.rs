@@ -22,7 +22,7 @@ pub use relay::UdpRelay;
 pub use sample::{SampleError, WireSample};
 pub use server::RecorderServer;
 pub use server::arrivals::ArrivalLog;
-pub use server::config::{OpenStreamError, ServeError, ServerConfig};
+pub use server::config::{OpenStreamError, RecorderServerConfig, ServeError};
 pub use server::stream::StreamReport;
 pub use tls::{IdentityError, ServerIdentity, load_ca};
 pub use wire::{

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
 
-use crate::remote::server::config::{ServeError, ServerConfig};
+use crate::remote::server::config::{RecorderServerConfig, ServeError};
 use crate::remote::server::session::serve_session;
 use crate::remote::server::state::ServerShared;
 use crate::remote::server::stream::StreamReport;
@@ -41,7 +41,7 @@ impl RecorderServer {
     pub fn bind(
         addr: SocketAddr,
         tls: kwik::ServerConfig,
-        config: ServerConfig,
+        config: RecorderServerConfig,
     ) -> Result<Self, ServeError> {
         std::fs::create_dir_all(&config.out_dir).map_err(|source| ServeError::OutputDir {
             path: config.out_dir.clone(),

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 /// When each sequence number of one stream first reached the server.
 ///
 /// Bounded: it holds a slot for sequence numbers `0..capacity` (8 bytes each) and
-/// ignores later ones. Share it through [`ServerConfig::arrivals`]; every stream of the
+/// ignores later ones. Share it through [`RecorderServerConfig::arrivals`]; every stream of the
 /// server records into it, so give it to a server that records one stream.
 ///
-/// [`ServerConfig::arrivals`]: crate::remote::ServerConfig::arrivals
+/// [`RecorderServerConfig::arrivals`]: crate::remote::RecorderServerConfig::arrivals
 #[derive(Debug)]
 pub struct ArrivalLog {
     origin: Instant,

@@ -10,7 +10,7 @@ use crate::remote::wire::StreamKey;
 
 /// Settings of a [`RecorderServer`](crate::remote::server::RecorderServer).
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub struct RecorderServerConfig {
     /// Root folder: each device records into `<out_dir>/<device>/YYYY-MM-DD/`.
     pub out_dir: PathBuf,
     /// Template for every recording (export batch, sync interval, free-disk reserve).
@@ -28,9 +28,9 @@ pub struct ServerConfig {
     pub arrivals: Option<Arc<ArrivalLog>>,
 }
 
-impl Default for ServerConfig {
+impl Default for RecorderServerConfig {
     fn default() -> Self {
-        ServerConfig {
+        RecorderServerConfig {
             out_dir: PathBuf::from("recordings"),
             recording: RecordingConfig::default(),
             ack_interval: Duration::from_millis(100),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use crate::remote::server::config::ServerConfig;
+use crate::remote::server::config::RecorderServerConfig;
 use crate::remote::server::stream::{StreamReport, StreamSink, open_sink};
 use crate::remote::wire::{StartRequest, StreamKey};
 use crate::sync::lock_std as lock;
@@ -12,7 +12,7 @@ use crate::sync::lock_std as lock;
 /// What the server's tasks share: the settings, the streams being recorded and the
 /// reports of finished ones.
 pub(crate) struct ServerShared {
-    pub(crate) config: ServerConfig,
+    pub(crate) config: RecorderServerConfig,
     pub(crate) streams: Mutex<HashMap<StreamKey, Arc<dyn StreamSink>>>,
     /// Finished streams' final reports, newest last.
     pub(crate) finished: Mutex<Vec<StreamReport>>,

@@ -15,13 +15,13 @@ use crate::format::csv::CsvOptions;
 use crate::format::encoder::Format;
 use crate::format::labview::LabviewLayout;
 use crate::format::schema::{EfieldSample, ImuRow, StagePosition};
-use crate::recording::config::{Prefix, SegmentMarking, SessionId};
+use crate::recording::config::{Prefix, RecordingId, SegmentMarking};
 use crate::recording::group::{Recording, RecordingGroup};
 use crate::recording::status::{GroupState, GroupStatus};
 use crate::remote::accounting::{ServerStreamCounters, ServerStreamCounts};
 use crate::remote::sample::WireSample;
 use crate::remote::server::arrivals::ArrivalLog;
-use crate::remote::server::config::{OpenStreamError, ServerConfig};
+use crate::remote::server::config::{OpenStreamError, RecorderServerConfig};
 use crate::remote::server::journal::{Journal, JournalContents, journal_path};
 use crate::remote::wire::{RunId, StartRequest, StreamKey, WireFormat, WireSchema};
 use crate::store::sidecar::{RecordingState, Sidecar, sidecar_path};
@@ -176,7 +176,7 @@ fn resume_point(dir: &Path, key: &StreamKey, run: RunId) -> Option<u64> {
 
 impl<S: WireSample> DeviceStream<S> {
     fn open(
-        config: &ServerConfig,
+        config: &RecorderServerConfig,
         req: &StartRequest,
     ) -> Result<Arc<dyn StreamSink>, OpenStreamError> {
         let h = &req.header;
@@ -440,7 +440,7 @@ impl<S: WireSample> DeviceStream<S> {
 
 fn empty_status() -> GroupStatus {
     GroupStatus {
-        session_id: SessionId(String::new()),
+        session_id: RecordingId(String::new()),
         state: GroupState::Finished,
         duration_s: 0.0,
         free_disk_bytes: 0,
@@ -452,7 +452,7 @@ fn empty_status() -> GroupStatus {
 }
 
 pub(crate) fn open_sink(
-    config: &ServerConfig,
+    config: &RecorderServerConfig,
     req: &StartRequest,
 ) -> Result<Arc<dyn StreamSink>, OpenStreamError> {
     match req.header.schema {
