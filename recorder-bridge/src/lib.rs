@@ -63,8 +63,8 @@ pub use remote::{
     GatewayCounts, GatewayError, GatewayReport, IdentityError, Message, MessageDecoder,
     OpenStreamError, Outbox, RecorderServer, RecorderServerConfig, RunId, SampleError, ServeError,
     ServerIdentity, ServerStreamCounters, ServerStreamCounts, Spool, SpoolError, SpoolRecord,
-    StartRequest, StreamHeader, StreamKey, StreamReport, UdpRelay, WireError, WireFormat,
-    WireSample, WireSchema, WireStats, load_ca,
+    StartRequest, StreamHeader, StreamKey, StreamReport, WireError, WireFormat, WireSample,
+    WireSchema, WireStats, load_ca,
 };
 pub use store::exporter::{
     BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,

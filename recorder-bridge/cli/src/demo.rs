@@ -14,8 +14,9 @@ use anyhow::{Result, anyhow};
 use kwik_recorder::{
     ArrivalLog, Gateway, GatewayConfig, GatewayCounts, GatewayError, IdentityError, ImuRow,
     RecorderServer, RecorderServerConfig, ServeError, ServerIdentity, SimImuConfig, StreamKey,
-    StreamReport, UdpRelay, parse_csv, sim_imu,
+    StreamReport, parse_csv, sim_imu,
 };
+use kwik_testbed::{Relay, RelayConfig, RelayStartError};
 
 use crate::args::SchedulerArg;
 use crate::runtime::{err, runtime};
@@ -311,12 +312,8 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
         config.out_dir.display()
     ));
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let relay1 = UdpRelay::start(any, server_addr)
-        .await
-        .map_err(DemoError::Relay)?;
-    let relay2 = UdpRelay::start(any, server_addr)
-        .await
-        .map_err(DemoError::Relay)?;
+    let relay1 = start_relay(server_addr).await?;
+    let relay2 = start_relay(server_addr).await?;
     // A second loopback address for the second uplink where the OS has one (Linux
     // routes all of 127/8 to lo); otherwise a second port on 127.0.0.1.
     let second_local = match std::net::UdpSocket::bind("127.0.0.2:0") {
@@ -334,12 +331,12 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
         stream: "imu".into(),
     };
     let mut gc = GatewayConfig::new(
-        relay1.addr(),
+        relay1.local_addr(),
         id.client_config()?.session(session.clone()),
         key,
     );
     gc.bind = any;
-    gc.extra_paths = vec![kwik::PathSpec::local(second_local).with_remote(relay2.addr())];
+    gc.extra_paths = vec![kwik::PathSpec::local(second_local).with_remote(relay2.local_addr())];
     gc.scheduler = Some(config.scheduler);
     gc.prefix = "demo".into();
     gc.spool = Some((
@@ -410,7 +407,7 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
     while start.elapsed() < half && !gw.source_finished() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    relay1.kill();
+    relay1.handle().set_blackhole(true);
     let kill_instant = Instant::now();
     let killed_at = t0.elapsed().as_secs_f64();
     say(format!(
@@ -483,9 +480,9 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
             id: p.stats.id.into_inner(),
             local: p.local,
             via: if p.stats.id.into_inner() == 0 {
-                relay1.addr()
+                relay1.local_addr()
             } else {
-                relay2.addr()
+                relay2.local_addr()
             },
             killed: p.stats.id.into_inner() == 0,
             state: paths_after
@@ -526,6 +523,17 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
         gateway_error: report.error,
         ok,
     })
+}
+
+/// A loopback relay in front of the server: the path through it can be cut (blackholed
+/// both ways, without any signal) as a dead uplink is.
+async fn start_relay(server: SocketAddr) -> Result<Relay, DemoError> {
+    Relay::start(server, RelayConfig::default())
+        .await
+        .map_err(|e| match e {
+            RelayStartError::Bind(io) => DemoError::Relay(io),
+            other => DemoError::Relay(std::io::Error::other(other)),
+        })
 }
 
 fn delivery_latency(

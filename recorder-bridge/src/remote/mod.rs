@@ -8,7 +8,6 @@
 
 pub mod accounting;
 pub mod gateway;
-pub mod relay;
 pub mod sample;
 pub mod server;
 pub mod tls;
@@ -18,7 +17,6 @@ pub use accounting::{GatewayCounters, GatewayCounts, ServerStreamCounters, Serve
 pub use gateway::outbox::Outbox;
 pub use gateway::spool::{Spool, SpoolError, SpoolRecord};
 pub use gateway::{DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError, GatewayReport};
-pub use relay::UdpRelay;
 pub use sample::{SampleError, WireSample};
 pub use server::RecorderServer;
 pub use server::arrivals::ArrivalLog;
