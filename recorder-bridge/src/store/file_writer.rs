@@ -16,6 +16,7 @@ use crate::format::schema::Schema;
 use crate::store::background_sync::BackgroundSync;
 use crate::store::exporter::{BatchWriter, WriteOutcome};
 use crate::store::hash::FileHasher;
+use crate::sync::lock_std;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -176,13 +177,6 @@ struct OpenPart {
     /// Bytes and samples known to be in the file (last successful write).
     flushed_bytes: u64,
     flushed_samples: u64,
-}
-
-fn lock_std<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 /// A [`BatchWriter`] that writes one schema in one layout to data files.
