@@ -2,11 +2,13 @@
 //! a double-buffered exporter with its own writer thread, standard CSV and the legacy
 //! LabVIEW layout, crash-safe files with a `.meta.json` sidecar, and recording groups.
 //!
-//! Layers, each using only the ones before it: [`format`](mod@format) (pure text: schemas, numbers,
-//! the two layouts) → [`capture`] (the ring buffer, pure memory) → [`store`] (a writer
-//! thread swapping two buffers, files, sidecars) → [`recording`] (groups, limits) →
-//! [`check`] (verify, recover) → [`remote`] (recording over KWIK). The `kwik-record` command line is a separate
-//! package (`recorder-bridge/cli`) built on this library.
+//! Layers, each using only the ones before it: [`format`](mod@format) (pure text:
+//! schemas, numbers, the two layouts) → [`capture`] (the ring buffer, sources and the
+//! producer thread that feeds a ring) → [`store`] (a writer thread swapping two
+//! buffers, files, sidecars) → [`recording`] (groups, limits) → [`check`] (verify,
+//! recover) → [`remote`] (recording over KWIK). The `kwik-record` command line is a
+//! separate package (`recorder-bridge/cli`) built on this library; every public item is
+//! re-exported here at the root.
 //!
 //! ```
 //! use kwik_recorder::{ImuRow, Schema, Encoder, Format};

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 use crate::sync::lock_std as lock;
 
 /// What is learned about the device while a recording runs (e.g. the firmware version
-/// a board announces): entries set here are merged over [`RecordingConfig::device`](crate::RecordingConfig::device) in
+/// a board announces): entries set here are merged over [`RecordingConfig::device`] in
 /// every stream's sidecar from its next refresh on, the final one included. Cloning
 /// gives another handle on the same entries; any thread may set them.
+///
+/// [`RecordingConfig::device`]: crate::recording::config::RecordingConfig::device
 #[derive(Debug, Clone, Default)]
 pub struct DeviceNotes(Arc<Mutex<BTreeMap<String, String>>>);
 

@@ -73,7 +73,9 @@ pub enum LineFilter {
 #[non_exhaustive]
 pub enum SegmentMarking {
     /// The recorder stamps each sample with the group's current marker
-    /// ([`Recording::set_segment`](crate::recording::group::Recording::set_segment)) as it reads it (default).
+    /// ([`Recording::set_segment`]) as it reads it (default).
+    ///
+    /// [`Recording::set_segment`]: crate::recording::group::Recording::set_segment
     #[default]
     Group,
     /// Samples arrive already stamped (a device that knows its scan state).

@@ -76,8 +76,8 @@ pub(crate) struct GroupShared {
     pub(crate) device_notes: DeviceNotes,
     pub(crate) streams: Vec<Arc<StreamShared>>,
     pub(crate) free: AtomicU64,
-    /// Woken when samples leave the recorder or the state changes
-    /// ([`RecordingGroup::wake_on_progress`](crate::recording::group::RecordingGroup::wake_on_progress)).
+    /// Woken when samples leave the recorder or the state changes (see
+    /// `RecordingGroup::wake_on_progress`).
     pub(crate) progress: Option<Waker>,
 }
 

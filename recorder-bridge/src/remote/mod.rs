@@ -1,10 +1,11 @@
 //! Remote recording over KWIK: the sensor-stream protocol, the gateway (queue + spool +
 //! KWIK sender, fed by any [`SampleSource`](crate::capture::sample_source::SampleSource))
-//! and the recorder server bridge. See
-//! `docs/RECORDING.md` for the wire format and the accounting.
+//! and the recorder server bridge. See `docs/RECORDING.md` for the wire format and the
+//! accounting.
 //!
-//! Layers: [`wire`] and [`sample`] (pure codec), [`tls`], [`accounting`] → [`server`] (with its sequence journal) and [`gateway`] (with its outbox
-//! and spool), on tokio and kwik.
+//! Layers: [`wire`] and [`sample`] (pure codec), [`tls`], [`accounting`] → [`server`]
+//! (with its sequence journal) and [`gateway`] (with its outbox and spool), on tokio
+//! and kwik.
 
 pub mod accounting;
 pub mod gateway;

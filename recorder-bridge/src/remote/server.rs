@@ -1,11 +1,14 @@
 //! The recorder server: accepts KWIK sessions from gateways and records every sensor
 //! stream to disk, one folder per device.
 //!
-//! Per stream: KWIK stream → [`MessageDecoder`](crate::remote::wire::MessageDecoder) → sample decode → duplicate filter (by
-//! sequence number) → ring buffer → [`Recording`](crate::recording::group::Recording) (exporter, writer thread, CSV and
+//! Per stream: KWIK stream → [`MessageDecoder`] → sample decode → duplicate filter (by
+//! sequence number) → ring buffer → [`Recording`] (exporter, writer thread, CSV and
 //! sidecar). When the recorder's buffers hold more than a bound, the stream is not read
 //! until they drain, so KWIK withholds credit and the gateway spools instead of the
 //! server dropping. Every sample is counted at every stage ([`StreamReport`]).
+//!
+//! [`MessageDecoder`]: crate::remote::wire::MessageDecoder
+//! [`Recording`]: crate::recording::group::Recording
 
 pub mod arrivals;
 pub mod config;

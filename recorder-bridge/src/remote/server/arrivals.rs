@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 /// When each sequence number of one stream first reached the server.
 ///
 /// Bounded: it holds a slot for sequence numbers `0..capacity` (8 bytes each) and
-/// ignores later ones. Share it through [`RecorderServerConfig::arrivals`]; every stream of the
-/// server records into it, so give it to a server that records one stream.
+/// ignores later ones. Share it through [`RecorderServerConfig::arrivals`]; every stream
+/// of the server records into it, so give it to a server that records one stream.
 ///
 /// [`RecorderServerConfig::arrivals`]: crate::remote::RecorderServerConfig::arrivals
 #[derive(Debug)]
