@@ -2,10 +2,13 @@
 //! a double-buffered exporter with its own writer thread, standard CSV and the legacy
 //! LabVIEW layout, crash-safe files with a `.meta.json` sidecar, and recording groups.
 //!
-//! Layers, each using only the ones before it:
-//! [`codec`] (pure text) → [`ring`](mod@ring) (pure memory) → [`exporter`] + [`file_writer`]
-//! (a writer thread swapping two buffers) → [`recorder`] (groups, limits, sidecars) and
-//! the `kwik-record` binary.
+//! Layers, each using only the ones before it: [`format`](mod@format) (pure text:
+//! schemas, numbers, the two layouts) → [`capture`] (the ring buffer, sources and the
+//! producer thread that feeds a ring) → [`store`] (a writer thread swapping two
+//! buffers, files, sidecars) → [`recording`] (groups, limits) → [`check`] (verify,
+//! recover) → [`remote`] (recording over KWIK). The `kwik-record` command line is a
+//! separate package (`recorder-bridge/cli`) built on this library; every public item is
+//! re-exported here at the root.
 //!
 //! ```
 //! use kwik_recorder::{ImuRow, Schema, Encoder, Format};
@@ -16,49 +19,63 @@
 //! assert_eq!(out, b"millis,ax,ay,az,gx,gy,gz,tempC,audioRMS\n5,0.5,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n");
 //! ```
 
-pub mod args;
-mod background_sync;
-pub mod codec;
-pub mod disk;
-pub mod exporter;
-pub mod file_writer;
-mod hashing;
-pub mod interrupt;
-pub mod recorder;
-pub mod recover;
+pub mod capture;
+pub mod check;
+pub mod format;
+pub mod recording;
 pub mod remote;
-pub mod ring;
-pub mod schema;
-pub mod sidecar;
-pub mod source;
+pub mod store;
 mod sync;
-pub mod verify;
 
-pub use codec::{
-    CsvOptions, Encoder, EncoderError, Footer, Format, LabviewLayout, LabviewLayoutError,
-    ParseError, ParseRowError, ParsedCsv, ParsedLabview, RowWriter, parse_csv, parse_labview,
+pub use capture::device_notes::DeviceNotes;
+pub use capture::producer::{Producer, ProducerReport};
+pub use capture::ring::{RingReader, RingWriter, SampleIndex, Since, ring};
+pub use capture::sample_source::{SampleSource, SourceEvent};
+#[cfg(feature = "ble")]
+pub use capture::sources::ble::{BleError, BleSource};
+pub use capture::sources::ble::{BleNotificationDecoder, SAMPLE_UUID, SERVICE_UUID};
+pub use capture::sources::frames::{FrameSource, SimImuConfig, serial, sim_imu, sim_imu_with};
+pub use capture::sources::generated::{GeneratorSource, Pacing, SimEfieldSource};
+pub use capture::sources::signal::{
+    RateHz, SignalGenerator, SimEfield, SimImu, SimStage, ZeroRate,
 };
-pub use exporter::{
+pub use capture::sources::xiao::{device_entries, imu_row, imu_sample};
+pub use check::recover::{RecoverError, RecoverReport, recover};
+pub use check::verify::{PartContents, VerifyError, VerifyReport, verify};
+pub use format::csv::{CsvOptions, ParsedCsv, parse_csv};
+pub use format::encoder::{Encoder, EncoderError, Format};
+pub use format::footer::Footer;
+pub use format::labview::{
+    DEFAULT_LABVIEW_BLOCK, LabviewLayout, LabviewLayoutError, ParsedLabview, parse_labview,
+};
+pub use format::number::{ParseRowError, RowWriter};
+pub use format::parse_error::ParseError;
+pub use format::schema::{EfieldSample, ImuRow, LabviewValues, Schema, SchemaKind, StagePosition};
+pub use format::segment::{LineState, Segment, SegmentId};
+pub use format::time::RelMicros;
+pub use recording::config::{
+    LineFilter, Prefix, PrefixError, RecordingConfig, RecordingId, SegmentMarking, StartError,
+};
+pub use recording::group::{Recording, RecordingGroup};
+pub use recording::segment_cell::SegmentCell;
+pub use recording::status::{GroupState, GroupStatus, RecordingSummary, StreamStatus};
+pub use remote::tls::{CA_FILE, DEFAULT_SERVER_NAME};
+pub use remote::{
+    ArrivalLog, DEFAULT_CONNECT_TIMEOUT, EncodeError, Gateway, GatewayConfig, GatewayCounters,
+    GatewayCounts, GatewayError, GatewayReport, IdentityError, Message, MessageDecoder,
+    OpenStreamError, Outbox, RecorderServer, RecorderServerConfig, RunId, SampleError, ServeError,
+    ServerIdentity, ServerStreamCounters, ServerStreamCounts, Spool, SpoolError, SpoolRecord,
+    StartRequest, StreamHeader, StreamKey, StreamReport, WireError, WireFormat, WireSample,
+    WireSchema, WireStats, load_ca,
+};
+pub use store::exporter::{
     BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,
     OverflowPolicy, WriteOutcome,
 };
-pub use file_writer::{
+pub use store::file_writer::{
     FileConfig, FileProgress, FileReport, FileWriter, PartInfo, SizeLimitAction, WriteFault,
     WriterStop, part_path,
 };
-pub use recorder::{
-    DeviceNotes, GroupState, GroupStatus, LineFilter, Prefix, PrefixError, Recording,
-    RecordingConfig, RecordingGroup, RecordingSummary, SegmentCell, SegmentMarking, SessionId,
-    StartError, StreamStatus,
-};
-pub use recover::{RecoverError, RecoverReport, recover};
-pub use ring::{RingReader, RingWriter, SampleIndex, Since, ring};
-pub use schema::{
-    EfieldSample, ImuRow, LabviewValues, LineState, RelMicros, Schema, SchemaKind, Segment,
-    SegmentId, StagePosition,
-};
-pub use sidecar::{
+pub use store::sidecar::{
     DroppedCounts, LabviewMeta, PartMeta, RecordingState, Sidecar, SidecarError, sidecar_path,
 };
-pub use source::{RateHz, SignalGenerator, SimEfield, SimImu, SimSource, SimStage, ZeroRate};
-pub use verify::{PartContents, VerifyError, VerifyReport, verify};

@@ -23,3 +23,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Err(p) => p.into_inner(),
     }
 }
+
+/// Locks a `std` mutex (one that stays `std` under loom: state outside the
+/// model-checked buffer swap), recovering the data if another thread panicked while
+/// holding it: every critical section in this crate leaves the protected state
+/// consistent.
+pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}

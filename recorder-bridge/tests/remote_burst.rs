@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use kwik::SessionConfig;
 
-use kwik_recorder::remote::{
-    Gateway, GatewayConfig, GatewayReport, RecorderServer, ServerConfig, ServerIdentity,
+use kwik_recorder::{
+    Gateway, GatewayConfig, GatewayReport, RecorderServer, RecorderServerConfig, ServerIdentity,
     SimImuConfig, StreamKey, StreamReport, sim_imu,
 };
 
@@ -64,9 +64,9 @@ struct StalledServer {
 fn start_stalled_server(out: &std::path::Path) -> StalledServer {
     let identity = ServerIdentity::generate(&[]).unwrap();
     let tls = identity.server_config().unwrap().session(patient_session());
-    let mut config = ServerConfig {
+    let mut config = RecorderServerConfig {
         out_dir: out.to_path_buf(),
-        ..ServerConfig::default()
+        ..RecorderServerConfig::default()
     };
     config.recording.min_free_bytes = 0;
     let (addr_tx, addr_rx) = mpsc::channel();

@@ -3,6 +3,9 @@
 //! acknowledgements and status. Reconnects after any failure and re-sends everything
 //! the server has not confirmed on disk.
 
+pub mod outbox;
+pub mod spool;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,14 +16,16 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, oneshot};
 
+use crate::capture::sample_source::{SampleSource, SourceEvent};
+use crate::capture::sources::xiao::device_entries;
 use crate::remote::accounting::{GatewayCounters, GatewayCounts};
-use crate::remote::outbox::Outbox;
+use crate::remote::gateway::outbox::Outbox;
+use crate::remote::gateway::spool::{Spool, SpoolError};
 use crate::remote::sample::WireSample;
-use crate::remote::source::{SampleSource, SourceEvent, device_entries};
-use crate::remote::spool::{Spool, SpoolError};
 use crate::remote::wire::{
     Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
 };
+use crate::sync::lock_std as lock;
 
 /// Default [`GatewayConfig::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -152,13 +157,6 @@ struct Shared {
     session: Mutex<Option<kwik::Session>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
 /// A running gateway. Must be started inside a tokio runtime.
 pub struct Gateway {
     shared: Arc<Shared>,
@@ -176,10 +174,11 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Starts reading `source` on a thread and delivering to the server.
-    pub fn start<Src: SampleSource>(
-        config: GatewayConfig,
-        source: Src,
-    ) -> Result<Self, GatewayError> {
+    pub fn start<Src>(config: GatewayConfig, source: Src) -> Result<Self, GatewayError>
+    where
+        Src: SampleSource,
+        Src::Sample: WireSample,
+    {
         let counters = Arc::new(GatewayCounters::default());
         let spool = match &config.spool {
             Some((path, max)) => Some(Spool::create(path, *max)?),
@@ -271,7 +270,11 @@ impl Drop for Gateway {
     }
 }
 
-fn read_source<Src: SampleSource>(mut source: Src, shared: &Shared) {
+fn read_source<Src>(mut source: Src, shared: &Shared)
+where
+    Src: SampleSource,
+    Src::Sample: WireSample,
+{
     let c = &shared.counters;
     let mut buf = Vec::with_capacity(128);
     let mut body = Vec::with_capacity(64);

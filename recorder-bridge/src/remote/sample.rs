@@ -2,10 +2,13 @@
 //! travels as the board's own `xiao-proto` frame (COBS + CRC-32), E-field and stage
 //! samples as fixed little-endian records.
 
-use xiao_proto::{Frame, FrameDecoder, ImuSample, SeqNo};
+use xiao_proto::{Frame, FrameDecoder};
 
+use crate::capture::sources::xiao::{imu_row, imu_sample};
+use crate::format::schema::{EfieldSample, ImuRow, Schema};
+use crate::format::segment::{LineState, Segment, SegmentId};
+use crate::format::time::RelMicros;
 use crate::remote::wire::WireSchema;
-use crate::schema::{EfieldSample, ImuRow, LineState, RelMicros, Schema, Segment, SegmentId};
 
 /// Why a sample body could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,33 +51,6 @@ pub trait WireSample: Schema {
     fn decode_body(seq: u64, body: &[u8]) -> Result<Self, SampleError>;
     /// The sample's device (or acquisition) time in microseconds, for time anchors.
     fn device_time_us(&self) -> u64;
-}
-
-/// The row recorded for a XIAO sample (all fields but the sequence number).
-pub fn imu_row(s: &ImuSample) -> ImuRow {
-    ImuRow {
-        millis: s.millis,
-        ax: s.accel_g[0],
-        ay: s.accel_g[1],
-        az: s.accel_g[2],
-        gx: s.gyro_dps[0],
-        gy: s.gyro_dps[1],
-        gz: s.gyro_dps[2],
-        temp_c: s.temp_c,
-        audio_rms: s.audio_rms,
-    }
-}
-
-/// The XIAO sample of a row, with sequence number `seq` (low 32 bits).
-pub fn imu_sample(seq: u64, r: &ImuRow) -> ImuSample {
-    ImuSample {
-        seq: SeqNo(seq as u32),
-        millis: r.millis,
-        accel_g: [r.ax, r.ay, r.az],
-        gyro_dps: [r.gx, r.gy, r.gz],
-        temp_c: r.temp_c,
-        audio_rms: r.audio_rms,
-    }
 }
 
 impl WireSample for ImuRow {
@@ -199,7 +175,7 @@ impl WireSample for EfieldSample {
     }
 }
 
-impl WireSample for crate::schema::StagePosition {
+impl WireSample for crate::format::schema::StagePosition {
     const WIRE: WireSchema = WireSchema::Stage;
 
     fn device_time_us(&self) -> u64 {
@@ -215,7 +191,7 @@ impl WireSample for crate::schema::StagePosition {
     fn decode_body(seq: u64, body: &[u8]) -> Result<Self, SampleError> {
         check_len(body, STAGE_LEN)?;
         let (t_rel, segment) = get_prefix(body)?;
-        Ok(crate::schema::StagePosition {
+        Ok(crate::format::schema::StagePosition {
             index: seq,
             t_rel,
             segment,
@@ -228,8 +204,8 @@ impl WireSample for crate::schema::StagePosition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::StagePosition;
-    use crate::source::{RateHz, SignalGenerator, SimEfield, SimImu, SimStage};
+    use crate::capture::sources::signal::{RateHz, SignalGenerator, SimEfield, SimImu, SimStage};
+    use crate::format::schema::StagePosition;
 
     /// One suite for every schema: encode then decode gives the sample back, every
     /// truncation and every flipped bit of the body is an error or (for the unchecked

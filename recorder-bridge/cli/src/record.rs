@@ -1,0 +1,401 @@
+//! `kwik-record record`: a board on a serial port or simulated sources, one recording
+//! group, progress while it runs and the summary at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use kwik_recorder::{
+    CsvOptions, Format, GeneratorSource, LabviewLayout, Pacing, Prefix, Producer, RateHz,
+    Recording, RecordingConfig, RecordingGroup, RecordingSummary, SignalGenerator, SimEfield,
+    SimImu, SimStage, SizeLimitAction, ring,
+};
+
+/// What one `--source` of `record` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SourceKind {
+    /// A XIAO board's frames on a serial port (its USB port, or a pseudo-terminal).
+    Serial(PathBuf),
+    /// A simulated source, at its own rate or `--rate`.
+    Sim(SimKind, Option<u32>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SimKind {
+    /// Simulated XIAO IMU rows.
+    Imu,
+    /// Simulated two-ADC E-field samples.
+    Efield,
+    /// Simulated stage positions.
+    Stage,
+}
+
+impl SimKind {
+    /// The schema (and stream) name of its samples.
+    fn schema(self) -> &'static str {
+        match self {
+            SimKind::Imu => <kwik_recorder::ImuRow as kwik_recorder::Schema>::NAME,
+            SimKind::Efield => <kwik_recorder::EfieldSample as kwik_recorder::Schema>::NAME,
+            SimKind::Stage => <kwik_recorder::StagePosition as kwik_recorder::Schema>::NAME,
+        }
+    }
+}
+
+impl SourceKind {
+    /// The schema (and stream) name of its samples.
+    fn schema(&self) -> &'static str {
+        match self {
+            SourceKind::Serial(_) => SimKind::Imu.schema(),
+            SourceKind::Sim(kind, _) => kind.schema(),
+        }
+    }
+
+    /// The name the sidecar's device info gives.
+    fn name(&self) -> String {
+        match self {
+            SourceKind::Serial(p) => format!("serial:{}", p.display()),
+            SourceKind::Sim(SimKind::Imu, _) => "sim-imu".into(),
+            SourceKind::Sim(SimKind::Efield, _) => "sim-efield".into(),
+            SourceKind::Sim(SimKind::Stage, _) => "sim-stage".into(),
+        }
+    }
+}
+
+fn parse_source(s: &str) -> Result<SourceKind, String> {
+    if let Some(path) = s.strip_prefix("serial:") {
+        if !path.is_empty() {
+            return Ok(SourceKind::Serial(path.into()));
+        }
+    }
+    let (name, rate) = match s.split_once('@') {
+        Some((name, hz)) => match hz.parse::<u32>() {
+            Ok(hz) => (name, Some(hz)),
+            Err(_) => {
+                return Err(format!(
+                    "{hz:?} is not a rate in Hz; write e.g. sim-efield@128000"
+                ));
+            }
+        },
+        None => (s, None),
+    };
+    let kind = match name {
+        "sim-imu" => SimKind::Imu,
+        "sim-efield" => SimKind::Efield,
+        "sim-stage" => SimKind::Stage,
+        _ => {
+            return Err(format!(
+                "unknown source {s:?}; use serial:PATH (the board's USB port, e.g. \
+                 serial:/dev/ttyACM0), sim-imu, sim-efield or sim-stage (optionally with \
+                 @HZ, e.g. sim-efield@128000)"
+            ));
+        }
+    };
+    Ok(SourceKind::Sim(kind, rate))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatKind {
+    /// Standard CSV with comment header and footer.
+    Csv,
+    /// Legacy LabVIEW block layout (E-field only).
+    Labview,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecordArgs {
+    /// What to record: serial:PATH (a XIAO board's USB port, e.g. serial:/dev/ttyACM0;
+    /// the recording stops when the board goes away), sim-imu, sim-efield or sim-stage
+    /// (a simulator's rate can follow, e.g. sim-efield@128000). Repeat it to record
+    /// several streams in one group, started and stopped together with one t0 (e.g.
+    /// --source sim-efield@128000 --source sim-stage@100); one stream per schema.
+    #[arg(long = "source", value_name = "SOURCE", value_parser = parse_source, required = true)]
+    sources: Vec<SourceKind>,
+    /// Sample rate in Hz of the simulated sources that name none (default 100 for
+    /// sim-imu, 1000 otherwise); a board samples at its own rate.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Stop after this long (e.g. 10s, 500ms, 2m, 1h). Default: until Ctrl-C.
+    #[arg(long, value_parser = crate::args::parse_duration)]
+    duration: Option<Duration>,
+    /// File layout.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: FormatKind,
+    /// Root output folder; files go to OUT/YYYY-MM-DD/.
+    #[arg(long, default_value = "recordings")]
+    out: PathBuf,
+    /// File-name prefix.
+    #[arg(long, default_value = "rec")]
+    prefix: String,
+    /// Size limit per file (e.g. 500M, 2G, 100000).
+    #[arg(long, value_parser = parse_size)]
+    size_limit: Option<u64>,
+    /// At the size limit, continue in numbered parts instead of stopping.
+    #[arg(long)]
+    split: bool,
+    /// Samples per LabVIEW block.
+    #[arg(long, default_value_t = kwik_recorder::DEFAULT_LABVIEW_BLOCK)]
+    labview_block: usize,
+    /// Leave out the `#` comment header of standard CSV.
+    #[arg(long)]
+    no_comments: bool,
+    /// fsync the data at least this often (the most a crash can lose).
+    #[arg(long, value_parser = crate::args::parse_duration, default_value = "1s")]
+    sync_interval: Duration,
+    /// Exporter batch size in samples.
+    #[arg(long, default_value_t = 8192)]
+    batch: usize,
+    /// Refuse to start / stop cleanly below this much free disk (e.g. 64M).
+    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    min_free: u64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size; write e.g. 100000, 500K, 64M, 2G"))
+}
+
+pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
+    let prefix = Prefix::try_from(a.prefix.as_str())?;
+    let format = match a.format {
+        FormatKind::Csv => Format::Csv(CsvOptions {
+            comment_header: !a.no_comments,
+        }),
+        FormatKind::Labview => Format::Labview(
+            LabviewLayout::default()
+                .with_block(a.labview_block)
+                .context("bad --labview-block")?,
+        ),
+    };
+    for (i, later) in a.sources.iter().enumerate() {
+        if let Some(first) = a.sources[..i].iter().find(|s| s.schema() == later.schema()) {
+            bail!(
+                "--source {} and --source {} both give {} samples; a recording has one \
+                 stream per schema (run two recordings for two such devices)",
+                first.name(),
+                later.name(),
+                later.schema()
+            );
+        }
+    }
+    if a.rate.is_some() && !a.sources.iter().any(|s| matches!(s, SourceKind::Sim(..))) {
+        bail!("--rate is for simulated sources; a board samples at its own rate");
+    }
+    let mut config = RecordingConfig {
+        out_dir: a.out.clone(),
+        prefix,
+        format,
+        duration_limit: a.duration,
+        size_limit: a.size_limit,
+        on_size_limit: if a.split {
+            SizeLimitAction::Split
+        } else {
+            SizeLimitAction::Stop
+        },
+        sync_interval: a.sync_interval,
+        min_free_bytes: a.min_free,
+        ..RecordingConfig::default()
+    };
+    config.export.batch = a.batch.max(1);
+    let names: Vec<String> = a.sources.iter().map(SourceKind::name).collect();
+    config.device.insert("name".into(), names.join(" + "));
+    let serial = a.sources.iter().any(|s| matches!(s, SourceKind::Serial(_)));
+    let kind = match (serial, a.sources.len() > 1) {
+        (true, false) => "xiao-serial",
+        (true, true) => "xiao-serial + simulator",
+        (false, _) => "simulator",
+    };
+    config.device.insert("kind".into(), kind.into());
+    for source in &a.sources {
+        if let SourceKind::Sim(kind, own) = source {
+            config.settings.insert(
+                format!("{}.rate_hz", kind.schema()),
+                sim_rate(*kind, own.or(a.rate))?.get().to_string(),
+            );
+        }
+    }
+    let mut group = RecordingGroup::new(config);
+    let mut starts = Vec::new();
+    for source in &a.sources {
+        starts.push(attach(source, a.rate, &mut group)?);
+    }
+    let recording = group.start().context("cannot start the recording")?;
+    crate::interrupt::install();
+    let notes = recording.device_notes();
+    let running = starts
+        .into_iter()
+        .map(|start| start(notes.clone()))
+        .collect::<Result<Vec<Producer>>>()?;
+    // A simulator runs until stopped; a board ends by itself when it goes away.
+    let summary = watch(recording, &a, json, || {
+        running.iter().any(Producer::is_finished)
+    });
+    for producer in running {
+        let fed = producer.stop();
+        if !json && fed.corrupt_frames > 0 {
+            println!("  {} corrupt frames from the board", fed.corrupt_frames);
+        }
+    }
+    report_summary(&summary, json)
+}
+
+/// What starts a source's producer once the recording has started; a board writes what
+/// it says of itself into the recording's device notes.
+type Start = Box<dyn FnOnce(kwik_recorder::DeviceNotes) -> Result<Producer>>;
+
+/// Adds the stream of `source` to `group` (one ring each) and returns what starts the
+/// source. A serial port is opened here, so a missing board fails before any file is
+/// created.
+fn attach(source: &SourceKind, rate: Option<u32>, group: &mut RecordingGroup) -> Result<Start> {
+    let (kind, rate) = match source {
+        SourceKind::Serial(path) => return attach_board(path, group),
+        SourceKind::Sim(kind, own) => (*kind, sim_rate(*kind, own.or(rate))?),
+    };
+    Ok(match kind {
+        SimKind::Imu => attach_sim(SimImu { rate }, group),
+        SimKind::Efield => attach_sim(SimEfield { rate }, group),
+        SimKind::Stage => attach_sim(SimStage { rate }, group),
+    })
+}
+
+/// A simulator's rate: its own or `--rate`, else 100 Hz for the IMU and 1 kHz for the
+/// others.
+fn sim_rate(kind: SimKind, rate: Option<u32>) -> Result<RateHz> {
+    let default = if kind == SimKind::Imu { 100 } else { 1000 };
+    RateHz::try_from(rate.unwrap_or(default)).context("bad rate; give at least 1 Hz")
+}
+
+fn attach_sim<G: SignalGenerator>(generator: G, group: &mut RecordingGroup) -> Start {
+    let rate = generator.rate().get();
+    // Two seconds of history: the recorder reads every few ms, so this is ample.
+    let (writer, reader) = ring(rate.max(1024) as usize * 2);
+    group.add_stream(<G::Sample as kwik_recorder::Schema>::NAME, reader);
+    Box::new(move |notes| {
+        let source = GeneratorSource::new(generator, None, Pacing::RealTime);
+        Producer::spawn(source, writer, notes).context("cannot start the source")
+    })
+}
+
+/// A XIAO board's frames from a serial port; its sequence gaps and corrupt frames are
+/// counted as source losses.
+fn attach_board(path: &Path, group: &mut RecordingGroup) -> Result<Start> {
+    let port = kwik_recorder::serial(path).with_context(|| {
+        format!(
+            "cannot open serial port {}; check the board is plugged in and that you may \
+             read the port (e.g. membership of the dialout group)",
+            path.display()
+        )
+    })?;
+    // Four seconds at the board's highest rate (about 4 kHz): ample for a recorder that
+    // reads every few milliseconds.
+    let (writer, reader) = ring::<kwik_recorder::ImuRow>(16_384);
+    group.add_stream(
+        <kwik_recorder::ImuRow as kwik_recorder::Schema>::NAME,
+        reader,
+    );
+    Ok(Box::new(move |notes| {
+        Producer::spawn(port, writer, notes).context("cannot start reading the serial port")
+    }))
+}
+
+/// Shows progress until the recording ends by itself, Ctrl-C, or `source_ended`
+/// (then the recording is stopped with the reason "source ended").
+fn watch(
+    recording: Recording,
+    a: &RecordArgs,
+    json: bool,
+    source_ended: impl Fn() -> bool,
+) -> RecordingSummary {
+    let bar = if a.quiet || json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = match a.duration {
+            Some(d) => indicatif::ProgressBar::new(d.as_millis() as u64),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        b.set_style(style);
+        b
+    };
+    let mut ended = false;
+    while !recording.is_finished() && !crate::interrupt::requested() {
+        if source_ended() {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let st = recording.status();
+        let samples: u64 = st.streams.iter().map(|s| s.samples).sum();
+        let bytes: u64 = st.streams.iter().map(|s| s.bytes).sum();
+        bar.set_position((st.duration_s * 1000.0) as u64);
+        bar.set_message(format!(
+            "{samples} samples, {} dropped, {:.1} MB",
+            st.total_dropped(),
+            bytes as f64 / 1e6
+        ));
+    }
+    bar.finish_and_clear();
+    if ended {
+        recording.stop_because("source ended")
+    } else {
+        recording.stop()
+    }
+}
+
+fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
+    let st = &s.status;
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+    } else {
+        println!(
+            "recording {:?} ({}), {:.3} s, session {}",
+            st.state,
+            st.stop_reason.as_deref().unwrap_or("stopped"),
+            st.duration_s,
+            st.session_id.0
+        );
+        for (stream, files) in st.streams.iter().zip(&s.files) {
+            println!(
+                "  {} [{}]: {} of {} produced samples written ({:.1} Hz), dropped source {} / ring {} / exporter {} / writer {}, {} bytes",
+                stream.name,
+                stream.schema,
+                stream.samples,
+                stream.produced,
+                stream.rate_hz,
+                stream.dropped.source,
+                stream.dropped.ring,
+                stream.dropped.exporter,
+                stream.dropped.writer,
+                stream.bytes
+            );
+            for f in files {
+                println!("    {}", f.display());
+            }
+            println!("    {}", stream.sidecar.display());
+        }
+        for w in &st.warnings {
+            println!("  warning: {w}");
+        }
+    }
+    Ok(if st.state == kwik_recorder::GroupState::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,108 @@
+//! `kwik-record serve`: the recorder server, recording the sensor streams gateways send
+//! over KWIK until Ctrl-C (or `--seconds`).
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use kwik_recorder::{CA_FILE, RecorderServer, RecorderServerConfig, ServerIdentity};
+
+use crate::runtime::{err, runtime};
+
+/// `kwik-record serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// UDP address to listen on.
+    #[arg(long, default_value = "0.0.0.0:4433")]
+    listen: SocketAddr,
+    /// Root folder; each device records into `OUT/<device>/YYYY-MM-DD/`.
+    #[arg(long, default_value = "recordings")]
+    out: PathBuf,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Folder with ca.der, server.der and server.key.der; created with a new CA if
+    /// missing. Default OUT/tls. Gateways need its ca.der (`stream --ca`).
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for a newly generated server certificate.
+    #[arg(long = "name")]
+    names: Vec<String>,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+/// Runs `kwik-record serve` until Ctrl-C (or `--seconds`).
+pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
+    let tls_dir = a.tls_dir.clone().unwrap_or_else(|| a.out.join("tls"));
+    let identity = match ServerIdentity::load(&tls_dir) {
+        Ok(i) => i,
+        Err(_) => {
+            let i = ServerIdentity::generate(&a.names).map_err(err)?;
+            i.save(&tls_dir).map_err(err)?;
+            i
+        }
+    };
+    let rt = runtime()?;
+    crate::interrupt::install();
+    rt.block_on(async move {
+        if let Some(m) = a.metrics {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(m)
+                .install()
+                .map_err(|e| anyhow!("cannot serve metrics on {m}: {e}"))?;
+        }
+        let config = RecorderServerConfig {
+            out_dir: a.out.clone(),
+            ..RecorderServerConfig::default()
+        };
+        let server = RecorderServer::bind(a.listen, identity.server_config().map_err(err)?, config)
+            .map_err(err)?;
+        let addr = server.local_addr().map_err(err)?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"listening": addr, "out": a.out, "ca": tls_dir.join(CA_FILE)})
+            );
+        } else {
+            println!(
+                "recorder server listening on {addr}, recording into {}; gateways need --ca {}",
+                a.out.display(),
+                tls_dir.join(CA_FILE).display()
+            );
+        }
+        let start = Instant::now();
+        while !crate::interrupt::requested()
+            && a.seconds.is_none_or(|s| start.elapsed().as_secs_f64() < s)
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            server.publish_metrics();
+        }
+        let reports = server.shutdown().await;
+        // stdout may be gone (a closed pipe) by now; the files are what matters.
+        let mut o = std::io::stdout();
+        if json {
+            let _ = writeln!(o, "{}", serde_json::to_string(&reports).map_err(err)?);
+        } else {
+            for r in &reports {
+                let _ = writeln!(
+                    o,
+                    "{}/{}: {} samples written, {} duplicates, {} malformed, {} missing, {} lost in the recorder -> {}",
+                    r.device,
+                    r.stream,
+                    r.written,
+                    r.counts.duplicates,
+                    r.counts.malformed,
+                    r.counts.missing,
+                    r.recorder_dropped,
+                    r.files.first().map_or_else(String::new, |f| f.display().to_string())
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

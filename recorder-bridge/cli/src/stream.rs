@@ -1,0 +1,288 @@
+//! `kwik-record stream`: the gateway, streaming a device (serial, BLE or simulator) to
+//! a recorder server until the source ends, `--seconds` pass or Ctrl-C.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use kwik_recorder::{
+    DEFAULT_SERVER_NAME, Gateway, GatewayConfig, GatewayReport, Pacing, RateHz, SampleSource,
+    SimEfieldSource, SimImuConfig, StreamKey, WireFormat, WireSample, load_ca, serial, sim_imu,
+};
+
+use crate::args::SchedulerArg;
+use crate::runtime::{err, runtime};
+
+/// File layouts on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FormatArg {
+    /// Standard CSV.
+    Csv,
+    /// Legacy LabVIEW blocks (E-field only).
+    Labview,
+}
+
+/// `kwik-record stream`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StreamArgs {
+    /// Recorder server, HOST:PORT.
+    #[arg(long)]
+    to: String,
+    /// Device: serial:PATH, ble:NAME, sim-imu or sim-efield.
+    #[arg(long)]
+    source: String,
+    /// Local address of an extra path (repeat for more uplinks), e.g. 192.168.1.20:0.
+    #[arg(long = "path")]
+    paths: Vec<SocketAddr>,
+    /// Scheduler of the sensor stream.
+    #[arg(long, value_enum, default_value = "min-rtt")]
+    scheduler: SchedulerArg,
+    /// Spool folder used while the server is unreachable or slow.
+    #[arg(long)]
+    spool: Option<PathBuf>,
+    /// Maximum spool size in MiB.
+    #[arg(long, default_value_t = 256)]
+    spool_mib: u64,
+    /// The server's CA certificate (DER), e.g. recordings/tls/ca.der.
+    #[arg(long, default_value = "recordings/tls/ca.der")]
+    ca: PathBuf,
+    /// Name in the server's certificate.
+    #[arg(long, default_value = DEFAULT_SERVER_NAME)]
+    server_name: String,
+    /// Device id (the server's folder name). Default: derived from the source.
+    #[arg(long)]
+    device: Option<String>,
+    /// Stream name.
+    #[arg(long, default_value = "imu")]
+    stream: String,
+    /// File-name prefix on the server.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Stop after this many seconds of source data (default: until Ctrl-C or the
+    /// device ends).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Sample rate of the simulators in Hz.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Seed of the simulated signals.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// File layout on the server.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: FormatArg,
+    /// Size limit per file on the server in bytes.
+    #[arg(long)]
+    size_limit: Option<u64>,
+    /// How long one connection attempt may take before it is retried (`10s`,
+    /// `500ms`, or bare seconds).
+    #[arg(long, value_parser = crate::args::parse_duration, default_value = "10s")]
+    connect_timeout: Duration,
+}
+
+/// Runs `kwik-record stream` until the source ends, `--seconds` pass or Ctrl-C; then
+/// delivers what is left and stops the remote recording.
+pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
+    let server =
+        a.to.to_socket_addrs()
+            .map_err(|e| anyhow!("cannot resolve --to {}: {e}", a.to))?
+            .next()
+            .ok_or_else(|| anyhow!("--to {} resolves to no address", a.to))?;
+    let ca = load_ca(&a.ca).map_err(|e| {
+        anyhow!("{e}; copy the server's ca.der here or pass --ca (the server prints its path)")
+    })?;
+    let client = kwik::ClientConfig::with_root_certificates([ca]).map_err(err)?;
+    let (kind, arg) = a.source.split_once(':').unwrap_or((a.source.as_str(), ""));
+    let device = a.device.clone().unwrap_or_else(|| match kind {
+        "serial" => std::path::Path::new(arg).file_name().map_or_else(
+            || "serial".into(),
+            |n| {
+                n.to_string_lossy()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            },
+        ),
+        "ble" => format!(
+            "ble-{}",
+            arg.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        ),
+        other => other.to_owned(),
+    });
+    let key = StreamKey {
+        device,
+        stream: a.stream.clone(),
+    };
+    let mut config = GatewayConfig::new(server, client, key);
+    config.server_name = a.server_name.clone();
+    config.extra_paths = a.paths.iter().map(|p| kwik::PathSpec::local(*p)).collect();
+    config.scheduler = Some(a.scheduler.into());
+    config.prefix = a.prefix.clone();
+    config.size_limit = a.size_limit;
+    if a.connect_timeout.is_zero() {
+        return Err(anyhow!("--connect-timeout must be longer than zero"));
+    }
+    config.connect_timeout = a.connect_timeout;
+    config.format = match a.format {
+        FormatArg::Csv => WireFormat::Csv,
+        FormatArg::Labview => WireFormat::Labview,
+    };
+    if let Some(dir) = &a.spool {
+        config.spool = Some((
+            dir.join(format!("{}-{}.spool", config.key.device, config.key.stream)),
+            a.spool_mib << 20,
+        ));
+    }
+    let rate = NonZeroU32::new(a.rate).ok_or_else(|| anyhow!("--rate must be at least 1"))?;
+    let limit = a
+        .seconds
+        .map(|s| (s * f64::from(a.rate)).round().max(1.0) as u64);
+    let rt = runtime()?;
+    crate::interrupt::install();
+    let report = match kind {
+        "sim-imu" => rt.block_on(run_gateway(
+            config,
+            sim_imu(SimImuConfig {
+                seed: a.seed,
+                rate_hz: rate,
+                limit,
+                real_time: true,
+            }),
+            None,
+            json,
+        ))?,
+        "sim-efield" => rt.block_on(run_gateway(
+            config,
+            SimEfieldSource::efield(
+                RateHz::try_from(a.rate).map_err(err)?,
+                limit,
+                Pacing::RealTime,
+            ),
+            None,
+            json,
+        ))?,
+        "serial" => {
+            let src = serial(std::path::Path::new(arg))
+                .map_err(|e| anyhow!("cannot open serial port {arg}: {e}"))?;
+            rt.block_on(run_gateway(
+                config,
+                src,
+                a.seconds.map(Duration::from_secs_f64),
+                json,
+            ))?
+        }
+        "ble" => ble_stream(&rt, config, arg, a.seconds, json)?,
+        _ => {
+            return Err(anyhow!(
+                "unknown --source {:?}; use serial:PATH, ble:NAME, sim-imu or sim-efield",
+                a.source
+            ));
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(err)?);
+    } else {
+        let c = &report.counts;
+        println!(
+            "device {} samples ({} lost on the device side, {} corrupt frames); queued {}, spooled {}, dropped {}; sent {} ({} re-sent); confirmed on disk {}",
+            c.device_samples,
+            c.device_lost,
+            c.device_errors,
+            c.queued,
+            c.spooled,
+            c.dropped_overflow,
+            c.sent,
+            c.resent,
+            c.acked
+        );
+        if let Some(r) = &report.server_report {
+            if let Some(files) = r.get("files") {
+                println!("server files: {files}");
+            }
+        }
+        if let Some(e) = &report.error {
+            println!("error: {e}");
+        }
+    }
+    let complete =
+        report.error.is_none() && report.undelivered == 0 && report.counts.dropped_overflow == 0;
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(feature = "ble")]
+fn ble_stream(
+    rt: &tokio::runtime::Runtime,
+    config: GatewayConfig,
+    name: &str,
+    seconds: Option<f64>,
+    json: bool,
+) -> Result<GatewayReport> {
+    let src = rt
+        .block_on(kwik_recorder::BleSource::connect(
+            name,
+            Duration::from_secs(15),
+        ))
+        .map_err(err)?;
+    rt.block_on(run_gateway(
+        config,
+        src,
+        seconds.map(Duration::from_secs_f64),
+        json,
+    ))
+}
+
+#[cfg(not(feature = "ble"))]
+fn ble_stream(
+    _rt: &tokio::runtime::Runtime,
+    _config: GatewayConfig,
+    _name: &str,
+    _seconds: Option<f64>,
+    _json: bool,
+) -> Result<GatewayReport> {
+    Err(anyhow!(
+        "this kwik-record was built without BLE; rebuild with `--features ble` (needs a BLE adapter and BlueZ)"
+    ))
+}
+
+async fn run_gateway<Src>(
+    config: GatewayConfig,
+    source: Src,
+    stop_after: Option<Duration>,
+    json: bool,
+) -> Result<GatewayReport>
+where
+    Src: SampleSource,
+    Src::Sample: WireSample,
+{
+    let gw = Arc::new(Gateway::start(config, source).map_err(err)?);
+    let start = Instant::now();
+    let mut last = Instant::now();
+    while !gw.source_finished() {
+        if crate::interrupt::requested() || stop_after.is_some_and(|d| start.elapsed() >= d) {
+            gw.stop_source();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !json && last.elapsed() >= Duration::from_secs(2) {
+            last = Instant::now();
+            let c = gw.counts();
+            eprintln!(
+                "{:.0}s: {} samples, {} confirmed, {} pending ({} spooled now)",
+                start.elapsed().as_secs_f64(),
+                c.device_samples,
+                c.acked,
+                c.pending(),
+                gw.spooled_now()
+            );
+        }
+    }
+    match Arc::try_unwrap(gw) {
+        Ok(gw) => Ok(gw.finish().await),
+        Err(_) => Err(anyhow!("internal: gateway still shared")),
+    }
+}

@@ -1,0 +1,441 @@
+//! The `kwik-record` binary's remote commands as real processes: the demo with its
+//! JSON summary, and a recorder server killed (SIGKILL) and restarted mid-run while a
+//! gateway streams to it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kwik_recorder::{
+    EfieldSample, ImuRow, LabviewLayout, RateHz, Schema, Sidecar, SignalGenerator, SimEfield,
+    parse_csv, parse_labview, sidecar_path,
+};
+use kwik_recorder::{Gateway, GatewayConfig, ServerIdentity, SimImuConfig, StreamKey, sim_imu};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
+
+#[test]
+fn demo_runs_and_its_summary_says_nothing_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--duration", "2", "--json", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["stages"]["device_produced"], 2000);
+    assert_eq!(v["stages"]["written"], 2000);
+    assert_eq!(v["file_matches_simulator"], true);
+    let file = PathBuf::from(v["files"][0].as_str().unwrap());
+    assert!(file.starts_with(dir.path()), "{file:?}");
+    let rows = parse_csv::<ImuRow>(&std::fs::read(&file).unwrap())
+        .unwrap()
+        .rows;
+    assert_eq!(rows.len(), 2000);
+    // The human form prints the same verdict.
+    let text = Command::new(BIN)
+        .args(["demo", "--duration", "1", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(text.status.success());
+    let s = String::from_utf8_lossy(&text.stdout);
+    assert!(s.contains("OK: nothing was lost"), "{s}");
+}
+
+/// One of the demo's two paths is killed mid-run (its relay drops every datagram), with
+/// the aggregate and the redundant scheduler: nothing is lost, the killed path is
+/// abandoned, and the delivery latency of every sample is measured.
+#[test]
+fn one_of_two_paths_killed_mid_run_loses_nothing() {
+    for scheduler in ["aggregate", "redundant"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args([
+                "demo",
+                "--json",
+                "--duration",
+                "3s",
+                "--rate",
+                "1000",
+                "--seed",
+                "3",
+            ])
+            .args(["--scheduler", scheduler, "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{scheduler}: no JSON summary ({e}): {out:?}"));
+        assert_eq!(summary["ok"], true, "{scheduler}: {summary:#}");
+        assert_eq!(summary["lost"], 0);
+        // Delivery latency across the kill, reported (benches hold timing claims; see
+        // docs/BENCHMARKS.md): every sample arrived, each one measured.
+        let l = &summary["latency"];
+        println!("{scheduler}: delivery latency around the path kill: {l}");
+        assert_eq!(l["never_arrived"], 0, "{l}");
+        assert!(
+            !l["before_kill"].is_null() && !l["after_kill"].is_null(),
+            "{l}"
+        );
+        assert_eq!(summary["stages"]["written"], 3000);
+        assert_eq!(summary["file_matches_simulator"], true);
+        let paths = summary["paths"].as_array().unwrap();
+        assert!(
+            paths
+                .iter()
+                .any(|p| p["killed"] == true && p["state"] == "Abandoned"),
+            "{scheduler}: killed path not abandoned: {paths:?}"
+        );
+        assert!(out.status.success(), "{scheduler}: {out:?}");
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_serve(out: &Path, port: u16) -> Child {
+    start_serve_with(out, port, &[])
+}
+
+fn start_serve_with(out: &Path, port: u16, extra: &[String]) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--json", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the "listening" line.
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    // Keep reading so the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    child
+}
+
+/// SIGTERM to a `serve` child: it finalises its recordings and must exit cleanly.
+fn stop_serve(mut server: Child) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    assert!(server.wait().unwrap().success());
+}
+
+/// The CSV data files of one device directory (`<dir>/<day>/<file>.csv`).
+fn csv_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for day in std::fs::read_dir(dir).unwrap().flatten() {
+        for f in std::fs::read_dir(day.path()).unwrap().flatten() {
+            let p = f.path();
+            if p.extension().is_some_and(|e| e == "csv") {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// A two-thread runtime and the configuration of a gateway streaming a simulated board
+/// of `n` real-time 1 kHz IMU samples as `device` to the server on `port`.
+fn imu_gateway(
+    out: &Path,
+    port: u16,
+    device: &str,
+    seed: u64,
+    n: u64,
+) -> (tokio::runtime::Runtime, GatewayConfig, SimImuConfig) {
+    let id = ServerIdentity::load(&out.join("tls")).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = SimImuConfig {
+        seed,
+        rate_hz: NonZeroU32::new(1000).unwrap(),
+        limit: Some(n),
+        real_time: true,
+    };
+    let mut gc = GatewayConfig::new(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        id.client_config()
+            .unwrap()
+            .session(kwik::SessionConfig::lan()),
+        StreamKey {
+            device: device.into(),
+            stream: "imu".into(),
+        },
+    );
+    gc.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    (rt, gc, sim)
+}
+
+fn rows_in_order(dir: &Path) -> Vec<ImuRow> {
+    let mut files: Vec<(String, PathBuf)> = csv_files(dir)
+        .into_iter()
+        .map(|p| (Sidecar::read(&sidecar_path(&p)).unwrap().start_utc, p))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 2,
+        "expected a file per server run: {files:?}"
+    );
+    let mut rows = Vec::new();
+    for (_, f) in files {
+        let p = parse_csv::<ImuRow>(&std::fs::read(&f).unwrap()).unwrap();
+        assert!(
+            p.footer.is_some(),
+            "{} not finalised or recovered",
+            f.display()
+        );
+        rows.extend(p.rows);
+    }
+    rows
+}
+
+#[test]
+fn server_killed_and_restarted_mid_run_gateway_spools_and_resumes_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec");
+    let port = free_udp_port();
+    let mut server = start_serve(&out, port);
+    let n = 4_000u64;
+    let (rt, mut gc, sim) = imu_gateway(&out, port, "xiao-restart", 8, n);
+    gc.queue_capacity = 300;
+    gc.spool = Some((dir.path().join("spool").join("gw.spool"), 64 << 20));
+    gc.reconnect_interval = Duration::from_millis(200);
+    let _guard = rt.enter();
+    let gw = Gateway::start(gc, sim_imu(sim)).unwrap();
+    let t = Instant::now();
+    while gw.counts().acked < 1000 && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill().unwrap(); // SIGKILL: no chance to finalise anything
+    server.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let spooled_while_down = gw.counts().spooled;
+    let server = start_serve(&out, port);
+    let report = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), gw.finish())
+            .await
+            .expect("gateway finished")
+    });
+    stop_serve(server);
+    assert_eq!(report.error, None, "{report:?}");
+    let c = report.counts;
+    assert_eq!(c.device_samples, n);
+    assert_eq!(c.acked, n);
+    assert_eq!(c.dropped_overflow, 0);
+    assert!(c.connects >= 2, "{c:?}");
+    assert!(spooled_while_down > 0, "the gateway did not spool: {c:?}");
+    let rows = rows_in_order(&out.join("xiao-restart"));
+    assert_eq!(rows.len() as u64, n, "every sample exactly once");
+    assert_eq!(rows, sim.expected(n));
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One Prometheus scrape over plain HTTP/1.0 (no chunked encoding, body to EOF).
+fn scrape(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.").then_some(text)
+}
+
+/// The value of `name{...device="DEV"...}` in a scrape, if present.
+fn metric(text: &str, name: &str, device: &str) -> Option<f64> {
+    let label = format!("device=\"{device}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The one finished data file of a device and its sidecar.
+fn only_file(dir: &Path) -> (PathBuf, Sidecar) {
+    let mut found = csv_files(dir);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let p = found.remove(0);
+    let sc = Sidecar::read(&sidecar_path(&p)).unwrap();
+    (p, sc)
+}
+
+#[test]
+fn prometheus_endpoint_counts_move_during_a_recording_and_match_the_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec");
+    let (port, mport) = (free_udp_port(), free_tcp_port());
+    let server = start_serve_with(
+        &out,
+        port,
+        &["--metrics".into(), format!("127.0.0.1:{mport}")],
+    );
+    let n = 3_000u64;
+    let (rt, gc, sim) = imu_gateway(&out, port, "xiao-metrics", 4, n);
+    let _guard = rt.enter();
+    let gw = Gateway::start(gc, sim_imu(sim)).unwrap();
+    // Scrape while the board streams in real time (3 s): the written count must be seen
+    // strictly between 0 and n and then grow.
+    let mut seen: Vec<f64> = Vec::new();
+    while !gw.source_finished() {
+        if let Some(v) = scrape(mport)
+            .as_deref()
+            .and_then(|t| metric(t, "kwik_record_written_samples", "xiao-metrics"))
+        {
+            seen.push(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), gw.finish())
+            .await
+            .expect("gateway finished")
+    });
+    assert_eq!(report.error, None, "{report:?}");
+    assert_eq!(report.counts.acked, n);
+    let moving: Vec<f64> = seen
+        .iter()
+        .copied()
+        .filter(|v| *v > 0.0 && *v < n as f64)
+        .collect();
+    assert!(
+        moving.len() >= 2 && moving.last() > moving.first(),
+        "the written count did not move during the recording: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "counts went back: {seen:?}"
+    );
+    // The recording is stopped and finalised; the server publishes every 200 ms.
+    let (file, sidecar) = only_file(&out.join("xiao-metrics"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let t = scrape(mport).expect("metrics endpoint answers");
+        if metric(&t, "kwik_record_written_samples", "xiao-metrics") == Some(n as f64)
+            || Instant::now() > deadline
+        {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let m = |name: &str| metric(&text, name, "xiao-metrics");
+    assert_eq!(sidecar.samples, n, "{}", file.display());
+    assert_eq!(
+        m("kwik_record_written_samples"),
+        Some(sidecar.samples as f64)
+    );
+    assert_eq!(m("kwik_record_received_samples"), Some(n as f64));
+    assert_eq!(
+        m("kwik_record_recorder_dropped_samples"),
+        Some(sidecar.dropped.recorder() as f64)
+    );
+    assert_eq!(m("kwik_record_duplicate_samples"), Some(0.0));
+    assert_eq!(m("kwik_record_missing_samples"), Some(0.0));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("kwik_record_sessions_total") && !l.ends_with(" 0")),
+        "no session counted: {text}"
+    );
+    stop_serve(server);
+}
+
+/// `kwik-record stream --source sim-efield` into `kwik-record serve`, once per layout:
+/// the server's file holds exactly the generator's samples, value by value (standard
+/// CSV: every column; LabVIEW: every cell of the 16-row blocks, constants included).
+#[test]
+fn sim_efield_through_stream_and_serve_is_recorded_exactly_in_csv_and_labview() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec");
+    let port = free_udp_port();
+    let server = start_serve(&out, port);
+    let (rate, seconds) = (2_000u32, 1.5f64);
+    let n = (f64::from(rate) * seconds) as u64;
+    let generator = SimEfield {
+        rate: RateHz::try_from(rate).unwrap(),
+    };
+    let expected: Vec<EfieldSample> = (0..n).map(|i| generator.sample(i)).collect();
+    for format in ["csv", "labview"] {
+        let device = format!("bench-{format}");
+        let run = Command::new(BIN)
+            .args(["stream", "--json", "--source", "sim-efield", "--to"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--ca")
+            .arg(out.join("tls").join("ca.der"))
+            .args([
+                "--device", &device, "--stream", "efield", "--format", format,
+            ])
+            .args([
+                "--rate",
+                &rate.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{format}: stream failed: {}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(report["counts"]["device_samples"], n, "{format}: {report}");
+        assert_eq!(report["counts"]["acked"], n, "{format}: {report}");
+        let (file, sidecar) = only_file(&out.join(&device));
+        assert_eq!(sidecar.samples, n, "{format}");
+        assert_eq!(sidecar.format, format);
+        assert_eq!(sidecar.schema, "efield");
+        let bytes = std::fs::read(&file).unwrap();
+        match format {
+            "csv" => {
+                let parsed = parse_csv::<EfieldSample>(&bytes).unwrap();
+                assert_eq!(parsed.rows.len() as u64, n);
+                for (i, (got, want)) in parsed.rows.iter().zip(&expected).enumerate() {
+                    assert_eq!(got, want, "csv row {i}");
+                }
+                assert_eq!(parsed.footer.map(|f| f.samples), Some(n));
+            }
+            _ => {
+                let layout = LabviewLayout::default();
+                let parsed = parse_labview(&bytes, &layout).unwrap();
+                let want: Vec<_> = expected.iter().map(|s| s.labview().unwrap()).collect();
+                assert_eq!(parsed.samples.len() as u64, n);
+                for (i, (got, want)) in parsed.samples.iter().zip(&want).enumerate() {
+                    assert_eq!(got, want, "labview column {i}");
+                }
+                assert_eq!(parsed.block_sizes, vec![1000, 1000, 1000]);
+                assert_eq!(parsed.partial_tail, 0);
+            }
+        }
+    }
+    stop_serve(server);
+}

@@ -1,0 +1,198 @@
+//! `recover`: repairs a recording whose process died. Cuts each data file back to its
+//! last whole row (or LabVIEW block), adds the missing footer, and finalises the
+//! sidecar with state `recovered`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::format::footer::Footer;
+
+use crate::check::verify::parse_part;
+use crate::format::labview::LABVIEW_ROWS;
+use crate::store::file_writer::part_path;
+use crate::store::sidecar::{PartMeta, RecordingState, Sidecar, SidecarError, sidecar_path};
+
+/// Why a recording could not be recovered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoverError {
+    /// The sidecar is missing or unreadable.
+    #[error("{0}; recover needs the recording's .meta.json next to the data file")]
+    Sidecar(#[from] SidecarError),
+    /// A data file could not be read or repaired.
+    #[error("{path}: {source}; check that the file exists and is writable")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A data file is damaged beyond a cut last row (not a crash artefact).
+    #[error("{path}: {what}; the damage is not a cut-off last row, so recover leaves it alone")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// What [`recover`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecoverReport {
+    /// The sidecar updated.
+    pub sidecar: PathBuf,
+    /// False when the recording was already finished (nothing done).
+    pub repaired: bool,
+    /// Bytes cut from the ends of the files (partial rows).
+    pub truncated_bytes: u64,
+    /// Footers added.
+    pub footers_added: usize,
+    /// Samples in the files after repair.
+    pub samples: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecoverError + '_ {
+    move |source| RecoverError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Repairs a recording given any of its data files or its `.meta.json`.
+pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
+    let sc_path = sidecar_path(path);
+    let mut sc = Sidecar::read(&sc_path)?;
+    if matches!(
+        sc.state,
+        RecordingState::Finished | RecordingState::Recovered
+    ) {
+        return Ok(RecoverReport {
+            sidecar: sc_path,
+            repaired: false,
+            truncated_bytes: 0,
+            footers_added: 0,
+            samples: sc.samples,
+        });
+    }
+    let dir = sc_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    // Parts on disk: those listed, plus any later part the last refresh did not see.
+    let first = dir.join(
+        sc.parts
+            .first()
+            .map_or_else(String::new, |p| p.file.clone()),
+    );
+    let mut files = Vec::new();
+    for n in 1u32.. {
+        let p = part_path(&first, n);
+        if !p.exists() {
+            break;
+        }
+        files.push(p);
+    }
+    if files.is_empty() {
+        return Err(RecoverError::Io {
+            path: first,
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    let mut parts = Vec::new();
+    let mut truncated = 0u64;
+    let mut footers = 0usize;
+    let mut latest = None;
+    for file in &files {
+        let bytes = std::fs::read(file).map_err(io(file))?;
+        // Cut to the last whole row.
+        let mut keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if sc.format == "labview" {
+            // ... and to the last whole 16-row block.
+            let ends: Vec<usize> = bytes[..keep]
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1)
+                .collect();
+            let whole = ends.len() / LABVIEW_ROWS * LABVIEW_ROWS;
+            keep = if whole == 0 { 0 } else { ends[whole - 1] };
+        }
+        let mut contents =
+            parse_part(&sc, &bytes[..keep]).map_err(|what| RecoverError::Damaged {
+                path: file.clone(),
+                what,
+            })?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(file)
+            .map_err(io(file))?;
+        if keep < bytes.len() {
+            f.set_len(keep as u64).map_err(io(file))?;
+            truncated += (bytes.len() - keep) as u64;
+        }
+        let mut data = bytes[..keep].to_vec();
+        if sc.format == "csv" && contents.footer.is_none() {
+            let mut footer = Vec::new();
+            Footer {
+                samples: contents.samples,
+                dropped: sc.dropped.total(),
+            }
+            .write(&mut footer);
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(file)
+                .map_err(io(file))?;
+            f.write_all(&footer).map_err(io(file))?;
+            data.extend_from_slice(&footer);
+            footers += 1;
+            contents.footer = Some(Footer::default());
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .open(file)
+            .map_err(io(file))?;
+        f.sync_all().map_err(io(file))?;
+        if let Ok(m) = std::fs::metadata(file).and_then(|m| m.modified()) {
+            latest = Some(latest.map_or(m, |l: std::time::SystemTime| l.max(m)));
+        }
+        parts.push(PartMeta {
+            file: crate::store::sidecar::file_name(file),
+            samples: contents.samples,
+            bytes: data.len() as u64,
+            sha256: Some(hex::encode(Sha256::digest(&data))),
+        });
+    }
+    let samples: u64 = parts.iter().map(|p| p.samples).sum();
+    sc.file_size = parts.iter().map(|p| p.bytes).sum();
+    sc.sha256 = match &parts[..] {
+        [one] => one.sha256.clone(),
+        _ => None,
+    };
+    sc.parts = parts;
+    sc.samples = samples;
+    if let (Some(m), Ok(start)) = (latest, DateTime::parse_from_rfc3339(&sc.start_utc)) {
+        let end: DateTime<Utc> = m.into();
+        sc.end_utc = Some(end.to_rfc3339_opts(SecondsFormat::Micros, false));
+        let d = (end - start.with_timezone(&Utc))
+            .num_microseconds()
+            .unwrap_or(0);
+        sc.duration_s = (d.max(0) as f64) / 1e6;
+        if sc.duration_s > 0.0 {
+            sc.average_rate_hz = samples as f64 / sc.duration_s;
+        }
+    }
+    if sc.state == RecordingState::Recording {
+        sc.stop_reason = Some("the recorder process died; recovered".into());
+    }
+    sc.state = RecordingState::Recovered;
+    sc.write_atomic(&sc_path)?;
+    Ok(RecoverReport {
+        sidecar: sc_path,
+        repaired: true,
+        truncated_bytes: truncated,
+        footers_added: footers,
+        samples,
+    })
+}

@@ -1,0 +1,105 @@
+//! The standard CSV layout: an optional `#` comment header, the header row, one row per
+//! sample and the footer ([`Footer`]); and its parser.
+
+use crate::format::footer::Footer;
+use crate::format::parse_error::ParseError;
+use crate::format::schema::Schema;
+
+/// Options of the standard CSV layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// Write `#` comment lines (start time, device, settings) before the header row.
+    /// Default: true. Some tools choke on comment lines; turn it off for those.
+    pub comment_header: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            comment_header: true,
+        }
+    }
+}
+
+/// Appends the start of a standard CSV file: comment lines (each gets a `# ` prefix,
+/// when `opts` has them) and the header row.
+pub(crate) fn write_header<S: Schema>(opts: &CsvOptions, comments: &[String], out: &mut Vec<u8>) {
+    if opts.comment_header {
+        for c in comments {
+            out.extend_from_slice(b"# ");
+            // A newline inside a comment would break the layout.
+            out.extend(c.bytes().map(|b| if b == b'\n' { b' ' } else { b }));
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(S::COLUMNS.join(",").as_bytes());
+    out.push(b'\n');
+}
+
+/// A parsed standard CSV file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedCsv<S> {
+    /// Comment lines before the header row, without the `# ` prefix.
+    pub comments: Vec<String>,
+    /// Data rows.
+    pub rows: Vec<S>,
+    /// The footer, if the file has one.
+    pub footer: Option<Footer>,
+    /// Bytes after the last newline (a row cut by a crash), if any.
+    pub partial_tail: usize,
+}
+
+/// Parses a standard CSV file written by [`Encoder`](crate::format::encoder::Encoder).
+pub fn parse_csv<S: Schema>(bytes: &[u8]) -> Result<ParsedCsv<S>, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ParseError::NotText)?;
+    let (whole, partial_tail) = match text.rfind('\n') {
+        Some(i) => (&text[..=i], text.len() - i - 1),
+        None => ("", text.len()),
+    };
+    let mut comments = Vec::new();
+    let mut rows = Vec::new();
+    let mut footer = None;
+    let mut header_seen = false;
+    let header = S::COLUMNS.join(",");
+    let mut fields: Vec<&str> = Vec::with_capacity(S::COLUMNS.len());
+    for (n, line) in whole.lines().enumerate() {
+        let lineno = n + 1;
+        if footer.is_some() {
+            return Err(ParseError::Footer { line: lineno });
+        }
+        if !header_seen {
+            if let Some(c) = line.strip_prefix('#') {
+                comments.push(c.strip_prefix(' ').unwrap_or(c).to_owned());
+                continue;
+            }
+            if line != header {
+                return Err(ParseError::Header {
+                    schema: S::NAME,
+                    found: line.to_owned(),
+                });
+            }
+            header_seen = true;
+            continue;
+        }
+        if line.starts_with('#') {
+            footer = Some(Footer::parse(line).ok_or(ParseError::Footer { line: lineno })?);
+            continue;
+        }
+        fields.clear();
+        fields.extend(line.split(','));
+        let row = S::parse_row(&fields).map_err(|error| ParseError::Row {
+            line: lineno,
+            error,
+        })?;
+        rows.push(row);
+    }
+    if !header_seen {
+        return Err(ParseError::NoHeader);
+    }
+    Ok(ParsedCsv {
+        comments,
+        rows,
+        footer,
+        partial_tail,
+    })
+}

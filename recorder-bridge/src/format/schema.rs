@@ -1,0 +1,291 @@
+//! Sample schemas: the row types the recorder writes, and the one trait every exporter,
+//! parser and test goes through.
+
+use std::fmt;
+
+use crate::format::number::{
+    self as codec, F32_MAX_LEN, F64_MAX_LEN, INDEXED_PREFIX_MAX_LEN, ParseRowError, RowWriter,
+};
+use crate::format::segment::{LineState, Segment};
+use crate::format::time::RelMicros;
+
+/// The values the legacy LabVIEW layout carries for one E-field sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabviewValues {
+    /// Relative time.
+    pub time: RelMicros,
+    /// ADC1 ch1.
+    pub ex_real: f64,
+    /// ADC1 ch2.
+    pub ex_imag: f64,
+    /// ADC1 ch3.
+    pub ey_real: f64,
+    /// ADC1 ch4.
+    pub ey_imag: f64,
+    /// ADC2 ch1.
+    pub ez_real: f64,
+    /// ADC2 ch2.
+    pub ez_imag: f64,
+    /// Scan state (active line).
+    pub line: LineState,
+}
+
+/// A row type the recorder can store. Everything generic in this crate (ring, exporter,
+/// encoders, parsers, verify, the test suite) works through this trait.
+pub trait Schema: Copy + Send + Sync + PartialEq + fmt::Debug + 'static {
+    /// Schema name, written into headers and sidecars (`xiao-imu`, `efield`, `stage`).
+    const NAME: &'static str;
+    /// Column names of the standard CSV header row, in order.
+    const COLUMNS: &'static [&'static str];
+    /// Whether [`Schema::labview`] returns values (the LabVIEW layout is E-field only).
+    const LABVIEW: bool = false;
+
+    /// Upper bound of the bytes [`Schema::write_row`] appends for any sample. The
+    /// file writer uses it to encode whole runs of rows without a per-row size check
+    /// when they cannot reach the size limit.
+    const MAX_ROW_LEN: usize;
+
+    /// Appends this sample's standard CSV cells, comma-separated, without a newline.
+    /// At most [`Schema::MAX_ROW_LEN`] bytes; [`RowWriter`] writes them fast.
+    fn write_row(&self, out: &mut Vec<u8>);
+    /// Parses one standard CSV row, already split into exactly `COLUMNS.len()` fields.
+    fn parse_row(fields: &[&str]) -> Result<Self, ParseRowError>;
+    /// The segment this sample carries, if the schema has segment columns.
+    fn segment(&self) -> Option<Segment> {
+        None
+    }
+    /// Stamps a segment marker (no-op for schemas without segment columns).
+    fn set_segment(&mut self, _segment: Segment) {}
+    /// The LabVIEW projection of this sample (only when `LABVIEW` is true).
+    fn labview(&self) -> Option<LabviewValues> {
+        None
+    }
+}
+
+/// One XIAO nRF52840 Sense sample: `millis,ax,ay,az,gx,gy,gz,tempC,audioRMS`.
+///
+/// Field-for-field the same as the `xiao-proto` sample (device milliseconds, IMU in g
+/// and deg/s, temperature in °C, microphone RMS).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ImuRow {
+    /// Device time in milliseconds.
+    pub millis: u32,
+    /// Acceleration x (g).
+    pub ax: f32,
+    /// Acceleration y (g).
+    pub ay: f32,
+    /// Acceleration z (g).
+    pub az: f32,
+    /// Angular rate x (deg/s).
+    pub gx: f32,
+    /// Angular rate y (deg/s).
+    pub gy: f32,
+    /// Angular rate z (deg/s).
+    pub gz: f32,
+    /// Temperature (°C).
+    pub temp_c: f32,
+    /// Microphone RMS.
+    pub audio_rms: f32,
+}
+
+impl Schema for ImuRow {
+    const NAME: &'static str = "xiao-imu";
+    const COLUMNS: &'static [&'static str] = &[
+        "millis", "ax", "ay", "az", "gx", "gy", "gz", "tempC", "audioRMS",
+    ];
+    const MAX_ROW_LEN: usize = 10 + 8 * (1 + F32_MAX_LEN);
+
+    fn write_row(&self, out: &mut Vec<u8>) {
+        // One reservation for the row; every field then goes straight into it.
+        let mut row = RowWriter::new(out, Self::MAX_ROW_LEN);
+        row.u64(u64::from(self.millis));
+        for v in [
+            self.ax,
+            self.ay,
+            self.az,
+            self.gx,
+            self.gy,
+            self.gz,
+            self.temp_c,
+            self.audio_rms,
+        ] {
+            row.byte(b',');
+            row.f32(v);
+        }
+    }
+
+    fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {
+        codec::expect_len(f, Self::COLUMNS.len())?;
+        Ok(ImuRow {
+            millis: codec::parse_int(f, 0)?,
+            ax: codec::parse_f32(f, 1)?,
+            ay: codec::parse_f32(f, 2)?,
+            az: codec::parse_f32(f, 3)?,
+            gx: codec::parse_f32(f, 4)?,
+            gy: codec::parse_f32(f, 5)?,
+            gz: codec::parse_f32(f, 6)?,
+            temp_c: codec::parse_f32(f, 7)?,
+            audio_rms: codec::parse_f32(f, 8)?,
+        })
+    }
+}
+
+/// One E-field sample from the two ADS131A04 ADCs (4 channels each).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EfieldSample {
+    /// Sample index from the acquisition.
+    pub index: u64,
+    /// Time since the group's t0.
+    pub t_rel: RelMicros,
+    /// Segment marker at acquisition time.
+    pub segment: Segment,
+    /// ADC1 ch1-4 then ADC2 ch1-4 (Ex re, Ex im, Ey re, Ey im, Ez re, Ez im, ch3, ch4).
+    pub channels: [f64; 8],
+}
+
+impl Schema for EfieldSample {
+    const NAME: &'static str = "efield";
+    const COLUMNS: &'static [&'static str] = &[
+        "index",
+        "timestamp_rel",
+        "segment_id",
+        "is_active_line",
+        "ADC1_Ch1 Ex_real",
+        "ADC1_Ch2 Ex_imag",
+        "ADC1_Ch3 Ey_real",
+        "ADC1_Ch4 Ey_imag",
+        "ADC2_Ch1 Ez_real",
+        "ADC2_Ch2 Ez_imag",
+        "ADC2_Ch3",
+        "ADC2_Ch4",
+    ];
+    const MAX_ROW_LEN: usize = INDEXED_PREFIX_MAX_LEN + 8 * (1 + F64_MAX_LEN);
+    const LABVIEW: bool = true;
+
+    fn write_row(&self, out: &mut Vec<u8>) {
+        let mut row = RowWriter::new(out, Self::MAX_ROW_LEN);
+        row.indexed_prefix(self.index, self.t_rel, self.segment);
+        for v in self.channels {
+            row.byte(b',');
+            row.f64(v);
+        }
+    }
+
+    fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {
+        codec::expect_len(f, Self::COLUMNS.len())?;
+        let (index, t_rel, segment) = codec::parse_indexed_prefix(f)?;
+        let mut channels = [0.0; 8];
+        for (i, c) in channels.iter_mut().enumerate() {
+            *c = codec::parse_f64(f, 4 + i)?;
+        }
+        Ok(EfieldSample {
+            index,
+            t_rel,
+            segment,
+            channels,
+        })
+    }
+
+    fn segment(&self) -> Option<Segment> {
+        Some(self.segment)
+    }
+
+    fn set_segment(&mut self, segment: Segment) {
+        self.segment = segment;
+    }
+
+    fn labview(&self) -> Option<LabviewValues> {
+        let c = &self.channels;
+        Some(LabviewValues {
+            time: self.t_rel,
+            ex_real: c[0],
+            ex_imag: c[1],
+            ey_real: c[2],
+            ey_imag: c[3],
+            ez_real: c[4],
+            ez_imag: c[5],
+            line: self.segment.line,
+        })
+    }
+}
+
+/// One motion-stage position sample: `index,timestamp_rel,segment_id,is_active_line,x,y`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StagePosition {
+    /// Sample index.
+    pub index: u64,
+    /// Time since the group's t0.
+    pub t_rel: RelMicros,
+    /// Segment marker.
+    pub segment: Segment,
+    /// X position (stage units).
+    pub x: f64,
+    /// Y position (stage units).
+    pub y: f64,
+}
+
+impl Schema for StagePosition {
+    const NAME: &'static str = "stage";
+    const COLUMNS: &'static [&'static str] = &[
+        "index",
+        "timestamp_rel",
+        "segment_id",
+        "is_active_line",
+        "x",
+        "y",
+    ];
+    const MAX_ROW_LEN: usize = INDEXED_PREFIX_MAX_LEN + 2 * (1 + F64_MAX_LEN);
+
+    fn write_row(&self, out: &mut Vec<u8>) {
+        let mut row = RowWriter::new(out, Self::MAX_ROW_LEN);
+        row.indexed_prefix(self.index, self.t_rel, self.segment);
+        row.byte(b',');
+        row.f64(self.x);
+        row.byte(b',');
+        row.f64(self.y);
+    }
+
+    fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {
+        codec::expect_len(f, Self::COLUMNS.len())?;
+        let (index, t_rel, segment) = codec::parse_indexed_prefix(f)?;
+        Ok(StagePosition {
+            index,
+            t_rel,
+            segment,
+            x: codec::parse_f64(f, 4)?,
+            y: codec::parse_f64(f, 5)?,
+        })
+    }
+
+    fn segment(&self) -> Option<Segment> {
+        Some(self.segment)
+    }
+
+    fn set_segment(&mut self, segment: Segment) {
+        self.segment = segment;
+    }
+}
+
+/// Schema names known to this crate, for files whose schema is read from a sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchemaKind {
+    /// [`ImuRow`].
+    Imu,
+    /// [`EfieldSample`].
+    Efield,
+    /// [`StagePosition`].
+    Stage,
+}
+
+impl SchemaKind {
+    /// Looks up a schema by its `NAME`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            n if n == ImuRow::NAME => Some(SchemaKind::Imu),
+            n if n == EfieldSample::NAME => Some(SchemaKind::Efield),
+            n if n == StagePosition::NAME => Some(SchemaKind::Stage),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Samples to durable files. Layers: [`exporter`] (two bounded buffers, a writer
+//! thread swapping them) → [`file_writer`] (encoding, size limits, parts, fsync via
+//! `background_sync`, SHA-256 via `hash`) → [`sidecar`] (the `.meta.json`); [`disk`]
+//! answers how much room is left.
+
+pub(crate) mod background_sync;
+pub mod disk;
+pub mod exporter;
+pub mod file_writer;
+pub(crate) mod hash;
+pub mod sidecar;
