@@ -89,15 +89,29 @@ impl SendSide {
         self.order.push_back(id);
     }
 
+    /// The error a write to `stream` gets once the peer asked it to stop.
+    fn not_stopped(&self, stream: StreamId) -> Result<(), WriteError> {
+        match self.stopped.get(&stream) {
+            Some(code) => Err(WriteError::Stopped { error_code: *code }),
+            None => Ok(()),
+        }
+    }
+
+    /// The buffer of a stream that exists and was not reset.
+    fn live_mut(&mut self, stream: StreamId) -> Result<&mut SendBuffer, WriteError> {
+        match self.streams.get_mut(&stream) {
+            Some(buf) if buf.reset.is_none() => Ok(buf),
+            _ => Err(WriteError::ClosedStream),
+        }
+    }
+
     fn session_room(&self) -> u64 {
         self.peer_max_data.saturating_sub(self.written_total)
     }
 
     /// Bytes `stream` may accept now (0: blocked on credit).
     pub(crate) fn writable(&self, stream: StreamId) -> Result<u64, WriteError> {
-        if let Some(code) = self.stopped.get(&stream) {
-            return Err(WriteError::Stopped { error_code: *code });
-        }
+        self.not_stopped(stream)?;
         let buf = self.streams.get(&stream).ok_or(WriteError::ClosedStream)?;
         if buf.is_finished() || buf.reset.is_some() {
             return Err(WriteError::ClosedStream);
@@ -148,27 +162,16 @@ impl SendSide {
         stream: StreamId,
         policy: Scheduler,
     ) -> Result<(), WriteError> {
-        let buf = self
-            .streams
-            .get_mut(&stream)
-            .ok_or(WriteError::ClosedStream)?;
-        if buf.reset.is_some() {
-            return Err(WriteError::ClosedStream);
-        }
+        let buf = self.live_mut(stream)?;
         buf.set_policy(policy);
         Ok(())
     }
 
     /// Ends the stream after what was written.
     pub(crate) fn finish(&mut self, stream: StreamId) -> Result<(), WriteError> {
-        if let Some(code) = self.stopped.get(&stream) {
-            return Err(WriteError::Stopped { error_code: *code });
-        }
-        let buf = self
-            .streams
-            .get_mut(&stream)
-            .ok_or(WriteError::ClosedStream)?;
-        if buf.is_finished() || buf.reset.is_some() {
+        self.not_stopped(stream)?;
+        let buf = self.live_mut(stream)?;
+        if buf.is_finished() {
             return Err(WriteError::ClosedStream);
         }
         buf.finish();
@@ -184,17 +187,9 @@ impl SendSide {
         offset: u64,
         mut data: Bytes,
     ) -> Result<Bytes, WriteError> {
-        if let Some(code) = self.stopped.get(&stream) {
-            return Err(WriteError::Stopped { error_code: *code });
-        }
+        self.not_stopped(stream)?;
         let session_room = self.session_room();
-        let buf = self
-            .streams
-            .get_mut(&stream)
-            .ok_or(WriteError::ClosedStream)?;
-        if buf.reset.is_some() {
-            return Err(WriteError::ClosedStream);
-        }
+        let buf = self.live_mut(stream)?;
         let end = offset
             .checked_add(data.len() as u64)
             .filter(|e| *e <= VARINT_MAX)
@@ -284,13 +279,7 @@ impl SendSide {
         stream: StreamId,
         error_code: u64,
     ) -> Result<(u64, Vec<(PathId, u64)>), WriteError> {
-        let buf = self
-            .streams
-            .get_mut(&stream)
-            .ok_or(WriteError::ClosedStream)?;
-        if buf.reset.is_some() {
-            return Err(WriteError::ClosedStream);
-        }
+        let buf = self.live_mut(stream)?;
         let final_size = buf.write_offset();
         let released = buf.abandon(error_code);
         Ok((final_size, released))
