@@ -49,6 +49,7 @@ pub use format::labview::{
     DEFAULT_LABVIEW_BLOCK, LabviewLayout, LabviewLayoutError, ParsedLabview, parse_labview,
 };
 pub use format::number::{ParseRowError, RowWriter};
+pub use format::packed::Packed;
 pub use format::parse_error::ParseError;
 pub use format::schema::{EfieldSample, ImuRow, LabviewValues, Schema, SchemaKind, StagePosition};
 pub use format::segment::{LineState, Segment, SegmentId};

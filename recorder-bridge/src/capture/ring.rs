@@ -8,35 +8,45 @@
 //! account for those too. Each slot is guarded by a sequence number
 //! (a per-slot seqlock), so a reader detects a slot overwritten while it was copying.
 //! No I/O, no clock, no thread.
+//!
+//! A slot holds its sample as atomic words ([`Packed`]): a reader may copy a slot the
+//! writer is overwriting, and with plain memory that copy would be a data race (undefined
+//! behaviour even when the torn copy is then thrown away). With atomic words the race is
+//! benign by construction and the ring has no `unsafe`. The protocol is model-checked
+//! with loom (`loom_tests` below, run by `.ci/run`).
 
-use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
-
+use crate::format::packed::Packed;
 use crate::sync::{Arc, AtomicU64, Ordering, fence};
 
 /// Position of a sample in a ring's history: 0 for the first sample ever pushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct SampleIndex(pub u64);
 
-struct Slot<T> {
-    /// `2 * (i + 1)` once sample `i` is complete in this slot, odd while it is written.
-    seq: AtomicU64,
-    value: UnsafeCell<MaybeUninit<T>>,
-}
+/// Most words a ring sample may pack into (the widest schema, E-field, takes 11).
+const MAX_WORDS: usize = 16;
 
-struct Ring<T> {
-    slots: Box<[Slot<T>]>,
+struct Ring {
+    /// `capacity` slots of `1 + words` atomics each: the slot's sequence number, then
+    /// the packed sample. The sequence is `2 * (i + 1)` once sample `i` is complete in
+    /// the slot, odd while it is written.
+    cells: Box<[AtomicU64]>,
+    /// Words per sample.
+    words: usize,
+    capacity: u64,
     head: AtomicU64,
     /// Samples lost upstream of the writer, as it reported them.
     lost_upstream: AtomicU64,
 }
 
-// SAFETY: values are `Copy` (no drop, no interior pointers owned); concurrent access to
-// a slot is arbitrated by its sequence number: readers copy then discard the copy if the
-// sequence moved, so they never hand out a torn value.
-unsafe impl<T: Copy + Send> Sync for Ring<T> {}
-// SAFETY: as above; the ring owns plain `Copy` values.
-unsafe impl<T: Copy + Send> Send for Ring<T> {}
+impl Ring {
+    /// The sequence number of slot `i % capacity` and its words.
+    fn slot(&self, i: u64) -> (&AtomicU64, &[AtomicU64]) {
+        let stride = 1 + self.words;
+        let at = (i % self.capacity) as usize * stride;
+        let (seq, words) = self.cells[at..at + stride].split_at(1);
+        (&seq[0], words)
+    }
+}
 
 /// The result of a [`RingReader::read`] or [`RingReader::since`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,55 +62,72 @@ pub struct Since {
 
 /// The single writer of a ring. Owns the write index.
 pub struct RingWriter<T> {
-    ring: Arc<Ring<T>>,
+    ring: Arc<Ring>,
+    /// Index of the next push: the writer's own copy of `head` (it is the only one to
+    /// store it), so a push never loads the shared index.
+    next: u64,
+    _values: std::marker::PhantomData<fn(T)>,
 }
 
 /// A reader of a ring with its own position. Cloning gives an independent reader at
 /// the same position.
 pub struct RingReader<T> {
-    ring: Arc<Ring<T>>,
+    ring: Arc<Ring>,
     next: SampleIndex,
     /// The ring's upstream-loss count when this reader was created: it counts only
     /// later losses, as it reads only later samples.
     lost_base: u64,
+    _values: std::marker::PhantomData<fn() -> T>,
 }
 
 /// Creates a ring holding the last `capacity` samples (at least 1).
-pub fn ring<T: Copy + Send>(capacity: usize) -> (RingWriter<T>, RingReader<T>) {
+pub fn ring<T: Packed>(capacity: usize) -> (RingWriter<T>, RingReader<T>) {
+    const { assert!(T::WORDS >= 1 && T::WORDS <= MAX_WORDS) };
     let capacity = capacity.max(1);
-    let slots = (0..capacity)
-        .map(|_| Slot {
-            seq: AtomicU64::new(0),
-            value: UnsafeCell::new(MaybeUninit::uninit()),
-        })
+    let cells = (0..capacity * (1 + T::WORDS))
+        .map(|_| AtomicU64::new(0))
         .collect();
     let ring = Arc::new(Ring {
-        slots,
+        cells,
+        words: T::WORDS,
+        capacity: capacity as u64,
         head: AtomicU64::new(0),
         lost_upstream: AtomicU64::new(0),
     });
     (
-        RingWriter { ring: ring.clone() },
+        RingWriter {
+            ring: ring.clone(),
+            next: 0,
+            _values: std::marker::PhantomData,
+        },
         RingReader {
             ring,
             next: SampleIndex(0),
             lost_base: 0,
+            _values: std::marker::PhantomData,
         },
     )
 }
 
-impl<T: Copy + Send> RingWriter<T> {
+impl<T: Packed> RingWriter<T> {
     /// Appends a sample, overwriting the oldest when full. Never blocks.
     pub fn push(&mut self, value: T) -> SampleIndex {
         let ring = &*self.ring;
-        let i = ring.head.load(Ordering::Relaxed);
-        let slot = &ring.slots[(i % ring.slots.len() as u64) as usize];
-        slot.seq.store(2 * i + 1, Ordering::Relaxed);
+        let mut packed = [0u64; MAX_WORDS];
+        let packed = &mut packed[..T::WORDS];
+        value.pack(packed);
+        let i = self.next;
+        let (seq, words) = ring.slot(i);
+        seq.store(2 * i + 1, Ordering::Relaxed);
+        // Orders the odd sequence before the words: a reader that sees any new word
+        // then sees a sequence other than the one it started with.
         fence(Ordering::Release);
-        // SAFETY: only this (unique) writer writes slots; readers validate with `seq`.
-        unsafe { std::ptr::write_volatile(slot.value.get(), MaybeUninit::new(value)) };
-        slot.seq.store(2 * i + 2, Ordering::Release);
+        for (cell, w) in words.iter().zip(packed.iter()) {
+            cell.store(*w, Ordering::Relaxed);
+        }
+        seq.store(2 * i + 2, Ordering::Release);
         ring.head.store(i + 1, Ordering::Release);
+        self.next = i + 1;
         SampleIndex(i)
     }
 
@@ -113,7 +140,7 @@ impl<T: Copy + Send> RingWriter<T> {
 
     /// Index the next sample will get (= samples pushed so far).
     pub fn head(&self) -> SampleIndex {
-        SampleIndex(self.ring.head.load(Ordering::Relaxed))
+        SampleIndex(self.next)
     }
 
     /// Records that `n` samples were lost before they reached this writer (e.g. sequence
@@ -129,16 +156,17 @@ impl<T: Copy + Send> RingWriter<T> {
             ring: self.ring.clone(),
             next: self.head(),
             lost_base: self.ring.lost_upstream.load(Ordering::Relaxed),
+            _values: std::marker::PhantomData,
         }
     }
 
     /// Slots in the ring.
     pub fn capacity(&self) -> usize {
-        self.ring.slots.len()
+        self.ring.capacity as usize
     }
 }
 
-impl<T: Copy + Send> RingReader<T> {
+impl<T: Packed> RingReader<T> {
     /// Index the next sample will get (= samples pushed so far).
     pub fn head(&self) -> SampleIndex {
         SampleIndex(self.ring.head.load(Ordering::Acquire))
@@ -163,17 +191,16 @@ impl<T: Copy + Send> RingReader<T> {
 
     /// Slots in the ring.
     pub fn capacity(&self) -> usize {
-        self.ring.slots.len()
+        self.ring.capacity as usize
     }
 
     /// Appends to `out` at most `max` samples from `index` on, without moving this
     /// reader. Samples no longer in the ring are counted in `dropped`.
     pub fn since(&self, index: SampleIndex, out: &mut Vec<T>, max: usize) -> Since {
         let ring = &*self.ring;
-        let cap = ring.slots.len() as u64;
         let head = ring.head.load(Ordering::Acquire);
         let mut start = index.0.min(head);
-        let oldest = head.saturating_sub(cap);
+        let oldest = head.saturating_sub(ring.capacity);
         let mut dropped = 0;
         if start < oldest {
             dropped += oldest - start;
@@ -181,24 +208,27 @@ impl<T: Copy + Send> RingReader<T> {
         }
         let end = head.min(start.saturating_add(max as u64));
         let mut read = 0;
+        let mut copy = [0u64; MAX_WORDS];
+        let copy = &mut copy[..T::WORDS];
         for i in start..end {
-            let slot = &ring.slots[(i % cap) as usize];
-            let s1 = slot.seq.load(Ordering::Acquire);
+            let (seq, words) = ring.slot(i);
+            let s1 = seq.load(Ordering::Acquire);
             if s1 != 2 * i + 2 {
                 dropped += 1;
                 continue;
             }
-            // SAFETY: the slot held sample `i` completely when `s1` was read; the copy is
-            // kept only if the sequence did not move while copying (seqlock).
-            let v = unsafe { std::ptr::read_volatile(slot.value.get()) };
+            for (w, cell) in copy.iter_mut().zip(words) {
+                *w = cell.load(Ordering::Relaxed);
+            }
+            // Orders the word loads before the second sequence load: if any word came
+            // from a later push, that push's odd sequence is visible here.
             fence(Ordering::Acquire);
-            let s2 = slot.seq.load(Ordering::Relaxed);
+            let s2 = seq.load(Ordering::Relaxed);
             if s2 != s1 {
                 dropped += 1;
                 continue;
             }
-            // SAFETY: sequence matched before and after the copy: the value is whole.
-            out.push(unsafe { v.assume_init() });
+            out.push(T::unpack(copy));
             read += 1;
         }
         Since {
@@ -222,6 +252,7 @@ impl<T> Clone for RingReader<T> {
             ring: self.ring.clone(),
             next: self.next,
             lost_base: self.lost_base,
+            _values: std::marker::PhantomData,
         }
     }
 }
@@ -229,8 +260,8 @@ impl<T> Clone for RingReader<T> {
 impl<T> std::fmt::Debug for RingWriter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RingWriter")
-            .field("capacity", &self.ring.slots.len())
-            .field("head", &self.ring.head.load(Ordering::Relaxed))
+            .field("capacity", &self.ring.capacity)
+            .field("head", &self.next)
             .finish()
     }
 }
@@ -238,7 +269,7 @@ impl<T> std::fmt::Debug for RingWriter<T> {
 impl<T> std::fmt::Debug for RingReader<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RingReader")
-            .field("capacity", &self.ring.slots.len())
+            .field("capacity", &self.ring.capacity)
             .field("next", &self.next)
             .finish()
     }
@@ -321,3 +352,6 @@ mod tests {
         assert_eq!(seen + dropped, n);
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

@@ -1,6 +1,6 @@
 //! What the files hold and how it is written, pure (no I/O, no clock). Layers, each using
 //! only the ones before it: [`time`] and [`segment`] (column values) → [`number`] (the
-//! text of numbers) → [`schema`] (the sample types and their rows) → [`footer`],
+//! text of numbers), [`packed`] (a sample as words, for the ring) → [`schema`] (the sample types and their rows) → [`footer`],
 //! [`parse_error`] → [`csv`], [`labview`] (the two layouts) → [`encoder`].
 
 pub mod csv;
@@ -8,6 +8,7 @@ pub mod encoder;
 pub mod footer;
 pub mod labview;
 pub mod number;
+pub mod packed;
 pub mod parse_error;
 pub mod schema;
 pub mod segment;

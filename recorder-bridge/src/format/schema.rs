@@ -6,7 +6,8 @@ use std::fmt;
 use crate::format::number::{
     self as codec, F32_MAX_LEN, F64_MAX_LEN, INDEXED_PREFIX_MAX_LEN, ParseRowError, RowWriter,
 };
-use crate::format::segment::{LineState, Segment};
+use crate::format::packed::{Packed, f32_pair, split_f32_pair};
+use crate::format::segment::{LineState, Segment, SegmentId};
 use crate::format::time::RelMicros;
 
 /// The values the legacy LabVIEW layout carries for one E-field sample.
@@ -31,8 +32,9 @@ pub struct LabviewValues {
 }
 
 /// A row type the recorder can store. Everything generic in this crate (ring, exporter,
-/// encoders, parsers, verify, the test suite) works through this trait.
-pub trait Schema: Copy + Send + Sync + PartialEq + fmt::Debug + 'static {
+/// encoders, parsers, verify, the test suite) works through this trait; the ring stores
+/// samples in their [`Packed`] form.
+pub trait Schema: Packed + Copy + Send + Sync + PartialEq + fmt::Debug + 'static {
     /// Schema name, written into headers and sidecars (`xiao-imu`, `efield`, `stage`).
     const NAME: &'static str;
     /// Column names of the standard CSV header row, in order.
@@ -130,6 +132,53 @@ impl Schema for ImuRow {
     }
 }
 
+impl Packed for ImuRow {
+    const WORDS: usize = 5;
+
+    fn pack(&self, w: &mut [u64]) {
+        w[0] = u64::from(self.millis);
+        w[1] = f32_pair(self.ax, self.ay);
+        w[2] = f32_pair(self.az, self.gx);
+        w[3] = f32_pair(self.gy, self.gz);
+        w[4] = f32_pair(self.temp_c, self.audio_rms);
+    }
+
+    fn unpack(w: &[u64]) -> Self {
+        let (ax, ay) = split_f32_pair(w[1]);
+        let (az, gx) = split_f32_pair(w[2]);
+        let (gy, gz) = split_f32_pair(w[3]);
+        let (temp_c, audio_rms) = split_f32_pair(w[4]);
+        ImuRow {
+            millis: w[0] as u32,
+            ax,
+            ay,
+            az,
+            gx,
+            gy,
+            gz,
+            temp_c,
+            audio_rms,
+        }
+    }
+}
+
+/// A segment marker in one word: the id in the low half, the line flag above it.
+fn pack_segment(s: Segment) -> u64 {
+    u64::from(s.id.0) | (u64::from(s.line.as_flag()) << 32)
+}
+
+/// The segment marker of a word made by [`pack_segment`] (any nonzero flag is active).
+fn unpack_segment(w: u64) -> Segment {
+    Segment {
+        id: SegmentId(w as u32),
+        line: if w >> 32 == 0 {
+            LineState::Inactive
+        } else {
+            LineState::Active
+        },
+    }
+}
+
 /// One E-field sample from the two ADS131A04 ADCs (4 channels each).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct EfieldSample {
@@ -209,6 +258,32 @@ impl Schema for EfieldSample {
     }
 }
 
+impl Packed for EfieldSample {
+    const WORDS: usize = 11;
+
+    fn pack(&self, w: &mut [u64]) {
+        w[0] = self.index;
+        w[1] = self.t_rel.0;
+        w[2] = pack_segment(self.segment);
+        for (dst, c) in w[3..11].iter_mut().zip(self.channels) {
+            *dst = c.to_bits();
+        }
+    }
+
+    fn unpack(w: &[u64]) -> Self {
+        let mut channels = [0.0; 8];
+        for (c, src) in channels.iter_mut().zip(&w[3..11]) {
+            *c = f64::from_bits(*src);
+        }
+        EfieldSample {
+            index: w[0],
+            t_rel: RelMicros(w[1]),
+            segment: unpack_segment(w[2]),
+            channels,
+        }
+    }
+}
+
 /// One motion-stage position sample: `index,timestamp_rel,segment_id,is_active_line,x,y`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StagePosition {
@@ -263,6 +338,28 @@ impl Schema for StagePosition {
 
     fn set_segment(&mut self, segment: Segment) {
         self.segment = segment;
+    }
+}
+
+impl Packed for StagePosition {
+    const WORDS: usize = 5;
+
+    fn pack(&self, w: &mut [u64]) {
+        w[0] = self.index;
+        w[1] = self.t_rel.0;
+        w[2] = pack_segment(self.segment);
+        w[3] = self.x.to_bits();
+        w[4] = self.y.to_bits();
+    }
+
+    fn unpack(w: &[u64]) -> Self {
+        StagePosition {
+            index: w[0],
+            t_rel: RelMicros(w[1]),
+            segment: unpack_segment(w[2]),
+            x: f64::from_bits(w[3]),
+            y: f64::from_bits(w[4]),
+        }
     }
 }
 
