@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use kwik_recorder::{
     ArrivalLog, Gateway, GatewayConfig, GatewayCounts, GatewayError, IdentityError, ImuRow,
     RecorderServer, RecorderServerConfig, ServeError, ServerIdentity, SimImuConfig, StreamKey,
@@ -19,6 +19,7 @@ use kwik_recorder::{
 use kwik_testbed::{Relay, RelayConfig, RelayStartError};
 
 use crate::args::SchedulerArg;
+use crate::exit::{Exit, usage};
 use crate::runtime::{err, runtime};
 
 /// `kwik-record demo`.
@@ -45,9 +46,9 @@ pub(crate) struct DemoArgs {
 /// Runs `kwik-record demo`. Exit code 0 only if nothing was lost.
 pub(crate) fn demo(a: DemoArgs, json: bool) -> Result<ExitCode> {
     if a.duration.is_zero() {
-        return Err(anyhow!("--duration must be longer than zero"));
+        return Err(usage("--duration must be longer than zero"));
     }
-    let rate = NonZeroU32::new(a.rate).ok_or_else(|| anyhow!("--rate must be at least 1"))?;
+    let rate = NonZeroU32::new(a.rate).ok_or_else(|| usage("--rate must be at least 1"))?;
     let config = DemoConfig {
         duration: a.duration,
         rate_hz: rate,
@@ -62,11 +63,7 @@ pub(crate) fn demo(a: DemoArgs, json: bool) -> Result<ExitCode> {
     } else {
         print_summary(&summary);
     }
-    Ok(if summary.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(Exit::lossless(summary.ok).into())
 }
 
 /// Settings of the demo.

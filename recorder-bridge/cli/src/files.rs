@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use kwik_recorder::{Sidecar, recover, verify};
+
+use crate::exit::{Exit, usage};
 
 fn find_sidecars(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -22,10 +24,10 @@ fn find_sidecars(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 
 pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
     if !dir.is_dir() {
-        bail!(
+        return Err(usage(format!(
             "{} is not a folder; give the recordings folder (default `recordings`)",
             dir.display()
-        );
+        )));
     }
     let mut paths = Vec::new();
     find_sidecars(dir, 3, &mut paths);
@@ -113,9 +115,5 @@ pub(crate) fn cmd_verify(file: &Path, json: bool) -> Result<ExitCode> {
             println!("  - {p}");
         }
     }
-    Ok(if r.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(Exit::lossless(r.is_ok()).into())
 }

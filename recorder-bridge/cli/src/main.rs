@@ -1,24 +1,35 @@
 //! `kwik-record`: record sensor streams to CSV, list, verify and recover recordings,
 //! and the remote commands (`serve`, `stream`, `demo`). Every subcommand is a front end
 //! of the `kwik-recorder` library: this package owns the command line (clap), progress
-//! display, signal handling and the exit codes.
+//! display, signal handling and the exit codes ([`exit`]: 0 ok, 1 data lost, 2 usage,
+//! 3 environment).
 
 mod args;
+mod completions;
+mod config_file;
+mod config_print;
 mod demo;
+mod exit;
 mod files;
 mod interrupt;
+mod logs;
 mod record;
 mod runtime;
 mod serve;
 mod stream;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
+use crate::completions::{cmd_completions, cmd_man};
+use crate::config_print::{ConfigCommand, cmd_config};
 use crate::demo::{DemoArgs, demo};
+use crate::exit::Exit;
 use crate::files::{cmd_ls, cmd_recover, cmd_verify};
+use crate::logs::LogFormat;
 use crate::record::{RecordArgs, cmd_record};
 use crate::serve::{ServeArgs, serve};
 use crate::stream::{StreamArgs, stream};
@@ -33,6 +44,17 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Read the settings of serve, stream or record from this TOML file (tables
+    /// [serve], [stream], [record]; keys are the long flag names; flags override it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log lines on standard error as text (human) or one JSON object each (json).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    /// What to log, e.g. info, debug or warn,kwik=debug (default: RUST_LOG, else
+    /// warnings plus kwik's and the recorder's notices).
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,10 +86,39 @@ enum Command {
     Serve(ServeArgs),
     /// Gateway: stream a device (serial, BLE or simulator) to a recorder server.
     Stream(StreamArgs),
+    /// Config files: `config print` shows the settings a command would run with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of kwik-record, or of one command.
+    Man {
+        /// A command, e.g. serve (default: the whole program).
+        command: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // Before clap sees it, so that `--json` also shapes errors of a bad config file.
+    let json = argv.iter().any(|a| a == "--json");
+    let resolved = match config_file::resolve(&Cli::command(), argv.clone()) {
+        Ok(r) => r,
+        Err(e) => return fail(&exit::usage(e.to_string()), json),
+    };
+    let cli = match Cli::command()
+        .try_get_matches_from(&resolved.argv)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Err(e) = logs::init(cli.log_format, cli.log_level.as_deref()) {
+        return fail(&exit::usage(e.to_string()), json);
+    }
     let json = cli.json;
     let result = match cli.command {
         Command::Record(a) => cmd_record(a, json),
@@ -77,16 +128,22 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(a, json),
         Command::Serve(a) => serve(a, json),
         Command::Stream(a) => stream(a, json),
+        Command::Config(ConfigCommand::Print { .. }) => cmd_config(&argv, json),
+        Command::Completions { shell } => cmd_completions(shell),
+        Command::Man { command } => cmd_man(command.as_deref()),
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            if json {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
-            } else {
-                eprintln!("error: {e:#}");
-            }
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e, json),
     }
+}
+
+/// Reports `e` (as JSON with `--json`) and returns its exit code.
+fn fail(e: &anyhow::Error, json: bool) -> ExitCode {
+    if json {
+        println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+    } else {
+        eprintln!("error: {e:#}");
+    }
+    Exit::of_error(e).into()
 }

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use kwik_recorder::{
     CsvOptions, Format, GeneratorSource, LabviewLayout, Pacing, Prefix, Producer, RateHz,
     Recording, RecordingConfig, RecordingGroup, RecordingSummary, SignalGenerator, SimEfield,
     SimImu, SimStage, SizeLimitAction, ring,
 };
+
+use crate::exit::{Exit, usage};
 
 /// What one `--source` of `record` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +171,8 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
-    let prefix = Prefix::try_from(a.prefix.as_str())?;
+    let prefix =
+        Prefix::try_from(a.prefix.as_str()).map_err(|e| usage(format!("--prefix: {e}")))?;
     let format = match a.format {
         FormatKind::Csv => Format::Csv(CsvOptions {
             comment_header: !a.no_comments,
@@ -177,22 +180,24 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
         FormatKind::Labview => Format::Labview(
             LabviewLayout::default()
                 .with_block(a.labview_block)
-                .context("bad --labview-block")?,
+                .map_err(|e| usage(format!("bad --labview-block: {e}")))?,
         ),
     };
     for (i, later) in a.sources.iter().enumerate() {
         if let Some(first) = a.sources[..i].iter().find(|s| s.schema() == later.schema()) {
-            bail!(
+            return Err(usage(format!(
                 "--source {} and --source {} both give {} samples; a recording has one \
                  stream per schema (run two recordings for two such devices)",
                 first.name(),
                 later.name(),
                 later.schema()
-            );
+            )));
         }
     }
     if a.rate.is_some() && !a.sources.iter().any(|s| matches!(s, SourceKind::Sim(..))) {
-        bail!("--rate is for simulated sources; a board samples at its own rate");
+        return Err(usage(
+            "--rate is for simulated sources; a board samples at its own rate",
+        ));
     }
     let mut config = RecordingConfig {
         out_dir: a.out.clone(),
@@ -275,7 +280,8 @@ fn attach(source: &SourceKind, rate: Option<u32>, group: &mut RecordingGroup) ->
 /// others.
 fn sim_rate(kind: SimKind, rate: Option<u32>) -> Result<RateHz> {
     let default = if kind == SimKind::Imu { 100 } else { 1000 };
-    RateHz::try_from(rate.unwrap_or(default)).context("bad rate; give at least 1 Hz")
+    RateHz::try_from(rate.unwrap_or(default))
+        .map_err(|e| usage(format!("bad rate ({e}); give at least 1 Hz")))
 }
 
 fn attach_sim<G: SignalGenerator>(generator: G, group: &mut RecordingGroup) -> Start {
@@ -393,9 +399,21 @@ fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
             println!("  warning: {w}");
         }
     }
-    Ok(if st.state == kwik_recorder::GroupState::Failed {
-        ExitCode::FAILURE
+    // Samples the host lost (ring, exporter, writer) outweigh the failure that caused
+    // them; a recording that failed without losing one (e.g. the disk filled at a clean
+    // point) is the environment's. A board's own gaps happened before the host and are
+    // reported, not an exit status.
+    let host_lost: u64 = st
+        .streams
+        .iter()
+        .map(|s| s.dropped.ring + s.dropped.exporter + s.dropped.writer)
+        .sum();
+    Ok(if host_lost > 0 {
+        Exit::DataLost
+    } else if st.state == kwik_recorder::GroupState::Failed {
+        Exit::Environment
     } else {
-        ExitCode::SUCCESS
-    })
+        Exit::Ok
+    }
+    .into())
 }

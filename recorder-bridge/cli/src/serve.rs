@@ -1,5 +1,5 @@
 //! `kwik-record serve`: the recorder server, recording the sensor streams gateways send
-//! over KWIK until Ctrl-C (or `--seconds`).
+//! over KWIK until Ctrl-C, SIGTERM or `--duration`.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use kwik_recorder::{CA_FILE, RecorderServer, RecorderServerConfig, ServerIdentity};
 
+use crate::exit::Exit;
 use crate::runtime::{err, runtime};
 
 /// `kwik-record serve`.
@@ -31,12 +32,14 @@ pub(crate) struct ServeArgs {
     /// Extra DNS names or IP addresses for a newly generated server certificate.
     #[arg(long = "name")]
     names: Vec<String>,
-    /// Stop after this many seconds (default: until Ctrl-C).
-    #[arg(long)]
-    seconds: Option<f64>,
+    /// Stop after this long (`10s`, `2m`, `1h` or bare seconds; default: until
+    /// Ctrl-C or SIGTERM). `--seconds` is an older name of this flag.
+    #[arg(long, alias = "seconds", value_parser = crate::args::parse_duration)]
+    duration: Option<Duration>,
 }
 
-/// Runs `kwik-record serve` until Ctrl-C (or `--seconds`).
+/// Runs `kwik-record serve` until Ctrl-C, SIGTERM or `--duration`. Exit 1 if the
+/// recorder dropped a sample it had received.
 pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
     let tls_dir = a.tls_dir.clone().unwrap_or_else(|| a.out.join("tls"));
     let identity = match ServerIdentity::load(&tls_dir) {
@@ -77,7 +80,7 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
         }
         let start = Instant::now();
         while !crate::interrupt::requested()
-            && a.seconds.is_none_or(|s| start.elapsed().as_secs_f64() < s)
+            && a.duration.is_none_or(|d| start.elapsed() < d)
         {
             tokio::time::sleep(Duration::from_millis(200)).await;
             server.publish_metrics();
@@ -103,6 +106,7 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
                 );
             }
         }
-        Ok(ExitCode::SUCCESS)
+        let lost: u64 = reports.iter().map(|r| r.recorder_dropped).sum();
+        Ok(Exit::lossless(lost == 0).into())
     })
 }

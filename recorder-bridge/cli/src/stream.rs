@@ -1,5 +1,5 @@
 //! `kwik-record stream`: the gateway, streaming a device (serial, BLE or simulator) to
-//! a recorder server until the source ends, `--seconds` pass or Ctrl-C.
+//! a recorder server until the source ends, `--duration` passes, Ctrl-C or SIGTERM.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::NonZeroU32;
@@ -15,6 +15,7 @@ use kwik_recorder::{
 };
 
 use crate::args::SchedulerArg;
+use crate::exit::{Exit, usage};
 use crate::runtime::{err, runtime};
 
 /// File layouts on the command line.
@@ -62,10 +63,11 @@ pub(crate) struct StreamArgs {
     /// File-name prefix on the server.
     #[arg(long, default_value = "")]
     prefix: String,
-    /// Stop after this many seconds of source data (default: until Ctrl-C or the
-    /// device ends).
-    #[arg(long)]
-    seconds: Option<f64>,
+    /// Stop after this long of source data (`10s`, `2m`, `1h` or bare seconds;
+    /// default: until Ctrl-C, SIGTERM or the device ends). `--seconds` is an older
+    /// name of this flag.
+    #[arg(long, alias = "seconds", value_parser = crate::args::parse_duration)]
+    duration: Option<Duration>,
     /// Sample rate of the simulators in Hz.
     #[arg(long, default_value_t = 1000)]
     rate: u32,
@@ -84,8 +86,9 @@ pub(crate) struct StreamArgs {
     connect_timeout: Duration,
 }
 
-/// Runs `kwik-record stream` until the source ends, `--seconds` pass or Ctrl-C; then
-/// delivers what is left and stops the remote recording.
+/// Runs `kwik-record stream` until the source ends, `--duration` passes, Ctrl-C or
+/// SIGTERM; then delivers what is left and stops the remote recording. Exit 1 if a
+/// sample was not confirmed on the server's disk.
 pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
     let server =
         a.to.to_socket_addrs()
@@ -122,7 +125,7 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
     config.prefix = a.prefix.clone();
     config.size_limit = a.size_limit;
     if a.connect_timeout.is_zero() {
-        return Err(anyhow!("--connect-timeout must be longer than zero"));
+        return Err(usage("--connect-timeout must be longer than zero"));
     }
     config.connect_timeout = a.connect_timeout;
     config.format = match a.format {
@@ -135,10 +138,10 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
             a.spool_mib << 20,
         ));
     }
-    let rate = NonZeroU32::new(a.rate).ok_or_else(|| anyhow!("--rate must be at least 1"))?;
+    let rate = NonZeroU32::new(a.rate).ok_or_else(|| usage("--rate must be at least 1"))?;
     let limit = a
-        .seconds
-        .map(|s| (s * f64::from(a.rate)).round().max(1.0) as u64);
+        .duration
+        .map(|d| (d.as_secs_f64() * f64::from(a.rate)).round().max(1.0) as u64);
     let rt = runtime()?;
     crate::interrupt::install();
     let report = match kind {
@@ -166,19 +169,14 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
         "serial" => {
             let src = serial(std::path::Path::new(arg))
                 .map_err(|e| anyhow!("cannot open serial port {arg}: {e}"))?;
-            rt.block_on(run_gateway(
-                config,
-                src,
-                a.seconds.map(Duration::from_secs_f64),
-                json,
-            ))?
+            rt.block_on(run_gateway(config, src, a.duration, json))?
         }
-        "ble" => ble_stream(&rt, config, arg, a.seconds, json)?,
+        "ble" => ble_stream(&rt, config, arg, a.duration, json)?,
         _ => {
-            return Err(anyhow!(
+            return Err(usage(format!(
                 "unknown --source {:?}; use serial:PATH, ble:NAME, sim-imu or sim-efield",
                 a.source
-            ));
+            )));
         }
     };
     if json {
@@ -206,13 +204,14 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
             println!("error: {e}");
         }
     }
-    let complete =
-        report.error.is_none() && report.undelivered == 0 && report.counts.dropped_overflow == 0;
-    Ok(if complete {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let lossless = report.undelivered == 0 && report.counts.dropped_overflow == 0;
+    Ok(match (lossless, &report.error) {
+        (false, _) => Exit::DataLost,
+        // Nothing lost, but the server was not reachable to the end.
+        (true, Some(_)) => Exit::Environment,
+        (true, None) => Exit::Ok,
+    }
+    .into())
 }
 
 #[cfg(feature = "ble")]
@@ -220,7 +219,7 @@ fn ble_stream(
     rt: &tokio::runtime::Runtime,
     config: GatewayConfig,
     name: &str,
-    seconds: Option<f64>,
+    duration: Option<Duration>,
     json: bool,
 ) -> Result<GatewayReport> {
     let src = rt
@@ -229,12 +228,7 @@ fn ble_stream(
             Duration::from_secs(15),
         ))
         .map_err(err)?;
-    rt.block_on(run_gateway(
-        config,
-        src,
-        seconds.map(Duration::from_secs_f64),
-        json,
-    ))
+    rt.block_on(run_gateway(config, src, duration, json))
 }
 
 #[cfg(not(feature = "ble"))]
@@ -242,7 +236,7 @@ fn ble_stream(
     _rt: &tokio::runtime::Runtime,
     _config: GatewayConfig,
     _name: &str,
-    _seconds: Option<f64>,
+    _duration: Option<Duration>,
     _json: bool,
 ) -> Result<GatewayReport> {
     Err(anyhow!(
