@@ -97,6 +97,7 @@ pub use proto::multiserver::token::{TOKEN_LEN, TokenError, TokenIssuer, TokenKey
 pub use proto::scheduler::Scheduler;
 pub use proto::session::events::PathEvent;
 pub use proto::session::paths::{PathState, PathStats};
+pub use proto::session::recreate::PathRecreation;
 pub use proto::session::stats::SessionStats;
 pub use proto::wire::frame::{
     AddPathOutcome, DecodeError, MAX_RELAY_LEN, PathStatus, RefuseReason,

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::driver::control::{HANDSHAKE_TIMEOUT, read_frame, unix_ms, write_frame};
+use crate::driver::dial::Route;
 use crate::driver::error::{ConnectError, EndpointError};
 use crate::driver::links::spawn_client_join;
 use crate::driver::path_tasks::{attach_path, timer_task};
@@ -166,6 +167,13 @@ impl Endpoint {
                 server: addr,
                 server_name: server_name.to_owned(),
                 extra: Mutex::new(Vec::new()),
+                routes: Mutex::new(HashMap::from([(
+                    PathId::INITIAL,
+                    Route {
+                        endpoint: self.inner.quinn.clone(),
+                        remote: addr,
+                    },
+                )])),
                 join_secondary: spawn_client_join,
             }),
             None,

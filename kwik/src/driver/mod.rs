@@ -7,13 +7,15 @@
 //! How it layers: [`endpoint`] accepts and opens connections and acts on the
 //! core's handshake decisions; [`shared`] is one session's state (the core
 //! behind a lock, the paths' I/O, wakers); [`path_tasks`] runs each path's
-//! readers and writers and the session timer; [`session`], [`send_stream`]
+//! readers and writers and the session timer; [`dial`] opens a client's
+//! further paths (added, or re-created when the core says so); [`session`], [`send_stream`]
 //! and [`recv_stream`] are what the application holds; [`multi_server`],
 //! [`links`] (client) and [`secondary`] (secondary server) add multi-server
 //! sessions; [`control`] and [`quinn_config`] are the control channel's bytes
 //! and quinn's configuration.
 
 pub(crate) mod control;
+pub(crate) mod dial;
 pub(crate) mod endpoint;
 pub(crate) mod error;
 pub(crate) mod links;

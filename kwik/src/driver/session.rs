@@ -15,10 +15,10 @@ use bytes::Bytes;
 use kwik_presentation::{Dir, PresentationStats, Side, StreamId};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::driver::control::{HANDSHAKE_TIMEOUT, send_join, unix_ms};
+use crate::driver::control::unix_ms;
+use crate::driver::dial::{Route, dial};
 use crate::driver::error::{AddPathError, ConnectError};
 use crate::driver::multi_server::{ADD_PATH_TIMEOUT, SecondaryPath};
-use crate::driver::path_tasks::attach_path;
 use crate::driver::recv_stream::RecvStream;
 use crate::driver::send_stream::SendStream;
 use crate::driver::shared::{SessionHandle, SessionShared, WAKE_DELEGATE};
@@ -288,28 +288,9 @@ impl Session {
     pub async fn add_path(&self, spec: PathSpec) -> Result<PathId, AddPathError> {
         let shared = &self.shared;
         let client = shared.client.as_ref().ok_or(AddPathError::NotAClient)?;
-        let (path, token_rx) = {
-            let mut state = shared.state.lock();
-            if let Some(r) = state.close_reason() {
-                return Err(AddPathError::SessionClosed(r.clone()));
-            }
-            if state.live_paths() >= state.config().max_paths {
-                return Err(AddPathError::TooManyPaths);
-            }
-            let path = state.allocate_path_id();
-            let (tx, rx) = oneshot::channel();
-            shared.tokens.lock().insert(path, tx);
-            (path, rx)
-        };
-        shared.with_state(|s| s.queue_frame(Frame::TokenRequest { path }));
-        let token = match tokio::time::timeout(HANDSHAKE_TIMEOUT, token_rx).await {
-            Ok(Ok(t)) => t,
-            _ => {
-                shared.tokens.lock().remove(&path);
-                return Err(AddPathError::NoToken);
-            }
-        };
-        let qc = &client.quinn_config;
+        if let Some(r) = shared.state.lock().close_reason() {
+            return Err(AddPathError::SessionClosed(r.clone()));
+        }
         let endpoint = match spec.local {
             Some(local) => {
                 let ep = quinn::Endpoint::client(local).map_err(ConnectError::from)?;
@@ -318,31 +299,20 @@ impl Session {
             }
             None => client.quinn.clone(),
         };
-        let remote = spec.remote.unwrap_or(client.server);
-        let conn = endpoint
-            .connect_with(qc.clone(), remote, &client.server_name)
-            .map_err(ConnectError::from)?
-            .await
-            .map_err(ConnectError::from)?;
-        let (send, recv, reader) = send_join(&conn, shared.id, path, token).await?;
+        let route = Route {
+            endpoint,
+            remote: spec.remote.unwrap_or(client.server),
+        };
         let status = spec.status.unwrap_or(PathStatus::Available);
-        shared.with_state(|s| {
-            s.add_path(path, PathStatus::Available, Instant::now());
-        });
-        attach_path(shared, path, conn, send, recv, reader);
-        if let Some(io) = shared.paths.lock().get_mut(&path) {
-            io.local = endpoint.local_addr().ok();
-        }
-        if status != PathStatus::Available {
-            shared.with_state(|s| s.set_path_status(path, status));
-        }
-        Ok(path)
+        dial(shared, client, route, status).await
     }
 
     /// Removes a live path: the peer is told, its unacknowledged data moves to the
-    /// remaining paths, and its connection closes.
+    /// remaining paths, and its connection closes. A removed path is not
+    /// re-created (see [`PathRecreation`](crate::PathRecreation)).
     pub fn remove_path(&self, path: PathId) -> Result<(), RemovePathError> {
-        self.shared.with_state(|s| s.remove_path(path))
+        self.shared
+            .with_state(|s| s.remove_path(path, Instant::now()))
     }
 
     /// Marks a live path as available or backup, here and at the peer. Returns

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tracing::debug;
 
 use crate::driver::control::unix_ms;
+use crate::driver::dial::{Route, redial};
 use crate::driver::multi_server::MultiServer;
 use crate::driver::quinn_config::ClientConfig;
 use crate::proto::error::CloseReason;
@@ -44,6 +45,8 @@ pub(crate) struct ClientSide {
     pub(crate) server_name: String,
     /// Endpoints bound to other local addresses for added paths.
     pub(crate) extra: Mutex<Vec<quinn::Endpoint>>,
+    /// The route of each live path (and of dead ones being re-created).
+    pub(crate) routes: Mutex<HashMap<PathId, Route>>,
     pub(crate) join_secondary: JoinSecondary,
 }
 
@@ -176,11 +179,26 @@ impl SessionShared {
                 debug!(session = %self.id, event = ?e, "path event");
                 match e {
                     PathEvent::Added(_) => metrics::counter!("kwik_paths_added_total").increment(1),
-                    PathEvent::Abandoned(_) => {
-                        metrics::counter!("kwik_paths_abandoned_total").increment(1)
+                    PathEvent::Abandoned(id) => {
+                        metrics::counter!("kwik_paths_abandoned_total").increment(1);
+                        // Keep the route only while the core brings the path back.
+                        if let Some(client) = &self.client {
+                            if !self.state.lock().is_recreating(id) {
+                                client.routes.lock().remove(&id);
+                            }
+                        }
                     }
                     PathEvent::Degraded(_) => {
                         metrics::counter!("kwik_paths_degraded_total").increment(1)
+                    }
+                    PathEvent::Recreating { .. } => {
+                        metrics::counter!("kwik_path_recreate_attempts_total").increment(1)
+                    }
+                    PathEvent::GaveUp(id) => {
+                        metrics::counter!("kwik_paths_given_up_total").increment(1);
+                        if let Some(client) = &self.client {
+                            client.routes.lock().remove(&id);
+                        }
                     }
                     _ => {}
                 }
@@ -195,6 +213,11 @@ impl SessionShared {
                 }
             }
             Event::Writable => self.wake(|_| true),
+            Event::Dial(old) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(redial(self.clone(), old));
+                }
+            }
             Event::TokenRequested(path) => {
                 if let Some(server) = &self.server {
                     let ttl = self.state.lock().config().token_ttl.as_millis() as u64;

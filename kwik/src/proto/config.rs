@@ -7,6 +7,7 @@ use std::time::Duration;
 use kwik_presentation::PresentationConfig;
 
 use crate::proto::scheduler::Scheduler;
+use crate::proto::session::recreate::PathRecreation;
 
 /// The ALPN protocol name of KWIK version 1.
 pub const ALPN: &[u8] = b"kwik/1";
@@ -28,6 +29,7 @@ pub struct SessionConfig {
     pub(crate) token_ttl: Duration,
     pub(crate) grant_ttl: Duration,
     pub(crate) max_paths: usize,
+    pub(crate) recreation: PathRecreation,
     pub(crate) presentation: PresentationConfig,
 }
 
@@ -46,6 +48,7 @@ impl Default for SessionConfig {
             token_ttl: Duration::from_secs(30),
             grant_ttl: Duration::from_secs(60),
             max_paths: 8,
+            recreation: PathRecreation::default(),
             presentation: PresentationConfig::default(),
         }
     }
@@ -160,6 +163,16 @@ impl SessionConfig {
     /// Most paths of one session (alive at once). Default 8.
     pub fn max_paths(mut self, paths: usize) -> Self {
         self.max_paths = paths.max(1);
+        self
+    }
+
+    /// (Client) Whether and how paths that died (missed pongs, a QUIC error
+    /// or idle timeout) are dialled again over the same addresses. Default
+    /// [`PathRecreation::default`] (on); [`PathRecreation::off`] keeps dead
+    /// paths dead. A path removed on purpose is never re-created, and a
+    /// session whose last path died has ended (no path to ask for a token).
+    pub fn path_recreation(mut self, recreation: PathRecreation) -> Self {
+        self.recreation = recreation;
         self
     }
 

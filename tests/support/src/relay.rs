@@ -224,6 +224,7 @@ impl Relay {
             counters: Default::default(),
             clients: AtomicUsize::new(0),
             rejected_clients: AtomicU64::new(0),
+            rebinds: AtomicU64::new(0),
         });
         let (up_tx, up_rx) = mpsc::channel(config.max_in_flight);
         let (down_tx, down_rx) = mpsc::channel(config.max_in_flight);
@@ -325,6 +326,19 @@ impl RelayHandle {
         });
     }
 
+    /// Simulates a NAT rebinding: every client mapping is dropped, so the next
+    /// datagram of each client leaves through a fresh upstream socket and the
+    /// target sees that client at a new address (replies to the old one are
+    /// no longer forwarded).
+    pub fn rebind(&self) {
+        self.shared.rebinds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times [`Self::rebind`] was called.
+    pub fn rebinds(&self) -> u64 {
+        self.shared.rebinds.load(Ordering::Relaxed)
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> RelayStats {
         RelayStats {
@@ -343,6 +357,8 @@ struct Shared {
     counters: [Counters; 2],
     clients: AtomicUsize,
     rejected_clients: AtomicU64,
+    /// Bumped by [`RelayHandle::rebind`]: the client side drops its mappings.
+    rebinds: AtomicU64,
 }
 
 impl Shared {
@@ -459,6 +475,7 @@ impl ClientSide {
         // Owned here so that aborting this task aborts the server-side tasks as well.
         let mut server_sides = JoinSet::new();
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut rebinds = 0;
         loop {
             let (len, from) = match self.socket.recv_from(&mut buf).await {
                 Ok(received) => received,
@@ -469,6 +486,12 @@ impl ClientSide {
                     continue;
                 }
             };
+            let now_rebinds = self.shared.rebinds.load(Ordering::Relaxed);
+            if now_rebinds != rebinds {
+                rebinds = now_rebinds;
+                upstreams.clear();
+                server_sides.abort_all();
+            }
             let upstream = match upstreams.get(&from) {
                 Some(upstream) => upstream.clone(),
                 None => {

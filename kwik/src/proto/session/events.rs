@@ -24,6 +24,25 @@ pub enum PathEvent {
     Available(PathId),
     /// The path is dead or removed; its unacknowledged data went to other paths.
     Abandoned(PathId),
+    /// (Client) A dial to bring back the dead path `path` starts (attempt
+    /// counts from 1). See [`PathRecreation`](crate::PathRecreation).
+    Recreating {
+        /// The dead path.
+        path: PathId,
+        /// Which attempt this is.
+        attempt: u32,
+    },
+    /// (Client) The dead path `old` is back: `new` joined over the same
+    /// local and remote addresses and carries traffic from now on.
+    Recreated {
+        /// The dead path (it keeps its counters).
+        old: PathId,
+        /// The path that replaces it.
+        new: PathId,
+    },
+    /// (Client) The dead path is not re-created: its attempts are spent, or
+    /// the peer removed it meanwhile.
+    GaveUp(PathId),
     /// (Primary server) A grant delegated to this secondary path expired (and
     /// the client's grace period after it passed) with bytes still missing:
     /// reclaim them (`Session::missing_from`).
@@ -49,6 +68,9 @@ pub(crate) enum Event {
     Path(PathEvent),
     /// Close the QUIC connection of this path.
     ClosePath(PathId),
+    /// (Client) Dial a replacement of this dead path over its addresses and
+    /// report with `recreated` or `recreate_failed`.
+    Dial(PathId),
     /// Credit grew or a stream changed state: wake blocked writers.
     Writable,
     /// (Server) the peer asks for a join token for this path.

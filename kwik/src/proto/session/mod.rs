@@ -6,7 +6,9 @@
 //! frames, data ([`SessionState::poll_data`]), events and the next deadline out.
 
 pub(crate) mod events;
+pub(crate) mod path_control;
 pub(crate) mod paths;
+pub(crate) mod recreate;
 pub(crate) mod recv;
 pub(crate) mod send;
 pub(crate) mod send_buffer;
@@ -25,15 +27,16 @@ use bytes::Bytes;
 use kwik_presentation::{Dir, Presentation, PresentationEvent, Side, StreamId};
 
 use self::events::{Event, PathEvent};
-use self::paths::{PathStats, Paths};
+use self::path_control::Abandon;
+use self::paths::Paths;
+use self::recreate::Recreations;
 use self::recv::{PeerStream, RecvSide, Signal, Written, dir_index};
 use self::send::{DataTransmit, SendSide};
 use self::stats::SessionStats;
 use self::timers::Timers;
 use crate::proto::config::SessionConfig;
 use crate::proto::error::{
-    CloseReason, DelegateError, PATH_ABANDONED, PROTOCOL_ERROR_CODE, ProtocolError,
-    RemovePathError, WriteError,
+    CloseReason, DelegateError, PROTOCOL_ERROR_CODE, ProtocolError, WriteError,
 };
 use crate::proto::ids::{PathId, SECONDARY_PATH_BASE, SessionId};
 use crate::proto::multiserver::client::{Admission, SecondaryLinks};
@@ -53,6 +56,8 @@ pub(crate) struct SessionState {
     send: SendSide,
     recv: RecvSide,
     timers: Timers,
+    /// (Client) dead paths being re-created.
+    recreate: Recreations,
     /// (Client) live links to secondary servers and their grants.
     links: SecondaryLinks,
     /// Index of the next local stream, per direction.
@@ -79,6 +84,7 @@ impl SessionState {
             side,
             send: SendSide::new(peer_max_data, peer_stream_credit, config.max_segment),
             recv: RecvSide::new(presentation, config.ack_threshold),
+            recreate: Recreations::new(config.recreation, seed(id)),
             config,
             paths: Paths::new(),
             timers: Timers::new(now),
@@ -120,127 +126,6 @@ impl SessionState {
     /// Anchors wall-clock time: `unix_ms` is the Unix time at `now`.
     pub(crate) fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
         self.timers.set_wall_clock(now, unix_ms);
-    }
-
-    // ----- paths -----
-
-    /// A fresh path id for a path this side is about to add.
-    pub(crate) fn allocate_path_id(&mut self) -> PathId {
-        self.paths.allocate_id()
-    }
-
-    pub(crate) fn live_paths(&self) -> usize {
-        self.paths.live()
-    }
-
-    pub(crate) fn has_path(&self, id: PathId) -> bool {
-        self.paths.contains(id)
-    }
-
-    /// A path joined. Its first ping goes out at once.
-    pub(crate) fn add_path(&mut self, id: PathId, status: PathStatus, now: Instant) {
-        if !self.paths.insert(id, status, now) {
-            return;
-        }
-        self.stats.paths_added += 1;
-        self.events.push_back(Event::Path(PathEvent::Added(id)));
-        if id != PathId::INITIAL {
-            // Make sure the new path learns the current credits even if the frames
-            // that carried them travel elsewhere.
-            self.resync();
-        }
-    }
-
-    pub(crate) fn path_stats(&self) -> Vec<PathStats> {
-        self.paths.stats()
-    }
-
-    /// The driver saw the path's QUIC connection fail (error or idle timeout).
-    pub(crate) fn path_failed(&mut self, id: PathId, now: Instant) {
-        let _ = now;
-        self.abandon_path(id);
-    }
-
-    /// The QUIC connection of `path` ended, with the peer's application close
-    /// (code, reason) if it closed that way. A code other than the one of an
-    /// abandoned path means the peer closed the session (its CLOSE may still
-    /// be in flight); anything else is a failed path.
-    pub(crate) fn connection_lost(
-        &mut self,
-        path: PathId,
-        application_close: Option<(u64, Bytes)>,
-        now: Instant,
-    ) {
-        match application_close {
-            Some((code, reason)) if code != u64::from(PATH_ABANDONED) => {
-                self.close_with(CloseReason::Peer { code, reason });
-            }
-            _ => self.path_failed(path, now),
-        }
-    }
-
-    /// The application removes a live path (not the last): the peer is told,
-    /// the path is abandoned.
-    pub(crate) fn remove_path(&mut self, id: PathId) -> Result<(), RemovePathError> {
-        if !self.paths.is_live(id) {
-            return Err(RemovePathError::UnknownPath(id));
-        }
-        if self.paths.live() < 2 {
-            return Err(RemovePathError::LastPath);
-        }
-        self.paths
-            .broadcast(Frame::PathAbandon { path: id }, Some(id));
-        self.abandon_path(id);
-        Ok(())
-    }
-
-    /// Changes a path's status locally and tells the peer.
-    pub(crate) fn set_path_status(&mut self, id: PathId, status: PathStatus) -> bool {
-        let Some(changed) = self.paths.set_status(id, status) else {
-            return false;
-        };
-        if changed {
-            self.events
-                .push_back(Event::Path(PathEvent::status(id, status)));
-        }
-        self.paths
-            .broadcast(Frame::PathStatus { path: id, status }, None);
-        true
-    }
-
-    fn abandon_path(&mut self, id: PathId) {
-        if !self.paths.abandon(id) {
-            return;
-        }
-        self.stats.paths_abandoned += 1;
-        self.events.push_back(Event::Path(PathEvent::Abandoned(id)));
-        self.events.push_back(Event::ClosePath(id));
-        self.send.path_lost(id);
-        if self.paths.live() == 0 {
-            self.close_with(CloseReason::AllPathsLost);
-            return;
-        }
-        self.resync();
-    }
-
-    /// Re-sends what the peer must know (credits, acknowledgements) on the best
-    /// path: frames that travelled on a dead path may be lost.
-    fn resync(&mut self) {
-        if self.paths.best().is_none() {
-            return;
-        }
-        let mut frames = Vec::new();
-        self.recv.credit_frames(&mut frames);
-        // Grants travel once; one lost with its path is sent again (the client
-        // ignores copies of grants it holds).
-        self.send.grant_frames(&mut frames);
-        self.recv.retired_frames(&mut frames);
-        self.paths.queue_frames(frames);
-    }
-
-    /// Queues `frame` on the best live path.
-    pub(crate) fn queue_frame(&mut self, frame: Frame) {
-        self.paths.queue_frame(frame);
     }
 
     // ----- streams, send side -----
@@ -729,7 +614,7 @@ impl SessionState {
                     self.links.forget(p);
                     self.events.push_back(Event::SecondaryAbandoned(p));
                 }
-                self.abandon_path(p);
+                self.abandon_path(p, Abandon::Removed, now);
             }
             Frame::AddPath {
                 path: p,
@@ -823,9 +708,10 @@ impl SessionState {
             // Never abandon the last healthy path for missed pongs alone: QUIC's
             // idle timeout decides for it.
             if self.paths.others_healthy(id) {
-                self.abandon_path(id);
+                self.abandon_path(id, Abandon::Failed, now);
             }
         }
+        self.start_due_dials(now);
         if self.stats.grants_issued > 0 {
             let now_ms = self.timers.wall_ms(now);
             for p in self
@@ -848,8 +734,13 @@ impl SessionState {
         if self.closed.is_some() {
             return None;
         }
-        self.timers
-            .next_deadline(self.paths.next_deadline(self.config.ping_interval))
+        let paths = self.paths.next_deadline(self.config.ping_interval);
+        let dials = self.recreate.next_deadline();
+        let earliest = match (paths, dials) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.timers.next_deadline(earliest)
     }
 
     // ----- close -----
@@ -881,6 +772,7 @@ impl SessionState {
     fn close_with(&mut self, reason: CloseReason) {
         if self.closed.is_none() {
             self.closed = Some(reason);
+            self.recreate.clear();
             self.events.push_back(Event::Closed);
             self.events.push_back(Event::Writable);
         }
@@ -891,4 +783,11 @@ impl SessionState {
         s.bytes_retained = self.send.total_retained();
         s
     }
+}
+
+/// The jitter seed of a session's path re-creation: from its (random) id, so
+/// sessions of one client do not retry in step.
+fn seed(id: SessionId) -> u64 {
+    let b = id.as_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }

@@ -335,6 +335,11 @@ impl Paths {
         true
     }
 
+    /// The status of a path (dead ones keep their last status).
+    pub(crate) fn status(&self, id: PathId) -> Option<PathStatus> {
+        self.paths.get(&id).map(|p| p.status)
+    }
+
     pub(crate) fn contains(&self, id: PathId) -> bool {
         self.paths.contains_key(&id)
     }

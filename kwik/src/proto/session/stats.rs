@@ -20,6 +20,12 @@ pub struct SessionStats {
     pub paths_added: u64,
     /// Paths abandoned.
     pub paths_abandoned: u64,
+    /// (Client) Dials started to re-create dead paths.
+    pub recreate_attempts: u64,
+    /// (Client) Dead paths brought back.
+    pub paths_recreated: u64,
+    /// (Client) Dead paths given up after their attempts.
+    pub paths_given_up: u64,
     /// Streams opened locally.
     pub streams_opened: u64,
     /// Streams opened by the peer.
