@@ -72,6 +72,9 @@
 //! ```
 
 mod driver;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz;
 mod proto;
 
 pub use driver::endpoint::Endpoint;

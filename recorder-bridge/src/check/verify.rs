@@ -216,17 +216,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
             sc.file_size
         ));
     }
-    if sc.state == RecordingState::Finished
-        && sc.produced != sc.samples + sc.filtered_inactive + sc.dropped.total()
-    {
-        problems.push(format!(
-            "accounting does not balance: produced {} != recorded {} + filtered {} + dropped {}",
-            sc.produced,
-            sc.samples,
-            sc.filtered_inactive,
-            sc.dropped.total()
-        ));
-    }
+    problems.extend(sc.accounting_problem());
     Ok(VerifyReport {
         sidecar: sc_path,
         samples: total,

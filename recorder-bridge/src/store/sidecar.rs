@@ -47,14 +47,17 @@ pub struct DroppedCounts {
 }
 
 impl DroppedCounts {
-    /// Sum over all stages.
+    /// Sum over all stages (saturating: a sidecar read from disk may hold anything).
     pub fn total(&self) -> u64 {
-        self.source + self.recorder()
+        self.source.saturating_add(self.recorder())
     }
 
-    /// Lost inside the recorder: ring, exporter and writer (every stage but `source`).
+    /// Lost inside the recorder: ring, exporter and writer (every stage but `source`),
+    /// saturating.
     pub fn recorder(&self) -> u64 {
-        self.ring + self.exporter + self.writer
+        self.ring
+            .saturating_add(self.exporter)
+            .saturating_add(self.writer)
     }
 }
 
@@ -192,6 +195,29 @@ pub fn sidecar_path(data: &Path) -> PathBuf {
 }
 
 impl Sidecar {
+    /// Why the counts of a finished recording do not balance (`produced` must equal
+    /// `samples + filtered_inactive + dropped`), or `None` when they do or the
+    /// recording is not finished. Never overflows, whatever the file holds.
+    pub fn accounting_problem(&self) -> Option<String> {
+        if self.state != RecordingState::Finished {
+            return None;
+        }
+        let accounted = self
+            .samples
+            .checked_add(self.filtered_inactive)
+            .and_then(|n| n.checked_add(self.dropped.total()));
+        if accounted == Some(self.produced) {
+            return None;
+        }
+        Some(format!(
+            "accounting does not balance: produced {} != recorded {} + filtered {} + dropped {}",
+            self.produced,
+            self.samples,
+            self.filtered_inactive,
+            self.dropped.total()
+        ))
+    }
+
     /// Writes atomically: temp file in the same directory, fsync, rename, fsync dir.
     pub fn write_atomic(&self, path: &Path) -> Result<(), SidecarError> {
         let io_err = |source| SidecarError::Io {
@@ -234,6 +260,56 @@ impl Sidecar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn finished(produced: u64, samples: u64, dropped: DroppedCounts) -> Sidecar {
+        Sidecar {
+            version: SIDECAR_VERSION,
+            session_id: "s".into(),
+            stream: "imu".into(),
+            schema: "xiao-imu".into(),
+            format: "csv".into(),
+            labview: None,
+            state: RecordingState::Finished,
+            start_utc: "2026-01-01T00:00:00Z".into(),
+            end_utc: None,
+            duration_s: 1.0,
+            samples,
+            produced,
+            filtered_inactive: 0,
+            dropped,
+            average_rate_hz: 0.0,
+            file_size: 0,
+            sha256: None,
+            parts: Vec::new(),
+            device: BTreeMap::new(),
+            settings: BTreeMap::new(),
+            stop_reason: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A sidecar from disk may hold any count: the accounting check reports counts
+    /// that overflow instead of panicking on the sum.
+    #[test]
+    fn accounting_of_huge_counts_is_a_problem_not_an_overflow() {
+        let huge = DroppedCounts {
+            source: u64::MAX,
+            ring: u64::MAX,
+            exporter: 1,
+            writer: 1,
+        };
+        assert_eq!(huge.total(), u64::MAX);
+        assert!(finished(u64::MAX, 1, huge).accounting_problem().is_some());
+        let none = DroppedCounts::default();
+        assert!(
+            finished(u64::MAX, u64::MAX, none)
+                .accounting_problem()
+                .is_none()
+        );
+        let some = DroppedCounts { ring: 2, ..none };
+        assert!(finished(10, 8, some).accounting_problem().is_none());
+        assert!(finished(10, 9, some).accounting_problem().is_some());
+    }
 
     #[test]
     fn sidecar_of_parts_is_the_base_sidecar() {
