@@ -30,15 +30,17 @@
 //! dead secondary left missing comes back from [`Session::missing_from`], and
 //! the primary writes it itself ([`SendStream::write_at`]).
 //!
-//! Logs go through `tracing`; counters through `metrics`:
-//! `kwik_sessions_accepted_total`, `kwik_sessions_closed_total`,
-//! `kwik_paths_added_total`, `kwik_paths_degraded_total`,
-//! `kwik_paths_abandoned_total`, `kwik_joins_refused_total`,
-//! `kwik_protocol_errors_total`, and for multi-server sessions
-//! `kwik_secondary_paths_added_total`, `kwik_secondary_sessions_accepted_total`,
-//! `kwik_relays_dropped_total`, `kwik_grants_refused_total`,
-//! `kwik_segments_outside_grant_total`. Per-session figures are in [`Session::stats`],
-//! [`Session::paths`] and [`Session::presentation_stats`].
+//! Logs go through `tracing`; counters and gauges through `metrics`, per
+//! path (labels `side`, `path`: bytes sent, re-sent, acknowledged, received,
+//! RTT, rate, in flight, state), per session (label `side`) and for events
+//! (sessions, paths added, degraded, abandoned, re-created, refused joins,
+//! protocol errors, multi-server counters); `docs/METRICS.md` lists every name
+//! and unit. Per-stream and per-path figures come from the API:
+//! [`SendStream::stats`], [`Session::path_stats`], [`Session::paths`],
+//! [`Session::stats`] and [`Session::presentation_stats`].
+//!
+//! A path that dies while another lives is re-created by the client over the
+//! same addresses, with backoff ([`PathRecreation`], [`PathEvent::Recreated`]).
 //!
 //! A server and a client in one process, on loopback, with a second path:
 //!
@@ -101,6 +103,7 @@ pub use proto::scheduler::Scheduler;
 pub use proto::session::events::PathEvent;
 pub use proto::session::paths::{PathState, PathStats};
 pub use proto::session::recreate::PathRecreation;
+pub use proto::session::send::SendStreamStats;
 pub use proto::session::stats::SessionStats;
 pub use proto::wire::frame::{
     AddPathOutcome, DecodeError, MAX_RELAY_LEN, PathStatus, RefuseReason,

@@ -15,6 +15,7 @@ use crate::driver::shared::{SessionHandle, SessionShared, WAKE_FINISHED, WAKE_WR
 use crate::proto::error::WriteError;
 use crate::proto::scheduler::Scheduler;
 use crate::proto::session::SessionState;
+use crate::proto::session::send::SendStreamStats;
 
 /// The sending half of a stream. Implements [`AsyncWrite`]; dropping it finishes
 /// the stream. Written bytes are retained until the peer acknowledges them.
@@ -128,6 +129,25 @@ impl SendStream {
     pub fn set_scheduler(&mut self, policy: Scheduler) -> Result<(), WriteError> {
         let id = self.id;
         self.shared.with_state(|s| s.set_scheduler(id, policy))
+    }
+
+    /// Sets the stream's priority (default 0; higher first). When a path has
+    /// room for one more chunk and several streams have data for it, the
+    /// highest priority gets it; streams of equal priority take turns. So on
+    /// saturated paths a high-priority stream goes first and the others get
+    /// what capacity it leaves; re-sends of a dead path's data come before
+    /// any new data.
+    pub fn set_priority(&mut self, priority: i32) -> Result<(), WriteError> {
+        let id = self.id;
+        self.shared.with_state(|s| s.set_priority(id, priority))
+    }
+
+    /// The stream's figures: written, sent (and re-sent) on paths,
+    /// acknowledged, retained, the peer's credit, the priority. `None` once
+    /// every byte is acknowledged (after [`finished`](Self::finished)
+    /// returned) or the stream was reset.
+    pub fn stats(&self) -> Option<SendStreamStats> {
+        self.shared.state.lock().send_stream_stats(self.id)
     }
 
     /// Ends the stream after the bytes written so far.

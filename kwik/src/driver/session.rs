@@ -257,6 +257,12 @@ impl Session {
             .collect()
     }
 
+    /// The state, RTT and counters of every path the session has had (the
+    /// figures of [`paths`](Self::paths) without addresses).
+    pub fn path_stats(&self) -> Vec<PathStats> {
+        self.shared.state.lock().path_stats()
+    }
+
     /// Subscribes to path events from now on.
     pub fn path_events(&self) -> PathEvents {
         PathEvents {

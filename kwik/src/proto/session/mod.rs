@@ -13,6 +13,7 @@ pub(crate) mod recv;
 pub(crate) mod send;
 pub(crate) mod send_buffer;
 pub(crate) mod stats;
+pub(crate) mod telemetry;
 pub(crate) mod timers;
 
 #[cfg(test)]
@@ -31,8 +32,9 @@ use self::path_control::Abandon;
 use self::paths::Paths;
 use self::recreate::Recreations;
 use self::recv::{PeerStream, RecvSide, Signal, Written, dir_index};
-use self::send::{DataTransmit, SendSide};
+use self::send::{DataTransmit, SendSide, SendStreamStats};
 use self::stats::SessionStats;
+use self::telemetry::SessionMetrics;
 use self::timers::Timers;
 use crate::proto::config::SessionConfig;
 use crate::proto::error::{
@@ -65,6 +67,7 @@ pub(crate) struct SessionState {
     events: VecDeque<Event>,
     closed: Option<CloseReason>,
     stats: SessionStats,
+    metrics: SessionMetrics,
 }
 
 impl SessionState {
@@ -86,7 +89,8 @@ impl SessionState {
             recv: RecvSide::new(presentation, config.ack_threshold),
             recreate: Recreations::new(config.recreation, seed(id)),
             config,
-            paths: Paths::new(),
+            paths: Paths::new(side),
+            metrics: SessionMetrics::new(side),
             timers: Timers::new(now),
             links: SecondaryLinks::default(),
             next_index: [0, 0],
@@ -165,6 +169,7 @@ impl SessionState {
         self.check_open().map_err(WriteError::SessionClosed)?;
         let n = self.send.write_copy(stream, data)?;
         self.stats.bytes_written += n as u64;
+        self.metrics.written.increment(n as u64);
         Ok(n)
     }
 
@@ -179,6 +184,7 @@ impl SessionState {
         let len = data.len();
         let rest = self.send.write_bytes(stream, data)?;
         self.stats.bytes_written += (len - rest.len()) as u64;
+        self.metrics.written.increment((len - rest.len()) as u64);
         Ok(rest)
     }
 
@@ -190,6 +196,21 @@ impl SessionState {
     ) -> Result<(), WriteError> {
         self.check_open().map_err(WriteError::SessionClosed)?;
         self.send.set_scheduler(stream, policy)
+    }
+
+    /// Sets the priority of a local send stream (higher first).
+    pub(crate) fn set_priority(
+        &mut self,
+        stream: StreamId,
+        priority: i32,
+    ) -> Result<(), WriteError> {
+        self.check_open().map_err(WriteError::SessionClosed)?;
+        self.send.set_priority(stream, priority)
+    }
+
+    /// Figures of a send stream; `None` once it is complete (or reset).
+    pub(crate) fn send_stream_stats(&self, stream: StreamId) -> Option<SendStreamStats> {
+        self.send.stream_stats(stream)
     }
 
     /// Ends the stream after what was written.
@@ -212,6 +233,7 @@ impl SessionState {
         let len = data.len();
         let rest = self.send.write_at(stream, offset, data)?;
         self.stats.bytes_written += (len - rest.len()) as u64;
+        self.metrics.written.increment((len - rest.len()) as u64);
         Ok(rest)
     }
 
@@ -316,8 +338,10 @@ impl SessionState {
         self.paths.mark_active();
         self.paths.on_sent(path, len, picked.resend);
         self.stats.bytes_sent += len;
+        self.metrics.sent.increment(len);
         if picked.resend {
             self.stats.bytes_resent += len;
+            self.metrics.resent.increment(len);
         }
         Some(DataTransmit {
             stream: picked.stream,
@@ -342,6 +366,7 @@ impl SessionState {
         self.paths.mark_active();
         self.paths.on_received(path, piece.data.len() as u64);
         self.stats.bytes_received += piece.data.len() as u64;
+        self.metrics.received.increment(piece.data.len() as u64);
         self.receive(piece, now)
     }
 
@@ -382,6 +407,7 @@ impl SessionState {
             }
         }
         self.stats.bytes_received += len;
+        self.metrics.received.increment(len);
         self.stats.bytes_from_secondaries += len;
         self.receive(piece, now)
     }
@@ -558,6 +584,7 @@ impl SessionState {
             } => {
                 if let Some(acked) = self.send.on_ack(stream, &ranges, fin) {
                     self.stats.bytes_acked += acked.bytes;
+                    self.metrics.acked.increment(acked.bytes);
                     self.paths.release(&acked.released, Some(now));
                     if acked.complete {
                         self.retire_send(stream);

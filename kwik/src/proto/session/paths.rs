@@ -6,8 +6,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use kwik_presentation::StreamId;
+use kwik_presentation::{Side, StreamId};
 
+use super::telemetry::PathMetrics;
 use crate::proto::ids::PathId;
 use crate::proto::scheduler::PathView;
 use crate::proto::wire::frame::{Frame, PathStatus};
@@ -83,6 +84,7 @@ pub(crate) struct Path {
     pub(crate) control: VecDeque<Frame>,
     /// Logical streams whose data streams on this path can be finished.
     pub(crate) done_streams: Vec<StreamId>,
+    metrics: PathMetrics,
 }
 
 /// Initial delivery-rate guess (bytes/s) until acknowledgements measure it.
@@ -96,7 +98,9 @@ const WINDOW_GAIN: f64 = 8.0;
 const MIN_WINDOW: u64 = 512 << 10;
 
 impl Path {
-    pub(crate) fn new(id: PathId, status: PathStatus, now: Instant) -> Self {
+    pub(crate) fn new(id: PathId, status: PathStatus, now: Instant, side: Side) -> Self {
+        let metrics = PathMetrics::new(side, id);
+        metrics.state(PathState::Joined);
         Self {
             id,
             state: PathState::Joined,
@@ -120,6 +124,7 @@ impl Path {
             pings_sent: 0,
             control: VecDeque::new(),
             done_streams: Vec::new(),
+            metrics,
         }
     }
 
@@ -210,8 +215,14 @@ impl Path {
         self.outstanding = None;
         self.missed = 0;
         let changed = matches!(self.state, PathState::Joined | PathState::Degraded);
+        if let Some(srtt) = self.srtt {
+            self.metrics.rtt(srtt);
+        }
         if self.is_alive() {
             self.state = PathState::Validated;
+            if changed {
+                self.metrics.state(self.state);
+            }
         }
         changed
     }
@@ -308,13 +319,16 @@ pub(crate) struct PingRound {
 pub(crate) struct Paths {
     paths: BTreeMap<PathId, Path>,
     next: u64,
+    /// Which side this is (a label of the paths' metrics).
+    side: Side,
 }
 
 impl Paths {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(side: Side) -> Self {
         Self {
             paths: BTreeMap::new(),
             next: 1,
+            side,
         }
     }
 
@@ -331,7 +345,7 @@ impl Paths {
             return false;
         }
         self.next = self.next.max(id.into_inner() + 1);
-        self.paths.insert(id, Path::new(id, status, now));
+        self.paths.insert(id, Path::new(id, status, now, self.side));
         true
     }
 
@@ -370,6 +384,8 @@ impl Paths {
         path.state = PathState::Abandoned;
         path.inflight = 0;
         path.control.clear();
+        path.metrics.state(PathState::Abandoned);
+        path.metrics.inflight(0);
         true
     }
 
@@ -451,8 +467,14 @@ impl Paths {
         for (p, len) in released {
             if let Some(path) = self.paths.get_mut(p) {
                 match now {
-                    Some(now) => path.on_delivered(*len, now),
-                    None => path.inflight = path.inflight.saturating_sub(*len),
+                    Some(now) => {
+                        path.on_delivered(*len, now);
+                        path.metrics.acked(*len, path.inflight, path.rate);
+                    }
+                    None => {
+                        path.inflight = path.inflight.saturating_sub(*len);
+                        path.metrics.inflight(path.inflight);
+                    }
                 }
             }
         }
@@ -466,6 +488,7 @@ impl Paths {
             if resend {
                 p.bytes_resent += len;
             }
+            p.metrics.sent(len, resend, p.inflight);
         }
     }
 
@@ -473,6 +496,7 @@ impl Paths {
     pub(crate) fn on_received(&mut self, path: PathId, len: u64) {
         if let Some(p) = self.paths.get_mut(&path) {
             p.bytes_received += len;
+            p.metrics.received(len);
         }
     }
 
@@ -538,6 +562,7 @@ impl Paths {
             p.control.push_back(ping);
             if p.missed >= 1 && p.state != PathState::Degraded {
                 p.state = PathState::Degraded;
+                p.metrics.state(PathState::Degraded);
                 round.degraded.push(p.id);
             }
             if p.missed >= threshold {
@@ -584,7 +609,7 @@ mod tests {
     #[test]
     fn idle_path_backs_off_and_data_restores_the_base_interval() {
         let t0 = Instant::now();
-        let mut p = Path::new(PathId::INITIAL, PathStatus::Available, t0);
+        let mut p = Path::new(PathId::INITIAL, PathStatus::Available, t0, Side::Client);
         // Unvalidated and just started: base interval.
         assert_eq!(ping_pong(&mut p, t0), t0 + BASE);
         // Idle from here on: the interval doubles up to the cap.
@@ -611,8 +636,8 @@ mod tests {
         let t0 = Instant::now();
         let ceiling = 8 << 20;
         let ack_delay = Duration::from_millis(5);
-        let mut fast = Path::new(PathId::INITIAL, PathStatus::Available, t0);
-        let mut slow = Path::new(PathId::new(1), PathStatus::Available, t0);
+        let mut fast = Path::new(PathId::INITIAL, PathStatus::Available, t0, Side::Client);
+        let mut slow = Path::new(PathId::new(1), PathStatus::Available, t0, Side::Client);
         for p in [&mut fast, &mut slow] {
             ping_pong(p, t0);
         }
@@ -634,7 +659,7 @@ mod tests {
     #[test]
     fn peer_pings_postpone_own_pings_while_idle() {
         let t0 = Instant::now();
-        let mut p = Path::new(PathId::INITIAL, PathStatus::Available, t0);
+        let mut p = Path::new(PathId::INITIAL, PathStatus::Available, t0, Side::Client);
         let now = ping_pong(&mut p, t0);
         // Idle: the next ping comes 500 ms after this one.
         let due = ping_pong(&mut p, now);
@@ -652,7 +677,7 @@ mod tests {
     #[test]
     fn overdue_pong_keeps_the_base_interval() {
         let t0 = Instant::now();
-        let mut p = Path::new(PathId::INITIAL, PathStatus::Available, t0);
+        let mut p = Path::new(PathId::INITIAL, PathStatus::Available, t0, Side::Client);
         let mut now = ping_pong(&mut p, t0);
         now = ping_pong(&mut p, now);
         // The next ping gets no answer: it is overdue at the following one.

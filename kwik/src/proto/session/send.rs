@@ -18,6 +18,26 @@ use crate::proto::scheduler::{self, PathView, Scheduler};
 use crate::proto::wire::frame::Frame;
 use crate::proto::wire::varint::VARINT_MAX;
 
+/// Figures of one send stream ([`SendStream::stats`](crate::SendStream::stats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendStreamStats {
+    /// Bytes the application wrote (the highest offset written).
+    pub written: u64,
+    /// Payload bytes handed to paths: first sends, redundant copies, re-sends.
+    pub bytes_sent: u64,
+    /// Of `bytes_sent`, re-sends of dead paths' data.
+    pub bytes_resent: u64,
+    /// Bytes the peer acknowledged.
+    pub bytes_acked: u64,
+    /// Bytes written and not yet acknowledged (kept for re-sending).
+    pub retained: u64,
+    /// The peer's credit: the highest offset this stream may send up to.
+    pub credit: u64,
+    /// The stream's scheduling priority (higher goes first on a saturated path).
+    pub priority: i32,
+}
+
 /// One chunk of stream data for a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DataTransmit {
@@ -61,6 +81,8 @@ pub(crate) struct SendSide {
     peer_stream_credit: u64,
     written_total: u64,
     max_segment: usize,
+    /// Some stream had a priority other than the default (picks compare them).
+    prioritised: bool,
 }
 
 impl SendSide {
@@ -77,6 +99,7 @@ impl SendSide {
             peer_stream_credit,
             written_total: 0,
             max_segment,
+            prioritised: false,
         }
     }
 
@@ -352,9 +375,36 @@ impl SendSide {
         lapsed
     }
 
-    /// The next chunk `path` should carry, as the scheduler sees `views`:
-    /// re-sends first, then positioned writes, then new data round-robin.
+    /// Figures of a stream still sent here.
+    pub(crate) fn stream_stats(&self, stream: StreamId) -> Option<SendStreamStats> {
+        let b = self.streams.get(&stream)?;
+        Some(SendStreamStats {
+            written: b.write_offset(),
+            bytes_sent: b.bytes_sent,
+            bytes_resent: b.bytes_resent,
+            bytes_acked: b.bytes_acked,
+            retained: b.retained(),
+            credit: b.max_offset(),
+            priority: b.priority,
+        })
+    }
+
+    /// The next chunk `path` should carry, as the scheduler sees `views`
+    /// (see [`Self::pick`]); counted on its stream.
     pub(crate) fn poll_data(&mut self, path: PathId, views: &[PathView]) -> Option<Picked> {
+        let picked = self.pick(path, views)?;
+        if let Some(b) = self.streams.get_mut(&picked.stream) {
+            let len = picked.out.data.len() as u64;
+            b.bytes_sent += len;
+            if picked.resend {
+                b.bytes_resent += len;
+            }
+        }
+        Some(picked)
+    }
+
+    /// Re-sends first, then positioned writes, then new data round-robin.
+    fn pick(&mut self, path: PathId, views: &[PathView]) -> Option<Picked> {
         if scheduler::may_resend(path, views) {
             while let Some((stream, key)) = self.resend.pop_front() {
                 if let Some(out) = self
@@ -389,6 +439,9 @@ impl SendSide {
                 });
             }
         }
+        if self.prioritised {
+            return self.pick_by_priority(path, views);
+        }
         for _ in 0..self.order.len() {
             let Some(stream) = self.order.pop_front() else {
                 break;
@@ -409,6 +462,46 @@ impl SendSide {
             }
         }
         None
+    }
+
+    /// New data of the highest-priority stream `path` may carry; streams of
+    /// equal priority take turns (round-robin order).
+    fn pick_by_priority(&mut self, path: PathId, views: &[PathView]) -> Option<Picked> {
+        let mut best: Option<(usize, i32)> = None;
+        for (i, s) in self.order.iter().enumerate() {
+            let Some(buf) = self.streams.get(s) else {
+                continue;
+            };
+            if best.is_some_and(|(_, p)| buf.priority <= p)
+                || !buf.has_new_data(path)
+                || !scheduler::may_send(buf.policy, path, views)
+            {
+                continue;
+            }
+            best = Some((i, buf.priority));
+        }
+        let stream = self.order.remove(best?.0)?;
+        self.order.push_back(stream);
+        let out = self.streams.get_mut(&stream)?.take_new(path)?;
+        Some(Picked {
+            stream,
+            out,
+            resend: false,
+        })
+    }
+
+    /// Sets a stream's priority (higher first; default 0).
+    pub(crate) fn set_priority(
+        &mut self,
+        stream: StreamId,
+        priority: i32,
+    ) -> Result<(), WriteError> {
+        let buf = self.live_mut(stream)?;
+        buf.priority = priority;
+        if priority != 0 {
+            self.prioritised = true;
+        }
+        Ok(())
     }
 
     /// SESSION_CREDIT: true if the credit grew.
@@ -437,8 +530,10 @@ impl SendSide {
         let buf = self.streams.get_mut(&stream)?;
         let before = buf.retained();
         let released = buf.on_ack(ranges, fin);
+        let bytes = before - buf.retained();
+        buf.bytes_acked += bytes;
         Some(Acked {
-            bytes: before - buf.retained(),
+            bytes,
             released,
             complete: buf.is_complete(),
         })

@@ -51,6 +51,8 @@ pub(crate) struct SendBuffer {
     retained: u64,
     max_segment: usize,
     pub(crate) policy: Scheduler,
+    /// Higher goes first when a path has room for one stream's chunk only.
+    pub(crate) priority: i32,
     /// Set when the stream was reset (locally or because the peer stopped it).
     pub(crate) reset: Option<u64>,
     /// Offsets below `write_offset` this side has not written.
@@ -59,6 +61,12 @@ pub(crate) struct SendBuffer {
     acked: RangeSet,
     /// Ranges delegated to secondary paths, not yet fully acknowledged.
     delegated: Vec<Delegation>,
+    /// Payload bytes handed to paths (first sends, copies, re-sends).
+    pub(crate) bytes_sent: u64,
+    /// Of `bytes_sent`, re-sends of dead paths' data.
+    pub(crate) bytes_resent: u64,
+    /// Bytes the peer acknowledged.
+    pub(crate) bytes_acked: u64,
 }
 
 /// A range of a stream left to a secondary server.
@@ -97,10 +105,14 @@ impl SendBuffer {
             retained: 0,
             max_segment: max_segment.max(1),
             policy,
+            priority: 0,
             reset: None,
             holes: RangeSet::new(),
             acked: RangeSet::new(),
             delegated: Vec::new(),
+            bytes_sent: 0,
+            bytes_resent: 0,
+            bytes_acked: 0,
         }
     }
 
