@@ -6,6 +6,7 @@
 mod args;
 mod demo;
 mod files;
+mod formats;
 mod interrupt;
 mod record;
 mod runtime;
