@@ -42,13 +42,16 @@ pub use capture::sources::signal::{
 pub use capture::sources::xiao::{device_entries, imu_row, imu_sample};
 pub use check::recover::{RecoverError, RecoverReport, recover};
 pub use check::verify::{PartContents, VerifyError, VerifyReport, verify};
+pub use format::compat::{CsvCompat, HeaderFacts, XIAO_TITLE, find_xiao_totals, xiao_totals};
 pub use format::csv::{CsvOptions, ParsedCsv, parse_csv};
 pub use format::encoder::{Encoder, EncoderError, Format};
 pub use format::footer::Footer;
 pub use format::labview::{
     DEFAULT_LABVIEW_BLOCK, LabviewLayout, LabviewLayoutError, ParsedLabview, parse_labview,
 };
-pub use format::number::{ParseRowError, RowWriter};
+pub use format::number::{
+    Decimals, DecimalsError, FloatText, MAX_DECIMALS, ParseRowError, RowWriter,
+};
 pub use format::packed::Packed;
 pub use format::parse_error::ParseError;
 pub use format::schema::{EfieldSample, ImuRow, LabviewValues, Schema, SchemaKind, StagePosition};
@@ -78,5 +81,6 @@ pub use store::file_writer::{
     WriterStop, part_path,
 };
 pub use store::sidecar::{
-    DroppedCounts, LabviewMeta, PartMeta, RecordingState, Sidecar, SidecarError, sidecar_path,
+    CsvMeta, DroppedCounts, LabviewMeta, PartMeta, RecordingState, Sidecar, SidecarError,
+    XiaoDeviceInfo, XiaoSidecarFields, sidecar_path,
 };

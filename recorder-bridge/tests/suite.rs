@@ -203,6 +203,7 @@ fn codec_round_trip<S: Fixture>(format: Format) {
                 );
                 if let Format::Csv(CsvOptions {
                     comment_header: true,
+                    ..
                 }) = format
                 {
                     prop_assert_eq!(p.comments, vec!["comment, with comma".to_owned()]);
@@ -638,7 +639,7 @@ macro_rules! suite {
             use super::*;
             #[test] fn codec_round_trip_csv() { codec_round_trip::<$S>(csv()) }
             #[test] fn codec_round_trip_csv_without_comments() {
-                codec_round_trip::<$S>(Format::Csv(CsvOptions { comment_header: false }))
+                codec_round_trip::<$S>(Format::Csv(CsvOptions { comment_header: false, ..CsvOptions::default() }))
             }
             #[test] fn codec_round_trip_labview() { codec_round_trip::<$S>(labview(7)) }
             #[test] fn recording_round_trip_csv() { recording_round_trip::<$S>(csv()) }
@@ -736,6 +737,7 @@ fn efield_csv_columns_are_exact() {
     let mut out = Vec::new();
     let mut enc = Encoder::<EfieldSample>::new(Format::Csv(CsvOptions {
         comment_header: false,
+        ..CsvOptions::default()
     }))
     .unwrap();
     enc.begin(&[], &mut out);

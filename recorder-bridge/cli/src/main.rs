@@ -11,6 +11,7 @@ mod config_print;
 mod demo;
 mod exit;
 mod files;
+mod formats;
 mod interrupt;
 mod logs;
 mod record;

@@ -6,11 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use kwik_recorder::{
-    CsvOptions, Format, GeneratorSource, LabviewLayout, Pacing, Prefix, Producer, RateHz,
-    Recording, RecordingConfig, RecordingGroup, RecordingSummary, SignalGenerator, SimEfield,
-    SimImu, SimStage, SizeLimitAction, ring,
+    GeneratorSource, Pacing, Prefix, Producer, RateHz, Recording, RecordingConfig, RecordingGroup,
+    RecordingSummary, SignalGenerator, SimEfield, SimImu, SimStage, SizeLimitAction, ring,
 };
 
 use crate::exit::{Exit, usage};
@@ -97,14 +96,6 @@ fn parse_source(s: &str) -> Result<SourceKind, String> {
     Ok(SourceKind::Sim(kind, rate))
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatKind {
-    /// Standard CSV with comment header and footer.
-    Csv,
-    /// Legacy LabVIEW block layout (E-field only).
-    Labview,
-}
-
 #[derive(Debug, Args)]
 pub(crate) struct RecordArgs {
     /// What to record: serial:PATH (a XIAO board's USB port, e.g. serial:/dev/ttyACM0;
@@ -122,8 +113,8 @@ pub(crate) struct RecordArgs {
     #[arg(long, value_parser = crate::args::parse_duration)]
     duration: Option<Duration>,
     /// File layout.
-    #[arg(long, value_enum, default_value = "csv")]
-    format: FormatKind,
+    #[command(flatten)]
+    layout: crate::formats::FormatArgs,
     /// Root output folder; files go to OUT/YYYY-MM-DD/.
     #[arg(long, default_value = "recordings")]
     out: PathBuf,
@@ -136,12 +127,6 @@ pub(crate) struct RecordArgs {
     /// At the size limit, continue in numbered parts instead of stopping.
     #[arg(long)]
     split: bool,
-    /// Samples per LabVIEW block.
-    #[arg(long, default_value_t = kwik_recorder::DEFAULT_LABVIEW_BLOCK)]
-    labview_block: usize,
-    /// Leave out the `#` comment header of standard CSV.
-    #[arg(long)]
-    no_comments: bool,
     /// fsync the data at least this often (the most a crash can lose).
     #[arg(long, value_parser = crate::args::parse_duration, default_value = "1s")]
     sync_interval: Duration,
@@ -173,16 +158,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     let prefix =
         Prefix::try_from(a.prefix.as_str()).map_err(|e| usage(format!("--prefix: {e}")))?;
-    let format = match a.format {
-        FormatKind::Csv => Format::Csv(CsvOptions {
-            comment_header: !a.no_comments,
-        }),
-        FormatKind::Labview => Format::Labview(
-            LabviewLayout::default()
-                .with_block(a.labview_block)
-                .map_err(|e| usage(format!("bad --labview-block: {e}")))?,
-        ),
-    };
+    let format = a.layout.to_format().map_err(|e| usage(format!("{e:#}")))?;
     for (i, later) in a.sources.iter().enumerate() {
         if let Some(first) = a.sources[..i].iter().find(|s| s.schema() == later.schema()) {
             return Err(usage(format!(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::format::compat::{find_xiao_totals, xiao_totals};
 use crate::format::footer::Footer;
 
 use crate::check::verify::parse_part;
@@ -133,7 +134,16 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
             truncated += (bytes.len() - keep) as u64;
         }
         let mut data = bytes[..keep].to_vec();
-        if sc.format == "csv" && contents.footer.is_none() {
+        if sc.format == "csv" && !sc.csv_compat().has_footer() {
+            if let Some(at) = find_xiao_totals(&data) {
+                // The header's totals are still the placeholders: fill them in from the
+                // rows that survived.
+                let totals = xiao_totals(contents.samples, contents.span_us);
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(&totals, at as u64).map_err(io(file))?;
+                data[at..at + totals.len()].copy_from_slice(&totals);
+            }
+        } else if sc.format == "csv" && contents.footer.is_none() {
             let mut footer = Vec::new();
             Footer {
                 samples: contents.samples,
@@ -183,6 +193,8 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
             sc.average_rate_hz = samples as f64 / sc.duration_s;
         }
     }
+    let first_file = sc.xiao.as_ref().map(|x| PathBuf::from(&x.file_path));
+    sc.refresh_xiao_fields(&first_file.unwrap_or_else(|| files[0].clone()));
     if sc.state == RecordingState::Recording {
         sc.stop_reason = Some("the recorder process died; recovered".into());
     }

@@ -26,6 +26,8 @@ pub struct PartContents {
     pub partial_tail: usize,
     /// LabVIEW block sizes.
     pub blocks: Vec<usize>,
+    /// Time from the first to the last row, in µs (standard CSV; 0 otherwise).
+    pub span_us: u64,
 }
 
 /// Why a recording could not be checked at all.
@@ -73,11 +75,16 @@ pub(crate) fn layout_of(sc: &Sidecar) -> Result<LabviewLayout, String> {
 
 fn parse_part_as<S: Schema>(bytes: &[u8]) -> Result<PartContents, ParseError> {
     let p = parse_csv::<S>(bytes)?;
+    let span_us = match (p.rows.first(), p.rows.last()) {
+        (Some(a), Some(b)) => b.time_us().saturating_sub(a.time_us()),
+        _ => 0,
+    };
     Ok(PartContents {
         samples: p.rows.len() as u64,
         footer: p.footer,
         partial_tail: p.partial_tail,
         blocks: Vec::new(),
+        span_us,
     })
 }
 
@@ -103,6 +110,7 @@ pub(crate) fn parse_part(sc: &Sidecar, bytes: &[u8]) -> Result<PartContents, Str
                 footer: None,
                 partial_tail: p.partial_tail,
                 blocks: p.block_sizes,
+                span_us: 0,
             })
         }
         other => Err(format!("unknown format {other:?} in the sidecar")),
@@ -180,7 +188,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
                         part.file, c.samples, part.samples
                     ));
                 }
-                if sc.format == "csv" {
+                if sc.format == "csv" && sc.csv_compat().has_footer() {
                     match c.footer {
                         None => problems.push(format!("{}: no footer line", part.file)),
                         Some(f) if f.samples != c.samples => problems.push(format!(
@@ -189,7 +197,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
                         )),
                         Some(_) => {}
                     }
-                } else {
+                } else if sc.format != "csv" {
                     let last = c.blocks.len().saturating_sub(1);
                     let is_last_part = n + 1 == sc.parts.len();
                     for (i, &b) in c.blocks.iter().enumerate() {

@@ -1,7 +1,9 @@
 //! The standard CSV layout: an optional `#` comment header, the header row, one row per
 //! sample and the footer ([`Footer`]); and its parser.
 
+use crate::format::compat::{CsvCompat, HeaderFacts, write_xiao_title, xiao_totals};
 use crate::format::footer::Footer;
+use crate::format::number::FloatText;
 use crate::format::parse_error::ParseError;
 use crate::format::schema::Schema;
 
@@ -11,20 +13,38 @@ pub struct CsvOptions {
     /// Write `#` comment lines (start time, device, settings) before the header row.
     /// Default: true. Some tools choke on comment lines; turn it off for those.
     pub comment_header: bool,
+    /// How float cells are written (default: shortest exact text).
+    pub floats: FloatText,
+    /// Whose conventions the file follows (default KWIK's).
+    pub compat: CsvCompat,
 }
 
 impl Default for CsvOptions {
     fn default() -> Self {
         CsvOptions {
             comment_header: true,
+            floats: FloatText::Shortest,
+            compat: CsvCompat::Kwik,
         }
     }
 }
 
 /// Appends the start of a standard CSV file: comment lines (each gets a `# ` prefix,
-/// when `opts` has them) and the header row.
-pub(crate) fn write_header<S: Schema>(opts: &CsvOptions, comments: &[String], out: &mut Vec<u8>) {
-    if opts.comment_header {
+/// when `opts` has them) and the header row. Returns where, from the start of what it
+/// appended, the XIAO totals block sits (to be overwritten when the file closes).
+pub(crate) fn write_header<S: Schema>(
+    opts: &CsvOptions,
+    comments: &[String],
+    facts: &HeaderFacts,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let start = out.len();
+    let mut totals_at = None;
+    if opts.comment_header && opts.compat == CsvCompat::Xiao {
+        write_xiao_title(facts, out);
+        totals_at = Some(out.len() - start);
+        out.extend_from_slice(&xiao_totals(0, 0));
+    } else if opts.comment_header {
         for c in comments {
             out.extend_from_slice(b"# ");
             // A newline inside a comment would break the layout.
@@ -34,6 +54,7 @@ pub(crate) fn write_header<S: Schema>(opts: &CsvOptions, comments: &[String], ou
     }
     out.extend_from_slice(S::COLUMNS.join(",").as_bytes());
     out.push(b'\n');
+    totals_at
 }
 
 /// A parsed standard CSV file.

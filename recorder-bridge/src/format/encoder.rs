@@ -1,6 +1,7 @@
 //! Samples of one schema to file bytes in one layout ([`Format`]): the standard CSV or
 //! the legacy LabVIEW blocks.
 
+use crate::format::compat::{CsvCompat, HeaderFacts, xiao_totals};
 use crate::format::csv::{CsvOptions, write_header};
 use crate::format::footer::Footer;
 use crate::format::labview::{LabviewLayout, write_labview_block};
@@ -40,6 +41,16 @@ pub enum EncoderError {
     /// The LabVIEW layout was asked for a schema that has no LabVIEW projection.
     #[error("the LabVIEW layout exists only for the E-field schema, not `{0}`; use --format csv")]
     LabviewUnsupported(&'static str),
+    /// A compatibility layout was asked for a schema its tool never wrote.
+    #[error(
+        "the {compat} CSV compatibility layout is for the xiao-imu schema, not `{schema}`; leave --compat out for this stream"
+    )]
+    CompatUnsupported {
+        /// The compatibility layout.
+        compat: &'static str,
+        /// The schema.
+        schema: &'static str,
+    },
 }
 
 /// Turns samples of one schema into file bytes in one layout. Stateful only for the
@@ -48,6 +59,12 @@ pub enum EncoderError {
 pub struct Encoder<S> {
     format: Format,
     block: Vec<LabviewValues>,
+    /// What a header that states facts (the XIAO one) says.
+    facts: HeaderFacts,
+    /// Where the open part's XIAO totals block sits, from the part's start.
+    totals_at: Option<usize>,
+    /// Time of the open part's first and last sample (tracked for the XIAO totals).
+    span: Option<(u64, u64)>,
     _schema: std::marker::PhantomData<S>,
 }
 
@@ -60,13 +77,46 @@ impl<S: Schema> Encoder<S> {
                 return Err(EncoderError::LabviewUnsupported(S::NAME));
             }
             Format::Labview(l) => Vec::with_capacity(l.block()),
+            Format::Csv(o) if o.compat == CsvCompat::Xiao && S::NAME != "xiao-imu" => {
+                return Err(EncoderError::CompatUnsupported {
+                    compat: o.compat.name(),
+                    schema: S::NAME,
+                });
+            }
             Format::Csv(_) => Vec::new(),
         };
         Ok(Encoder {
             format,
             block,
+            facts: HeaderFacts::default(),
+            totals_at: None,
+            span: None,
             _schema: std::marker::PhantomData,
         })
+    }
+
+    /// Sets what a header that states facts says (start time, device): the XIAO
+    /// header has such lines.
+    pub fn with_facts(mut self, facts: HeaderFacts) -> Self {
+        self.facts = facts;
+        self
+    }
+
+    /// The XIAO totals of the open part (duration from its first to its last sample,
+    /// `samples`, average rate), with where they go from the part's start; `None` for
+    /// layouts without them. The file writer overwrites the placeholders with these
+    /// when the part closes.
+    pub fn totals_patch(&self, samples: u64) -> Option<(usize, Vec<u8>)> {
+        let at = self.totals_at?;
+        let span = self.span.map_or(0, |(a, b)| b.saturating_sub(a));
+        Some((at, xiao_totals(samples, span)))
+    }
+
+    fn track(&mut self, samples: &[S]) {
+        if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
+            let a = self.span.map_or(first.time_us(), |(a, _)| a);
+            self.span = Some((a, last.time_us()));
+        }
     }
 
     /// The layout.
@@ -77,8 +127,9 @@ impl<S: Schema> Encoder<S> {
     /// Appends the start of a file: comment lines (each gets a `# ` prefix, when the
     /// layout has them) and the header row.
     pub fn begin(&mut self, comments: &[String], out: &mut Vec<u8>) {
+        self.span = None;
         if let Format::Csv(opts) = &self.format {
-            write_header::<S>(opts, comments, out);
+            self.totals_at = write_header::<S>(opts, comments, &self.facts, out);
         }
     }
 
@@ -86,9 +137,12 @@ impl<S: Schema> Encoder<S> {
     /// `block` samples. Returns true when bytes were appended.
     pub fn push(&mut self, sample: &S, out: &mut Vec<u8>) -> bool {
         match &self.format {
-            Format::Csv(_) => {
-                sample.write_row(out);
+            Format::Csv(o) => {
+                sample.write_row(out, o.floats);
                 out.push(b'\n');
+                if self.totals_at.is_some() {
+                    self.track(std::slice::from_ref(sample));
+                }
                 true
             }
             Format::Labview(layout) => {
@@ -112,10 +166,14 @@ impl<S: Schema> Encoder<S> {
     /// samples of the LabVIEW blocks completed, counting ones held from earlier runs).
     pub fn push_all(&mut self, samples: &[S], out: &mut Vec<u8>) -> usize {
         match &self.format {
-            Format::Csv(_) => {
+            Format::Csv(o) => {
+                let floats = o.floats;
                 for sample in samples {
-                    sample.write_row(out);
+                    sample.write_row(out, floats);
                     out.push(b'\n');
+                }
+                if self.totals_at.is_some() {
+                    self.track(samples);
                 }
                 samples.len()
             }
@@ -133,7 +191,7 @@ impl<S: Schema> Encoder<S> {
     /// newline, or one sample's column of a LabVIEW block), for size-limit planning.
     pub fn max_bytes_per_sample(&self) -> usize {
         match &self.format {
-            Format::Csv(_) => S::MAX_ROW_LEN + 1,
+            Format::Csv(o) => S::max_row_len(o.floats) + 1,
             Format::Labview(l) => {
                 // 3 time cells, 6 values, 6 constants, 1 flag; each with its comma.
                 let consts: usize = l.constants().iter().map(|c| c.len() + 1).sum();
@@ -150,7 +208,8 @@ impl<S: Schema> Encoder<S> {
     /// Ends a file: emits a partial LabVIEW block, or the CSV footer.
     pub fn finish(&mut self, footer: Footer, out: &mut Vec<u8>) {
         match &self.format {
-            Format::Csv(_) => footer.write(out),
+            Format::Csv(o) if o.compat.has_footer() => footer.write(out),
+            Format::Csv(_) => {}
             Format::Labview(layout) => {
                 if !self.block.is_empty() {
                     write_labview_block(layout, &self.block, out);

@@ -1,8 +1,9 @@
 //! What the files hold and how it is written, pure (no I/O, no clock). Layers, each using
 //! only the ones before it: [`time`] and [`segment`] (column values) → [`number`] (the
 //! text of numbers), [`packed`] (a sample as words, for the ring) → [`schema`] (the sample types and their rows) → [`footer`],
-//! [`parse_error`] → [`csv`], [`labview`] (the two layouts) → [`encoder`].
+//! [`parse_error`] → [`compat`] (other tools' conventions) → [`csv`], [`labview`] (the two text layouts) → [`encoder`].
 
+pub mod compat;
 pub mod csv;
 pub mod encoder;
 pub mod footer;

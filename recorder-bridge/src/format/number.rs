@@ -63,6 +63,92 @@ pub const REL_TIME_MAX_LEN: usize = U64_MAX_LEN + 1 + 6;
 /// Longest `index,timestamp_rel,segment_id,is_active_line` prefix.
 pub const INDEXED_PREFIX_MAX_LEN: usize = U64_MAX_LEN + 1 + REL_TIME_MAX_LEN + 1 + 10 + 1 + 1;
 
+/// Most decimals `--decimals` accepts: 17 is past the precision of an `f64`.
+pub const MAX_DECIMALS: u8 = 17;
+/// Magnitude from which a fixed-decimal float is written in its shortest form instead:
+/// below it the integer part has at most 15 digits, which bounds the row length.
+const FIXED_LIMIT: f64 = 1e15;
+/// Longest fixed-decimal float text: sign, 15 integer digits, point, decimals.
+pub const FIXED_MAX_LEN: usize = 1 + 15 + 1 + MAX_DECIMALS as usize;
+
+/// A number of decimals for fixed-point float text, `0..=`[`MAX_DECIMALS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Decimals(u8);
+
+/// A decimals setting out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} decimals is out of range; give 0 to {MAX_DECIMALS}")]
+pub struct DecimalsError(pub u32);
+
+impl TryFrom<u32> for Decimals {
+    type Error = DecimalsError;
+    fn try_from(n: u32) -> Result<Self, DecimalsError> {
+        match u8::try_from(n) {
+            Ok(d) if d <= MAX_DECIMALS => Ok(Decimals(d)),
+            _ => Err(DecimalsError(n)),
+        }
+    }
+}
+
+impl Decimals {
+    /// The number of decimals.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+/// How float cells are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FloatText {
+    /// The shortest text that reads back to the same value (default): exact, but small
+    /// values come out in exponent form (`2.4492935e-17`).
+    #[default]
+    Shortest,
+    /// Exactly this many decimals, never an exponent (`0.000000`), rounded to nearest
+    /// (ties to even, on the value's exact binary expansion).
+    /// Some spreadsheet and LabVIEW import paths mis-read exponents; this text does not
+    /// read back exactly. Magnitudes from 1e15 on, and non-finite values, keep the
+    /// shortest form (no sensor here reaches them).
+    Fixed(Decimals),
+}
+
+impl FloatText {
+    /// Extra bytes a float cell may take in this form over [`F64_MAX_LEN`].
+    pub fn extra_len(self) -> usize {
+        match self {
+            FloatText::Shortest => 0,
+            FloatText::Fixed(_) => FIXED_MAX_LEN.saturating_sub(F64_MAX_LEN),
+        }
+    }
+}
+
+/// A small stack buffer that `write!` can fill (the fixed-decimal text of one float).
+struct StackText {
+    buf: [u8; FIXED_MAX_LEN + 8],
+    len: usize,
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn fixed_text(v: impl std::fmt::Display, decimals: Decimals) -> StackText {
+    use std::fmt::Write as _;
+    let mut t = StackText {
+        buf: [0; FIXED_MAX_LEN + 8],
+        len: 0,
+    };
+    // Cannot fail: the callers keep |v| < 1e15, whose text fits in the buffer.
+    let _ = write!(t, "{:.*}", usize::from(decimals.0), v);
+    t
+}
+
 /// Writes one row's text straight into the spare capacity of a `Vec<u8>`.
 ///
 /// [`RowWriter::new`] reserves the row's worst-case length once; every field then goes
@@ -177,6 +263,32 @@ impl<'a> RowWriter<'a> {
             self.bytes(zmij::Buffer::new().format_finite(v).as_bytes());
         } else {
             self.bytes(nonfinite(v.is_nan(), v.is_sign_negative()));
+        }
+    }
+
+    /// Appends an `f64` in the form `text` asks for (at most [`F64_MAX_LEN`] +
+    /// [`FloatText::extra_len`] bytes).
+    #[inline]
+    pub fn f64_as(&mut self, v: f64, text: FloatText) {
+        match text {
+            FloatText::Fixed(d) if v.abs() < FIXED_LIMIT => {
+                let t = fixed_text(v, d);
+                self.bytes(&t.buf[..t.len]);
+            }
+            _ => self.f64(v),
+        }
+    }
+
+    /// Appends an `f32` in the form `text` asks for (its own value, not widened: the
+    /// decimals of the `f32` itself).
+    #[inline]
+    pub fn f32_as(&mut self, v: f32, text: FloatText) {
+        match text {
+            FloatText::Fixed(d) if v.abs() < FIXED_LIMIT as f32 => {
+                let t = fixed_text(v, d);
+                self.bytes(&t.buf[..t.len]);
+            }
+            _ => self.f32(v),
         }
     }
 
@@ -454,6 +566,48 @@ mod tests {
             ] {
                 proptest::prop_assert!(got.len() <= shortest + 1, "{} vs {}", got, shortest);
             }
+        }
+    }
+
+    #[test]
+    fn fixed_decimals_have_no_exponent_and_round_to_nearest() {
+        let d = |n| FloatText::Fixed(Decimals::try_from(n).unwrap());
+        let cases: [(f64, u32, &str); 5] = [
+            (2.449_293_5e-17, 6, "0.000000"),
+            (-0.125, 2, "-0.12"),
+            (1.5, 0, "2"),
+            (123.456, 1, "123.5"),
+            (-3.41e-1, 17, "-0.34100000000000003"),
+        ];
+        for (v, n, want) in cases {
+            let mut out = Vec::new();
+            RowWriter::new(&mut out, F64_MAX_LEN + d(n).extra_len()).f64_as(v, d(n));
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{v} with {n}");
+        }
+        // From 1e15 on: the shortest form, as without decimals.
+        let (mut fixed, mut shortest) = (Vec::new(), Vec::new());
+        RowWriter::new(&mut fixed, F64_MAX_LEN + d(3).extra_len()).f64_as(1e300, d(3));
+        put_f64(&mut shortest, 1e300);
+        assert_eq!(fixed, shortest);
+        let mut out = Vec::new();
+        RowWriter::new(&mut out, F32_MAX_LEN + d(3).extra_len()).f32_as(0.1f32, d(9));
+        assert_eq!(out, b"0.100000001", "the f32's own digits");
+        assert!(Decimals::try_from(18).is_err());
+    }
+
+    proptest::proptest! {
+        /// Fixed-decimal text stays within the row bound and reads back within half a
+        /// unit of the last decimal, for every finite value below the limit.
+        #[test]
+        fn fixed_decimals_stay_in_bounds(v in -1e15f64..1e15, n in 0u32..=17) {
+            let text = FloatText::Fixed(Decimals::try_from(n).unwrap());
+            let mut out = Vec::new();
+            RowWriter::new(&mut out, F64_MAX_LEN + text.extra_len()).f64_as(v, text);
+            let s = std::str::from_utf8(&out).unwrap();
+            proptest::prop_assert!(!s.contains('e'));
+            let back: f64 = s.parse().unwrap();
+            let half = 0.5 * 10f64.powi(-(n as i32));
+            proptest::prop_assert!((back - v).abs() <= half * (1.0 + 1e-9) + v.abs() * 1e-15);
         }
     }
 

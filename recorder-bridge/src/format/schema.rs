@@ -4,7 +4,8 @@
 use std::fmt;
 
 use crate::format::number::{
-    self as codec, F32_MAX_LEN, F64_MAX_LEN, INDEXED_PREFIX_MAX_LEN, ParseRowError, RowWriter,
+    self as codec, F32_MAX_LEN, F64_MAX_LEN, FloatText, INDEXED_PREFIX_MAX_LEN, ParseRowError,
+    RowWriter,
 };
 use crate::format::packed::{Packed, f32_pair, split_f32_pair};
 use crate::format::segment::{LineState, Segment, SegmentId};
@@ -42,16 +43,27 @@ pub trait Schema: Packed + Copy + Send + Sync + PartialEq + fmt::Debug + 'static
     /// Whether [`Schema::labview`] returns values (the LabVIEW layout is E-field only).
     const LABVIEW: bool = false;
 
-    /// Upper bound of the bytes [`Schema::write_row`] appends for any sample. The
-    /// file writer uses it to encode whole runs of rows without a per-row size check
-    /// when they cannot reach the size limit.
+    /// Upper bound of the bytes [`Schema::write_row`] appends for any sample with
+    /// shortest float text. The file writer uses it to encode whole runs of rows
+    /// without a per-row size check when they cannot reach the size limit.
     const MAX_ROW_LEN: usize;
+    /// Float cells of a row (what fixed-decimal text can lengthen).
+    const FLOAT_COLUMNS: usize;
 
-    /// Appends this sample's standard CSV cells, comma-separated, without a newline.
-    /// At most [`Schema::MAX_ROW_LEN`] bytes; [`RowWriter`] writes them fast.
-    fn write_row(&self, out: &mut Vec<u8>);
+    /// Upper bound of the bytes [`Schema::write_row`] appends with float text `floats`.
+    fn max_row_len(floats: FloatText) -> usize {
+        Self::MAX_ROW_LEN + Self::FLOAT_COLUMNS * floats.extra_len()
+    }
+
+    /// Appends this sample's standard CSV cells, comma-separated, without a newline,
+    /// floats in the form `floats` asks for. At most [`Schema::max_row_len`] bytes;
+    /// [`RowWriter`] writes them fast.
+    fn write_row(&self, out: &mut Vec<u8>, floats: FloatText);
     /// Parses one standard CSV row, already split into exactly `COLUMNS.len()` fields.
     fn parse_row(fields: &[&str]) -> Result<Self, ParseRowError>;
+    /// The sample's time in microseconds: device time for the XIAO rows (their
+    /// `millis`), time since the group's t0 for the others.
+    fn time_us(&self) -> u64;
     /// The segment this sample carries, if the schema has segment columns.
     fn segment(&self) -> Option<Segment> {
         None
@@ -96,10 +108,11 @@ impl Schema for ImuRow {
         "millis", "ax", "ay", "az", "gx", "gy", "gz", "tempC", "audioRMS",
     ];
     const MAX_ROW_LEN: usize = 10 + 8 * (1 + F32_MAX_LEN);
+    const FLOAT_COLUMNS: usize = 8;
 
-    fn write_row(&self, out: &mut Vec<u8>) {
+    fn write_row(&self, out: &mut Vec<u8>, floats: FloatText) {
         // One reservation for the row; every field then goes straight into it.
-        let mut row = RowWriter::new(out, Self::MAX_ROW_LEN);
+        let mut row = RowWriter::new(out, Self::max_row_len(floats));
         row.u64(u64::from(self.millis));
         for v in [
             self.ax,
@@ -112,8 +125,12 @@ impl Schema for ImuRow {
             self.audio_rms,
         ] {
             row.byte(b',');
-            row.f32(v);
+            row.f32_as(v, floats);
         }
+    }
+
+    fn time_us(&self) -> u64 {
+        u64::from(self.millis) * 1000
     }
 
     fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {
@@ -209,15 +226,20 @@ impl Schema for EfieldSample {
         "ADC2_Ch4",
     ];
     const MAX_ROW_LEN: usize = INDEXED_PREFIX_MAX_LEN + 8 * (1 + F64_MAX_LEN);
+    const FLOAT_COLUMNS: usize = 8;
     const LABVIEW: bool = true;
 
-    fn write_row(&self, out: &mut Vec<u8>) {
-        let mut row = RowWriter::new(out, Self::MAX_ROW_LEN);
+    fn write_row(&self, out: &mut Vec<u8>, floats: FloatText) {
+        let mut row = RowWriter::new(out, Self::max_row_len(floats));
         row.indexed_prefix(self.index, self.t_rel, self.segment);
         for v in self.channels {
             row.byte(b',');
-            row.f64(v);
+            row.f64_as(v, floats);
         }
+    }
+
+    fn time_us(&self) -> u64 {
+        self.t_rel.0
     }
 
     fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {
@@ -310,14 +332,19 @@ impl Schema for StagePosition {
         "y",
     ];
     const MAX_ROW_LEN: usize = INDEXED_PREFIX_MAX_LEN + 2 * (1 + F64_MAX_LEN);
+    const FLOAT_COLUMNS: usize = 2;
 
-    fn write_row(&self, out: &mut Vec<u8>) {
-        let mut row = RowWriter::new(out, Self::MAX_ROW_LEN);
+    fn write_row(&self, out: &mut Vec<u8>, floats: FloatText) {
+        let mut row = RowWriter::new(out, Self::max_row_len(floats));
         row.indexed_prefix(self.index, self.t_rel, self.segment);
         row.byte(b',');
-        row.f64(self.x);
+        row.f64_as(self.x, floats);
         row.byte(b',');
-        row.f64(self.y);
+        row.f64_as(self.y, floats);
+    }
+
+    fn time_us(&self) -> u64 {
+        self.t_rel.0
     }
 
     fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {

@@ -210,6 +210,14 @@ pub(crate) fn settings_of(c: &RecordingConfig) -> BTreeMap<String, String> {
     if let Format::Labview(l) = &c.format {
         s.insert("labview_block".into(), l.block().to_string());
     }
+    if let Format::Csv(o) = &c.format {
+        if let crate::format::number::FloatText::Fixed(d) = o.floats {
+            s.insert("decimals".into(), d.get().to_string());
+        }
+        if o.compat != crate::format::compat::CsvCompat::Kwik {
+            s.insert("compat".into(), o.compat.name().into());
+        }
+    }
     if let Some(d) = c.duration_limit {
         s.insert("duration_limit_s".into(), d.as_secs_f64().to_string());
     }

@@ -14,6 +14,7 @@ use chrono::{DateTime, Local, SecondsFormat, Utc};
 
 use crate::capture::device_notes::DeviceNotes;
 use crate::capture::ring::RingReader;
+use crate::format::compat::HeaderFacts;
 use crate::format::schema::Schema;
 use crate::format::segment::{LineState, Segment, SegmentId};
 use crate::recording::config::{RecordingConfig, RecordingId, StartError, settings_of};
@@ -135,9 +136,18 @@ impl RecordingGroup {
             comments.push(format!("device: {}", kv(&config.device)));
         }
         comments.push(format!("settings: {}", kv(&settings_of(&config))));
+        let facts = HeaderFacts {
+            start: start_local.to_rfc3339_opts(SecondsFormat::Millis, false),
+            device: config
+                .device
+                .get("name")
+                .cloned()
+                .unwrap_or_else(|| "unknown device".into()),
+        };
         let launch = GroupLaunch {
             config: config.clone(),
             comments,
+            facts,
             progress: progress.clone(),
         };
         let single = streams.len() == 1;

@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 
+use crate::format::csv::CsvOptions;
 use crate::format::encoder::Format;
+use crate::format::number::FloatText;
 use crate::recording::config::settings_of;
 use crate::recording::shared::{GroupShared, StreamShared};
 use crate::recording::status::{GroupState, GroupStatus, RecordingSummary, StreamStatus};
 use crate::store::disk;
 use crate::store::file_writer::{WriterStop, part_path};
 use crate::store::sidecar::{
-    LabviewMeta, PartMeta, RecordingState, SIDECAR_VERSION, Sidecar, SidecarError, file_name,
+    CsvMeta, LabviewMeta, PartMeta, RecordingState, SIDECAR_VERSION, Sidecar, SidecarError,
+    file_name,
 };
 use crate::sync::lock_std as lock;
 
@@ -41,7 +44,7 @@ fn sidecar_of(group: &GroupShared, s: &StreamShared, state: RecordingState) -> S
     };
     let secs = elapsed.as_secs_f64();
     let now = Utc::now();
-    Sidecar {
+    let mut sc = Sidecar {
         version: SIDECAR_VERSION,
         session_id: group.id.0.clone(),
         stream: s.name.clone(),
@@ -54,6 +57,7 @@ fn sidecar_of(group: &GroupShared, s: &StreamShared, state: RecordingState) -> S
             }),
             _ => None,
         },
+        csv: csv_meta(&cfg.format),
         state,
         start_utc: group
             .start_utc
@@ -79,6 +83,24 @@ fn sidecar_of(group: &GroupShared, s: &StreamShared, state: RecordingState) -> S
         settings: settings_of(cfg),
         stop_reason: lock(&group.stop_reason).clone(),
         warnings: lock(&group.warnings).clone(),
+        xiao: None,
+    };
+    sc.refresh_xiao_fields(&s.base);
+    sc
+}
+
+/// The CSV settings a sidecar records, when they differ from the defaults.
+pub(crate) fn csv_meta(format: &Format) -> Option<CsvMeta> {
+    match format {
+        Format::Csv(o) if *o != CsvOptions::default() => Some(CsvMeta {
+            compat: o.compat.name().to_owned(),
+            decimals: match o.floats {
+                FloatText::Fixed(d) => Some(d.get()),
+                FloatText::Shortest => None,
+            },
+            comment_header: o.comment_header,
+        }),
+        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@ use std::task::Waker;
 use std::time::Instant;
 
 use crate::capture::ring::RingReader;
+use crate::format::compat::HeaderFacts;
 use crate::format::encoder::{Encoder, EncoderError, Format};
 use crate::format::schema::Schema;
 use crate::format::segment::LineState;
@@ -35,6 +36,8 @@ pub(crate) type StreamRun = Box<dyn FnOnce(Arc<GroupShared>) + Send>;
 pub(crate) struct GroupLaunch {
     pub(crate) config: RecordingConfig,
     pub(crate) comments: Vec<String>,
+    /// What headers that state facts (the XIAO compatibility header) say.
+    pub(crate) facts: HeaderFacts,
     pub(crate) progress: Option<Waker>,
 }
 
@@ -59,7 +62,7 @@ impl<S: Schema> PendingStream for Pending<S> {
         base: PathBuf,
     ) -> Result<(Arc<StreamShared>, StreamRun), StartError> {
         let cfg = &group.config;
-        let encoder = Encoder::<S>::new(cfg.format.clone())?;
+        let encoder = Encoder::<S>::new(cfg.format.clone())?.with_facts(group.facts.clone());
         let mut comments = group.comments.clone();
         comments.insert(1, format!("schema={} stream={}", S::NAME, self.name));
         let data = base.with_extension("csv");

@@ -331,6 +331,14 @@ impl<S: Schema> FileWriter<S> {
         let Some(part) = self.part.take() else {
             return Ok(());
         };
+        let mut sha256 = self.hasher.finish().map(hex::encode);
+        if let Some((at, totals)) = self.encoder.totals_patch(part.samples) {
+            // The header's totals were placeholders of the same length: overwrite them,
+            // then hash the file as it now is (the running digest saw the placeholders).
+            use std::os::unix::fs::FileExt;
+            part.file.write_all_at(&totals, at as u64)?;
+            sha256 = Some(hex::encode(hash_file(&part.path)?));
+        }
         part.file.sync_all()?;
         self.dirty = false;
         self.total_bytes_closed += part.bytes;
@@ -338,7 +346,7 @@ impl<S: Schema> FileWriter<S> {
             path: part.path,
             samples: part.samples,
             bytes: part.bytes,
-            sha256: self.hasher.finish().map(hex::encode),
+            sha256,
         });
         Ok(())
     }
@@ -378,7 +386,7 @@ impl<S: Schema> FileWriter<S> {
         let mut footer = Vec::new();
         if matches!(
             self.encoder.format(),
-            crate::format::encoder::Format::Csv(_)
+            crate::format::encoder::Format::Csv(o) if o.compat.has_footer()
         ) {
             Footer {
                 samples: part.samples,
@@ -407,6 +415,22 @@ impl<S: Schema> FileWriter<S> {
             bytes: part.bytes,
             sha256: self.hasher.finish().map(hex::encode),
         });
+    }
+}
+
+/// SHA-256 of a whole file, read back in blocks.
+pub(crate) fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finalize().into());
+        }
+        h.update(&buf[..n]);
     }
 }
 

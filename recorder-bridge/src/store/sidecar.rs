@@ -102,6 +102,52 @@ pub struct LabviewMeta {
     pub constants: Vec<String>,
 }
 
+/// The standard CSV layout's settings, kept so `verify` and `recover` know what the
+/// file should hold. Absent in sidecars of files with the default settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CsvMeta {
+    /// Whose conventions the file follows (`kwik` or `xiao`).
+    pub compat: String,
+    /// Fixed decimals of the float cells; `None` for the shortest exact text.
+    pub decimals: Option<u8>,
+    /// Whether the file starts with `#` comment lines.
+    pub comment_header: bool,
+}
+
+/// The XIAO recorder's sidecar fields, written beside KWIK's own (with the same values)
+/// when a recording is made with `--compat xiao`, so its notebooks read them unchanged.
+/// `session_id` is shared with KWIK's field of that name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct XiaoSidecarFields {
+    /// Start time, RFC 3339.
+    pub start_time: String,
+    /// End time, RFC 3339.
+    pub end_time: Option<String>,
+    /// Duration in seconds.
+    pub duration_seconds: f64,
+    /// Samples in the data files.
+    pub total_samples: u64,
+    /// Samples per second over the duration.
+    pub average_sample_rate_hz: f64,
+    /// The data file as the recorder named it.
+    pub file_path: String,
+    /// Total size of the data files in bytes.
+    pub file_size_bytes: u64,
+    /// Device name and how it was connected.
+    pub device_info: XiaoDeviceInfo,
+    /// The recording settings.
+    pub recording_settings: BTreeMap<String, String>,
+}
+
+/// `device_info` of the XIAO recorder's sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XiaoDeviceInfo {
+    /// Device name.
+    pub name: String,
+    /// `USB serial`, `BLE`, `simulator`, `KWIK` (remote) or the device kind as given.
+    pub connection_type: String,
+}
+
 /// The sidecar of one stream of a recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sidecar {
@@ -117,6 +163,9 @@ pub struct Sidecar {
     pub format: String,
     /// LabVIEW settings, when `format` is `labview`.
     pub labview: Option<LabviewMeta>,
+    /// CSV settings other than the defaults, when `format` is `csv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<CsvMeta>,
     /// Life-cycle state.
     pub state: RecordingState,
     /// Start time (the group's t0) in UTC, RFC 3339 with offset.
@@ -152,6 +201,9 @@ pub struct Sidecar {
     pub stop_reason: Option<String>,
     /// Warnings raised while recording (free disk, drops).
     pub warnings: Vec<String>,
+    /// The XIAO recorder's field names, for `--compat xiao` recordings.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub xiao: Option<XiaoSidecarFields>,
 }
 
 /// Why a sidecar could not be read or written.
@@ -218,6 +270,50 @@ impl Sidecar {
         ))
     }
 
+    /// Whose CSV conventions the data files follow (KWIK's when not recorded).
+    pub fn csv_compat(&self) -> crate::format::compat::CsvCompat {
+        self.csv
+            .as_ref()
+            .and_then(|c| crate::format::compat::CsvCompat::from_name(&c.compat))
+            .unwrap_or_default()
+    }
+
+    /// Fills the XIAO recorder's fields from KWIK's (for `--compat xiao` recordings;
+    /// no-op otherwise). `file_path` is kept once set.
+    pub fn refresh_xiao_fields(&mut self, file_path: &Path) {
+        if self.csv_compat() != crate::format::compat::CsvCompat::Xiao {
+            return;
+        }
+        let kind = self.device.get("kind").cloned().unwrap_or_default();
+        let connection_type = if kind.contains("serial") {
+            "USB serial".to_owned()
+        } else if kind.contains("ble") {
+            "BLE".to_owned()
+        } else if kind.contains("kwik") || kind.contains("remote") {
+            "KWIK".to_owned()
+        } else {
+            kind
+        };
+        let file_path = match &self.xiao {
+            Some(x) => x.file_path.clone(),
+            None => file_path.display().to_string(),
+        };
+        self.xiao = Some(XiaoSidecarFields {
+            start_time: self.start_utc.clone(),
+            end_time: self.end_utc.clone(),
+            duration_seconds: self.duration_s,
+            total_samples: self.samples,
+            average_sample_rate_hz: self.average_rate_hz,
+            file_path,
+            file_size_bytes: self.file_size,
+            device_info: XiaoDeviceInfo {
+                name: self.device.get("name").cloned().unwrap_or_default(),
+                connection_type,
+            },
+            recording_settings: self.settings.clone(),
+        });
+    }
+
     /// Writes atomically: temp file in the same directory, fsync, rename, fsync dir.
     pub fn write_atomic(&self, path: &Path) -> Result<(), SidecarError> {
         let io_err = |source| SidecarError::Io {
@@ -269,6 +365,8 @@ mod tests {
             schema: "xiao-imu".into(),
             format: "csv".into(),
             labview: None,
+            csv: None,
+            xiao: None,
             state: RecordingState::Finished,
             start_utc: "2026-01-01T00:00:00Z".into(),
             end_utc: None,
