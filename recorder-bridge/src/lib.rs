@@ -31,9 +31,9 @@ pub use capture::device_notes::DeviceNotes;
 pub use capture::producer::{Producer, ProducerReport};
 pub use capture::ring::{RingReader, RingWriter, SampleIndex, Since, ring};
 pub use capture::sample_source::{SampleSource, SourceEvent};
+pub use capture::sources::ble::{BleCounts, BleNotificationDecoder, SAMPLE_UUID, SERVICE_UUID};
 #[cfg(feature = "ble")]
 pub use capture::sources::ble::{BleError, BleSource};
-pub use capture::sources::ble::{BleNotificationDecoder, SAMPLE_UUID, SERVICE_UUID};
 pub use capture::sources::frames::{FrameSource, SimImuConfig, serial, sim_imu, sim_imu_with};
 pub use capture::sources::generated::{GeneratorSource, Pacing, SimEfieldSource};
 pub use capture::sources::signal::{
