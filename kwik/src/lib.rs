@@ -99,6 +99,7 @@ pub use proto::ids::{PathId, SessionId};
 pub use proto::multiserver::grant::{GRANT_LEN, Grant, GrantError};
 pub use proto::multiserver::secondary::SecondaryStats;
 pub use proto::multiserver::token::{TOKEN_LEN, TokenError, TokenIssuer, TokenKey};
+pub use proto::peer_fault::{HANDSHAKE_TIMEOUT_CODE, JOIN_REFUSED_CODE, VERSION_REFUSED_CODE};
 pub use proto::scheduler::Scheduler;
 pub use proto::session::events::PathEvent;
 pub use proto::session::paths::{PathState, PathStats};

@@ -20,6 +20,7 @@ use crate::driver::dial::Route;
 use crate::driver::error::{ConnectError, EndpointError};
 use crate::driver::links::spawn_client_join;
 use crate::driver::path_tasks::{attach_path, timer_task};
+use crate::driver::peer_log::{self, Stage, connect_fault, connection_fault};
 use crate::driver::quinn_config::{
     ClientConfig, ServerConfig, quinn_client_config, quinn_server_config,
 };
@@ -27,11 +28,10 @@ use crate::driver::recv_stream::presentation_task;
 use crate::driver::secondary::{SecondarySession, accept_secondary};
 use crate::driver::session::Session;
 use crate::driver::shared::{ClientSide, ServerSide, SessionRegistry, SessionShared};
-use crate::proto::error::PATH_ABANDONED;
-use crate::proto::error::ProtocolError;
 use crate::proto::handshake::{self, FirstFrame, JoinRequest, Opening};
 use crate::proto::ids::{PathId, SessionId};
 use crate::proto::multiserver::token::TokenIssuer;
+use crate::proto::peer_fault::{FrameType, PeerFault};
 use crate::proto::wire::frame::{Frame, FrameReader, PathStatus, RefuseReason};
 
 /// How many accepted sessions wait for `Endpoint::accept` before new ones wait.
@@ -257,24 +257,77 @@ fn bind_socket(bind: SocketAddr, buffer: usize) -> io::Result<std::net::UdpSocke
 async fn accept_loop(quinn: quinn::Endpoint, server: Arc<ServerShared>) {
     while let Some(incoming) = quinn.accept().await {
         let server = server.clone();
+        let remote = incoming.remote_address();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(incoming, server).await {
-                debug!(error = %e, "connection not accepted");
+            if let Err(r) = serve_connection(incoming, server).await {
+                peer_log::report(remote, r.session, r.path, &r.fault);
             }
         });
+    }
+}
+
+/// A connection that did not become a session or a path, and why: what the peer
+/// log reports.
+#[derive(Debug)]
+struct Refusal {
+    fault: PeerFault,
+    session: Option<SessionId>,
+    path: Option<PathId>,
+}
+
+impl From<PeerFault> for Refusal {
+    fn from(fault: PeerFault) -> Self {
+        Self {
+            fault,
+            session: None,
+            path: None,
+        }
+    }
+}
+
+/// Ends `conn` with the application close of `fault` (if it has one) and returns
+/// the refusal to report.
+fn refuse(conn: &quinn::Connection, fault: PeerFault) -> Refusal {
+    close_for(conn, &fault);
+    fault.into()
+}
+
+/// Closes `conn` with the application close (code, reason phrase) of `fault`.
+pub(crate) fn close_for(conn: &quinn::Connection, fault: &PeerFault) {
+    if let Some((code, reason)) = fault.application_close() {
+        let code = VarInt::from_u64(code).unwrap_or(VarInt::from_u32(0));
+        conn.close(code, reason.as_bytes());
     }
 }
 
 async fn serve_connection(
     incoming: quinn::Incoming,
     server: Arc<ServerShared>,
-) -> Result<(), ConnectError> {
-    let conn = incoming.await?;
-    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
+) -> Result<(), Refusal> {
+    let conn = incoming
         .await
-        .map_err(|_| ConnectError::TimedOut)??;
+        .map_err(|e| connection_fault(&e, Stage::Handshake))?;
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await;
+    let (mut send, mut recv) = match accepted {
+        Err(_) => {
+            return Err(refuse(
+                &conn,
+                PeerFault::HandshakeTimeout(HANDSHAKE_TIMEOUT),
+            ));
+        }
+        Ok(Err(e)) => return Err(connection_fault(&e, Stage::Established).into()),
+        Ok(Ok(streams)) => streams,
+    };
     let mut reader = FrameReader::new();
-    let first = read_frame(&mut recv, &mut reader).await?;
+    let first = match read_frame(&mut recv, &mut reader).await {
+        Ok(f) => f,
+        Err(e) => return Err(refuse(&conn, connect_fault(e))),
+    };
+    let offered = match &first {
+        Frame::Open { version, .. } => Some(*version),
+        _ => None,
+    };
+    let first_name = first.name();
     let config = &server.config;
     let decision = handshake::on_first_frame(
         first,
@@ -284,9 +337,12 @@ async fn serve_connection(
         SessionId::random,
         Instant::now(),
     );
+    let lost = |e: ConnectError| Refusal::from(connect_fault(e));
     match decision {
         FirstFrame::Open { state, welcome } => {
-            write_frame(&mut send, &welcome).await?;
+            write_frame(&mut send, &welcome)
+                .await
+                .map_err(|e| lost(e.into()))?;
             let id = state.id();
             let shared = SessionShared::new(
                 *state,
@@ -307,15 +363,18 @@ async fn serve_connection(
             Ok(())
         }
         FirstFrame::Refuse(reason) => {
-            write_frame(&mut send, &Frame::Refused { reason }).await?;
-            let _ = send.finish();
-            Err(ConnectError::Refused(reason))
+            let fault = match (reason, offered) {
+                (RefuseReason::Version, Some(offered)) => PeerFault::Version { offered },
+                (reason, _) => PeerFault::JoinRefused(reason),
+            };
+            answer_refused(conn, send, reason, &fault).await;
+            Err(fault.into())
         }
         FirstFrame::Secondary(request) => {
             let (session, path) = (request.session, request.path);
             let verified = request.verify(&mut server.tokens.lock(), unix_ms());
             if let Err(reason) = verified {
-                return refuse_join(&server, conn, send, session, path, reason).await;
+                return Err(refuse_join(&server, conn, send, session, path, reason).await);
             }
             accept_secondary(
                 conn,
@@ -325,44 +384,72 @@ async fn serve_connection(
                 &server.secondary_tx,
             )
             .await
+            .map_err(|e| Refusal {
+                session: Some(session),
+                path: Some(path),
+                ..lost(e)
+            })
         }
         FirstFrame::Join(request) => {
             let (session, path) = (request.session, request.path);
             match join(&server, &request) {
                 Ok((shared, welcome)) => {
-                    write_frame(&mut send, &welcome).await?;
+                    write_frame(&mut send, &welcome)
+                        .await
+                        .map_err(|e| lost(e.into()))?;
                     shared.with_state(|s| s.add_path(path, PathStatus::Available, Instant::now()));
                     attach_path(&shared, path, conn, send, recv, reader);
                     Ok(())
                 }
-                Err(reason) => refuse_join(&server, conn, send, session, path, reason).await,
+                Err(reason) => Err(refuse_join(&server, conn, send, session, path, reason).await),
             }
         }
         FirstFrame::Unexpected => {
-            conn.close(VarInt::from_u32(PATH_ABANDONED), b"expected OPEN or JOIN");
-            Err(ProtocolError::UnexpectedFrame("first frame").into())
+            let fault = PeerFault::Protocol {
+                frame: Some(FrameType::Named(first_name)),
+                detail: "the first frame must be OPEN or JOIN".into(),
+            };
+            Err(refuse(&conn, fault))
         }
     }
+}
+
+/// Answers REFUSED for `reason`, gives the answer a moment to leave, then closes the
+/// connection with the application close of `fault`.
+async fn answer_refused(
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    reason: RefuseReason,
+    fault: &PeerFault,
+) {
+    if write_frame(&mut send, &Frame::Refused { reason })
+        .await
+        .is_ok()
+    {
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+    }
+    close_for(&conn, fault);
 }
 
 /// Answers a JOIN with REFUSED (counted), then closes the connection.
 async fn refuse_join(
     server: &ServerShared,
     conn: quinn::Connection,
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     session: SessionId,
     path: PathId,
     reason: RefuseReason,
-) -> Result<(), ConnectError> {
+) -> Refusal {
     server.refused_joins.fetch_add(1, Ordering::Relaxed);
     metrics::counter!("kwik_joins_refused_total").increment(1);
-    warn!(?reason, %session, %path, "join refused");
-    write_frame(&mut send, &Frame::Refused { reason }).await?;
-    let _ = send.finish();
-    // Give the answer a moment to leave before the connection closes.
-    let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
-    conn.close(VarInt::from_u32(PATH_ABANDONED), b"join refused");
-    Err(ConnectError::Refused(reason))
+    let fault = PeerFault::JoinRefused(reason);
+    answer_refused(conn, send, reason, &fault).await;
+    Refusal {
+        fault,
+        session: Some(session),
+        path: Some(path),
+    }
 }
 
 /// A JOIN of a session held here: the session and the WELCOME to answer

@@ -21,6 +21,7 @@ pub(crate) mod error;
 pub(crate) mod links;
 pub(crate) mod multi_server;
 pub(crate) mod path_tasks;
+pub(crate) mod peer_log;
 pub(crate) mod quinn_config;
 pub(crate) mod recv_stream;
 pub(crate) mod secondary;

@@ -13,14 +13,43 @@ use bytes::BytesMut;
 use kwik_presentation::StreamId;
 use quinn::VarInt;
 use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::driver::control::unix_ms;
+use crate::driver::endpoint::close_for;
+use crate::driver::peer_log::{self, Stage, connection_fault};
 use crate::driver::quinn_config::INITIAL_DATA_STREAMS;
 use crate::driver::shared::{PathIo, SessionShared};
 use crate::proto::ids::PathId;
+use crate::proto::peer_fault::PeerFault;
 use crate::proto::wire::frame::FrameReader;
 use crate::proto::wire::segment::{SegmentReader, encode_segment_header, encode_stream_header};
+
+/// Ends `path` for `fault` (a violation on that path alone): the connection closes
+/// with the fault's code and phrase, the peer log reports it, the session goes on.
+fn fail_path(
+    shared: &Arc<SessionShared>,
+    path: PathId,
+    conn: &quinn::Connection,
+    fault: PeerFault,
+) {
+    metrics::counter!("kwik_protocol_errors_total").increment(1);
+    close_for(conn, &fault);
+    peer_log::report(conn.remote_address(), Some(shared.id), Some(path), &fault);
+    shared.with_state(|s| s.path_failed(path, Instant::now()));
+}
+
+/// Whether a connection that ended with `e` was ended by the peer's fault: it went
+/// silent (idle timeout) or broke QUIC's rules. A close by either side's application
+/// is none.
+fn is_peer_fault(e: &quinn::ConnectionError) -> bool {
+    matches!(
+        e,
+        quinn::ConnectionError::TimedOut
+            | quinn::ConnectionError::TransportError(_)
+            | quinn::ConnectionError::ConnectionClosed(_)
+    )
+}
 
 /// Ceiling for the concurrent data streams a peer may open on a path, as the
 /// limit grows. One data stream per (path, logical stream) is open at a time and
@@ -48,7 +77,13 @@ pub(crate) fn attach_path(
     };
     let (control, data) = (io.control.clone(), io.data.clone());
     shared.paths.lock().insert(id, io);
-    tokio::spawn(control_reader(shared.clone(), id, recv, reader));
+    tokio::spawn(control_reader(
+        shared.clone(),
+        id,
+        conn.clone(),
+        recv,
+        reader,
+    ));
     tokio::spawn(control_writer(shared.clone(), id, send, control));
     tokio::spawn(data_writer(shared.clone(), id, conn.clone(), data));
     tokio::spawn(data_acceptor(shared.clone(), id, conn.clone()));
@@ -92,6 +127,7 @@ pub(crate) async fn timer_task(shared: Arc<SessionShared>) {
 async fn control_reader(
     shared: Arc<SessionShared>,
     path: PathId,
+    conn: quinn::Connection,
     mut recv: quinn::RecvStream,
     mut reader: FrameReader,
 ) {
@@ -108,24 +144,31 @@ async fn control_reader(
                     });
                     if let Err(e) = result {
                         metrics::counter!("kwik_protocol_errors_total").increment(1);
-                        warn!(session = %shared.id, %path, error = %e, "protocol error");
+                        let fault = PeerFault::protocol(&e);
+                        peer_log::report(
+                            conn.remote_address(),
+                            Some(shared.id),
+                            Some(path),
+                            &fault,
+                        );
                         return;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    warn!(session = %shared.id, %path, error = %e, "bad control frame; closing path");
-                    shared.with_state(|s| s.path_failed(path, Instant::now()));
+                    fail_path(&shared, path, &conn, PeerFault::path_protocol(&e.into()));
                     return;
                 }
             }
         }
         match recv.read_chunk(64 * 1024, true).await {
             Ok(Some(chunk)) => reader.push(&chunk.bytes),
+            Ok(None) | Err(_) if shared.is_closed() => return,
+            // The watcher sees the connection's end first-hand (closing the path here
+            // would hide why it ended).
+            Err(quinn::ReadError::ConnectionLost(_)) => return,
             Ok(None) | Err(_) => {
-                if !shared.is_closed() {
-                    shared.with_state(|s| s.path_failed(path, Instant::now()));
-                }
+                shared.with_state(|s| s.path_failed(path, Instant::now()));
                 return;
             }
         }
@@ -223,23 +266,27 @@ async fn data_acceptor(shared: Arc<SessionShared>, path: PathId, conn: quinn::Co
             limit = (limit * 2).min(MAX_DATA_STREAMS);
             conn.set_max_concurrent_uni_streams(VarInt::from_u32(limit));
         }
-        let (shared, open) = (shared.clone(), open.clone());
+        let (shared, open, conn) = (shared.clone(), open.clone(), conn.clone());
         tokio::spawn(async move {
-            data_reader(shared, path, recv).await;
+            data_reader(shared, path, conn, recv).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
 
-async fn data_reader(shared: Arc<SessionShared>, path: PathId, mut recv: quinn::RecvStream) {
+async fn data_reader(
+    shared: Arc<SessionShared>,
+    path: PathId,
+    conn: quinn::Connection,
+    mut recv: quinn::RecvStream,
+) {
     let mut reader = SegmentReader::new();
     let mut pieces = Vec::new();
     loop {
         match recv.read_chunk(usize::MAX, true).await {
             Ok(Some(chunk)) => {
                 if let Err(e) = reader.feed(chunk.bytes, &mut pieces) {
-                    warn!(session = %shared.id, %path, error = %e, "bad data stream; closing path");
-                    shared.with_state(|s| s.path_failed(path, Instant::now()));
+                    fail_path(&shared, path, &conn, PeerFault::path_protocol(&e.into()));
                     return;
                 }
                 if pieces.is_empty() {
@@ -257,14 +304,18 @@ async fn data_reader(shared: Arc<SessionShared>, path: PathId, mut recv: quinn::
                 });
                 if let Some(e) = failed {
                     metrics::counter!("kwik_protocol_errors_total").increment(1);
-                    warn!(session = %shared.id, %path, error = %e, "protocol error on data");
+                    let fault = PeerFault::protocol(&e);
+                    peer_log::report(conn.remote_address(), Some(shared.id), Some(path), &fault);
                     return;
                 }
             }
             Ok(None) => {
                 if !reader.at_boundary() {
-                    warn!(session = %shared.id, %path, "data stream ended inside a segment");
-                    shared.with_state(|s| s.path_failed(path, Instant::now()));
+                    let fault = PeerFault::PathProtocol {
+                        frame: None,
+                        detail: "data stream ended inside a segment".into(),
+                    };
+                    fail_path(&shared, path, &conn, fault);
                 }
                 return;
             }
@@ -277,6 +328,10 @@ async fn data_reader(shared: Arc<SessionShared>, path: PathId, mut recv: quinn::
 async fn path_watcher(shared: Arc<SessionShared>, path: PathId, conn: quinn::Connection) {
     let error = conn.closed().await;
     debug!(session = %shared.id, %path, %error, "path connection ended");
+    if is_peer_fault(&error) {
+        let fault = connection_fault(&error, Stage::Established);
+        peer_log::report(conn.remote_address(), Some(shared.id), Some(path), &fault);
+    }
     let application_close = match &error {
         quinn::ConnectionError::ApplicationClosed(close) => {
             Some((close.error_code.into_inner(), close.reason.clone()))

@@ -9,6 +9,8 @@ pub(crate) mod error;
 pub(crate) mod handshake;
 pub(crate) mod ids;
 pub(crate) mod multiserver;
+pub(crate) mod offenders;
+pub(crate) mod peer_fault;
 pub(crate) mod scheduler;
 pub(crate) mod session;
 pub(crate) mod wire;

@@ -341,6 +341,34 @@ pub enum DecodeError {
 }
 
 impl Frame {
+    /// The frame's name as docs/PROTOCOL.md spells it (`OPEN`, `PING`, ...), for
+    /// log lines and close reasons.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Frame::Open { .. } => "OPEN",
+            Frame::Join { .. } => "JOIN",
+            Frame::Welcome { .. } => "WELCOME",
+            Frame::Refused { .. } => "REFUSED",
+            Frame::TokenRequest { .. } => "TOKEN_REQUEST",
+            Frame::PathToken { .. } => "PATH_TOKEN",
+            Frame::SessionCredit { .. } => "SESSION_CREDIT",
+            Frame::StreamCredit { .. } => "STREAM_CREDIT",
+            Frame::Ack { .. } => "ACK",
+            Frame::Backpressure { .. } => "BACKPRESSURE",
+            Frame::ResetStream { .. } => "RESET_STREAM",
+            Frame::StopSending { .. } => "STOP_SENDING",
+            Frame::PathStatus { .. } => "PATH_STATUS",
+            Frame::Ping { .. } => "PING",
+            Frame::Pong { .. } => "PONG",
+            Frame::Close { .. } => "CLOSE",
+            Frame::PathAbandon { .. } => "PATH_ABANDON",
+            Frame::AddPath { .. } => "ADD_PATH",
+            Frame::AddPathResult { .. } => "ADD_PATH_RESULT",
+            Frame::Relay { .. } => "RELAY",
+            Frame::Grant { .. } => "GRANT",
+        }
+    }
+
     /// Appends the frame's wire form to `buf`.
     pub(crate) fn encode(&self, buf: &mut BytesMut) {
         let mut p = BytesMut::new();
