@@ -36,6 +36,7 @@ pub(crate) async fn dial(
     client: &ClientSide,
     route: Route,
     status: PathStatus,
+    weight: Option<u32>,
 ) -> Result<PathId, AddPathError> {
     let (path, token_rx) = {
         let mut state = shared.state.lock();
@@ -77,6 +78,7 @@ pub(crate) async fn dial(
     }
     shared.with_state(|s| {
         s.add_path(path, PathStatus::Available, Instant::now());
+        s.set_path_weight(path, weight);
     });
     let local = route.endpoint.local_addr().ok();
     client.routes.lock().insert(path, route);
@@ -91,20 +93,20 @@ pub(crate) async fn dial(
 }
 
 /// One attempt to bring back the dead path `old` (the core's `Dial` event):
-/// dials its route with its last status and reports the outcome to the core,
+/// dials its route with its last status and weight and reports the outcome to the core,
 /// which schedules the next attempt or gives up.
 pub(crate) async fn redial(shared: Arc<SessionShared>, old: PathId) {
     let Some(client) = shared.client.as_ref() else {
         return;
     };
     let route = client.routes.lock().get(&old).cloned();
-    let status = shared
-        .state
-        .lock()
-        .path_status(old)
-        .unwrap_or(PathStatus::Available);
+    let (status, weight) = {
+        let state = shared.state.lock();
+        let status = state.path_status(old).unwrap_or(PathStatus::Available);
+        (status, state.path_weight(old))
+    };
     let outcome = match route {
-        Some(route) => dial(&shared, client, route, status).await,
+        Some(route) => dial(&shared, client, route, status, weight).await,
         None => Err(AddPathError::NotAClient),
     };
     match outcome {

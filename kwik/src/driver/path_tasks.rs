@@ -57,6 +57,9 @@ fn is_peer_fault(e: &quinn::ConnectionError) -> bool {
 /// 1024), so more concurrent QUIC streams are not needed.
 const MAX_DATA_STREAMS: u32 = 4096;
 
+/// QUIC priority of a path's control stream; data streams stay below it.
+const CONTROL_PRIORITY: i32 = 100;
+
 /// Attaches a joined path to the session: its I/O entry and its tasks (a
 /// control reader and writer, a data writer, a data acceptor, a watcher).
 pub(crate) fn attach_path(
@@ -68,7 +71,7 @@ pub(crate) fn attach_path(
     reader: FrameReader,
 ) {
     // The control channel goes before data on the same connection.
-    let _ = send.set_priority(100);
+    let _ = send.set_priority(CONTROL_PRIORITY);
     let io = PathIo {
         conn: conn.clone(),
         local: None,
@@ -208,13 +211,14 @@ async fn data_writer(
     conn: quinn::Connection,
     notify: Arc<Notify>,
 ) {
-    let mut streams: HashMap<StreamId, quinn::SendStream> = HashMap::new();
+    // Each logical stream's QUIC stream on this path, with the priority set on it.
+    let mut streams: HashMap<StreamId, (quinn::SendStream, i32)> = HashMap::new();
     let mut header = BytesMut::new();
     loop {
         let (next, done) =
             shared.with_state_quiet(|s| (s.poll_data(path), s.take_done_streams(path)));
         for id in done {
-            if let Some(mut s) = streams.remove(&id) {
+            if let Some((mut s, _)) = streams.remove(&id) {
                 let _ = s.finish();
             }
         }
@@ -227,16 +231,21 @@ async fn data_writer(
         };
         shared.kick_others(path);
         header.clear();
-        let stream = match streams.entry(tx.stream) {
+        let (stream, set) = match streams.entry(tx.stream) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let Ok(s) = conn.open_uni().await else {
                     return;
                 };
                 encode_stream_header(&mut header, tx.stream);
-                e.insert(s)
+                e.insert((s, 0))
             }
         };
+        // Below the control channel's priority, whatever the application asks.
+        let priority = tx.priority.min(CONTROL_PRIORITY - 1);
+        if *set != priority && stream.set_priority(priority).is_ok() {
+            *set = priority;
+        }
         encode_segment_header(&mut header, tx.offset, tx.data.len() as u64, tx.fin);
         let header_bytes = header.split().freeze();
         if stream
@@ -247,7 +256,7 @@ async fn data_writer(
             return;
         }
         if tx.fin {
-            if let Some(mut s) = streams.remove(&tx.stream) {
+            if let Some((mut s, _)) = streams.remove(&tx.stream) {
                 let _ = s.finish();
             }
         }

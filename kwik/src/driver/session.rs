@@ -42,6 +42,7 @@ pub struct PathSpec {
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
     status: Option<PathStatus>,
+    weight: Option<u32>,
 }
 
 impl PathSpec {
@@ -71,6 +72,13 @@ impl PathSpec {
     /// Sets the remote address.
     pub fn with_remote(mut self, addr: SocketAddr) -> Self {
         self.remote = Some(addr);
+        self
+    }
+
+    /// Gives the path a weight for [`Scheduler::Aggregate`] (at least 1; see
+    /// [`Session::set_path_weight`]).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = Some(weight.max(1));
         self
     }
 
@@ -310,7 +318,7 @@ impl Session {
             remote: spec.remote.unwrap_or(client.server),
         };
         let status = spec.status.unwrap_or(PathStatus::Available);
-        dial(shared, client, route, status).await
+        dial(shared, client, route, status, spec.weight).await
     }
 
     /// Removes a live path: the peer is told, its unacknowledged data moves to the
@@ -319,6 +327,18 @@ impl Session {
     pub fn remove_path(&self, path: PathId) -> Result<(), RemovePathError> {
         self.shared
             .with_state(|s| s.remove_path(path, Instant::now()))
+    }
+
+    /// Sets the weight [`Scheduler::Aggregate`] gives a live path for what
+    /// this side sends (`None`: back to splitting by measured rate once no
+    /// path has a weight; a path without one counts as 1 while others have
+    /// one). With weights 3 and 1, three quarters of the bytes go on the first
+    /// path and a quarter on the second, whatever their speeds — e.g. to keep
+    /// a metered link at a quarter; the faster path does not take the slower
+    /// one's share. A re-created path keeps the weight of the one it
+    /// replaces. Returns false for an unknown or dead path.
+    pub fn set_path_weight(&self, path: PathId, weight: Option<u32>) -> bool {
+        self.shared.with_state(|s| s.set_path_weight(path, weight))
     }
 
     /// Marks a live path as available or backup, here and at the peer. Returns

@@ -19,6 +19,12 @@ pub enum Scheduler {
     /// Use every available path, each taking chunks in proportion to how fast it
     /// drains (the path with the least data in flight relative to its delivery rate
     /// goes next), so a slow path does not hold the reader up with a large backlog.
+    ///
+    /// With user weights (`Session::set_path_weight`, `PathSpec::weight`; a
+    /// path without one counts as 1) the bytes are split in the weights'
+    /// proportion instead, e.g. 3:1 keeps a metered link at a quarter: the
+    /// path owed most under the weights takes the next chunk when it has room,
+    /// and the others wait rather than take its share.
     Aggregate,
     /// Send every byte on every available path (telemetry: the first copy wins,
     /// duplicates are trimmed by the receiver).
@@ -48,6 +54,10 @@ pub(crate) struct PathView {
     pub(crate) sized_window: u64,
     /// Delivery rate estimate in bytes per second (> 0).
     pub(crate) rate: f64,
+    /// The user's weight for `Aggregate`, if set.
+    pub(crate) weight: Option<u32>,
+    /// Bytes the path is owed under the weights (higher: it goes next).
+    pub(crate) deficit: f64,
 }
 
 impl PathView {
@@ -88,6 +98,9 @@ fn min_rtt(path: PathId, views: &[PathView]) -> bool {
 pub(crate) fn may_send(policy: Scheduler, path: PathId, views: &[PathView]) -> bool {
     match policy {
         Scheduler::MinRtt => min_rtt(path, views),
+        Scheduler::Aggregate if views.iter().any(|v| v.weight.is_some()) => candidates(views)
+            .max_by(|a, b| a.deficit.total_cmp(&b.deficit).then(b.id.cmp(&a.id)))
+            .is_some_and(|v| v.id == path && v.has_room()),
         Scheduler::Aggregate => {
             // Alone, a path may fill the whole window (nothing to wait behind).
             let several = candidates(views).nth(1).is_some();
@@ -135,7 +148,26 @@ mod tests {
             window: 100,
             sized_window: 100,
             rate: 1.0,
+            weight: None,
+            deficit: 0.0,
         }
+    }
+
+    #[test]
+    fn weighted_aggregate_follows_the_deficit_and_waits_for_it() {
+        let mut v = [view(0, 10, 0), view(1, 50, 0)];
+        v[0].weight = Some(3);
+        v[0].deficit = -10.0;
+        v[1].deficit = 10.0;
+        // Path 1 is owed more: it goes next even with the longer RTT.
+        assert!(may_send(Scheduler::Aggregate, PathId::new(1), &v));
+        assert!(!may_send(Scheduler::Aggregate, PathId::new(0), &v));
+        // Full: nobody takes its share meanwhile.
+        v[1].inflight = 100;
+        assert!(!may_send(Scheduler::Aggregate, PathId::new(0), &v));
+        assert!(!may_send(Scheduler::Aggregate, PathId::new(1), &v));
+        // Other policies ignore weights.
+        assert!(may_send(Scheduler::MinRtt, PathId::new(0), &v));
     }
 
     #[test]

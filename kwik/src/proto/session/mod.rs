@@ -348,6 +348,7 @@ impl SessionState {
             offset: picked.out.offset,
             data: picked.out.data,
             fin: picked.out.fin,
+            priority: picked.priority,
         })
     }
 

@@ -101,6 +101,17 @@ impl SessionState {
         Ok(())
     }
 
+    /// Sets (or clears) the weight `Aggregate` gives a live path on this
+    /// side (local: the peer's sending is its own). False for a dead path.
+    pub(crate) fn set_path_weight(&mut self, id: PathId, weight: Option<u32>) -> bool {
+        self.paths.set_weight(id, weight)
+    }
+
+    /// The weight of a path (dead ones keep theirs).
+    pub(crate) fn path_weight(&self, id: PathId) -> Option<u32> {
+        self.paths.weight(id)
+    }
+
     /// Changes a path's status locally and tells the peer.
     pub(crate) fn set_path_status(&mut self, id: PathId, status: PathStatus) -> bool {
         let Some(changed) = self.paths.set_status(id, status) else {

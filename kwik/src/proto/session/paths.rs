@@ -53,6 +53,8 @@ pub struct PathStats {
     pub pings_sent: u64,
     /// Pings currently overdue.
     pub missed_pongs: u32,
+    /// The user's weight for `Aggregate` (`None`: split by measured rate).
+    pub weight: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -85,10 +87,17 @@ pub(crate) struct Path {
     /// Logical streams whose data streams on this path can be finished.
     pub(crate) done_streams: Vec<StreamId>,
     metrics: PathMetrics,
+    /// The user's weight for `Aggregate`.
+    pub(crate) weight: Option<u32>,
+    /// Bytes this path is owed under the weights (see [`Paths::on_sent`]).
+    deficit: f64,
 }
 
 /// Initial delivery-rate guess (bytes/s) until acknowledgements measure it.
 const INITIAL_RATE: f64 = 10e6;
+/// Bound of a path's weighted deficit (bytes), so a path that could not take
+/// its share for a while does not take everything afterwards.
+const MAX_DEFICIT: f64 = (16 << 20) as f64;
 /// RTT assumed until the first pong.
 const UNKNOWN_RTT: Duration = Duration::from_millis(100);
 /// In-flight allowance over the path's bandwidth × delay (see [`Path::window`]).
@@ -125,6 +134,8 @@ impl Path {
             control: VecDeque::new(),
             done_streams: Vec::new(),
             metrics,
+            weight: None,
+            deficit: 0.0,
         }
     }
 
@@ -284,6 +295,8 @@ impl Path {
             window: ceiling,
             sized_window: self.window(ceiling, ack_delay),
             rate: self.rate.max(1.0),
+            weight: self.weight,
+            deficit: self.deficit,
         }
     }
 
@@ -300,6 +313,7 @@ impl Path {
             rate: self.rate,
             pings_sent: self.pings_sent,
             missed_pongs: self.missed,
+            weight: self.weight,
         }
     }
 }
@@ -349,6 +363,11 @@ impl Paths {
         true
     }
 
+    /// The weight of a path (dead ones keep theirs).
+    pub(crate) fn weight(&self, id: PathId) -> Option<u32> {
+        self.paths.get(&id).and_then(|p| p.weight)
+    }
+
     /// The status of a path (dead ones keep their last status).
     pub(crate) fn status(&self, id: PathId) -> Option<PathStatus> {
         self.paths.get(&id).map(|p| p.status)
@@ -396,6 +415,15 @@ impl Paths {
         let changed = path.status != status;
         path.status = status;
         Some(changed)
+    }
+
+    /// Sets (or clears) a live path's weight; false for a dead or unknown path.
+    pub(crate) fn set_weight(&mut self, id: PathId, weight: Option<u32>) -> bool {
+        let Some(path) = self.live_mut(id) else {
+            return false;
+        };
+        path.weight = weight.map(|w| w.max(1));
+        true
     }
 
     /// Live path with the lowest RTT among the healthiest (for control frames).
@@ -480,8 +508,35 @@ impl Paths {
         }
     }
 
-    /// `len` payload bytes went out on `path`.
+    /// `len` payload bytes went out on `path`. While weights are set, each
+    /// live available path is owed its weighted share of them and `path` is
+    /// paid `len` (a deficit round-robin over bytes: `Aggregate` gives the
+    /// next chunk to the path owed most, so the split follows the weights
+    /// within about a segment). Deficits stay within a few windows.
     pub(crate) fn on_sent(&mut self, path: PathId, len: u64, resend: bool) {
+        if !resend
+            && self
+                .paths
+                .values()
+                .any(|p| p.is_alive() && p.weight.is_some())
+        {
+            let sharing = |p: &Path| p.is_alive() && p.status == PathStatus::Available;
+            let total: f64 = self
+                .paths
+                .values()
+                .filter(|p| sharing(p))
+                .map(|p| f64::from(p.weight.unwrap_or(1)))
+                .sum();
+            if total > 0.0 {
+                for p in self.paths.values_mut().filter(|p| sharing(p)) {
+                    let owed = len as f64 * f64::from(p.weight.unwrap_or(1)) / total;
+                    p.deficit = (p.deficit + owed).clamp(-MAX_DEFICIT, MAX_DEFICIT);
+                }
+            }
+            if let Some(p) = self.paths.get_mut(&path) {
+                p.deficit = (p.deficit - len as f64).clamp(-MAX_DEFICIT, MAX_DEFICIT);
+            }
+        }
         if let Some(p) = self.paths.get_mut(&path) {
             p.inflight += len;
             p.bytes_sent += len;

@@ -45,6 +45,9 @@ pub(crate) struct DataTransmit {
     pub(crate) offset: u64,
     pub(crate) data: Bytes,
     pub(crate) fin: bool,
+    /// The stream's priority: the driver gives the path's QUIC stream the
+    /// same, so QUIC sends what it buffered in priority order as well.
+    pub(crate) priority: i32,
 }
 
 /// A chunk [`SendSide::poll_data`] picked for a path.
@@ -54,6 +57,8 @@ pub(crate) struct Picked {
     pub(crate) out: Outgoing,
     /// A re-send of a dead path's bytes.
     pub(crate) resend: bool,
+    /// The stream's priority (filled in by `poll_data`).
+    pub(crate) priority: i32,
 }
 
 /// What an ACK did to a send stream.
@@ -392,8 +397,9 @@ impl SendSide {
     /// The next chunk `path` should carry, as the scheduler sees `views`
     /// (see [`Self::pick`]); counted on its stream.
     pub(crate) fn poll_data(&mut self, path: PathId, views: &[PathView]) -> Option<Picked> {
-        let picked = self.pick(path, views)?;
+        let mut picked = self.pick(path, views)?;
         if let Some(b) = self.streams.get_mut(&picked.stream) {
+            picked.priority = b.priority;
             let len = picked.out.data.len() as u64;
             b.bytes_sent += len;
             if picked.resend {
@@ -416,6 +422,7 @@ impl SendSide {
                         stream,
                         out,
                         resend: true,
+                        priority: 0,
                     });
                 }
             }
@@ -436,6 +443,7 @@ impl SendSide {
                     stream,
                     out,
                     resend: false,
+                    priority: 0,
                 });
             }
         }
@@ -458,6 +466,7 @@ impl SendSide {
                     stream,
                     out,
                     resend: false,
+                    priority: 0,
                 });
             }
         }
@@ -487,6 +496,7 @@ impl SendSide {
             stream,
             out,
             resend: false,
+            priority: 0,
         })
     }
 

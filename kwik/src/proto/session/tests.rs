@@ -372,3 +372,118 @@ fn delegation_waits_for_session_credit() {
         Err(DelegateError::EmptyRange)
     );
 }
+
+/// Both paths of a fresh client session validated, so the scheduler sees them.
+fn two_path_client(now: Instant) -> SessionState {
+    let mut s = state(Side::Client);
+    s.add_path(
+        PathId::new(1),
+        crate::proto::wire::frame::PathStatus::Available,
+        now,
+    );
+    for p in [PathId::INITIAL, PathId::new(1)] {
+        s.handle_timeout(now);
+        while let Some(f) = s.poll_control(p) {
+            if let Frame::Ping { seq } = f {
+                s.handle_frame(p, Frame::Pong { seq }, now).unwrap();
+            }
+        }
+    }
+    let _ = events(&mut s);
+    s
+}
+
+#[test]
+fn higher_priority_stream_goes_first() {
+    let now = Instant::now();
+    let mut s = state(Side::Client);
+    let low = s.open(Dir::Uni, None).unwrap();
+    let high = s.open(Dir::Uni, None).unwrap();
+    s.write_copy(low, &[1; 4000]).unwrap();
+    s.write_copy(high, &[2; 4000]).unwrap();
+    s.set_priority(high, 5).unwrap();
+    let order: Vec<_> = std::iter::from_fn(|| s.poll_data(PathId::INITIAL))
+        .map(|t| t.stream)
+        .collect();
+    assert_eq!(order, [high, low], "{order:?}");
+    let st = s.send_stream_stats(high).unwrap();
+    assert_eq!((st.written, st.bytes_sent, st.priority), (4000, 4000, 5));
+    let _ = now;
+}
+
+#[test]
+fn weights_split_the_bytes() {
+    let now = Instant::now();
+    let mut s = two_path_client(now);
+    assert!(s.set_path_weight(PathId::INITIAL, Some(3)));
+    let id = s
+        .open(
+            Dir::Uni,
+            Some(crate::proto::scheduler::Scheduler::Aggregate),
+        )
+        .unwrap();
+    let mut sent = [0u64; 2];
+    // Small segments, pulled by both paths in turn, acknowledged at once.
+    for round in 0..400u64 {
+        let _ = s.write_copy(id, &[7; 1000]);
+        for p in [0u64, 1] {
+            if let Some(t) = s.poll_data(PathId::new(p)) {
+                sent[p as usize] += t.data.len() as u64;
+                let end = t.offset + t.data.len() as u64;
+                s.handle_frame(
+                    PathId::new(p),
+                    Frame::Ack {
+                        stream: id,
+                        fin: false,
+                        ranges: vec![0..end],
+                    },
+                    now,
+                )
+                .unwrap();
+            }
+        }
+        let _ = round;
+    }
+    let share = sent[0] as f64 / (sent[0] + sent[1]) as f64;
+    assert!((share - 0.75).abs() < 0.02, "{sent:?}");
+}
+
+#[test]
+fn failed_client_paths_are_redialled_removed_ones_are_not() {
+    let now = Instant::now();
+    let mut s = two_path_client(now);
+    s.path_failed(PathId::new(1), now);
+    assert!(s.is_recreating(PathId::new(1)));
+    let due = s.next_deadline().unwrap();
+    s.handle_timeout(due.max(now + std::time::Duration::from_secs(1)));
+    let ev = events(&mut s);
+    assert!(ev.contains(&Event::Dial(PathId::new(1))), "{ev:?}");
+    assert!(ev.contains(&Event::Path(PathEvent::Recreating {
+        path: PathId::new(1),
+        attempt: 1
+    })));
+    // The peer removes it meanwhile: the re-creation is dropped.
+    s.handle_frame(
+        PathId::INITIAL,
+        Frame::PathAbandon {
+            path: PathId::new(1),
+        },
+        now,
+    )
+    .unwrap();
+    assert!(!s.is_recreating(PathId::new(1)));
+    assert!(!s.recreated(PathId::new(1), PathId::new(2)));
+
+    // Removal by the application is never re-created; servers never dial.
+    let mut c = two_path_client(now);
+    c.remove_path(PathId::new(1), now).unwrap();
+    assert!(!c.is_recreating(PathId::new(1)));
+    let mut srv = state(Side::Server);
+    srv.add_path(
+        PathId::new(1),
+        crate::proto::wire::frame::PathStatus::Available,
+        now,
+    );
+    srv.path_failed(PathId::new(1), now);
+    assert!(!srv.is_recreating(PathId::new(1)));
+}
