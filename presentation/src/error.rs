@@ -172,10 +172,12 @@ pub enum ReadError {
     /// The application stopped the stream with [`Presentation::stop`](crate::Presentation::stop).
     #[error("stream stopped by the application")]
     Stopped,
-    /// [`Presentation::read_blocking`](crate::Presentation::read_blocking) waited the
-    /// whole timeout without data.
-    #[error("read timed out")]
-    TimedOut,
+    /// Nothing is readable yet: no data at the read position and the end not
+    /// reached. The stream is reported by
+    /// [`Presentation::poll_readable`](crate::Presentation::poll_readable) once
+    /// that changes.
+    #[error("no data readable yet")]
+    Blocked,
 }
 
 /// Why [`Presentation::open_stream`](crate::Presentation::open_stream) failed.

@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
-use std::task::Waker;
 use std::time::Duration;
 
 use crate::{BackpressureScope, BackpressureState, StreamId};
@@ -68,7 +67,6 @@ impl EventKey {
 pub(crate) struct EventQueue {
     order: VecDeque<EventKey>,
     pending: HashMap<EventKey, PresentationEvent>,
-    waker: Option<Waker>,
     cap: usize,
     dropped: u64,
 }
@@ -78,14 +76,13 @@ impl EventQueue {
         Self {
             order: VecDeque::new(),
             pending: HashMap::new(),
-            waker: None,
             cap: cap.max(4),
             dropped: 0,
         }
     }
 
-    /// Queues `event`; returns the waker to wake once locks are released.
-    pub(crate) fn push(&mut self, event: PresentationEvent) -> Option<Waker> {
+    /// Queues `event`, replacing an undelivered one of the same key.
+    pub(crate) fn push(&mut self, event: PresentationEvent) {
         let key = EventKey::of(&event);
         if self.pending.insert(key, event).is_none() {
             if self.order.len() >= self.cap {
@@ -96,19 +93,11 @@ impl EventQueue {
             }
             self.order.push_back(key);
         }
-        self.waker.take()
     }
 
     pub(crate) fn pop(&mut self) -> Option<PresentationEvent> {
         let key = self.order.pop_front()?;
         self.pending.remove(&key)
-    }
-
-    pub(crate) fn register(&mut self, waker: &Waker) {
-        match &self.waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => self.waker = Some(waker.clone()),
-        }
     }
 
     pub(crate) fn len(&self) -> usize {

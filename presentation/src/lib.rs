@@ -10,29 +10,25 @@
 //! * [`ReceiveWindow`] — flow-control credit of one scope (the session budget or a
 //!   stream allocation) that grows only as the application reads, with auto-tuning.
 //! * [`Backpressure`] — threshold and hysteresis signal with a typed reason.
-//! * [`Presentation`] — the session's receive side, shared between writer threads
-//!   (one per path) and the reader, handing out [`PresentationEvent`]s for the
-//!   senders.
+//! * [`Presentation`] — the session's receive side as a single-owner core
+//!   (`&mut self`, in the style of quinn-proto's stream assembler): segments go
+//!   in, data comes out, and the caller drains [`PresentationEvent`]s for the
+//!   senders and the streams whose readers to wake.
 //!
-//! Time is always passed in (`now`); nothing here reads the clock, spawns or sleeps,
-//! except [`Presentation::read_blocking`], the blocking adapter for non-async code.
-//! Readiness uses [`std::task::Waker`], so any runtime can build `AsyncRead` on it.
-//!
-//! Concurrency is checked with loom:
-//! `RUSTFLAGS="--cfg loom" cargo test -p kwik-presentation --release --lib loom`.
+//! Time is always passed in (`now`); nothing here reads the clock, spawns, sleeps,
+//! blocks or locks. The owner decides how it is shared: kwik keeps it inside its
+//! session state, under the one lock its driver holds for the session, and wakes
+//! readers with its own wakers when [`Presentation::poll_readable`] names them.
 
 mod backpressure;
 mod config;
 mod error;
 mod event;
 mod id;
-#[cfg(all(test, loom))]
-mod loom_tests;
 mod presentation;
 mod range_set;
+mod ready;
 mod stream_buffer;
-mod sync;
-mod table;
 mod window;
 
 pub use backpressure::{

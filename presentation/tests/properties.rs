@@ -1,6 +1,5 @@
 //! Property tests against simple reference models.
 
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -191,7 +190,7 @@ proptest! {
             .max_stream_window(4000)
             .gap_timeout(Duration::from_millis(100))
             .idle_stream_timeout(Duration::from_millis(500));
-        let p = Presentation::new(config, t0);
+        let mut p = Presentation::new(config, t0);
         let ids: Vec<StreamId> = (0..3).map(|i| StreamId::new(i * 4 + 2)).collect();
         for &id in &ids {
             p.open_stream(id).unwrap();
@@ -204,7 +203,6 @@ proptest! {
         let mut removed = [false; 3];
         let mut last_stream_credit = [1000u64; 3];
         let mut last_session_credit = p.session_credit();
-        let mut cx = Context::from_waker(Waker::noop());
         for op in ops {
             match op {
                 Op::Write { stream, offset, len, fin } => {
@@ -237,18 +235,18 @@ proptest! {
                 }
                 Op::Read { stream, max } => {
                     let id = ids[stream];
-                    match p.poll_read_chunk(id, max, &mut cx) {
-                        Poll::Ready(Ok(Some(b))) => {
+                    match p.read_chunk(id, max) {
+                        Ok(Some(b)) => {
                             prop_assert!(!b.is_empty() && b.len() <= max);
                             prop_assert_eq!(&b[..], &segment(id.into_inner(), read_pos[stream], b.len() as u64)[..]);
                             read_pos[stream] += b.len() as u64;
                         }
-                        Poll::Pending => {}
-                        Poll::Ready(Err(ReadError::UnknownStream(_))) => prop_assert!(removed[stream]),
-                        Poll::Ready(Ok(None) | Err(ReadError::Reset { .. } | ReadError::Stopped)) => {
+                        Err(ReadError::Blocked) => {}
+                        Err(ReadError::UnknownStream(_)) => prop_assert!(removed[stream]),
+                        Ok(None) | Err(ReadError::Reset { .. } | ReadError::Stopped) => {
                             removed[stream] = true;
                         }
-                        Poll::Ready(Err(e)) => prop_assert!(false, "unexpected {:?}", e),
+                        Err(e) => prop_assert!(false, "unexpected {:?}", e),
                     }
                 }
                 Op::Reset { stream, final_size } => {

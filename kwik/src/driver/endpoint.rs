@@ -24,7 +24,6 @@ use crate::driver::peer_log::{self, Stage, connect_fault, connection_fault};
 use crate::driver::quinn_config::{
     ClientConfig, ServerConfig, quinn_client_config, quinn_server_config,
 };
-use crate::driver::recv_stream::presentation_task;
 use crate::driver::secondary::{SecondarySession, accept_secondary};
 use crate::driver::session::Session;
 use crate::driver::shared::{ClientSide, ServerSide, SessionRegistry, SessionShared};
@@ -469,8 +468,7 @@ fn join(
     Ok((shared, welcome))
 }
 
-/// Starts a new session's timer and the pump of its presentation's events.
+/// Starts a new session's timer (the core's and its receive side's timeouts).
 fn start(shared: &Arc<SessionShared>) {
     tokio::spawn(timer_task(shared.clone()));
-    tokio::spawn(presentation_task(shared.clone()));
 }

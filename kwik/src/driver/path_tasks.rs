@@ -94,22 +94,15 @@ pub(crate) fn attach_path(
     shared.kick();
 }
 
-/// The session timer: runs the core's and the presentation's timeouts and
-/// keeps the core's wall clock anchored.
+/// The session timer: runs the core's timeouts (its receive side's among
+/// them) and keeps the core's wall clock anchored.
 pub(crate) async fn timer_task(shared: Arc<SessionShared>) {
     let mut closed = shared.closed.subscribe();
     loop {
         if shared.is_closed() {
             return;
         }
-        let deadline = {
-            let core = shared.state.lock().next_deadline();
-            let pres = shared.presentation.next_deadline();
-            match (core, pres) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        };
+        let deadline = shared.state.lock().next_deadline();
         let far = Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(deadline.unwrap_or(far).into());
         tokio::select! {
@@ -118,7 +111,6 @@ pub(crate) async fn timer_task(shared: Arc<SessionShared>) {
             _ = closed.changed() => return,
         }
         let now = Instant::now();
-        shared.presentation.handle_timeout(now);
         let wall = unix_ms();
         shared.with_state(|s| {
             s.set_wall_clock(now, wall);

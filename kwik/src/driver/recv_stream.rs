@@ -1,7 +1,7 @@
-//! The receiving half of a stream, read straight from the session's
-//! presentation, and the task that pumps the presentation's events into the
-//! core. Every use of the presentation by the driver is here, besides the
-//! session timer's.
+//! The receiving half of a stream. Reads go through the session core (which
+//! owns the presentation) under the session's lock; a read that finds nothing
+//! registers its waker before the lock is released, and the core's
+//! [`Readable`](crate::proto::session::events::Event::Readable) event wakes it.
 
 use std::future::poll_fn;
 use std::io;
@@ -15,20 +15,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::driver::shared::{SessionHandle, SessionShared, WAKE_READ};
 use crate::proto::error::ReadError;
-
-/// Pumps the presentation's events (credit, backpressure, gaps) into the core.
-pub(crate) async fn presentation_task(shared: Arc<SessionShared>) {
-    let mut closed = shared.closed.subscribe();
-    loop {
-        let pres = shared.presentation.clone();
-        tokio::select! {
-            event = poll_fn(|cx| pres.poll_event(cx)) => {
-                shared.with_state(|s| s.handle_presentation_event(event));
-            }
-            _ = closed.changed() => return,
-        }
-    }
-}
+use crate::proto::session::SessionState;
 
 /// The receiving half of a stream. Implements [`AsyncRead`]; dropping it before
 /// the end stops the stream (the peer is asked to stop sending).
@@ -40,12 +27,24 @@ pub struct RecvStream {
     done: bool,
 }
 
-fn map_read_error(e: kwik_presentation::ReadError) -> ReadError {
-    match e {
-        kwik_presentation::ReadError::Reset { error_code } => ReadError::Reset { error_code },
-        kwik_presentation::ReadError::Stopped => ReadError::Stopped,
-        _ => ReadError::UnknownStream,
-    }
+/// What a read from the core found.
+enum Attempt<T> {
+    /// Data, the end, or an error: the read is over.
+    Done(Result<T, ReadError>),
+    /// Nothing readable; the waker is registered.
+    Blocked,
+}
+
+fn map_read_error<T>(r: Result<T, kwik_presentation::ReadError>) -> Attempt<T> {
+    Attempt::Done(match r {
+        Ok(v) => Ok(v),
+        Err(kwik_presentation::ReadError::Blocked) => return Attempt::Blocked,
+        Err(kwik_presentation::ReadError::Reset { error_code }) => {
+            Err(ReadError::Reset { error_code })
+        }
+        Err(kwik_presentation::ReadError::Stopped) => Err(ReadError::Stopped),
+        Err(_) => Err(ReadError::UnknownStream),
+    })
 }
 
 impl RecvStream {
@@ -75,8 +74,29 @@ impl RecvStream {
         }
     }
 
-    fn poll_pending_or_closed<T>(&self, cx: &Context<'_>) -> Poll<Result<T, ReadError>> {
-        self.shared.register((self.id, WAKE_READ), cx);
+    /// Runs `read` on the core; if it finds nothing, registers `cx`'s waker
+    /// while the core is still locked (see the lock order in
+    /// [`shared`](crate::driver::shared)).
+    fn attempt<T>(
+        &self,
+        cx: &Context<'_>,
+        read: impl FnOnce(&mut SessionState) -> Result<T, kwik_presentation::ReadError>,
+    ) -> Poll<Result<T, ReadError>> {
+        let key = (self.id, WAKE_READ);
+        let attempt = self.shared.with_state_quiet(|s| {
+            let attempt = map_read_error(read(s));
+            if matches!(attempt, Attempt::Blocked) {
+                self.shared.register(key, cx);
+            }
+            attempt
+        });
+        match attempt {
+            Attempt::Done(r) => Poll::Ready(r),
+            Attempt::Blocked => self.pending_or_closed(),
+        }
+    }
+
+    fn pending_or_closed<T>(&self) -> Poll<Result<T, ReadError>> {
         if self.shared.is_closed() {
             Poll::Ready(Err(ReadError::SessionClosed(self.shared.close_reason())))
         } else {
@@ -91,13 +111,7 @@ impl RecvStream {
             return Ok(None);
         }
         let id = self.id;
-        let r = poll_fn(
-            |cx| match self.shared.presentation.poll_read_chunk(id, max_len, cx) {
-                Poll::Ready(r) => Poll::Ready(r.map_err(map_read_error)),
-                Poll::Pending => self.poll_pending_or_closed(cx),
-            },
-        )
-        .await;
+        let r = poll_fn(|cx| self.attempt(cx, |s| s.read_chunk(id, max_len))).await;
         match &r {
             Ok(None) => self.end(),
             Err(ReadError::Reset { .. }) => self.end(),
@@ -141,16 +155,10 @@ impl AsyncRead for RecvStream {
             return Poll::Ready(Ok(()));
         }
         let id = self.id;
-        let r = match self
-            .shared
-            .presentation
-            .poll_read(id, buf.initialize_unfilled(), cx)
-        {
-            Poll::Ready(r) => r.map_err(map_read_error),
-            Poll::Pending => match self.poll_pending_or_closed::<usize>(cx) {
-                Poll::Ready(r) => r,
-                Poll::Pending => return Poll::Pending,
-            },
+        let unfilled = buf.initialize_unfilled();
+        let r = match self.attempt(cx, |s| s.read(id, unfilled)) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Poll::Pending,
         };
         match r {
             Ok(0) => {

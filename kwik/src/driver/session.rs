@@ -285,7 +285,7 @@ impl Session {
 
     /// Receive-side counters (buffered bytes, window, duplicates, gaps).
     pub fn presentation_stats(&self) -> PresentationStats {
-        self.shared.presentation.stats()
+        self.shared.state.lock().presentation().stats()
     }
 
     /// Adds a path (client only): asks the server for a join token on an existing

@@ -1,6 +1,12 @@
 //! The driver's state of one session ([`SessionShared`]): the sans-IO core
-//! behind one lock, the I/O of each path, the wakers of blocked application
-//! calls, and what the core's events mean for tasks and connections. Every
+//! (which owns the receive side, the session's `Presentation`) behind one
+//! lock, the I/O of each path, the wakers of blocked application calls, and
+//! what the core's events mean for tasks and connections.
+//!
+//! Lock order: the core (`state`), then `wakers`. A blocked call registers its
+//! waker while it still holds the core's lock, and the core's events are acted
+//! on after that lock is released, so a wake-up the core reports can never
+//! fall between a reader's check and its registration. Every
 //! handle and task of the session holds it; the last user-facing handle
 //! ([`SessionHandle`]) closes the session when it goes.
 
@@ -11,7 +17,7 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kwik_presentation::{Presentation, Side, StreamId};
+use kwik_presentation::{Side, StreamId};
 use parking_lot::Mutex;
 use quinn::VarInt;
 use tokio::sync::{Notify, broadcast, oneshot, watch};
@@ -78,7 +84,6 @@ pub(crate) struct SessionShared {
     pub(crate) id: SessionId,
     pub(crate) side: Side,
     pub(crate) state: Mutex<SessionState>,
-    pub(crate) presentation: Arc<Presentation>,
     pub(crate) paths: Mutex<HashMap<PathId, PathIo>>,
     pub(crate) accept: Notify,
     pub(crate) timer: Notify,
@@ -107,12 +112,10 @@ impl SessionShared {
         let (closed, _) = watch::channel(false);
         let mut state = state;
         state.set_wall_clock(Instant::now(), unix_ms());
-        let presentation = state.presentation().clone();
         Arc::new(Self {
             id: state.id(),
             side: state.side(),
             state: Mutex::new(state),
-            presentation,
             paths: Mutex::new(HashMap::new()),
             accept: Notify::new(),
             timer: Notify::new(),
@@ -213,6 +216,12 @@ impl SessionShared {
                 }
             }
             Event::Writable => self.wake(|_| true),
+            Event::Readable(stream) => self.wake_one((stream, WAKE_READ)),
+            Event::Transmit => {
+                for p in self.paths.lock().values() {
+                    p.control.notify_one();
+                }
+            }
             Event::Dial(old) => {
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
                     rt.spawn(redial(self.clone(), old));
@@ -295,6 +304,14 @@ impl SessionShared {
             keys.into_iter().filter_map(|k| map.remove(&k)).collect()
         };
         for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Wakes the call waiting on `key`, if any.
+    pub(crate) fn wake_one(&self, key: (StreamId, u8)) {
+        let waker = self.wakers.lock().remove(&key);
+        if let Some(w) = waker {
             w.wake();
         }
     }

@@ -8,7 +8,6 @@
 //! it creates sessions and asks them whether a path may join, so it depends on
 //! the session core and the core never on it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -35,7 +34,7 @@ pub(crate) enum AnswerError {
 #[derive(Debug)]
 pub(crate) struct Opening {
     config: SessionConfig,
-    presentation: Arc<Presentation>,
+    presentation: Presentation,
 }
 
 impl Opening {

@@ -4,8 +4,6 @@
 //! Control frames of one path stay in order, as on a QUIC stream.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -48,7 +46,6 @@ struct Sim {
     start: Instant,
     now: Instant,
     sides: [SessionState; 2],
-    pres: [Arc<Presentation>; 2],
     paths: BTreeMap<PathId, SimPath>,
     /// (deliver at, sequence) -> (to side, path, message)
     queue: BTreeMap<(Instant, u64), (usize, PathId, Msg)>,
@@ -61,10 +58,6 @@ struct Sim {
     abandoned: Vec<PathId>,
 }
 
-fn noop_cx() -> Context<'static> {
-    Context::from_waker(Waker::noop())
-}
-
 impl Sim {
     fn new(config: SessionConfig, seed: u64) -> Self {
         let now = Instant::now();
@@ -72,17 +65,18 @@ impl Sim {
             .session_window(1 << 20)
             .stream_window(512 << 10);
         let pres = [
-            Arc::new(Presentation::new(pcfg.clone(), now)),
-            Arc::new(Presentation::new(pcfg.clone(), now)),
+            Presentation::new(pcfg.clone(), now),
+            Presentation::new(pcfg.clone(), now),
         ];
         let id = SessionId::from_bytes([9; 16]);
         let credit = pres[0].session_credit();
         let stream_credit = pcfg.get_stream_window();
+        let [client_pres, server_pres] = pres;
         let client = SessionState::new(
             id,
             Side::Client,
             config.clone(),
-            pres[0].clone(),
+            client_pres,
             credit,
             stream_credit,
             now,
@@ -91,7 +85,7 @@ impl Sim {
             id,
             Side::Server,
             config,
-            pres[1].clone(),
+            server_pres,
             credit,
             stream_credit,
             now,
@@ -110,7 +104,6 @@ impl Sim {
             start: now,
             now,
             sides: [client, server],
-            pres,
             paths,
             queue: BTreeMap::new(),
             seq: 0,
@@ -222,23 +215,17 @@ impl Sim {
     }
 
     fn read_app(&mut self, stream: StreamId) {
-        let mut cx = noop_cx();
         loop {
-            match self.pres[1].poll_read_chunk(stream, usize::MAX, &mut cx) {
-                Poll::Ready(Ok(Some(b))) => self.received.extend_from_slice(&b),
-                Poll::Ready(Ok(None)) => {
+            match self.sides[1].read_chunk(stream, usize::MAX) {
+                Ok(Some(b)) => self.received.extend_from_slice(&b),
+                Ok(None) => {
                     if !self.finished {
                         self.finished = true;
                         self.sides[1].release_recv(stream, None);
                     }
                     break;
                 }
-                Poll::Ready(Err(_)) | Poll::Pending => break,
-            }
-        }
-        for side in 0..2 {
-            for e in self.pres[side].drain_events() {
-                self.sides[side].handle_presentation_event(e);
+                Err(_) => break,
             }
         }
     }
@@ -249,7 +236,6 @@ impl Sim {
         self.deliver_due();
         self.read_app(stream);
         for side in 0..2 {
-            self.pres[side].handle_timeout(self.now);
             self.sides[side].handle_timeout(self.now);
         }
         self.handle_events();
@@ -389,7 +375,7 @@ fn credit_bounds_retention() {
     let credit = 512u64 << 10;
     assert_eq!(rest.len() as u64, (4u64 << 20) - credit);
     assert!(sim.sides[0].retained(stream).unwrap() <= credit);
-    assert_eq!(sim.pres[1].stats().bytes_received, credit);
+    assert_eq!(sim.sides[1].presentation().stats().bytes_received, credit);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! requests).
 
 use bytes::Bytes;
-use kwik_presentation::Dir;
+use kwik_presentation::{Dir, StreamId};
 
 use crate::proto::ids::PathId;
 use crate::proto::wire::frame::{AddPathOutcome, Frame, PathStatus};
@@ -73,6 +73,12 @@ pub(crate) enum Event {
     Dial(PathId),
     /// Credit grew or a stream changed state: wake blocked writers.
     Writable,
+    /// The blocked reader of this stream may read now (data, its end, a reset,
+    /// a stop or its removal arrived): wake it.
+    Readable(StreamId),
+    /// Control frames were queued by a call that wakes no path task by itself
+    /// (a read that released credit): wake the control writers.
+    Transmit,
     /// (Server) the peer asks for a join token for this path.
     TokenRequested(PathId),
     /// (Client) the server handed out a join token.

@@ -1,10 +1,13 @@
 //! The sans-IO session core. [`SessionState`] composes one part per subsystem:
 //! [`paths`], the send side ([`send`] over [`send_buffer`]), the receive side
-//! ([`recv`]), [`timers`], counters ([`stats`]) and a client's links to
-//! secondaries ([`SecondaryLinks`]); it decides what each frame or piece of
-//! data means for them. Callers pass `now`, feed frames and pieces in, and take
-//! frames, data ([`SessionState::poll_data`]), events and the next deadline out.
+//! ([`recv`], which owns the session's `Presentation`, and [`delivery`], reads
+//! and the receive side's signals), [`timers`], counters ([`stats`]) and a
+//! client's links to secondaries ([`SecondaryLinks`]); it decides what each
+//! frame or piece of data means for them. Callers pass `now`, feed frames and
+//! pieces in, read stream data, and take frames, data
+//! ([`SessionState::poll_data`]), events and the next deadline out.
 
+pub(crate) mod delivery;
 pub(crate) mod events;
 pub(crate) mod path_control;
 pub(crate) mod paths;
@@ -21,17 +24,16 @@ mod tests;
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use kwik_presentation::{Dir, Presentation, PresentationEvent, Side, StreamId};
+use kwik_presentation::{Dir, Presentation, Side, StreamId};
 
 use self::events::{Event, PathEvent};
 use self::path_control::Abandon;
 use self::paths::Paths;
 use self::recreate::Recreations;
-use self::recv::{PeerStream, RecvSide, Signal, Written, dir_index};
+use self::recv::{PeerStream, RecvSide, Written, dir_index};
 use self::send::{DataTransmit, SendSide, SendStreamStats};
 use self::stats::SessionStats;
 use self::telemetry::SessionMetrics;
@@ -77,7 +79,7 @@ impl SessionState {
         id: SessionId,
         side: Side,
         config: SessionConfig,
-        presentation: Arc<Presentation>,
+        presentation: Presentation,
         peer_max_data: u64,
         peer_stream_credit: u64,
         now: Instant,
@@ -114,8 +116,9 @@ impl SessionState {
         &self.config
     }
 
-    /// The receive side's presentation (the driver reads streams from it).
-    pub(crate) fn presentation(&self) -> &Arc<Presentation> {
+    /// The receive side's presentation (for its counters; reads go through
+    /// [`Self::read_chunk`]).
+    pub(crate) fn presentation(&self) -> &Presentation {
         self.recv.presentation()
     }
 
@@ -439,7 +442,10 @@ impl SessionState {
             self.stats.late_segments += 1;
             return Ok(());
         }
-        match self.recv.write(piece, now)? {
+        let written = self.recv.write(piece, now);
+        // Credit, backpressure and readiness the write caused (none if refused).
+        self.pump_recv();
+        match written? {
             Written::Late => self.stats.late_segments += 1,
             Written::Untracked => {}
             Written::AckNow => self.queue_ack(id),
@@ -530,6 +536,7 @@ impl SessionState {
     pub(crate) fn release_recv(&mut self, stream: StreamId, stop_code: Option<u64>) {
         if let Some(code) = stop_code {
             self.recv.stop(stream);
+            self.pump_recv();
             self.paths.broadcast(
                 Frame::StopSending {
                     stream,
@@ -546,6 +553,7 @@ impl SessionState {
         }
         self.links.remove_stream(stream);
         self.recv.release(stream);
+        self.pump_recv();
     }
 
     /// A control frame from the peer on `path`.
@@ -605,7 +613,9 @@ impl SessionState {
                         "RESET_STREAM for a local uni stream",
                     ));
                 }
-                self.recv.reset(stream, final_size, error_code, now)?;
+                let reset = self.recv.reset(stream, final_size, error_code, now);
+                self.pump_recv();
+                reset?;
             }
             Frame::StopSending { stream, error_code } => {
                 if stream.initiator() != self.side && stream.dir() == Dir::Uni {
@@ -685,33 +695,6 @@ impl SessionState {
         }
     }
 
-    /// Something the receive side wants the peer to hear.
-    pub(crate) fn handle_presentation_event(&mut self, event: PresentationEvent) {
-        if self.closed.is_some() {
-            return;
-        }
-        let frame = match RecvSide::signal(event) {
-            Some(Signal::StreamCredit(stream, max_offset)) => {
-                if self.links.has_grants() {
-                    for path in self.links.holders(stream) {
-                        self.events.push_back(Event::ToSecondary(
-                            path,
-                            Frame::StreamCredit { stream, max_offset },
-                        ));
-                    }
-                }
-                Frame::StreamCredit { stream, max_offset }
-            }
-            Some(Signal::Broadcast(frame)) => frame,
-            Some(Signal::Ack(stream)) => {
-                self.queue_ack(stream);
-                return;
-            }
-            None => return,
-        };
-        self.paths.broadcast(frame, None);
-    }
-
     // ----- time -----
 
     /// Runs timers due at `now`: pings, missed-pong detection, grant expiry,
@@ -755,6 +738,8 @@ impl SessionState {
                 self.queue_ack(id);
             }
         }
+        self.recv.handle_timeout(now);
+        self.pump_recv();
     }
 
     /// When [`Self::handle_timeout`] should run next.
@@ -768,7 +753,8 @@ impl SessionState {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.timers.next_deadline(earliest)
+        let core = self.timers.next_deadline(earliest);
+        core.into_iter().chain(self.recv.next_deadline()).min()
     }
 
     // ----- close -----

@@ -2,16 +2,17 @@
 //! being received, what is not yet acknowledged, the peer streams waiting to
 //! be accepted, the acknowledgements of recently finished streams, and how
 //! the presentation's signals (credit, backpressure, gaps) become frames.
-//! Every use of the presentation by the core is here.
+//! The session owns its [`Presentation`] here, by value; every use of it by
+//! the core goes through this file.
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kwik_presentation::{
     BackpressureScope, BackpressureState, Dir, OpenError, Presentation, PresentationConfig,
-    PresentationEvent, Side, StreamId,
+    PresentationEvent, ReadError, Side, StreamId,
 };
 
 use crate::proto::error::ProtocolError;
@@ -22,8 +23,8 @@ use crate::proto::wire::segment::Piece;
 const RETIRED_ACKS: usize = 256;
 
 /// A receive side for a new session (either side) configured by `config`.
-pub(crate) fn new_presentation(config: &PresentationConfig, now: Instant) -> Arc<Presentation> {
-    Arc::new(Presentation::new(config.clone(), now))
+pub(crate) fn new_presentation(config: &PresentationConfig, now: Instant) -> Presentation {
+    Presentation::new(config.clone(), now)
 }
 
 #[derive(Debug, Default)]
@@ -70,7 +71,7 @@ pub(crate) enum Signal {
 /// The receive side of a session.
 #[derive(Debug)]
 pub(crate) struct RecvSide {
-    presentation: Arc<Presentation>,
+    presentation: Presentation,
     streams: HashMap<StreamId, RecvState>,
     retired: VecDeque<(StreamId, u64)>,
     incoming: [VecDeque<StreamId>; 2],
@@ -88,7 +89,7 @@ pub(crate) fn dir_index(dir: Dir) -> usize {
 impl RecvSide {
     /// Over `presentation`; a stream is acknowledged at once when it holds
     /// `ack_threshold` unacknowledged bytes.
-    pub(crate) fn new(presentation: Arc<Presentation>, ack_threshold: u64) -> Self {
+    pub(crate) fn new(presentation: Presentation, ack_threshold: u64) -> Self {
         Self {
             presentation,
             streams: HashMap::new(),
@@ -98,9 +99,44 @@ impl RecvSide {
         }
     }
 
-    /// The presentation (the driver reads from it and runs its timer).
-    pub(crate) fn presentation(&self) -> &Arc<Presentation> {
+    /// The presentation, for its counters.
+    pub(crate) fn presentation(&self) -> &Presentation {
         &self.presentation
+    }
+
+    /// Up to `max_len` bytes of `id` for the application (see
+    /// [`Presentation::read_chunk`]).
+    pub(crate) fn read_chunk(
+        &mut self,
+        id: StreamId,
+        max_len: usize,
+    ) -> Result<Option<Bytes>, ReadError> {
+        self.presentation.read_chunk(id, max_len)
+    }
+
+    /// Copies readable bytes of `id` into `buf` (see [`Presentation::read`]).
+    pub(crate) fn read(&mut self, id: StreamId, buf: &mut [u8]) -> Result<usize, ReadError> {
+        self.presentation.read(id, buf)
+    }
+
+    /// The next signal of the presentation for the senders.
+    pub(crate) fn poll_event(&mut self) -> Option<PresentationEvent> {
+        self.presentation.poll_event()
+    }
+
+    /// The next stream whose blocked reader may read now.
+    pub(crate) fn poll_readable(&mut self) -> Option<StreamId> {
+        self.presentation.poll_readable()
+    }
+
+    /// Runs the presentation's timers (gap timeouts, idle stream removal).
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.presentation.handle_timeout(now);
+    }
+
+    /// When [`Self::handle_timeout`] has work next.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.presentation.next_deadline()
     }
 
     /// The receive half of a local bidirectional stream. A refused open only
@@ -305,7 +341,7 @@ impl RecvSide {
     }
 
     /// A path measured `rtt` (gap timeouts scale with it).
-    pub(crate) fn set_rtt(&self, rtt: Duration) {
+    pub(crate) fn set_rtt(&mut self, rtt: Duration) {
         self.presentation.set_rtt(rtt);
     }
 

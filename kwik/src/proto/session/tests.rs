@@ -4,7 +4,6 @@
 #![allow(clippy::single_range_in_vec_init)]
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,7 +22,7 @@ use crate::proto::wire::segment::Piece;
 
 fn state(side: Side) -> SessionState {
     let now = Instant::now();
-    let presentation = Arc::new(Presentation::new(PresentationConfig::default(), now));
+    let presentation = Presentation::new(PresentationConfig::default(), now);
     SessionState::new(
         SessionId::from_bytes([1; 16]),
         side,

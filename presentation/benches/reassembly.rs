@@ -13,19 +13,18 @@
 //! * `…/streams_16` — 16 streams of 4 MiB, chunks interleaved round-robin.
 //!
 //! `stream_buffer` measures the reassembly structure alone; `presentation` the whole
-//! receive side (stream table, locks, window, backpressure, events).
+//! receive side (stream lookup, window, backpressure, events, reader readiness).
 //!
 //! quinn-proto's receive assembler (`connection::assembler::Assembler`) is
 //! `pub(super)` and only reachable through a full `Connection`, so it cannot be
 //! measured as a peer here.
 //!
-//! Run: `cargo bench --bench reassembly -- --warm-up-time 1 --measurement-time 5`
+//! Run: `cargo bench -p kwik-presentation --bench reassembly -- --warm-up-time 1 --measurement-time 5`
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -138,22 +137,28 @@ fn presentation() -> Presentation {
     let config = PresentationConfig::default()
         .session_window(TOTAL as u64)
         .stream_window(TOTAL as u64);
-    let p = Presentation::new(config, Instant::now());
+    let mut p = Presentation::new(config, Instant::now());
     for s in 0..STREAMS {
         let _ = p.open_stream(StreamId::new(s as u64 * 4 + 2));
     }
     p
 }
 
-/// Writes every segment into a `Presentation`, reading after each write.
-fn run_presentation(p: &Presentation, segs: Vec<Segment>, now: Instant) -> u64 {
-    let mut cx = Context::from_waker(Waker::noop());
+/// Writes every segment into a `Presentation`, reading after each write and
+/// draining its outputs (events for the senders, readers to wake) as a driver does.
+fn run_presentation(p: &mut Presentation, segs: Vec<Segment>, now: Instant) -> u64 {
     let mut read = 0u64;
     for seg in segs {
         let id = StreamId::new(seg.stream as u64 * 4 + 2);
         let _ = p.write(id, seg.offset, seg.data, seg.fin, now);
-        while let Poll::Ready(Ok(Some(chunk))) = p.poll_read_chunk(id, usize::MAX, &mut cx) {
+        while let Ok(Some(chunk)) = p.read_chunk(id, usize::MAX) {
             read += chunk.len() as u64;
+        }
+        while let Some(ready) = p.poll_readable() {
+            black_box(ready);
+        }
+        while let Some(event) = p.poll_event() {
+            black_box(event);
         }
     }
     read
@@ -198,8 +203,8 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("presentation/{name}"), |b| {
             b.iter_batched(
                 || (presentation(), segs.clone()),
-                |(p, segs)| {
-                    let read = run_presentation(&p, segs, now);
+                |(mut p, segs)| {
+                    let read = run_presentation(&mut p, segs, now);
                     assert_eq!(read, TOTAL as u64);
                     p
                 },
