@@ -11,6 +11,7 @@ mod record;
 mod runtime;
 mod serve;
 mod stream;
+mod ui;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ use crate::files::{cmd_ls, cmd_recover, cmd_verify};
 use crate::record::{RecordArgs, cmd_record};
 use crate::serve::{ServeArgs, serve};
 use crate::stream::{StreamArgs, stream};
+use crate::ui::{UiCommandArgs, cmd_ui};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +66,9 @@ enum Command {
     Serve(ServeArgs),
     /// Gateway: stream a device (serial, BLE or simulator) to a recorder server.
     Stream(StreamArgs),
+    /// Web dashboard over a recordings folder: browse, preview, download, verify and
+    /// delete recordings without recording.
+    Ui(UiCommandArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(a, json),
         Command::Serve(a) => serve(a, json),
         Command::Stream(a) => stream(a, json),
+        Command::Ui(a) => cmd_ui(a, json),
     };
     match result {
         Ok(code) => code,

@@ -34,6 +34,8 @@ pub(crate) struct ServeArgs {
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     seconds: Option<f64>,
+    #[command(flatten)]
+    ui: crate::ui::UiArgs,
 }
 
 /// Runs `kwik-record serve` until Ctrl-C (or `--seconds`).
@@ -75,6 +77,11 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
                 tls_dir.join(CA_FILE).display()
             );
         }
+        let devices = kwik_recorder::DashboardParts {
+            recorder: None,
+            devices: Some(std::sync::Arc::new(server.reports_handle())),
+        };
+        let dashboard = crate::ui::open(&a.ui, &a.out, devices, json).await?;
         let start = Instant::now();
         while !crate::interrupt::requested()
             && a.seconds.is_none_or(|s| start.elapsed().as_secs_f64() < s)
@@ -82,6 +89,7 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(200)).await;
             server.publish_metrics();
         }
+        crate::ui::close(dashboard).await;
         let reports = server.shutdown().await;
         // stdout may be gone (a closed pipe) by now; the files are what matters.
         let mut o = std::io::stdout();
