@@ -6,7 +6,8 @@
 //! schemas, numbers, the two layouts) → [`capture`] (the ring buffer, sources and the
 //! producer thread that feeds a ring) → [`store`] (a writer thread swapping two
 //! buffers, files, sidecars) → [`recording`] (groups, limits) → [`check`] (verify,
-//! recover) → [`remote`] (recording over KWIK). The `kwik-record` command line is a
+//! recover) → [`remote`] (recording over KWIK) → [`dashboard`] (the web dashboard:
+//! live plots, recorder panel, recordings browser). The `kwik-record` command line is a
 //! separate package (`recorder-bridge/cli`) built on this library; every public item is
 //! re-exported here at the root.
 //!
@@ -21,6 +22,7 @@
 
 pub mod capture;
 pub mod check;
+pub mod dashboard;
 pub mod format;
 pub mod recording;
 pub mod remote;
@@ -42,6 +44,18 @@ pub use capture::sources::signal::{
 pub use capture::sources::xiao::{device_entries, imu_row, imu_sample};
 pub use check::recover::{RecoverError, RecoverReport, recover};
 pub use check::verify::{PartContents, VerifyError, VerifyReport, verify};
+pub use dashboard::ApiError;
+pub use dashboard::access::{Access, AccessToken, TokenError};
+pub use dashboard::channels::Channels;
+pub use dashboard::decimate::{Columns, MinMax, samples_per_column};
+pub use dashboard::devices::DeviceView;
+pub use dashboard::library::{
+    DeleteError, Entry, PathError, Preview, PreviewError, RecordingsRoot,
+};
+pub use dashboard::live::{LiveQuery, LiveSettings, UiCounts};
+pub use dashboard::recorder::{Indicator, LiveRecorder, PanelError, PanelStatus, StartSettings};
+pub use dashboard::server::{Dashboard, DashboardConfig, DashboardError, DashboardParts};
+pub use dashboard::tap::{Cursor, CursorRead, LiveStream, StreamInfo, Tap, Taps};
 pub use format::compat::{CsvCompat, HeaderFacts, XIAO_TITLE, find_xiao_totals, xiao_totals};
 pub use format::csv::{CsvOptions, ParsedCsv, parse_csv};
 pub use format::encoder::{Encoder, EncoderError, Format};
@@ -68,9 +82,9 @@ pub use remote::{
     ArrivalLog, DEFAULT_CONNECT_TIMEOUT, EncodeError, Gateway, GatewayConfig, GatewayCounters,
     GatewayCounts, GatewayError, GatewayReport, IdentityError, Message, MessageDecoder,
     OpenStreamError, Outbox, RecorderServer, RecorderServerConfig, RunId, SampleError, ServeError,
-    ServerIdentity, ServerStreamCounters, ServerStreamCounts, Spool, SpoolError, SpoolRecord,
-    StartRequest, StreamHeader, StreamKey, StreamReport, WireError, WireFormat, WireSample,
-    WireSchema, WireStats, load_ca,
+    ServerIdentity, ServerReports, ServerStreamCounters, ServerStreamCounts, Spool, SpoolError,
+    SpoolRecord, StartRequest, StreamHeader, StreamKey, StreamReport, WireError, WireFormat,
+    WireSample, WireSchema, WireStats, load_ca,
 };
 pub use store::exporter::{
     BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,

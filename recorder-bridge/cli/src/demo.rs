@@ -41,6 +41,8 @@ pub(crate) struct DemoArgs {
     /// Seed of the simulated signals.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    #[command(flatten)]
+    ui: crate::ui::UiArgs,
 }
 
 /// Runs `kwik-record demo`. Exit code 0 only if nothing was lost.
@@ -49,6 +51,8 @@ pub(crate) fn demo(a: DemoArgs, json: bool) -> Result<ExitCode> {
         return Err(usage("--duration must be longer than zero"));
     }
     let rate = NonZeroU32::new(a.rate).ok_or_else(|| usage("--rate must be at least 1"))?;
+    let ui = a.ui.clone();
+    let out = a.out.clone();
     let config = DemoConfig {
         duration: a.duration,
         rate_hz: rate,
@@ -57,11 +61,22 @@ pub(crate) fn demo(a: DemoArgs, json: bool) -> Result<ExitCode> {
         seed: a.seed,
         verbose: !json,
     };
-    let summary = runtime()?.block_on(run_demo(config)).map_err(err)?;
+    let rt = runtime()?;
+    // With --ui the recordings are browsable while the demo runs and after it, until
+    // Ctrl-C.
+    let dashboard = rt.block_on(crate::ui::open(&ui, &out, Default::default(), json))?;
+    let summary = rt.block_on(run_demo(config)).map_err(err)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&summary).map_err(err)?);
     } else {
         print_summary(&summary);
+    }
+    if dashboard.is_some() {
+        crate::interrupt::install();
+        rt.block_on(async {
+            crate::ui::until_interrupted("demo finished", json).await;
+            crate::ui::close(dashboard).await;
+        });
     }
     Ok(Exit::lossless(summary.ok).into())
 }

@@ -18,6 +18,7 @@ mod record;
 mod runtime;
 mod serve;
 mod stream;
+mod ui;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use crate::logs::LogFormat;
 use crate::record::{RecordArgs, cmd_record};
 use crate::serve::{ServeArgs, serve};
 use crate::stream::{StreamArgs, stream};
+use crate::ui::{UiCommandArgs, cmd_ui};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,6 +102,9 @@ enum Command {
         /// A command, e.g. serve (default: the whole program).
         command: Option<String>,
     },
+    /// Web dashboard over a recordings folder: browse, preview, download, verify and
+    /// delete recordings without recording.
+    Ui(UiCommandArgs),
 }
 
 fn main() -> ExitCode {
@@ -132,6 +137,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Print { .. }) => cmd_config(&argv, json),
         Command::Completions { shell } => cmd_completions(shell),
         Command::Man { command } => cmd_man(command.as_deref()),
+        Command::Ui(a) => cmd_ui(a, json),
     };
     match result {
         Ok(code) => code,

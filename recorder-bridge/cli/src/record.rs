@@ -139,6 +139,8 @@ pub(crate) struct RecordArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    ui: crate::ui::UiArgs,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -208,10 +210,11 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
             );
         }
     }
-    let mut group = RecordingGroup::new(config);
+    let mut group = RecordingGroup::new(config.clone());
+    let mut taps = kwik_recorder::Taps::new();
     let mut starts = Vec::new();
     for source in &a.sources {
-        starts.push(attach(source, a.rate, &mut group)?);
+        starts.push(attach(source, a.rate, &mut group, &mut taps)?);
     }
     let recording = group.start().context("cannot start the recording")?;
     crate::interrupt::install();
@@ -221,9 +224,12 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
         .map(|start| start(notes.clone()))
         .collect::<Result<Vec<Producer>>>()?;
     // A simulator runs until stopped; a board ends by itself when it goes away.
-    let summary = watch(recording, &a, json, || {
-        running.iter().any(Producer::is_finished)
-    });
+    let source_ended = || running.iter().any(Producer::is_finished);
+    let summary = if a.ui.ui.is_some() {
+        crate::ui::record(&a.ui, recording, config, taps, json, source_ended)?
+    } else {
+        watch(recording, &a, json, source_ended)
+    };
     for producer in running {
         let fed = producer.stop();
         if !json && fed.corrupt_frames > 0 {
@@ -237,18 +243,23 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
 /// it says of itself into the recording's device notes.
 type Start = Box<dyn FnOnce(kwik_recorder::DeviceNotes) -> Result<Producer>>;
 
-/// Adds the stream of `source` to `group` (one ring each) and returns what starts the
-/// source. A serial port is opened here, so a missing board fails before any file is
-/// created.
-fn attach(source: &SourceKind, rate: Option<u32>, group: &mut RecordingGroup) -> Result<Start> {
+/// Adds the stream of `source` to `group` and to the dashboard's `taps` (one ring each)
+/// and returns what starts the source. A serial port is opened here, so a missing board
+/// fails before any file is created.
+fn attach(
+    source: &SourceKind,
+    rate: Option<u32>,
+    group: &mut RecordingGroup,
+    taps: &mut kwik_recorder::Taps,
+) -> Result<Start> {
     let (kind, rate) = match source {
-        SourceKind::Serial(path) => return attach_board(path, group),
+        SourceKind::Serial(path) => return attach_board(path, group, taps),
         SourceKind::Sim(kind, own) => (*kind, sim_rate(*kind, own.or(rate))?),
     };
     Ok(match kind {
-        SimKind::Imu => attach_sim(SimImu { rate }, group),
-        SimKind::Efield => attach_sim(SimEfield { rate }, group),
-        SimKind::Stage => attach_sim(SimStage { rate }, group),
+        SimKind::Imu => attach_sim(SimImu { rate }, group, taps),
+        SimKind::Efield => attach_sim(SimEfield { rate }, group, taps),
+        SimKind::Stage => attach_sim(SimStage { rate }, group, taps),
     })
 }
 
@@ -260,11 +271,20 @@ fn sim_rate(kind: SimKind, rate: Option<u32>) -> Result<RateHz> {
         .map_err(|e| usage(format!("bad rate ({e}); give at least 1 Hz")))
 }
 
-fn attach_sim<G: SignalGenerator>(generator: G, group: &mut RecordingGroup) -> Start {
+fn attach_sim<G: SignalGenerator>(
+    generator: G,
+    group: &mut RecordingGroup,
+    taps: &mut kwik_recorder::Taps,
+) -> Start
+where
+    G::Sample: kwik_recorder::Channels,
+{
     let rate = generator.rate().get();
     // Two seconds of history: the recorder reads every few ms, so this is ample.
     let (writer, reader) = ring(rate.max(1024) as usize * 2);
-    group.add_stream(<G::Sample as kwik_recorder::Schema>::NAME, reader);
+    let name = <G::Sample as kwik_recorder::Schema>::NAME;
+    taps.add(name, f64::from(rate), &reader);
+    group.add_stream(name, reader);
     Box::new(move |notes| {
         let source = GeneratorSource::new(generator, None, Pacing::RealTime);
         Producer::spawn(source, writer, notes).context("cannot start the source")
@@ -273,7 +293,11 @@ fn attach_sim<G: SignalGenerator>(generator: G, group: &mut RecordingGroup) -> S
 
 /// A XIAO board's frames from a serial port; its sequence gaps and corrupt frames are
 /// counted as source losses.
-fn attach_board(path: &Path, group: &mut RecordingGroup) -> Result<Start> {
+fn attach_board(
+    path: &Path,
+    group: &mut RecordingGroup,
+    taps: &mut kwik_recorder::Taps,
+) -> Result<Start> {
     let port = kwik_recorder::serial(path).with_context(|| {
         format!(
             "cannot open serial port {}; check the board is plugged in and that you may \
@@ -284,6 +308,12 @@ fn attach_board(path: &Path, group: &mut RecordingGroup) -> Result<Start> {
     // Four seconds at the board's highest rate (about 4 kHz): ample for a recorder that
     // reads every few milliseconds.
     let (writer, reader) = ring::<kwik_recorder::ImuRow>(16_384);
+    // The board's rate is its own; plots decimate as for 1 kHz.
+    taps.add(
+        <kwik_recorder::ImuRow as kwik_recorder::Schema>::NAME,
+        1000.0,
+        &reader,
+    );
     group.add_stream(
         <kwik_recorder::ImuRow as kwik_recorder::Schema>::NAME,
         reader,

@@ -36,6 +36,8 @@ pub(crate) struct ServeArgs {
     /// Ctrl-C or SIGTERM). `--seconds` is an older name of this flag.
     #[arg(long, alias = "seconds", value_parser = crate::args::parse_duration)]
     duration: Option<Duration>,
+    #[command(flatten)]
+    ui: crate::ui::UiArgs,
 }
 
 /// Runs `kwik-record serve` until Ctrl-C, SIGTERM or `--duration`. Exit 1 if the
@@ -78,6 +80,11 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
                 tls_dir.join(CA_FILE).display()
             );
         }
+        let devices = kwik_recorder::DashboardParts {
+            recorder: None,
+            devices: Some(std::sync::Arc::new(server.reports_handle())),
+        };
+        let dashboard = crate::ui::open(&a.ui, &a.out, devices, json).await?;
         let start = Instant::now();
         while !crate::interrupt::requested()
             && a.duration.is_none_or(|d| start.elapsed() < d)
@@ -85,6 +92,7 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(200)).await;
             server.publish_metrics();
         }
+        crate::ui::close(dashboard).await;
         let reports = server.shutdown().await;
         // stdout may be gone (a closed pipe) by now; the files are what matters.
         let mut o = std::io::stdout();

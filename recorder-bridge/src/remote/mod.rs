@@ -19,10 +19,10 @@ pub use gateway::outbox::Outbox;
 pub use gateway::spool::{Spool, SpoolError, SpoolRecord};
 pub use gateway::{DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError, GatewayReport};
 pub use sample::{SampleError, WireSample};
-pub use server::RecorderServer;
 pub use server::arrivals::ArrivalLog;
 pub use server::config::{OpenStreamError, RecorderServerConfig, ServeError};
 pub use server::stream::StreamReport;
+pub use server::{RecorderServer, ServerReports};
 pub use tls::{IdentityError, ServerIdentity, load_ca};
 pub use wire::{
     EncodeError, Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WireError,

@@ -39,6 +39,21 @@ pub struct RecorderServer {
     accept: JoinHandle<()>,
 }
 
+/// Read access to a recorder server's stream reports (see
+/// [`RecorderServer::reports_handle`]).
+#[derive(Debug, Clone)]
+pub struct ServerReports(Arc<ServerShared>);
+
+impl ServerReports {
+    /// Reports of every stream: running ones first, then finished ones.
+    pub fn reports(&self) -> Vec<StreamReport> {
+        let running: Vec<_> = lock(&self.0.streams).values().cloned().collect();
+        let mut out: Vec<StreamReport> = running.iter().map(|s| s.report()).collect();
+        out.extend(lock(&self.0.finished).iter().cloned());
+        out
+    }
+}
+
 impl RecorderServer {
     /// Listens on `addr` and starts accepting gateways.
     pub fn bind(
@@ -81,10 +96,13 @@ impl RecorderServer {
 
     /// Reports of every stream: running ones first, then finished ones.
     pub fn reports(&self) -> Vec<StreamReport> {
-        let running: Vec<_> = lock(&self.shared.streams).values().cloned().collect();
-        let mut out: Vec<StreamReport> = running.iter().map(|s| s.report()).collect();
-        out.extend(lock(&self.shared.finished).iter().cloned());
-        out
+        self.reports_handle().reports()
+    }
+
+    /// A handle that reads the reports from elsewhere (a dashboard) while the server
+    /// runs; it outlives [`RecorderServer::shutdown`] and then shows the final reports.
+    pub fn reports_handle(&self) -> ServerReports {
+        ServerReports(self.shared.clone())
     }
 
     /// Sessions accepted so far.

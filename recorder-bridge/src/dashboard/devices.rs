@@ -1,0 +1,75 @@
+//! The remote view: what a recorder server (`kwik-record serve`) knows of every
+//! connected device, as the dashboard shows it. The dashboard asks through
+//! [`DeviceView`], so it depends on no server internals; [`ServerReports`] is the view
+//! of a [`RecorderServer`](crate::remote::RecorderServer).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::dashboard::tap::{LiveStream, Taps};
+use crate::remote::ServerReports;
+
+/// What a dashboard may ask of the devices of a remote recorder.
+pub trait DeviceView: Send + Sync + fmt::Debug {
+    /// Every device with its streams, as JSON (state, counts, files).
+    fn devices(&self) -> serde_json::Value;
+    /// Sidecars being written now (what may not be deleted).
+    fn live_sidecars(&self) -> Vec<PathBuf>;
+    /// The devices' live streams.
+    fn taps(&self) -> Taps;
+    /// The live stream named `name`.
+    fn tap(&self, name: &str) -> Option<Arc<dyn LiveStream>> {
+        self.taps().get(name).cloned()
+    }
+}
+
+/// One device of a recorder server, with its streams.
+#[derive(Debug, Serialize)]
+struct Device {
+    device: String,
+    streams: Vec<serde_json::Value>,
+}
+
+impl DeviceView for ServerReports {
+    fn devices(&self) -> serde_json::Value {
+        let mut devices: Vec<Device> = Vec::new();
+        for r in self.reports() {
+            let v = serde_json::json!({
+                "stream": r.stream,
+                "schema": r.schema,
+                "run": r.run,
+                "recording": !r.finished,
+                "state": r.status.state,
+                "written": r.written,
+                "rate_hz": r.status.streams.first().map(|s| s.rate_hz),
+                "recorder_dropped": r.recorder_dropped,
+                "counts": r.counts,
+                "sidecar": r.sidecar,
+                "stop_reason": r.status.stop_reason,
+            });
+            match devices.iter_mut().find(|d| d.device == r.device) {
+                Some(d) => d.streams.push(v),
+                None => devices.push(Device {
+                    device: r.device.clone(),
+                    streams: vec![v],
+                }),
+            }
+        }
+        serde_json::to_value(devices).unwrap_or_default()
+    }
+
+    fn live_sidecars(&self) -> Vec<PathBuf> {
+        self.reports()
+            .into_iter()
+            .filter(|r| !r.finished)
+            .map(|r| r.sidecar)
+            .collect()
+    }
+
+    fn taps(&self) -> Taps {
+        Taps::new()
+    }
+}

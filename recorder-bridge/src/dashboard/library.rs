@@ -1,0 +1,397 @@
+//! The recordings on disk as the browser sees them: listed by folder with their
+//! sidecars, resolved strictly inside the recordings root (no `..`, no absolute path,
+//! no symlink leading out), deleted whole (data parts and sidecar) unless in progress,
+//! and previewed as min/max columns read line by line (bounded memory).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::dashboard::channels::Channels;
+use crate::dashboard::decimate::{Columns, MinMax};
+use crate::format::schema::{EfieldSample, ImuRow, SchemaKind, StagePosition};
+use crate::store::sidecar::{Sidecar, SidecarError, sidecar_path};
+
+/// Folders below the root that are searched (`<device>/<date>/` under `serve`).
+const LIST_DEPTH: usize = 3;
+
+/// Why a path from a request was refused or not found.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path is absolute, empty, or has `..`/`.` parts.
+    #[error("path {0:?} is not a plain path inside the recordings folder")]
+    NotRelative(String),
+    /// The path resolves (through a symlink) outside the root.
+    #[error("path {0:?} leads outside the recordings folder")]
+    Outside(String),
+    /// Nothing is there.
+    #[error("no recording file at {0:?}")]
+    NotFound(String),
+}
+
+/// Why a recording could not be deleted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeleteError {
+    /// Its path was refused.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// Its sidecar could not be read.
+    #[error(transparent)]
+    Sidecar(#[from] SidecarError),
+    /// It is being recorded.
+    #[error("{0} is being recorded; stop the recording before deleting it")]
+    InProgress(String),
+    /// A file could not be removed.
+    #[error("cannot delete {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Why a preview could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PreviewError {
+    /// Its path was refused.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// Its sidecar could not be read.
+    #[error(transparent)]
+    Sidecar(#[from] SidecarError),
+    /// The layout or schema has no preview.
+    #[error(
+        "no preview for {0}; previews read standard CSV of the xiao-imu, efield and stage schemas"
+    )]
+    Unsupported(String),
+    /// A data file could not be read or parsed.
+    #[error("cannot read {path}: {reason}")]
+    Data {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// One recording (one stream's sidecar) in the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// The sidecar, relative to the root (the id the other endpoints take).
+    pub path: String,
+    /// Its folder, relative to the root (a date, or `<device>/<date>`).
+    pub folder: String,
+    /// Data files, relative to the root.
+    pub data: Vec<String>,
+    /// True while it is being recorded by this process.
+    pub live: bool,
+    /// The sidecar, when readable.
+    pub meta: Option<Sidecar>,
+    /// Why the sidecar is unreadable.
+    pub error: Option<String>,
+}
+
+/// A decimated preview of a recorded stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    /// The sidecar, relative to the root.
+    pub path: String,
+    /// Schema name.
+    pub schema: String,
+    /// Channel names.
+    pub channels: &'static [&'static str],
+    /// Channel units.
+    pub units: &'static [&'static str],
+    /// Samples read.
+    pub samples: u64,
+    /// Samples per column.
+    pub per_column: u64,
+    /// The columns.
+    pub columns: Columns,
+}
+
+/// The recordings root of a dashboard.
+#[derive(Debug, Clone)]
+pub struct RecordingsRoot {
+    root: PathBuf,
+}
+
+impl RecordingsRoot {
+    /// The folder `root` (created if missing), resolved once so that later requests
+    /// are checked against its real location.
+    pub fn new(root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        Ok(RecordingsRoot {
+            root: root.canonicalize()?,
+        })
+    }
+
+    /// The resolved root.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Resolves `rel` to an existing file inside the root.
+    pub fn resolve(&self, rel: &str) -> Result<PathBuf, PathError> {
+        let p = Path::new(rel);
+        let plain = !rel.is_empty()
+            && p.components().all(|c| matches!(c, Component::Normal(_)))
+            && !rel.contains('\\');
+        if !plain {
+            return Err(PathError::NotRelative(rel.to_owned()));
+        }
+        let joined = self.root.join(p);
+        let real = joined
+            .canonicalize()
+            .map_err(|_| PathError::NotFound(rel.to_owned()))?;
+        if !real.starts_with(&self.root) {
+            return Err(PathError::Outside(rel.to_owned()));
+        }
+        if !real.is_file() {
+            return Err(PathError::NotFound(rel.to_owned()));
+        }
+        Ok(real)
+    }
+
+    /// `abs` relative to the root, `/`-separated (abs must be inside it).
+    pub fn relative(&self, abs: &Path) -> String {
+        let rel = abs.strip_prefix(&self.root).unwrap_or(abs);
+        rel.components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Every recording under the root, newest folder first, then by name; `live` are the
+    /// sidecars being written now.
+    pub fn list(&self, live: &[PathBuf]) -> Vec<Entry> {
+        let mut sidecars = Vec::new();
+        find_sidecars(&self.root, LIST_DEPTH, &mut sidecars);
+        let live: Vec<PathBuf> = live.iter().filter_map(|p| p.canonicalize().ok()).collect();
+        let mut out: Vec<Entry> = sidecars
+            .into_iter()
+            .map(|p| {
+                let dir = p.parent().unwrap_or(&self.root);
+                let (meta, error) = match Sidecar::read(&p) {
+                    Ok(m) => (Some(m), None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                let data = meta
+                    .as_ref()
+                    .map(|m| {
+                        m.parts
+                            .iter()
+                            .map(|part| self.relative(&dir.join(&part.file)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Entry {
+                    path: self.relative(&p),
+                    folder: self.relative(dir),
+                    data,
+                    live: live.contains(&p),
+                    meta,
+                    error,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.folder.cmp(&a.folder).then(a.path.cmp(&b.path)));
+        out
+    }
+
+    /// Resolves the sidecar of the recording `rel` names (its sidecar or a data file).
+    fn sidecar_of(&self, rel: &str) -> Result<PathBuf, PathError> {
+        let real = self.resolve(rel)?;
+        let sc = sidecar_path(&real);
+        if sc.is_file() && sc.starts_with(&self.root) {
+            Ok(sc)
+        } else {
+            Err(PathError::NotFound(rel.to_owned()))
+        }
+    }
+
+    /// Deletes the recording `rel` names: every data part and the sidecar. Refused while
+    /// its sidecar is among `live`. Returns the removed files, relative to the root.
+    pub fn delete(&self, rel: &str, live: &[PathBuf]) -> Result<Vec<String>, DeleteError> {
+        let sc = self.sidecar_of(rel)?;
+        if live
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .any(|p| p == sc)
+        {
+            return Err(DeleteError::InProgress(self.relative(&sc)));
+        }
+        let meta = Sidecar::read(&sc)?;
+        let dir = sc.parent().unwrap_or(&self.root).to_path_buf();
+        let mut files = Vec::new();
+        for part in &meta.parts {
+            let rel_part = self.relative(&dir.join(&part.file));
+            match self.resolve(&rel_part) {
+                Ok(p) => files.push(p),
+                // A part already gone (deleted by hand) is not an error.
+                Err(PathError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        files.push(sc);
+        let mut removed = Vec::new();
+        for f in files {
+            std::fs::remove_file(&f).map_err(|source| DeleteError::Io {
+                path: self.relative(&f),
+                source,
+            })?;
+            removed.push(self.relative(&f));
+        }
+        Ok(removed)
+    }
+
+    /// A preview of the recording `rel` names in at most `width` columns.
+    pub fn preview(&self, rel: &str, width: usize) -> Result<Preview, PreviewError> {
+        let sc = self.sidecar_of(rel)?;
+        let meta = Sidecar::read(&sc)?;
+        if meta.format != "csv" {
+            return Err(PreviewError::Unsupported(format!(
+                "the {} layout",
+                meta.format
+            )));
+        }
+        let dir = sc.parent().unwrap_or(&self.root).to_path_buf();
+        let mut parts = Vec::new();
+        for part in &meta.parts {
+            parts.push(self.resolve(&self.relative(&dir.join(&part.file)))?);
+        }
+        let path = self.relative(&sc);
+        match SchemaKind::from_name(&meta.schema) {
+            Some(SchemaKind::Imu) => preview_of::<ImuRow>(self, path, &meta, &parts, width),
+            Some(SchemaKind::Efield) => {
+                preview_of::<EfieldSample>(self, path, &meta, &parts, width)
+            }
+            Some(SchemaKind::Stage) => {
+                preview_of::<StagePosition>(self, path, &meta, &parts, width)
+            }
+            _ => Err(PreviewError::Unsupported(format!("schema {}", meta.schema))),
+        }
+    }
+}
+
+fn preview_of<S: Channels>(
+    root: &RecordingsRoot,
+    path: String,
+    meta: &Sidecar,
+    parts: &[PathBuf],
+    width: usize,
+) -> Result<Preview, PreviewError> {
+    let per_column = meta.samples.div_ceil(width.max(1) as u64).max(1);
+    let mut dec = MinMax::new(S::NAMES.len(), per_column);
+    let mut columns = Columns::new(S::NAMES.len());
+    let mut values = vec![0.0; S::NAMES.len()];
+    let mut samples = 0u64;
+    let header = S::COLUMNS.join(",");
+    for part in parts {
+        let data_err = |reason: String| PreviewError::Data {
+            path: root.relative(part),
+            reason,
+        };
+        let f = File::open(part).map_err(|e| data_err(e.to_string()))?;
+        let mut lines = BufReader::new(f);
+        let mut line = String::new();
+        let mut header_seen = false;
+        let mut n = 0usize;
+        loop {
+            line.clear();
+            let read = lines
+                .read_line(&mut line)
+                .map_err(|e| data_err(e.to_string()))?;
+            // End of file, or a last row cut by a crash (no newline): stop there.
+            if read == 0 || !line.ends_with('\n') {
+                break;
+            }
+            n += 1;
+            let l = line.trim_end_matches(['\n', '\r']);
+            if l.starts_with('#') {
+                continue;
+            }
+            if !header_seen {
+                if l != header {
+                    return Err(data_err(format!("line {n} is not the {} header", S::NAME)));
+                }
+                header_seen = true;
+                continue;
+            }
+            let fields: Vec<&str> = l.split(',').collect();
+            let row = S::parse_row(&fields).map_err(|e| data_err(format!("line {n}: {e}")))?;
+            row.values(&mut values);
+            dec.push(row.time_s(), &values, &mut columns);
+            samples += 1;
+        }
+    }
+    dec.flush(&mut columns);
+    Ok(Preview {
+        path,
+        schema: meta.schema.clone(),
+        channels: S::NAMES,
+        units: S::UNITS,
+        samples,
+        per_column,
+        columns,
+    })
+}
+
+/// Collects `*.meta.json` files, following no symlink.
+fn find_sidecars(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        let p = e.path();
+        if ft.is_dir() && depth > 0 {
+            find_sidecars(&p, depth - 1, out);
+        } else if ft.is_file() && p.to_string_lossy().ends_with(".meta.json") {
+            out.push(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_paths_inside_the_root_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = RecordingsRoot::new(&dir.path().join("rec")).unwrap();
+        std::fs::create_dir_all(root.path().join("2026-01-01")).unwrap();
+        std::fs::write(root.path().join("2026-01-01/a.csv"), b"x").unwrap();
+        std::fs::write(dir.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.path().join("link")).unwrap();
+        assert!(root.resolve("2026-01-01/a.csv").is_ok());
+        for bad in [
+            "../secret",
+            "/etc/passwd",
+            "2026-01-01/../../secret",
+            "./x",
+            "",
+        ] {
+            assert!(
+                matches!(root.resolve(bad), Err(PathError::NotRelative(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(root.resolve("link"), Err(PathError::Outside(_))));
+        assert!(matches!(
+            root.resolve("2026-01-01"),
+            Err(PathError::NotFound(_))
+        ));
+        assert!(matches!(
+            root.resolve("nope.csv"),
+            Err(PathError::NotFound(_))
+        ));
+    }
+}
