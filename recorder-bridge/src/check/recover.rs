@@ -222,3 +222,30 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
         samples,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sidecar::DroppedCounts;
+    use crate::store::sidecar::tests::finished;
+
+    #[test]
+    fn settled_counts_balance_both_ways() {
+        let dropped = DroppedCounts {
+            ring: 3,
+            ..DroppedCounts::default()
+        };
+        // The last refresh said 100 produced; the files hold 120 rows: produced after all.
+        let mut sc = finished(100, 90, dropped);
+        sc.state = RecordingState::Recording;
+        settle_counts(&mut sc, 120);
+        sc.state = RecordingState::Recovered;
+        assert_eq!((sc.produced, sc.samples, sc.dropped.writer), (123, 120, 0));
+        assert_eq!(sc.accounting_problem(), None);
+        // The last refresh said 100 produced; only 60 rows reached the files.
+        let mut sc = finished(100, 90, dropped);
+        settle_counts(&mut sc, 60);
+        assert_eq!((sc.produced, sc.samples, sc.dropped.writer), (100, 60, 37));
+        assert_eq!(sc.accounting_problem(), None);
+    }
+}

@@ -261,10 +261,11 @@ impl Sidecar {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn finished(produced: u64, samples: u64, dropped: DroppedCounts) -> Sidecar {
+    /// A finished sidecar with these counts (test fixture).
+    pub(crate) fn finished(produced: u64, samples: u64, dropped: DroppedCounts) -> Sidecar {
         Sidecar {
             version: SIDECAR_VERSION,
             session_id: "s".into(),
