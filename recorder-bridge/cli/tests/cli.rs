@@ -171,6 +171,17 @@ fn kill_then_recover(format: &str) {
     assert_eq!(sc["state"], "recovered");
     let samples = sc["samples"].as_u64().unwrap();
     assert!(samples > 1000, "{samples}");
+    // Every count balances after recover: what was produced is recorded, filtered or
+    // counted dropped (the last refresh before the kill is older than the last rows).
+    let dropped: u64 = ["source", "ring", "exporter", "writer"]
+        .iter()
+        .map(|k| sc["dropped"][k].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        sc["produced"].as_u64().unwrap(),
+        samples + sc["filtered_inactive"].as_u64().unwrap() + dropped,
+        "{sc}"
+    );
     // The recovered rows are exactly the generator's first `samples` samples.
     if format == "csv" {
         let p = kwik_recorder::parse_csv::<kwik_recorder::EfieldSample>(

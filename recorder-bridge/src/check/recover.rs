@@ -64,6 +64,25 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecoverError + '_ {
     }
 }
 
+/// Makes the counts of a crashed recording balance (`produced = samples +
+/// filtered_inactive + dropped`, as `verify` checks) once the files are known to hold
+/// `samples` rows. The last sidecar refresh before the crash may predate rows that
+/// reached the files (it then says fewer were produced than recorded: they were
+/// produced after all), or count samples that never reached a file (still in the
+/// ring or the exporter's buffers when the process died: lost, counted with the
+/// writer's losses).
+fn settle_counts(sc: &mut Sidecar, samples: u64) {
+    sc.samples = samples;
+    let accounted = samples
+        .saturating_add(sc.filtered_inactive)
+        .saturating_add(sc.dropped.total());
+    if sc.produced < accounted {
+        sc.produced = accounted;
+    } else {
+        sc.dropped.writer = sc.dropped.writer.saturating_add(sc.produced - accounted);
+    }
+}
+
 /// Repairs a recording given any of its data files or its `.meta.json`.
 pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
     let sc_path = sidecar_path(path);
@@ -101,10 +120,10 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
-    let mut parts = Vec::new();
-    let mut truncated = 0u64;
-    let mut footers = 0usize;
-    let mut latest = None;
+    // First read every part (nothing is written yet, one part in memory at a time),
+    // so that the counts can be settled before the footers that carry them are
+    // written.
+    let mut read = Vec::new();
     for file in &files {
         let bytes = std::fs::read(file).map_err(io(file))?;
         // Cut to the last whole row.
@@ -120,11 +139,19 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
             let whole = ends.len() / LABVIEW_ROWS * LABVIEW_ROWS;
             keep = if whole == 0 { 0 } else { ends[whole - 1] };
         }
-        let mut contents =
-            parse_part(&sc, &bytes[..keep]).map_err(|what| RecoverError::Damaged {
-                path: file.clone(),
-                what,
-            })?;
+        let contents = parse_part(&sc, &bytes[..keep]).map_err(|what| RecoverError::Damaged {
+            path: file.clone(),
+            what,
+        })?;
+        read.push((file, keep, contents));
+    }
+    settle_counts(&mut sc, read.iter().map(|r| r.2.samples).sum());
+    let mut parts = Vec::new();
+    let mut truncated = 0u64;
+    let mut footers = 0usize;
+    let mut latest = None;
+    for (file, keep, mut contents) in read {
+        let bytes = std::fs::read(file).map_err(io(file))?;
         let f = OpenOptions::new()
             .write(true)
             .open(file)
@@ -181,7 +208,6 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
         _ => None,
     };
     sc.parts = parts;
-    sc.samples = samples;
     if let (Some(m), Ok(start)) = (latest, DateTime::parse_from_rfc3339(&sc.start_utc)) {
         let end: DateTime<Utc> = m.into();
         sc.end_utc = Some(end.to_rfc3339_opts(SecondsFormat::Micros, false));
@@ -207,4 +233,31 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
         footers_added: footers,
         samples,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sidecar::DroppedCounts;
+    use crate::store::sidecar::tests::finished;
+
+    #[test]
+    fn settled_counts_balance_both_ways() {
+        let dropped = DroppedCounts {
+            ring: 3,
+            ..DroppedCounts::default()
+        };
+        // The last refresh said 100 produced; the files hold 120 rows: produced after all.
+        let mut sc = finished(100, 90, dropped);
+        sc.state = RecordingState::Recording;
+        settle_counts(&mut sc, 120);
+        sc.state = RecordingState::Recovered;
+        assert_eq!((sc.produced, sc.samples, sc.dropped.writer), (123, 120, 0));
+        assert_eq!(sc.accounting_problem(), None);
+        // The last refresh said 100 produced; only 60 rows reached the files.
+        let mut sc = finished(100, 90, dropped);
+        settle_counts(&mut sc, 60);
+        assert_eq!((sc.produced, sc.samples, sc.dropped.writer), (100, 60, 37));
+        assert_eq!(sc.accounting_problem(), None);
+    }
 }

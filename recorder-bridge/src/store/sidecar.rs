@@ -42,7 +42,7 @@ pub struct DroppedCounts {
     /// Dropped by the exporter because both buffers were full.
     pub exporter: u64,
     /// Delivered to the writer but not in any file (write error, or after a size limit
-    /// stop).
+    /// stop), or, after `recover`, produced but in no file when the process died.
     pub writer: u64,
 }
 
@@ -247,11 +247,14 @@ pub fn sidecar_path(data: &Path) -> PathBuf {
 }
 
 impl Sidecar {
-    /// Why the counts of a finished recording do not balance (`produced` must equal
-    /// `samples + filtered_inactive + dropped`), or `None` when they do or the
-    /// recording is not finished. Never overflows, whatever the file holds.
+    /// Why the counts of a finished or recovered recording do not balance (`produced`
+    /// must equal `samples + filtered_inactive + dropped`), or `None` when they do or
+    /// the recording is neither. Never overflows, whatever the file holds.
     pub fn accounting_problem(&self) -> Option<String> {
-        if self.state != RecordingState::Finished {
+        if !matches!(
+            self.state,
+            RecordingState::Finished | RecordingState::Recovered
+        ) {
             return None;
         }
         let accounted = self
@@ -354,10 +357,11 @@ impl Sidecar {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn finished(produced: u64, samples: u64, dropped: DroppedCounts) -> Sidecar {
+    /// A finished sidecar with these counts (test fixture).
+    pub(crate) fn finished(produced: u64, samples: u64, dropped: DroppedCounts) -> Sidecar {
         Sidecar {
             version: SIDECAR_VERSION,
             session_id: "s".into(),
