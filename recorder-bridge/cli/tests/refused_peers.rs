@@ -189,12 +189,7 @@ fn refused_peers_are_logged_closed_with_their_code_and_the_server_records_on() {
     }
     // (case, close code seen by the client, words of its reason phrase, log reason)
     let expected: [(&str, Option<u64>, &str, &str); 7] = [
-        (
-            "alpn",
-            Some(CRYPTO_NO_APPLICATION_PROTOCOL),
-            "",
-            "alpn",
-        ),
+        ("alpn", Some(CRYPTO_NO_APPLICATION_PROTOCOL), "", "alpn"),
         (
             "version",
             Some(kwik::VERSION_REFUSED_CODE),
@@ -258,7 +253,10 @@ fn refused_peers_are_logged_closed_with_their_code_and_the_server_records_on() {
     // A refused join names the session it asked for.
     let forged = log.wait_for("127.0.0.13");
     let session = cases["forged-token"]["session"].as_str().unwrap();
-    assert!(session.starts_with(forged["session"].as_str().unwrap()), "{forged}");
+    assert!(
+        session.starts_with(forged["session"].as_str().unwrap()),
+        "{forged}"
+    );
     assert_eq!(forged["path"], "path1");
     // Inside a session the line names session and path.
     let garbage = log.wait_for("127.0.0.15");
@@ -284,7 +282,11 @@ fn refused_peers_are_logged_closed_with_their_code_and_the_server_records_on() {
             .all(|c| c.as_u64() == Some(PROTOCOL_VIOLATION)),
         "{flood}"
     );
-    assert_eq!(log.from("127.0.0.19").len(), 5, "the log is limited per offender");
+    assert_eq!(
+        log.from("127.0.0.19").len(),
+        5,
+        "the log is limited per offender"
+    );
     let m = scrape(metrics);
     // 20 from the flood, one each from first-garbage, garbage and second-open.
     assert!(faults(&m, "protocol_violation") >= 23, "{m}");
