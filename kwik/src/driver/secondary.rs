@@ -17,15 +17,17 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::driver::control::{JoinedControl, unix_ms, write_frame};
+use crate::driver::endpoint::close_for;
 use crate::driver::error::ConnectError;
 use crate::driver::multi_server::RELAY_QUEUE;
-use crate::proto::error::PATH_ABANDONED;
+use crate::driver::peer_log;
 use crate::proto::error::{CloseReason, RelayError, SecondaryWriteError};
 use crate::proto::handshake::{JoinRequest, secondary_welcome};
 use crate::proto::ids::{PathId, SessionId};
 use crate::proto::multiserver::grant::Grant;
 use crate::proto::multiserver::secondary::{SecondaryInput, SecondaryState, SecondaryStats};
 use crate::proto::multiserver::token::TokenKey;
+use crate::proto::peer_fault::PeerFault;
 use crate::proto::wire::frame::{Frame, FrameReader, MAX_RELAY_LEN};
 use crate::proto::wire::segment::{encode_segment_header, encode_stream_header};
 
@@ -349,8 +351,9 @@ async fn secondary_reader(
                 Ok(None) => break,
                 Err(e) => {
                     metrics::counter!("kwik_protocol_errors_total").increment(1);
-                    warn!(%session, %path, error = %e, "bad control frame on a secondary path");
-                    conn.close(VarInt::from_u32(PATH_ABANDONED), b"bad control frame");
+                    let fault = PeerFault::path_protocol(&e.into());
+                    close_for(&conn, &fault);
+                    peer_log::report(conn.remote_address(), Some(session), Some(path), &fault);
                     return;
                 }
             };

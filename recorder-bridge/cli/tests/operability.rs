@@ -323,3 +323,30 @@ fn completions_and_man_page_are_generated() {
     assert!(page.contains("duration"), "{page}");
     assert_eq!(run(&["man", "nothing"]).status.code(), Some(2));
 }
+
+/// The config files that go with the systemd units in docs/systemd are valid: every
+/// key is a flag and every value parses.
+#[test]
+fn the_documented_service_configs_parse() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/systemd");
+    for (file, command, key, value) in [
+        ("serve.toml", "serve", "listen", "[::]:4433"),
+        ("stream.toml", "stream", "source", "serial:/dev/ttyACM0"),
+    ] {
+        let path = docs.join(file);
+        let o = run(&[
+            "config",
+            "print",
+            "--json",
+            "--config",
+            path.to_str().unwrap(),
+            command,
+        ]);
+        assert!(o.status.success(), "{file}: {}", text(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            setting(&v, key),
+            (vec![value.to_owned()], "file".to_owned())
+        );
+    }
+}

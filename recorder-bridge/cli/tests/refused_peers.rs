@@ -2,7 +2,7 @@
 //! `tests/peers/kwik_rogue.py`) that misbehaves in every way an operator should be able
 //! to see: wrong ALPN, wrong KWIK version, a forged join token, garbage before and
 //! after the handshake, a frame not allowed in a running session, silence after the
-//! handshake and a peer that vanishes. Each case must end with its documented close
+//! handshake, a peer that vanishes and one that opens 2000 streams it never reads. Each case must end with its documented close
 //! code and reason phrase and produce its log line (JSON, `--log-format json`) naming
 //! the remote address and the typed reason; a flood from one address is limited in the
 //! log but fully counted in the metrics; and a real gateway records losslessly right
@@ -269,6 +269,18 @@ fn refused_peers_are_logged_closed_with_their_code_and_the_server_records_on() {
             .as_str()
             .unwrap()
             .starts_with(idle["session"].as_str().unwrap())
+    );
+    // 2000 logical streams opened and never read: the session ends at the receive
+    // side's stream limit (1024), with the protocol code on the server's side.
+    let streams = log.wait_for("127.0.0.20");
+    assert_eq!(streams["reason"], "protocol_violation", "{streams}");
+    assert_eq!(streams["close_code"], "0x10000", "{streams}");
+    assert!(
+        streams["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many streams"),
+        "{streams}"
     );
     // Twenty bad connections from one address: all closed with the protocol code, five
     // lines in the log, all twenty counted.

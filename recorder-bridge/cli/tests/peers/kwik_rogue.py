@@ -14,6 +14,7 @@ Cases (all run at once):
   silent        completes the QUIC handshake and never sends OPEN or JOIN
   idle          a real session, then silence: the client vanishes without a close
   flood         twenty first-garbage connections in a row from one address
+  streams       a real session, then 2000 logical streams of one byte each, never read
 
 The KWIK frames are written from docs/PROTOCOL.md section 3:
 type (varint) | length (varint) | payload.
@@ -42,6 +43,7 @@ SOURCES = {
     "silent": 17,
     "idle": 18,
     "flood": 19,
+    "streams": 20,
 }
 
 
@@ -229,6 +231,19 @@ async def case_flood(host, port, src):
     return {"error_codes": codes}
 
 
+async def case_streams(host, port, src):
+    proto, session_id = await session(host, port, src)
+    for i in range(2000):
+        # A QUIC unidirectional stream per logical stream (client uni ids 2, 6, ...):
+        # stream header (kind 0 = data, logical id), one segment of one byte.
+        logical = 4 * i + 2
+        data = varint(0) + varint(logical) + bytes([0]) + varint(0) + varint(1) + b"x"
+        quic_id = proto._quic.get_next_available_stream_id(is_unidirectional=True)
+        proto._quic.send_stream_data(quic_id, data)
+    proto.transmit()
+    return ended(await proto.terminated, session=session_id.hex())
+
+
 CASES = {
     "alpn": case_alpn,
     "version": case_version,
@@ -239,6 +254,7 @@ CASES = {
     "silent": case_silent,
     "idle": case_idle,
     "flood": case_flood,
+    "streams": case_streams,
 }
 
 
