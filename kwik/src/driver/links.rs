@@ -109,7 +109,7 @@ async fn join_secondary(
         .lock()
         .insert(path, SecondaryPath { id: path, addr });
     shared.with_state(|s| s.secondary_joined(path));
-    let _ = shared.events.send(PathEvent::Added(path));
+    shared.events.send(PathEvent::Added(path));
     tokio::spawn(link_writer(send, rx, outbox));
     tokio::spawn(link_reader(shared.clone(), path, recv, reader, tx));
     tokio::spawn(link_data_acceptor(shared.clone(), path, conn.clone()));
@@ -257,7 +257,7 @@ async fn link_watcher(shared: Arc<SessionShared>, path: PathId, conn: quinn::Con
     let error = conn.closed().await;
     debug!(session = %shared.id, %path, %error, "secondary link ended");
     if shared.multi.forget(path) {
-        let _ = shared.events.send(PathEvent::Abandoned(path));
+        shared.events.send(PathEvent::Abandoned(path));
         shared.with_state(|s| s.secondary_lost(path));
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -23,6 +24,12 @@ use crate::proto::wire::frame::{AddPathOutcome, Frame};
 /// Relay messages waiting for `accept_relay`, and frames waiting for a link's
 /// control writer; beyond this a relayed message is dropped and counted.
 pub(crate) const RELAY_QUEUE: usize = 256;
+
+/// A queue of relayed messages: its sender and its (awaited) receiver.
+pub(crate) type RelayQueue = (
+    mpsc::Sender<(PathId, Bytes)>,
+    tokio::sync::Mutex<mpsc::Receiver<(PathId, Bytes)>>,
+);
 /// How long `add_secondary` waits for the client's ADD_PATH_RESULT: the client
 /// spends at most one handshake timeout connecting and one waiting for the answer.
 pub(crate) const ADD_PATH_TIMEOUT: Duration = Duration::from_secs(25);
@@ -48,8 +55,10 @@ pub(crate) struct MultiServer {
     /// (Client) the control channel of each secondary link.
     pub(crate) links: Mutex<HashMap<PathId, Link>>,
     /// (Primary) relayed messages from secondaries.
-    pub(crate) relay_tx: mpsc::Sender<(PathId, Bytes)>,
-    pub(crate) relay_rx: tokio::sync::Mutex<mpsc::Receiver<(PathId, Bytes)>>,
+    /// (Primary) secondaries' relayed messages for `accept_relay`, created
+    /// on first use (most sessions never relay; the queue's first block is
+    /// ~1.5 KiB).
+    relays: OnceLock<RelayQueue>,
     pub(crate) next: AtomicU64,
     pub(crate) relays_dropped: AtomicU64,
 }
@@ -83,16 +92,22 @@ impl Outbox {
 
 impl MultiServer {
     pub(crate) fn new() -> Self {
-        let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE);
         Self {
             pending: Mutex::new(HashMap::new()),
             paths: Mutex::new(BTreeMap::new()),
             links: Mutex::new(HashMap::new()),
-            relay_tx,
-            relay_rx: tokio::sync::Mutex::new(relay_rx),
+            relays: OnceLock::new(),
             next: AtomicU64::new(0),
             relays_dropped: AtomicU64::new(0),
         }
+    }
+
+    /// The relay queue (created on first use).
+    pub(crate) fn relays(&self) -> &RelayQueue {
+        self.relays.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(RELAY_QUEUE);
+            (tx, tokio::sync::Mutex::new(rx))
+        })
     }
 
     /// The session ended: waiting `add_secondary` calls fail, links close.
@@ -114,7 +129,7 @@ impl MultiServer {
     /// (Primary) a relayed message from the secondary on `path`.
     pub(crate) fn on_relay_received(&self, path: PathId, payload: Bytes) {
         if !self.paths.lock().contains_key(&path)
-            || self.relay_tx.try_send((path, payload)).is_err()
+            || self.relays().0.try_send((path, payload)).is_err()
         {
             self.relays_dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("kwik_relays_dropped_total").increment(1);

@@ -1,7 +1,7 @@
 //! The tasks that drive a session: per path, a control reader and writer, a
 //! data writer (which pulls scheduled chunks from the core when the path has
-//! room), a data acceptor (one reader task per incoming data stream) and a
-//! watcher for the connection's end; per session, the timer. They carry bytes
+//! room) and a data acceptor (one reader task per incoming data stream; it
+//! also reports the connection's end); per session, the timer. They carry bytes
 //! and wake-ups; every decision is the core's.
 
 use std::collections::HashMap;
@@ -61,7 +61,8 @@ const MAX_DATA_STREAMS: u32 = 4096;
 const CONTROL_PRIORITY: i32 = 100;
 
 /// Attaches a joined path to the session: its I/O entry and its tasks (a
-/// control reader and writer, a data writer, a data acceptor, a watcher).
+/// control reader and writer, a data writer, and a data acceptor that also
+/// reports the connection's end).
 pub(crate) fn attach_path(
     shared: &Arc<SessionShared>,
     id: PathId,
@@ -89,8 +90,7 @@ pub(crate) fn attach_path(
     ));
     tokio::spawn(control_writer(shared.clone(), id, send, control));
     tokio::spawn(data_writer(shared.clone(), id, conn.clone(), data));
-    tokio::spawn(data_acceptor(shared.clone(), id, conn.clone()));
-    tokio::spawn(path_watcher(shared.clone(), id, conn));
+    tokio::spawn(data_acceptor(shared.clone(), id, conn));
     shared.kick();
 }
 
@@ -261,7 +261,16 @@ async fn data_acceptor(shared: Arc<SessionShared>, path: PathId, conn: quinn::Co
     // session that uses few streams keeps quinn's per-stream table small.
     let open = Arc::new(AtomicU64::new(0));
     let mut limit = INITIAL_DATA_STREAMS;
-    while let Ok(recv) = conn.accept_uni().await {
+    loop {
+        let recv = match conn.accept_uni().await {
+            Ok(recv) => recv,
+            Err(error) => {
+                // The connection ended: the acceptor doubles as its watcher
+                // (one task less per path).
+                connection_ended(&shared, path, error);
+                return;
+            }
+        };
         let in_use = open.fetch_add(1, Ordering::Relaxed) + 1;
         if in_use * 2 >= u64::from(limit) && limit < MAX_DATA_STREAMS {
             limit = (limit * 2).min(MAX_DATA_STREAMS);
@@ -326,8 +335,8 @@ async fn data_reader(
     }
 }
 
-async fn path_watcher(shared: Arc<SessionShared>, path: PathId, conn: quinn::Connection) {
-    let error = conn.closed().await;
+/// Reports the end of `path`'s connection to the core.
+fn connection_ended(shared: &Arc<SessionShared>, path: PathId, error: quinn::ConnectionError) {
     debug!(session = %shared.id, %path, %error, "path connection ended");
     if is_peer_fault(&error) {
         let fault = connection_fault(&error, Stage::Established);

@@ -171,7 +171,7 @@ impl ServerConfig {
 }
 
 /// Concurrent QUIC data streams a peer may open on a new path.
-pub(crate) const INITIAL_DATA_STREAMS: u32 = 64;
+pub(crate) const INITIAL_DATA_STREAMS: u32 = 16;
 
 /// quinn's transport settings for a path of a session configured by `config`.
 pub(crate) fn transport_config(config: &SessionConfig) -> quinn::TransportConfig {

@@ -408,7 +408,7 @@ impl Session {
                     .lock()
                     .insert(path, SecondaryPath { id: path, addr });
                 metrics::counter!("kwik_secondary_paths_added_total").increment(1);
-                let _ = shared.events.send(PathEvent::Added(path));
+                shared.events.send(PathEvent::Added(path));
                 Ok(path)
             }
             Ok(Ok(AddPathOutcome::Refused(reason))) => Err(AddSecondaryError::Refused(reason)),
@@ -427,7 +427,7 @@ impl Session {
         if self.shared.server.is_none() || !self.shared.multi.forget(path) {
             return Err(RemovePathError::UnknownPath(path));
         }
-        let _ = self.shared.events.send(PathEvent::Abandoned(path));
+        self.shared.events.send(PathEvent::Abandoned(path));
         self.shared.wake(|_| true);
         self.shared
             .with_state(|s| s.queue_frame(Frame::PathAbandon { path }));
@@ -469,7 +469,7 @@ impl Session {
     /// the session has ended. Cancel-safe.
     pub async fn accept_relay(&self) -> Option<(PathId, Bytes)> {
         let mut closed = self.shared.closed.subscribe();
-        let mut rx = self.shared.multi.relay_rx.lock().await;
+        let mut rx = self.shared.multi.relays().1.lock().await;
         loop {
             if let Ok(m) = rx.try_recv() {
                 return Some(m);

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,29 @@ pub(crate) struct PathIo {
     pub(crate) data: Arc<Notify>,
 }
 
+/// The path events of a session, for the application. The channel exists
+/// from the first subscriber on: a session nobody watches keeps no event
+/// buffer (32 slots would be ~1.5 KiB per session).
+#[derive(Debug, Default)]
+pub(crate) struct PathEventHub(OnceLock<broadcast::Sender<PathEvent>>);
+
+impl PathEventHub {
+    /// Path events are rare; a consumer that lags skips the oldest.
+    const CAPACITY: usize = 32;
+
+    pub(crate) fn send(&self, event: PathEvent) {
+        if let Some(tx) = self.0.get() {
+            let _ = tx.send(event);
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<PathEvent> {
+        self.0
+            .get_or_init(|| broadcast::channel(Self::CAPACITY).0)
+            .subscribe()
+    }
+}
+
 /// One session's driver state: the core behind its lock, the paths' I/O, and
 /// the wake-ups of tasks and application calls.
 #[derive(Debug)]
@@ -88,7 +111,7 @@ pub(crate) struct SessionShared {
     pub(crate) accept: Notify,
     pub(crate) timer: Notify,
     pub(crate) wakers: Mutex<HashMap<(StreamId, u8), Waker>>,
-    pub(crate) events: broadcast::Sender<PathEvent>,
+    pub(crate) events: PathEventHub,
     pub(crate) tokens: Mutex<HashMap<PathId, oneshot::Sender<Bytes>>>,
     pub(crate) client: Option<ClientSide>,
     pub(crate) server: Option<ServerSide>,
@@ -107,8 +130,6 @@ impl SessionShared {
         client: Option<ClientSide>,
         server: Option<ServerSide>,
     ) -> Arc<Self> {
-        // Path events are rare; a consumer that lags skips the oldest.
-        let (events, _) = broadcast::channel(32);
         let (closed, _) = watch::channel(false);
         let mut state = state;
         state.set_wall_clock(Instant::now(), unix_ms());
@@ -120,7 +141,7 @@ impl SessionShared {
             accept: Notify::new(),
             timer: Notify::new(),
             wakers: Mutex::new(HashMap::new()),
-            events,
+            events: PathEventHub::default(),
             tokens: Mutex::new(HashMap::new()),
             client,
             server,
@@ -205,7 +226,7 @@ impl SessionShared {
                     }
                     _ => {}
                 }
-                let _ = self.events.send(e);
+                self.events.send(e);
             }
             Event::ClosePath(id) => {
                 if let Some(io) = self.paths.lock().remove(&id) {
@@ -335,7 +356,7 @@ impl SessionShared {
     /// The peer abandoned the secondary path `path` (PATH_ABANDON).
     fn on_secondary_abandoned(&self, path: PathId) {
         if self.multi.forget(path) {
-            let _ = self.events.send(PathEvent::Abandoned(path));
+            self.events.send(PathEvent::Abandoned(path));
             // `delegate` calls waiting for credit for this path fail now.
             self.wake(|_| true);
         }
