@@ -6,7 +6,7 @@
 //!
 //! How it layers: [`endpoint`] accepts and opens connections and acts on the
 //! core's handshake decisions; [`shared`] is one session's state (the core
-//! behind a lock, the paths' I/O, wakers); [`path_tasks`] runs each path's
+//! behind a lock, the paths' I/O, the [`wakers`] of blocked calls); [`path_tasks`] runs each path's
 //! readers and writers and the session timer; [`session`], [`send_stream`]
 //! and [`recv_stream`] are what the application holds; [`multi_server`],
 //! [`links`] (client) and [`secondary`] (secondary server) add multi-server
@@ -25,3 +25,8 @@ pub(crate) mod secondary;
 pub(crate) mod send_stream;
 pub(crate) mod session;
 pub(crate) mod shared;
+pub(crate) mod sync;
+pub(crate) mod wakers;
+
+#[cfg(all(test, loom))]
+mod loom_tests;

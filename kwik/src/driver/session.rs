@@ -432,7 +432,7 @@ impl Session {
             return Err(RemovePathError::UnknownPath(path));
         }
         let _ = self.shared.events.send(PathEvent::Abandoned(path));
-        self.shared.wake(|_| true);
+        self.shared.wake_all();
         self.shared
             .with_state(|s| s.queue_frame(Frame::PathAbandon { path }));
         Ok(())
