@@ -6,9 +6,9 @@
 //!
 //! How it layers: [`endpoint`] accepts and opens connections and acts on the
 //! core's handshake decisions; [`shared`] is one session's state (the core
-//! behind a lock, the paths' I/O, wakers); [`path_tasks`] runs each path's
-//! readers and writers and the session timer; [`dial`] opens a client's
-//! further paths (added, or re-created when the core says so); [`session`], [`send_stream`]
+//! behind a lock, the paths' I/O, the [`wakers`] of blocked calls); [`path_tasks`] runs each
+//! path's readers and writers and the session timer; [`dial`] opens a client's further paths
+//! (added, or re-created when the core says so); [`session`], [`send_stream`]
 //! and [`recv_stream`] are what the application holds; [`multi_server`],
 //! [`links`] (client) and [`secondary`] (secondary server) add multi-server
 //! sessions; [`control`] and [`quinn_config`] are the control channel's bytes
@@ -28,3 +28,8 @@ pub(crate) mod secondary;
 pub(crate) mod send_stream;
 pub(crate) mod session;
 pub(crate) mod shared;
+pub(crate) mod sync;
+pub(crate) mod wakers;
+
+#[cfg(all(test, loom))]
+mod loom_tests;

@@ -6,18 +6,24 @@
 //! Lock order: the core (`state`), then `wakers`. A blocked call registers its
 //! waker while it still holds the core's lock, and the core's events are acted
 //! on after that lock is released, so a wake-up the core reports can never
-//! fall between a reader's check and its registration. Every
+//! fall between a call's check and its registration (see
+//! [`wakers`](crate::driver::wakers)). Every
 //! handle and task of the session holds it; the last user-facing handle
 //! ([`SessionHandle`]) closes the session when it goes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+<<<<<<< HEAD
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Waker};
+=======
+use std::sync::{Arc, Weak};
+use std::task::Context;
+>>>>>>> pres
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kwik_presentation::{Side, StreamId};
+use kwik_presentation::Side;
 use parking_lot::Mutex;
 use quinn::VarInt;
 use tokio::sync::{Notify, broadcast, oneshot, watch};
@@ -27,6 +33,7 @@ use crate::driver::control::unix_ms;
 use crate::driver::dial::{Route, redial};
 use crate::driver::multi_server::MultiServer;
 use crate::driver::quinn_config::ClientConfig;
+use crate::driver::wakers::{StreamWakers, WakeKey};
 use crate::proto::error::CloseReason;
 use crate::proto::error::PATH_ABANDONED;
 use crate::proto::ids::{PathId, SessionId};
@@ -110,8 +117,13 @@ pub(crate) struct SessionShared {
     pub(crate) paths: Mutex<HashMap<PathId, PathIo>>,
     pub(crate) accept: Notify,
     pub(crate) timer: Notify,
+<<<<<<< HEAD
     pub(crate) wakers: Mutex<HashMap<(StreamId, u8), Waker>>,
     pub(crate) events: PathEventHub,
+=======
+    pub(crate) wakers: StreamWakers,
+    pub(crate) events: broadcast::Sender<PathEvent>,
+>>>>>>> pres
     pub(crate) tokens: Mutex<HashMap<PathId, oneshot::Sender<Bytes>>>,
     pub(crate) client: Option<ClientSide>,
     pub(crate) server: Option<ServerSide>,
@@ -119,10 +131,7 @@ pub(crate) struct SessionShared {
     pub(crate) multi: MultiServer,
 }
 
-pub(crate) const WAKE_WRITE: u8 = 0;
-pub(crate) const WAKE_READ: u8 = 1;
-pub(crate) const WAKE_FINISHED: u8 = 2;
-pub(crate) const WAKE_DELEGATE: u8 = 3;
+pub(crate) use crate::driver::wakers::{WAKE_DELEGATE, WAKE_FINISHED, WAKE_READ, WAKE_WRITE};
 
 impl SessionShared {
     pub(crate) fn new(
@@ -140,8 +149,13 @@ impl SessionShared {
             paths: Mutex::new(HashMap::new()),
             accept: Notify::new(),
             timer: Notify::new(),
+<<<<<<< HEAD
             wakers: Mutex::new(HashMap::new()),
             events: PathEventHub::default(),
+=======
+            wakers: StreamWakers::default(),
+            events,
+>>>>>>> pres
             tokens: Mutex::new(HashMap::new()),
             client,
             server,
@@ -236,7 +250,7 @@ impl SessionShared {
                         .close(VarInt::from_u32(PATH_ABANDONED), b"path abandoned");
                 }
             }
-            Event::Writable => self.wake(|_| true),
+            Event::Writable => self.wake_all(),
             Event::Readable(stream) => self.wake_one((stream, WAKE_READ)),
             Event::Transmit => {
                 for p in self.paths.lock().values() {
@@ -282,7 +296,7 @@ impl SessionShared {
             Event::Closed => {
                 let _ = self.closed.send(true);
                 self.accept.notify_waiters();
-                self.wake(|_| true);
+                self.wake_all();
                 let (code, text) = self
                     .state
                     .lock()
@@ -318,27 +332,20 @@ impl SessionShared {
         }
     }
 
-    pub(crate) fn wake(&self, filter: impl Fn(&(StreamId, u8)) -> bool) {
-        let wakers: Vec<Waker> = {
-            let mut map = self.wakers.lock();
-            let keys: Vec<_> = map.keys().filter(|k| filter(k)).copied().collect();
-            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
-        };
-        for w in wakers {
-            w.wake();
-        }
+    /// Wakes every blocked application call of the session.
+    pub(crate) fn wake_all(&self) {
+        self.wakers.wake_all();
     }
 
     /// Wakes the call waiting on `key`, if any.
-    pub(crate) fn wake_one(&self, key: (StreamId, u8)) {
-        let waker = self.wakers.lock().remove(&key);
-        if let Some(w) = waker {
-            w.wake();
-        }
+    pub(crate) fn wake_one(&self, key: WakeKey) {
+        self.wakers.wake(key);
     }
 
-    pub(crate) fn register(&self, key: (StreamId, u8), cx: &Context<'_>) {
-        self.wakers.lock().insert(key, cx.waker().clone());
+    /// Registers `cx`'s waker for `key`. Call it with the core's lock held
+    /// (inside [`Self::with_state`]), after the core said there is nothing to do.
+    pub(crate) fn register(&self, key: WakeKey, cx: &Context<'_>) {
+        self.wakers.register(key, cx.waker());
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -358,7 +365,7 @@ impl SessionShared {
         if self.multi.forget(path) {
             self.events.send(PathEvent::Abandoned(path));
             // `delegate` calls waiting for credit for this path fail now.
-            self.wake(|_| true);
+            self.wake_all();
         }
     }
 
