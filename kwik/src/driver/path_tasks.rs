@@ -267,7 +267,7 @@ async fn data_acceptor(shared: Arc<SessionShared>, path: PathId, conn: quinn::Co
             Err(error) => {
                 // The connection ended: the acceptor doubles as its watcher
                 // (one task less per path).
-                connection_ended(&shared, path, error);
+                connection_ended(&shared, path, &conn, error);
                 return;
             }
         };
@@ -336,7 +336,12 @@ async fn data_reader(
 }
 
 /// Reports the end of `path`'s connection to the core.
-fn connection_ended(shared: &Arc<SessionShared>, path: PathId, error: quinn::ConnectionError) {
+fn connection_ended(
+    shared: &Arc<SessionShared>,
+    path: PathId,
+    conn: &quinn::Connection,
+    error: quinn::ConnectionError,
+) {
     debug!(session = %shared.id, %path, %error, "path connection ended");
     if is_peer_fault(&error) {
         let fault = connection_fault(&error, Stage::Established);

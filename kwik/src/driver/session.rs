@@ -427,13 +427,8 @@ impl Session {
         if self.shared.server.is_none() || !self.shared.multi.forget(path) {
             return Err(RemovePathError::UnknownPath(path));
         }
-<<<<<<< HEAD
         self.shared.events.send(PathEvent::Abandoned(path));
-        self.shared.wake(|_| true);
-=======
-        let _ = self.shared.events.send(PathEvent::Abandoned(path));
         self.shared.wake_all();
->>>>>>> pres
         self.shared
             .with_state(|s| s.queue_frame(Frame::PathAbandon { path }));
         Ok(())

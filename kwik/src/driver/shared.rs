@@ -13,13 +13,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-<<<<<<< HEAD
 use std::sync::{Arc, OnceLock, Weak};
-use std::task::{Context, Waker};
-=======
-use std::sync::{Arc, Weak};
 use std::task::Context;
->>>>>>> pres
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -117,13 +112,8 @@ pub(crate) struct SessionShared {
     pub(crate) paths: Mutex<HashMap<PathId, PathIo>>,
     pub(crate) accept: Notify,
     pub(crate) timer: Notify,
-<<<<<<< HEAD
-    pub(crate) wakers: Mutex<HashMap<(StreamId, u8), Waker>>,
-    pub(crate) events: PathEventHub,
-=======
     pub(crate) wakers: StreamWakers,
-    pub(crate) events: broadcast::Sender<PathEvent>,
->>>>>>> pres
+    pub(crate) events: PathEventHub,
     pub(crate) tokens: Mutex<HashMap<PathId, oneshot::Sender<Bytes>>>,
     pub(crate) client: Option<ClientSide>,
     pub(crate) server: Option<ServerSide>,
@@ -149,13 +139,8 @@ impl SessionShared {
             paths: Mutex::new(HashMap::new()),
             accept: Notify::new(),
             timer: Notify::new(),
-<<<<<<< HEAD
-            wakers: Mutex::new(HashMap::new()),
-            events: PathEventHub::default(),
-=======
             wakers: StreamWakers::default(),
-            events,
->>>>>>> pres
+            events: PathEventHub::default(),
             tokens: Mutex::new(HashMap::new()),
             client,
             server,
