@@ -20,7 +20,7 @@ use crate::driver::dial::Route;
 use crate::driver::error::{ConnectError, EndpointError};
 use crate::driver::links::spawn_client_join;
 use crate::driver::path_tasks::{attach_path, timer_task};
-use crate::driver::peer_log::{self, Stage, connect_fault, connection_fault};
+use crate::driver::peer_log::{self, Stage, close_for, connect_fault, connection_fault};
 use crate::driver::quinn_config::{
     ClientConfig, ServerConfig, quinn_client_config, quinn_server_config,
 };
@@ -289,14 +289,6 @@ impl From<PeerFault> for Refusal {
 fn refuse(conn: &quinn::Connection, fault: PeerFault) -> Refusal {
     close_for(conn, &fault);
     fault.into()
-}
-
-/// Closes `conn` with the application close (code, reason phrase) of `fault`.
-pub(crate) fn close_for(conn: &quinn::Connection, fault: &PeerFault) {
-    if let Some((code, reason)) = fault.application_close() {
-        let code = VarInt::from_u64(code).unwrap_or(VarInt::from_u32(0));
-        conn.close(code, reason.as_bytes());
-    }
 }
 
 async fn serve_connection(

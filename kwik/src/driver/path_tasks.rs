@@ -16,8 +16,7 @@ use tokio::sync::Notify;
 use tracing::debug;
 
 use crate::driver::control::unix_ms;
-use crate::driver::endpoint::close_for;
-use crate::driver::peer_log::{self, Stage, connection_fault};
+use crate::driver::peer_log::{self, Stage, close_for, connection_fault};
 use crate::driver::quinn_config::INITIAL_DATA_STREAMS;
 use crate::driver::shared::{PathIo, SessionShared};
 use crate::proto::ids::PathId;

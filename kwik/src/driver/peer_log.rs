@@ -50,6 +50,14 @@ pub(crate) fn report(
     );
 }
 
+/// Closes `conn` with the application close (code, reason phrase) of `fault`.
+pub(crate) fn close_for(conn: &quinn::Connection, fault: &PeerFault) {
+    if let Some((code, reason)) = fault.application_close() {
+        let code = quinn::VarInt::from_u64(code).unwrap_or(quinn::VarInt::from_u32(0));
+        conn.close(code, reason.as_bytes());
+    }
+}
+
 /// Where a connection was when it failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stage {

@@ -17,10 +17,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::driver::control::{JoinedControl, unix_ms, write_frame};
-use crate::driver::endpoint::close_for;
 use crate::driver::error::ConnectError;
 use crate::driver::multi_server::RELAY_QUEUE;
-use crate::driver::peer_log;
+use crate::driver::peer_log::{self, close_for};
 use crate::proto::error::{CloseReason, RelayError, SecondaryWriteError};
 use crate::proto::handshake::{JoinRequest, secondary_welcome};
 use crate::proto::ids::{PathId, SessionId};

@@ -47,8 +47,8 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// Read the settings of serve, stream or record from this TOML file (tables
-    /// [serve], [stream], [record]; keys are the long flag names; flags override it).
+    /// Read the settings of serve, stream or record from this TOML file (one table
+    /// per command, named after it; keys are the long flag names; flags override it).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log lines on standard error as text (human) or one JSON object each (json).
