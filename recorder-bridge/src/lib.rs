@@ -83,8 +83,8 @@ pub use remote::{
     GatewayCounts, GatewayError, GatewayReport, IdentityError, Message, MessageDecoder,
     OpenStreamError, Outbox, RecorderServer, RecorderServerConfig, RunId, SampleError, ServeError,
     ServerIdentity, ServerReports, ServerStreamCounters, ServerStreamCounts, Spool, SpoolError,
-    SpoolRecord, StartRequest, StreamHeader, StreamKey, StreamReport, WireError, WireFormat,
-    WireSample, WireSchema, WireStats, load_ca,
+    SpoolRecord, StartRequest, StreamHeader, StreamKey, StreamReport, StreamRing, WireError,
+    WireFormat, WireSample, WireSchema, WireStats, load_ca,
 };
 pub use store::exporter::{
     BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,

@@ -1,7 +1,8 @@
 //! The remote view: what a recorder server (`kwik-record serve`) knows of every
 //! connected device, as the dashboard shows it. The dashboard asks through
 //! [`DeviceView`], so it depends on no server internals; [`ServerReports`] is the view
-//! of a [`RecorderServer`](crate::remote::RecorderServer).
+//! of a [`RecorderServer`](crate::remote::RecorderServer); its live streams are named
+//! `<device>/<stream>`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::dashboard::tap::{LiveStream, Taps};
-use crate::remote::ServerReports;
+use crate::remote::{ServerReports, StreamRing};
 
 /// What a dashboard may ask of the devices of a remote recorder.
 pub trait DeviceView: Send + Sync + fmt::Debug {
@@ -70,6 +71,15 @@ impl DeviceView for ServerReports {
     }
 
     fn taps(&self) -> Taps {
-        Taps::new()
+        let mut taps = Taps::new();
+        for (key, rate, ring) in self.live_streams() {
+            let name = format!("{}/{}", key.device, key.stream);
+            match ring {
+                StreamRing::Imu(r) => taps.add(&name, rate, &r),
+                StreamRing::Efield(r) => taps.add(&name, rate, &r),
+                StreamRing::Stage(r) => taps.add(&name, rate, &r),
+            }
+        }
+        taps
     }
 }

@@ -21,7 +21,7 @@ pub use gateway::{DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError,
 pub use sample::{SampleError, WireSample};
 pub use server::arrivals::ArrivalLog;
 pub use server::config::{OpenStreamError, RecorderServerConfig, ServeError};
-pub use server::stream::StreamReport;
+pub use server::stream::{StreamReport, StreamRing};
 pub use server::{RecorderServer, ServerReports};
 pub use tls::{IdentityError, ServerIdentity, load_ca};
 pub use wire::{

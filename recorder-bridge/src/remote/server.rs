@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use crate::remote::server::config::{RecorderServerConfig, ServeError};
 use crate::remote::server::session::serve_session;
 use crate::remote::server::state::ServerShared;
-use crate::remote::server::stream::StreamReport;
+use crate::remote::server::stream::{StreamReport, StreamRing};
 use crate::remote::wire::StreamKey;
 use crate::sync::lock_std as lock;
 
@@ -51,6 +51,18 @@ impl ServerReports {
         let mut out: Vec<StreamReport> = running.iter().map(|s| s.report()).collect();
         out.extend(lock(&self.0.finished).iter().cloned());
         out
+    }
+
+    /// The streams being recorded now, for live views: `(device, stream, rate in Hz, a
+    /// reader of the stream's ring)`.
+    pub fn live_streams(&self) -> Vec<(StreamKey, f64, StreamRing)> {
+        lock(&self.0.streams)
+            .iter()
+            .map(|(k, s)| {
+                let (ring, rate) = s.live();
+                (k.clone(), rate, ring)
+            })
+            .collect()
     }
 }
 

@@ -354,16 +354,21 @@ $("overlay").addEventListener("click", () => showPreview([...selected]));
 $("refresh").addEventListener("click", refreshList);
 
 // ---------------------------------------------------------------- start
+// Streams come and go with a recorder server's devices: new ones get a card.
+async function refreshStreams() {
+  const streams = await api("/api/streams");
+  for (const info of streams) if (!live.streams.has(info.name)) makeStream(info);
+  $("live").hidden = live.streams.size === 0;
+  return streams.length;
+}
 async function init() {
   try {
-    const streams = await api("/api/streams");
-    $("live").hidden = streams.length === 0;
-    for (const info of streams) makeStream(info);
-    $("conn").textContent = streams.length ? "connecting…" : "recordings browser";
+    const n = await refreshStreams();
+    $("conn").textContent = n ? "connecting…" : "recordings browser";
   } catch (e) { $("conn").textContent = e.message; }
   refreshPanel(); refreshDevices(); refreshList();
   setInterval(refreshPanel, 1000);
-  setInterval(refreshDevices, 2000);
+  setInterval(() => { refreshDevices(); refreshStreams().catch(() => {}); }, 2000);
   requestAnimationFrame(draw);
 }
 init();

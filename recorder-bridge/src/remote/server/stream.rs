@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::capture::ring::{RingWriter, ring};
+use crate::capture::ring::{RingReader, RingWriter, ring};
 use crate::check::recover::recover;
 use crate::format::csv::CsvOptions;
 use crate::format::encoder::Format;
@@ -84,6 +84,39 @@ pub(crate) trait StreamSink: Send + Sync {
     fn stall(&self);
     /// Lays the device's own description over the recording's device info.
     fn note_device(&self, entries: std::collections::BTreeMap<String, String>);
+    /// A reader of the stream's ring for live views, and the device's nominal rate.
+    fn live(&self) -> (StreamRing, f64);
+}
+
+/// A reader of a remotely recorded stream's ring, whatever its schema: what a live view
+/// (the dashboard) reads without slowing the recording.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StreamRing {
+    /// XIAO IMU rows.
+    Imu(RingReader<ImuRow>),
+    /// E-field samples.
+    Efield(RingReader<EfieldSample>),
+    /// Stage positions.
+    Stage(RingReader<StagePosition>),
+}
+
+impl From<RingReader<ImuRow>> for StreamRing {
+    fn from(r: RingReader<ImuRow>) -> Self {
+        StreamRing::Imu(r)
+    }
+}
+
+impl From<RingReader<EfieldSample>> for StreamRing {
+    fn from(r: RingReader<EfieldSample>) -> Self {
+        StreamRing::Efield(r)
+    }
+}
+
+impl From<RingReader<StagePosition>> for StreamRing {
+    fn from(r: RingReader<StagePosition>) -> Self {
+        StreamRing::Stage(r)
+    }
 }
 
 /// The waker a stream's recording wakes when samples leave its buffers: it notifies
@@ -123,6 +156,8 @@ struct DeviceStream<S: WireSample> {
     sidecar: PathBuf,
     arrivals: Option<Arc<ArrivalLog>>,
     room: Arc<RoomSignal>,
+    live: StreamRing,
+    rate_hz: f64,
 }
 
 fn check_name(n: &str) -> Result<(), OpenStreamError> {
@@ -174,7 +209,10 @@ fn resume_point(dir: &Path, key: &StreamKey, run: RunId) -> Option<u64> {
     best
 }
 
-impl<S: WireSample> DeviceStream<S> {
+impl<S: WireSample> DeviceStream<S>
+where
+    RingReader<S>: Into<StreamRing>,
+{
     fn open(
         config: &RecorderServerConfig,
         req: &StartRequest,
@@ -213,6 +251,7 @@ impl<S: WireSample> DeviceStream<S> {
         rc.settings
             .insert("first_seq".into(), first_seq.to_string());
         let (writer, reader) = ring::<S>(config.ring_capacity);
+        let live: StreamRing = reader.clone().into();
         let room = Arc::new(RoomSignal::default());
         let mut group = RecordingGroup::new(rc);
         group.add_stream(&h.key.stream, reader);
@@ -252,6 +291,8 @@ impl<S: WireSample> DeviceStream<S> {
             sidecar,
             arrivals: config.arrivals.clone(),
             room,
+            live,
+            rate_hz: f64::from(h.rate_hz),
         }))
     }
 
@@ -297,7 +338,14 @@ impl<S: WireSample> DeviceStream<S> {
     }
 }
 
-impl<S: WireSample> StreamSink for DeviceStream<S> {
+impl<S: WireSample> StreamSink for DeviceStream<S>
+where
+    RingReader<S>: Into<StreamRing>,
+{
+    fn live(&self) -> (StreamRing, f64) {
+        (self.live.clone(), self.rate_hz)
+    }
+
     fn run(&self) -> RunId {
         self.run
     }
@@ -427,7 +475,10 @@ impl<S: WireSample> StreamSink for DeviceStream<S> {
     }
 }
 
-impl<S: WireSample> DeviceStream<S> {
+impl<S: WireSample> DeviceStream<S>
+where
+    RingReader<S>: Into<StreamRing>,
+{
     fn report_final(&self) -> StreamReport {
         let mut r = lock(&self.final_report)
             .clone()

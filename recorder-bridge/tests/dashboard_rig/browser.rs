@@ -1,0 +1,149 @@
+//! Headless Chromium for the dashboard tests and bench: chromedriver on a free port and
+//! WebDriver sessions with the flags CI uses, plus small page helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Chromedriver on a free port, killed on drop.
+#[derive(Debug)]
+pub struct Driver {
+    child: Child,
+    port: u16,
+    _profile: tempfile::TempDir,
+    profile: PathBuf,
+}
+
+impl Driver {
+    /// None (after saying why) when the browser is not installed and not required.
+    pub fn start() -> Option<Driver> {
+        let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+            .into_iter()
+            .filter(|p| !Path::new(p).exists())
+            .collect();
+        if !missing.is_empty() {
+            let msg = format!(
+                "browser test skipped: {} missing (Debian packages chromium and chromium-driver)",
+                missing.join(" and ")
+            );
+            assert!(
+                std::env::var("KWIK_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "{msg}"
+            );
+            println!("{msg}");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "chromedriver did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Driver {
+            child,
+            port,
+            profile: profile.path().to_path_buf(),
+            _profile: profile,
+        })
+    }
+
+    pub async fn browser(&self) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--window-size=1400,1700",
+                    format!("--user-data-dir={}", self.profile.display()),
+                ],
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a WebDriver session in headless chromium")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.expect(script)
+}
+
+pub async fn wait_js(c: &Client, what: &str, script: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = js(c, script).await;
+        if !(v.is_null() || v == json!(false)) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join(name), png).unwrap();
+}
+
+/// Fetches `url` from inside the page; returns (status, body as bytes, headers).
+pub async fn fetch_in_page(c: &Client, url: &str) -> (u64, Vec<u8>, Value) {
+    let v = c
+        .execute_async(
+            r#"const [url, done] = arguments;
+               fetch(url).then(async r => {
+                 const b = new Uint8Array(await r.arrayBuffer());
+                 let s = ""; for (const x of b) s += String.fromCharCode(x);
+                 done([r.status, btoa(s), r.headers.get("content-disposition")]);
+               }).catch(e => done([0, "", String(e)]));"#,
+            vec![json!(url)],
+        )
+        .await
+        .unwrap();
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(v[1].as_str().unwrap())
+        .unwrap();
+    (v[0].as_u64().unwrap(), body, v[2].clone())
+}
