@@ -5,6 +5,7 @@
 
 mod args;
 mod demo;
+mod export;
 mod files;
 mod formats;
 mod interrupt;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::demo::{DemoArgs, demo};
+use crate::export::{ExportArgs, cmd_export};
 use crate::files::{cmd_ls, cmd_recover, cmd_verify};
 use crate::record::{RecordArgs, cmd_record};
 use crate::serve::{ServeArgs, serve};
@@ -58,6 +60,9 @@ enum Command {
         /// A data file of the recording, or its .meta.json.
         file: PathBuf,
     },
+    /// Write a finished CSV recording again in another layout (Parquet), with its own
+    /// sidecar.
+    Export(ExportArgs),
     /// Loopback demo: recorder server, simulated XIAO and a two-path gateway; one path
     /// is killed halfway; exits non-zero if any sample was lost.
     Demo(DemoArgs),
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         Command::Ls { dir } => cmd_ls(dir.as_deref().unwrap_or(Path::new("recordings")), json),
         Command::Recover { file } => cmd_recover(&file, json),
         Command::Verify { file } => cmd_verify(&file, json),
+        Command::Export(a) => cmd_export(a, json),
         Command::Demo(a) => demo(a, json),
         Command::Serve(a) => serve(a, json),
         Command::Stream(a) => stream(a, json),
