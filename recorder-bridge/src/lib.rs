@@ -6,8 +6,9 @@
 //! schemas, numbers, the two layouts) → [`capture`] (the ring buffer, sources and the
 //! producer thread that feeds a ring) → [`store`] (a writer thread swapping two
 //! buffers, files, sidecars) → [`recording`] (groups, limits) → [`check`] (verify,
-//! recover) → [`remote`] (recording over KWIK) → [`dashboard`] (the web dashboard:
-//! live plots, recorder panel, recordings browser). The `kwik-record` command line is a
+//! recover) → [`convert`] (export to other layouts) → [`remote`] (recording over KWIK) →
+//! [`dashboard`] (the web dashboard: live plots, recorder panel, recordings browser). The
+//! `kwik-record` command line is a
 //! separate package (`recorder-bridge/cli`) built on this library; every public item is
 //! re-exported here at the root.
 //!
@@ -22,6 +23,7 @@
 
 pub mod capture;
 pub mod check;
+pub mod convert;
 pub mod dashboard;
 pub mod format;
 pub mod recording;
@@ -44,6 +46,7 @@ pub use capture::sources::signal::{
 pub use capture::sources::xiao::{device_entries, imu_row, imu_sample};
 pub use check::recover::{RecoverError, RecoverReport, recover};
 pub use check::verify::{PartContents, VerifyError, VerifyReport, verify};
+pub use convert::export::{ExportError, ExportReport, default_output, export};
 pub use dashboard::ApiError;
 pub use dashboard::access::{Access, AccessToken, TokenError};
 pub use dashboard::channels::Channels;
@@ -56,8 +59,11 @@ pub use dashboard::live::{LiveQuery, LiveSettings, UiCounts};
 pub use dashboard::recorder::{Indicator, LiveRecorder, PanelError, PanelStatus, StartSettings};
 pub use dashboard::server::{Dashboard, DashboardConfig, DashboardError, DashboardParts};
 pub use dashboard::tap::{Cursor, CursorRead, LiveStream, StreamInfo, Tap, Taps};
+pub use format::columns::{
+    ColumnBatch, ColumnData, ColumnSpec, ColumnType, ParquetOptions, RowSink,
+};
 pub use format::compat::{CsvCompat, HeaderFacts, XIAO_TITLE, find_xiao_totals, xiao_totals};
-pub use format::csv::{CsvOptions, ParsedCsv, parse_csv};
+pub use format::csv::{CsvLines, CsvOptions, ParsedCsv, parse_csv};
 pub use format::encoder::{Encoder, EncoderError, Format};
 pub use format::footer::Footer;
 pub use format::labview::{
@@ -93,6 +99,10 @@ pub use store::exporter::{
 pub use store::file_writer::{
     FileConfig, FileProgress, FileReport, FileWriter, PartInfo, SizeLimitAction, WriteFault,
     WriterStop, part_path,
+};
+pub use store::parquet::{
+    MAX_ROW_GROUP_ROWS, ParquetConfig, ParquetContents, ParquetRepair, ParquetWriter, journal_path,
+    read_parquet, recover_parquet,
 };
 pub use store::sidecar::{
     CsvMeta, DroppedCounts, LabviewMeta, PartMeta, RecordingState, Sidecar, SidecarError,

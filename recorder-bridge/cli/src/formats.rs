@@ -3,15 +3,20 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use kwik_recorder::{CsvCompat, CsvOptions, Decimals, FloatText, Format, LabviewLayout};
+use kwik_recorder::{
+    CsvCompat, CsvOptions, Decimals, FloatText, Format, LabviewLayout, ParquetOptions,
+};
 
 /// `--format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FormatKind {
     /// Standard CSV with comment header and footer.
     Csv,
-    /// Legacy LabVIEW block layout (E-field and stage).
+    /// Legacy LabVIEW block layout (E-field only).
     Labview,
+    /// Parquet: typed columns (integers, the device's floats, a UTC timestamp), zstd;
+    /// a row group per --sync-interval, so a crash loses at most that much.
+    Parquet,
 }
 
 /// `--compat` values.
@@ -70,6 +75,7 @@ impl FormatArgs {
                     .with_block(self.labview_block)
                     .context("bad --labview-block")?,
             ),
+            FormatKind::Parquet => Format::Parquet(ParquetOptions::default()),
         })
     }
 }

@@ -10,6 +10,7 @@ mod config_file;
 mod config_print;
 mod demo;
 mod exit;
+mod export;
 mod files;
 mod formats;
 mod interrupt;
@@ -30,6 +31,7 @@ use crate::completions::{cmd_completions, cmd_man};
 use crate::config_print::{ConfigCommand, cmd_config};
 use crate::demo::{DemoArgs, demo};
 use crate::exit::Exit;
+use crate::export::{ExportArgs, cmd_export};
 use crate::files::{cmd_ls, cmd_recover, cmd_verify};
 use crate::logs::LogFormat;
 use crate::record::{RecordArgs, cmd_record};
@@ -82,6 +84,9 @@ enum Command {
         /// A data file of the recording, or its .meta.json.
         file: PathBuf,
     },
+    /// Write a finished CSV recording again in another layout (Parquet), with its own
+    /// sidecar.
+    Export(ExportArgs),
     /// Loopback demo: recorder server, simulated XIAO and a two-path gateway; one path
     /// is killed halfway; exits non-zero if any sample was lost.
     Demo(DemoArgs),
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
         Command::Ls { dir } => cmd_ls(dir.as_deref().unwrap_or(Path::new("recordings")), json),
         Command::Recover { file } => cmd_recover(&file, json),
         Command::Verify { file } => cmd_verify(&file, json),
+        Command::Export(a) => cmd_export(a, json),
         Command::Demo(a) => demo(a, json),
         Command::Serve(a) => serve(a, json),
         Command::Stream(a) => stream(a, json),

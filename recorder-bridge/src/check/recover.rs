@@ -15,6 +15,7 @@ use crate::format::footer::Footer;
 use crate::check::verify::parse_part;
 use crate::format::labview::LABVIEW_ROWS;
 use crate::store::file_writer::part_path;
+use crate::store::parquet::recover_parquet;
 use crate::store::sidecar::{PartMeta, RecordingState, Sidecar, SidecarError, sidecar_path};
 
 /// Why a recording could not be recovered.
@@ -124,7 +125,29 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
     // so that the counts can be settled before the footers that carry them are
     // written.
     let mut read = Vec::new();
+    let mut parts = Vec::new();
+    let mut truncated = 0u64;
+    let mut latest = None;
     for file in &files {
+        if sc.format == "parquet" {
+            let extra = [("kwik.dropped".to_owned(), sc.dropped.total().to_string())];
+            let r = recover_parquet(file, &extra).map_err(|what| RecoverError::Damaged {
+                path: file.clone(),
+                what,
+            })?;
+            truncated += r.truncated_bytes;
+            let bytes = std::fs::read(file).map_err(io(file))?;
+            if let Ok(m) = std::fs::metadata(file).and_then(|m| m.modified()) {
+                latest = Some(latest.map_or(m, |l: std::time::SystemTime| l.max(m)));
+            }
+            parts.push(PartMeta {
+                file: crate::store::sidecar::file_name(file),
+                samples: r.rows,
+                bytes: bytes.len() as u64,
+                sha256: Some(hex::encode(Sha256::digest(&bytes))),
+            });
+            continue;
+        }
         let bytes = std::fs::read(file).map_err(io(file))?;
         // Cut to the last whole row.
         let mut keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -145,11 +168,14 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
         })?;
         read.push((file, keep, contents));
     }
-    settle_counts(&mut sc, read.iter().map(|r| r.2.samples).sum());
-    let mut parts = Vec::new();
-    let mut truncated = 0u64;
+    // Parquet parts are repaired as they are read (their footer is rebuilt from the
+    // journal); their rows count with the text parts'.
+    let read_samples: u64 = read.iter().map(|r| r.2.samples).sum();
+    settle_counts(
+        &mut sc,
+        read_samples + parts.iter().map(|p: &PartMeta| p.samples).sum::<u64>(),
+    );
     let mut footers = 0usize;
-    let mut latest = None;
     for (file, keep, mut contents) in read {
         let bytes = std::fs::read(file).map_err(io(file))?;
         let f = OpenOptions::new()

@@ -13,6 +13,7 @@ use crate::format::labview::{LabviewLayout, parse_labview};
 
 use crate::format::parse_error::ParseError;
 use crate::format::schema::{EfieldSample, ImuRow, Schema, SchemaKind, StagePosition};
+use crate::store::parquet::{journal_path, read_parquet};
 use crate::store::sidecar::{RecordingState, SIDECAR_VERSION, Sidecar, SidecarError, sidecar_path};
 
 /// What one data file holds.
@@ -117,6 +118,39 @@ pub(crate) fn parse_part(sc: &Sidecar, bytes: &[u8]) -> Result<PartContents, Str
     }
 }
 
+/// Reads a Parquet data file through the Parquet reader (footer and every page),
+/// noting a leftover journal and metadata that disagrees with the sidecar.
+fn parquet_part(
+    sc: &Sidecar,
+    file: &Path,
+    problems: &mut Vec<String>,
+) -> Result<PartContents, String> {
+    if journal_path(file).exists() {
+        problems.push(format!(
+            "{}: its recovery journal is still there: the recorder died or is still running; run `kwik-record recover`",
+            file.display()
+        ));
+    }
+    let c = read_parquet(file)?;
+    let session = c.metadata.iter().find(|(k, _)| k == "kwik.session_id");
+    match session {
+        Some((_, id)) if *id == sc.session_id => {}
+        Some((_, id)) => problems.push(format!(
+            "{}: metadata session {id} is not the sidecar's {}",
+            file.display(),
+            sc.session_id
+        )),
+        None => problems.push(format!("{}: no kwik.session_id metadata", file.display())),
+    }
+    Ok(PartContents {
+        samples: c.rows,
+        footer: None,
+        partial_tail: 0,
+        blocks: Vec::new(),
+        span_us: 0,
+    })
+}
+
 /// Checks a recording, given its data file (any part) or its `.meta.json`.
 pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
     let sc_path = sidecar_path(path);
@@ -172,7 +206,12 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
             )),
             None => problems.push(format!("{}: the sidecar has no SHA-256", part.file)),
         }
-        match parse_part(&sc, &bytes) {
+        let contents = if sc.format == "parquet" {
+            parquet_part(&sc, &file, &mut problems)
+        } else {
+            parse_part(&sc, &bytes)
+        };
+        match contents {
             Err(e) => problems.push(format!("{}: {e}", part.file)),
             Ok(c) => {
                 total += c.samples;

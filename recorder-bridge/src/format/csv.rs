@@ -57,6 +57,97 @@ pub(crate) fn write_header<S: Schema>(
     totals_at
 }
 
+/// A standard CSV file parsed one line at a time, for files too large to hold (the
+/// same rules as [`parse_csv`]). Pure: the caller reads the lines.
+#[derive(Debug)]
+pub struct CsvLines<S> {
+    header: String,
+    header_seen: bool,
+    footer: Option<Footer>,
+    line: usize,
+    _schema: std::marker::PhantomData<S>,
+}
+
+impl<S: Schema> Default for CsvLines<S> {
+    fn default() -> Self {
+        CsvLines {
+            header: S::COLUMNS.join(","),
+            header_seen: false,
+            footer: None,
+            line: 0,
+            _schema: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<S: Schema> CsvLines<S> {
+    /// Takes the next line (without its newline); returns its row, if it is one.
+    pub fn push(&mut self, line: &str) -> Result<Option<S>, ParseError> {
+        self.line += 1;
+        let lineno = self.line;
+        if self.footer.is_some() {
+            return Err(ParseError::Footer { line: lineno });
+        }
+        if !self.header_seen {
+            if line.starts_with('#') {
+                return Ok(None);
+            }
+            if line != self.header {
+                return Err(ParseError::Header {
+                    schema: S::NAME,
+                    found: line.to_owned(),
+                });
+            }
+            self.header_seen = true;
+            return Ok(None);
+        }
+        if line.starts_with('#') {
+            self.footer = Some(Footer::parse(line).ok_or(ParseError::Footer { line: lineno })?);
+            return Ok(None);
+        }
+        let mut fields = [""; 16];
+        let mut n = 0;
+        for f in line.split(',') {
+            if let Some(slot) = fields.get_mut(n) {
+                *slot = f;
+            }
+            n += 1;
+        }
+        let fields = &fields[..n.min(16)];
+        let row = if n > 16 {
+            Err(crate::format::number::ParseRowError::FieldCount {
+                expected: S::COLUMNS.len(),
+                found: n,
+            })
+        } else {
+            S::parse_row(fields)
+        };
+        row.map(Some).map_err(|error| ParseError::Row {
+            line: lineno,
+            error,
+        })
+    }
+
+    /// Lines taken so far.
+    pub fn lines(&self) -> usize {
+        self.line
+    }
+
+    /// The footer, once seen.
+    pub fn footer(&self) -> Option<Footer> {
+        self.footer
+    }
+
+    /// Ends the file: fails if no header row was seen.
+    pub fn finish(&self) -> Result<(), ParseError> {
+        if self.header_seen {
+            Ok(())
+        } else {
+            Err(ParseError::NoHeader)
+        }
+    }
+}
+
 /// A parsed standard CSV file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedCsv<S> {

@@ -1,6 +1,7 @@
 //! Samples of one schema to file bytes in one layout ([`Format`]): the standard CSV or
 //! the legacy LabVIEW blocks.
 
+use crate::format::columns::ParquetOptions;
 use crate::format::compat::{CsvCompat, HeaderFacts, xiao_totals};
 use crate::format::csv::{CsvOptions, write_header};
 use crate::format::footer::Footer;
@@ -16,6 +17,8 @@ pub enum Format {
     Csv(CsvOptions),
     /// The legacy LabVIEW layout (E-field schema only).
     Labview(LabviewLayout),
+    /// Parquet: typed columns, zstd (written by the Parquet writer, not as text).
+    Parquet(ParquetOptions),
 }
 
 impl Default for Format {
@@ -30,7 +33,21 @@ impl Format {
         match self {
             Format::Csv(_) => "csv",
             Format::Labview(_) => "labview",
+            Format::Parquet(_) => "parquet",
         }
+    }
+
+    /// The data files' extension.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Format::Csv(_) | Format::Labview(_) => "csv",
+            Format::Parquet(_) => "parquet",
+        }
+    }
+
+    /// Whether the layout is text that an [`Encoder`] writes.
+    pub fn is_text(&self) -> bool {
+        !matches!(self, Format::Parquet(_))
     }
 }
 
@@ -51,6 +68,12 @@ pub enum EncoderError {
         /// The schema.
         schema: &'static str,
     },
+    /// A size limit was asked for a layout that cannot be split into parts.
+    #[error("size limits are not available for {0} files yet; leave --size-limit out")]
+    SizeLimitUnsupported(&'static str),
+    /// The layout is not text (Parquet has its own writer).
+    #[error("the {0} layout is not text; it has its own writer")]
+    NotText(&'static str),
 }
 
 /// Turns samples of one schema into file bytes in one layout. Stateful only for the
@@ -84,6 +107,7 @@ impl<S: Schema> Encoder<S> {
                 });
             }
             Format::Csv(_) => Vec::new(),
+            Format::Parquet(_) => return Err(EncoderError::NotText("parquet")),
         };
         Ok(Encoder {
             format,
@@ -158,6 +182,8 @@ impl<S: Schema> Encoder<S> {
                     false
                 }
             }
+            // Invariant: `new` refuses layouts that are not text.
+            Format::Parquet(_) => false,
         }
     }
 
@@ -184,6 +210,7 @@ impl<S: Schema> Encoder<S> {
                 });
                 held + samples.len() - self.block.len()
             }
+            Format::Parquet(_) => 0,
         }
     }
 
@@ -192,6 +219,7 @@ impl<S: Schema> Encoder<S> {
     pub fn max_bytes_per_sample(&self) -> usize {
         match &self.format {
             Format::Csv(o) => S::max_row_len(o.floats) + 1,
+            Format::Parquet(_) => 0,
             Format::Labview(l) => {
                 // 3 time cells, 6 values, 6 constants, 1 flag; each with its comma.
                 let consts: usize = l.constants().iter().map(|c| c.len() + 1).sum();
@@ -209,7 +237,7 @@ impl<S: Schema> Encoder<S> {
     pub fn finish(&mut self, footer: Footer, out: &mut Vec<u8>) {
         match &self.format {
             Format::Csv(o) if o.compat.has_footer() => footer.write(out),
-            Format::Csv(_) => {}
+            Format::Csv(_) | Format::Parquet(_) => {}
             Format::Labview(layout) => {
                 if !self.block.is_empty() {
                     write_labview_block(layout, &self.block, out);

@@ -3,6 +3,7 @@
 //! text of numbers), [`packed`] (a sample as words, for the ring) → [`schema`] (the sample types and their rows) → [`footer`],
 //! [`parse_error`] → [`compat`] (other tools' conventions) → [`csv`], [`labview`] (the two text layouts) → [`encoder`].
 
+pub mod columns;
 pub mod compat;
 pub mod csv;
 pub mod encoder;

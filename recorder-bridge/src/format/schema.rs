@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::format::columns::{ColumnSpec, ColumnType as T, RowSink, col};
 use crate::format::number::{
     self as codec, F32_MAX_LEN, F64_MAX_LEN, FloatText, INDEXED_PREFIX_MAX_LEN, ParseRowError,
     RowWriter,
@@ -64,6 +65,14 @@ pub trait Schema: Packed + Copy + Send + Sync + PartialEq + fmt::Debug + 'static
     /// The sample's time in microseconds: device time for the XIAO rows (their
     /// `millis`), time since the group's t0 for the others.
     fn time_us(&self) -> u64;
+    /// Whether [`Schema::time_us`] is the device's own clock (whose zero is not the
+    /// group's t0): columnar files then put the first sample at t0.
+    const DEVICE_CLOCK: bool = false;
+    /// The typed columns of the columnar formats, in order: the CSV columns with their
+    /// own types plus a `time` column (UTC timestamp).
+    const TYPED_COLUMNS: &'static [ColumnSpec];
+    /// Pushes this sample's values into `row`, one per [`Schema::TYPED_COLUMNS`] entry.
+    fn put_columns(&self, row: &mut RowSink<'_>);
     /// The segment this sample carries, if the schema has segment columns.
     fn segment(&self) -> Option<Segment> {
         None
@@ -131,6 +140,37 @@ impl Schema for ImuRow {
 
     fn time_us(&self) -> u64 {
         u64::from(self.millis) * 1000
+    }
+
+    const DEVICE_CLOCK: bool = true;
+    const TYPED_COLUMNS: &'static [ColumnSpec] = &[
+        col("time", T::Timestamp),
+        col("millis", T::UInt32),
+        col("ax", T::Float32),
+        col("ay", T::Float32),
+        col("az", T::Float32),
+        col("gx", T::Float32),
+        col("gy", T::Float32),
+        col("gz", T::Float32),
+        col("tempC", T::Float32),
+        col("audioRMS", T::Float32),
+    ];
+
+    fn put_columns(&self, row: &mut RowSink<'_>) {
+        row.time(self.time_us());
+        row.u32(self.millis);
+        for v in [
+            self.ax,
+            self.ay,
+            self.az,
+            self.gx,
+            self.gy,
+            self.gz,
+            self.temp_c,
+            self.audio_rms,
+        ] {
+            row.f32(v);
+        }
     }
 
     fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {
@@ -242,6 +282,29 @@ impl Schema for EfieldSample {
         self.t_rel.0
     }
 
+    const TYPED_COLUMNS: &'static [ColumnSpec] = &[
+        col("index", T::UInt64),
+        col("time", T::Timestamp),
+        col("timestamp_rel", T::Seconds),
+        col("segment_id", T::UInt32),
+        col("is_active_line", T::Bool),
+        col("ADC1_Ch1 Ex_real", T::Float64),
+        col("ADC1_Ch2 Ex_imag", T::Float64),
+        col("ADC1_Ch3 Ey_real", T::Float64),
+        col("ADC1_Ch4 Ey_imag", T::Float64),
+        col("ADC2_Ch1 Ez_real", T::Float64),
+        col("ADC2_Ch2 Ez_imag", T::Float64),
+        col("ADC2_Ch3", T::Float64),
+        col("ADC2_Ch4", T::Float64),
+    ];
+
+    fn put_columns(&self, row: &mut RowSink<'_>) {
+        indexed_columns(row, self.index, self.t_rel.0, self.segment);
+        for v in self.channels {
+            row.f64(v);
+        }
+    }
+
     fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {
         codec::expect_len(f, Self::COLUMNS.len())?;
         let (index, t_rel, segment) = codec::parse_indexed_prefix(f)?;
@@ -347,6 +410,22 @@ impl Schema for StagePosition {
         self.t_rel.0
     }
 
+    const TYPED_COLUMNS: &'static [ColumnSpec] = &[
+        col("index", T::UInt64),
+        col("time", T::Timestamp),
+        col("timestamp_rel", T::Seconds),
+        col("segment_id", T::UInt32),
+        col("is_active_line", T::Bool),
+        col("x", T::Float64),
+        col("y", T::Float64),
+    ];
+
+    fn put_columns(&self, row: &mut RowSink<'_>) {
+        indexed_columns(row, self.index, self.t_rel.0, self.segment);
+        row.f64(self.x);
+        row.f64(self.y);
+    }
+
     fn parse_row(f: &[&str]) -> Result<Self, ParseRowError> {
         codec::expect_len(f, Self::COLUMNS.len())?;
         let (index, t_rel, segment) = codec::parse_indexed_prefix(f)?;
@@ -388,6 +467,15 @@ impl Packed for StagePosition {
             y: f64::from_bits(w[4]),
         }
     }
+}
+
+/// The typed columns every indexed schema starts with.
+fn indexed_columns(row: &mut RowSink<'_>, index: u64, rel_us: u64, segment: Segment) {
+    row.u64(index);
+    row.time(rel_us);
+    row.seconds(rel_us);
+    row.u32(segment.id.0);
+    row.bool(segment.line == LineState::Active);
 }
 
 /// Schema names known to this crate, for files whose schema is read from a sidecar.

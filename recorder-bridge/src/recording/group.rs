@@ -15,6 +15,7 @@ use chrono::{DateTime, Local, SecondsFormat, Utc};
 use crate::capture::device_notes::DeviceNotes;
 use crate::capture::ring::RingReader;
 use crate::format::compat::HeaderFacts;
+use crate::format::encoder::EncoderError;
 use crate::format::schema::Schema;
 use crate::format::segment::{LineState, Segment, SegmentId};
 use crate::recording::config::{RecordingConfig, RecordingId, StartError, settings_of};
@@ -102,6 +103,11 @@ impl RecordingGroup {
         for s in &streams {
             s.check(&config.format)?;
         }
+        if !config.format.is_text() && config.size_limit.is_some() {
+            return Err(StartError::Format(EncoderError::SizeLimitUnsupported(
+                config.format.name(),
+            )));
+        }
         let start_local: DateTime<Local> = Local::now();
         let start_utc = start_local.with_timezone(&Utc);
         let day_dir = config
@@ -144,10 +150,24 @@ impl RecordingGroup {
                 .cloned()
                 .unwrap_or_else(|| "unknown device".into()),
         };
+        let metadata = vec![
+            (
+                "kwik.device".to_owned(),
+                serde_json::to_string(&config.device).unwrap_or_default(),
+            ),
+            (
+                "kwik.settings".to_owned(),
+                serde_json::to_string(&settings_of(&config)).unwrap_or_default(),
+            ),
+        ];
         let launch = GroupLaunch {
             config: config.clone(),
             comments,
             facts,
+            session_id: id.0.clone(),
+            start_utc: start_utc.to_rfc3339_opts(SecondsFormat::Micros, false),
+            start_utc_us: start_utc.timestamp_micros(),
+            metadata,
             progress: progress.clone(),
         };
         let single = streams.len() == 1;

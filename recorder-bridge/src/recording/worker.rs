@@ -14,8 +14,9 @@ use crate::format::schema::Schema;
 use crate::format::segment::LineState;
 use crate::recording::config::{LineFilter, RecordingConfig, SegmentMarking, StartError};
 use crate::recording::shared::{GroupShared, StreamShared};
-use crate::store::exporter::Exporter;
-use crate::store::file_writer::{FileConfig, FileReport, FileWriter, WriterStop};
+use crate::store::exporter::{BatchWriter, Exporter, WriteOutcome};
+use crate::store::file_writer::{FileConfig, FileProgress, FileReport, FileWriter, WriterStop};
+use crate::store::parquet::{ParquetConfig, ParquetWriter};
 use crate::sync::lock_std as lock;
 
 /// A stream added to a group that has not started yet, whatever its schema.
@@ -38,6 +39,13 @@ pub(crate) struct GroupLaunch {
     pub(crate) comments: Vec<String>,
     /// What headers that state facts (the XIAO compatibility header) say.
     pub(crate) facts: HeaderFacts,
+    /// The session id, for files that carry metadata (Parquet).
+    pub(crate) session_id: String,
+    /// The group's t0 in UTC: RFC 3339, and µs since the Unix epoch.
+    pub(crate) start_utc: String,
+    pub(crate) start_utc_us: i64,
+    /// Device and settings, as key-value metadata (JSON values).
+    pub(crate) metadata: Vec<(String, String)>,
     pub(crate) progress: Option<Waker>,
 }
 
@@ -53,7 +61,11 @@ impl<S: Schema> PendingStream for Pending<S> {
     }
 
     fn check(&self, format: &Format) -> Result<(), EncoderError> {
-        Encoder::<S>::new(format.clone()).map(|_| ())
+        if format.is_text() {
+            Encoder::<S>::new(format.clone()).map(|_| ())
+        } else {
+            Ok(())
+        }
     }
 
     fn launch(
@@ -62,18 +74,9 @@ impl<S: Schema> PendingStream for Pending<S> {
         base: PathBuf,
     ) -> Result<(Arc<StreamShared>, StreamRun), StartError> {
         let cfg = &group.config;
-        let encoder = Encoder::<S>::new(cfg.format.clone())?.with_facts(group.facts.clone());
         let mut comments = group.comments.clone();
         comments.insert(1, format!("schema={} stream={}", S::NAME, self.name));
-        let data = base.with_extension("csv");
-        let file_cfg = FileConfig {
-            path: data.clone(),
-            comments,
-            size_limit: cfg.size_limit,
-            on_size_limit: cfg.on_size_limit,
-            sync_interval: cfg.sync_interval,
-            fault: cfg.write_fault,
-        };
+        let data = base.with_extension(cfg.format.extension());
         // The footer's dropped count reads the shared counters, set up just below.
         let slot: Arc<Mutex<Option<Arc<StreamShared>>>> = Arc::new(Mutex::new(None));
         let slot2 = slot.clone();
@@ -84,12 +87,44 @@ impl<S: Schema> PendingStream for Pending<S> {
                     + s.export.snapshot().dropped
             })
         });
-        let writer = FileWriter::create(encoder, file_cfg, dropped).map_err(|source| {
-            StartError::DataFile {
-                path: data.clone(),
-                source,
+        let data_file = |source| StartError::DataFile {
+            path: data.clone(),
+            source,
+        };
+        let writer = match &cfg.format {
+            Format::Parquet(options) => {
+                let mut metadata = vec![
+                    ("kwik.session_id".to_owned(), group.session_id.clone()),
+                    ("kwik.stream".to_owned(), self.name.clone()),
+                    ("kwik.schema".to_owned(), S::NAME.to_owned()),
+                    ("kwik.start_utc".to_owned(), group.start_utc.clone()),
+                ];
+                metadata.extend(group.metadata.iter().cloned());
+                let pq = ParquetConfig {
+                    path: data.clone(),
+                    sync_interval: cfg.sync_interval,
+                    start_utc_us: group.start_utc_us,
+                    metadata,
+                    options: options.clone(),
+                };
+                StreamWriter::Parquet(ParquetWriter::create(pq, dropped).map_err(data_file)?)
             }
-        })?;
+            _ => {
+                let encoder =
+                    Encoder::<S>::new(cfg.format.clone())?.with_facts(group.facts.clone());
+                let file_cfg = FileConfig {
+                    path: data.clone(),
+                    comments,
+                    size_limit: cfg.size_limit,
+                    on_size_limit: cfg.on_size_limit,
+                    sync_interval: cfg.sync_interval,
+                    fault: cfg.write_fault,
+                };
+                StreamWriter::Text(
+                    FileWriter::create(encoder, file_cfg, dropped).map_err(data_file)?,
+                )
+            }
+        };
         let progress = writer.progress();
         if let Some(w) = &group.progress {
             progress.set_waker(w.clone());
@@ -118,6 +153,48 @@ impl<S: Schema> PendingStream for Pending<S> {
             lock(&slot).take();
         });
         Ok((shared, run))
+    }
+}
+
+/// The data-file writer of one stream: text (CSV, LabVIEW) or Parquet. One per stream,
+/// moved once to the writer thread: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum StreamWriter<S: Schema> {
+    Text(FileWriter<S>),
+    Parquet(ParquetWriter<S>),
+}
+
+impl<S: Schema> StreamWriter<S> {
+    fn progress(&self) -> Arc<FileProgress> {
+        match self {
+            StreamWriter::Text(w) => w.progress(),
+            StreamWriter::Parquet(w) => w.progress(),
+        }
+    }
+}
+
+impl<S: Schema> BatchWriter<S> for StreamWriter<S> {
+    type Report = FileReport;
+
+    fn write_batch(&mut self, batch: &[S]) -> WriteOutcome {
+        match self {
+            StreamWriter::Text(w) => w.write_batch(batch),
+            StreamWriter::Parquet(w) => w.write_batch(batch),
+        }
+    }
+
+    fn tick(&mut self) -> WriteOutcome {
+        match self {
+            StreamWriter::Text(w) => w.tick(),
+            StreamWriter::Parquet(w) => w.tick(),
+        }
+    }
+
+    fn finish(self) -> FileReport {
+        match self {
+            StreamWriter::Text(w) => w.finish(),
+            StreamWriter::Parquet(w) => w.finish(),
+        }
     }
 }
 

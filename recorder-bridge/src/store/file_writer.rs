@@ -135,8 +135,25 @@ impl FileProgress {
         let _ = self.waker.set(waker);
     }
 
+    /// Adds `n` bytes written.
+    pub(crate) fn add_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Notes that the writer opened part `n`, at `path`.
+    pub(crate) fn set_part(&self, n: u64, path: &Path) {
+        *lock_std(&self.current) = path.to_path_buf();
+        self.parts.store(n, Ordering::Relaxed);
+    }
+
+    /// Records why the writer stopped.
+    pub(crate) fn set_stop(&self, stop: WriterStop) {
+        *lock_std(&self.stop) = Some(stop);
+        self.wake();
+    }
+
     /// Adds `n` samples written and wakes the waker, if any.
-    fn add_samples(&self, n: u64) {
+    pub(crate) fn add_samples(&self, n: u64) {
         self.samples.fetch_add(n, Ordering::Relaxed);
         self.wake();
     }

@@ -1,0 +1,55 @@
+//! `kwik-record export FILE --to parquet`: a finished CSV recording into another
+//! layout, with its own sidecar.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use kwik_recorder::{Format, ParquetOptions, default_output, export};
+
+/// `--to` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportTo {
+    /// Parquet: typed columns, zstd; the sidecar's metadata in the file's key-value
+    /// metadata.
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// A data file of the recording, or its .meta.json.
+    file: PathBuf,
+    /// The layout to write.
+    #[arg(long, value_enum)]
+    to: ExportTo,
+    /// Output file (default: beside the input, <stem>.export.<ext>, with
+    /// <stem>.export.meta.json as its sidecar).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// zstd level of Parquet pages (1-22).
+    #[arg(long, default_value_t = ParquetOptions::default().zstd_level)]
+    zstd_level: i32,
+}
+
+pub(crate) fn cmd_export(a: ExportArgs, json: bool) -> Result<ExitCode> {
+    let format = match a.to {
+        ExportTo::Parquet => Format::Parquet(ParquetOptions {
+            zstd_level: a.zstd_level,
+        }),
+    };
+    let out = a.out.unwrap_or_else(|| default_output(&a.file, &format));
+    let report = export(&a.file, &format, &out)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "exported {} samples to {} ({} bytes)\n  {}",
+            report.samples,
+            report.output.display(),
+            report.bytes,
+            report.sidecar.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
