@@ -23,8 +23,8 @@ pub(crate) struct ExportArgs {
     /// The layout to write.
     #[arg(long, value_enum)]
     to: ExportTo,
-    /// Output file (default: beside the input, <stem>.export.<ext>, with
-    /// <stem>.export.meta.json as its sidecar).
+    /// Output file (default: beside the input, STEM.export.EXT, with
+    /// STEM.export.meta.json as its sidecar).
     #[arg(long)]
     out: Option<PathBuf>,
     /// zstd level of Parquet pages (1-22).
