@@ -5,7 +5,6 @@
 //! re-encoding, a piece that reaches past the 62-bit offset space, or buffered
 //! bytes above the receive window.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -100,7 +99,7 @@ pub fn session(data: &[u8]) {
         _ => None,
     };
     let mut state = state.unwrap_or_else(|| {
-        let presentation = Arc::new(Presentation::new(PresentationConfig::default(), now));
+        let presentation = Presentation::new(PresentationConfig::default(), now);
         Box::new(SessionState::new(
             SessionId::from_bytes([7; 16]),
             Side::Server,
@@ -153,14 +152,9 @@ pub fn session(data: &[u8]) {
                 while state.poll_event().is_some() {}
             }
             _ => {
-                let presentation = state.presentation().clone();
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
                 for dir in [Dir::Bi, Dir::Uni] {
                     while let Some(id) = state.accept(dir) {
-                        while let std::task::Poll::Ready(Ok(Some(_))) =
-                            presentation.poll_read_chunk(id, 1 << 16, &mut cx)
-                        {
-                        }
+                        while let Ok(Some(_)) = state.read_chunk(id, 1 << 16) {}
                         state.release_recv(id, None);
                     }
                 }
