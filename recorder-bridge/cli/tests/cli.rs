@@ -1,34 +1,12 @@
 //! The `kwik-record` binary: record, ls, verify, recover, and a `kill -9` mid-recording
 //! followed by `recover` and `verify`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use support::{BIN, find, run};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn find(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for day in std::fs::read_dir(dir).unwrap().flatten() {
-        if day.path().is_dir() {
-            for f in std::fs::read_dir(day.path()).unwrap().flatten() {
-                if f.path().to_string_lossy().ends_with(suffix) {
-                    out.push(f.path());
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 #[test]
 fn record_ls_verify_json() {

@@ -2,34 +2,13 @@
 //! `recover` and `verify`; `export` from the command line, and its refusal of a cut
 //! file.
 
+mod support;
+
+use support::{BIN, find, run};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn find(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for day in std::fs::read_dir(dir).unwrap().flatten() {
-        if day.path().is_dir() {
-            for f in std::fs::read_dir(day.path()).unwrap().flatten() {
-                if f.path().to_string_lossy().ends_with(suffix) {
-                    out.push(f.path());
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 fn text(o: &Output) -> String {
     format!(

@@ -3,11 +3,13 @@
 //! file, the messages of bad files), the documented exit codes, `--duration` on every
 //! long-running command, and the generated completions and man page.
 
+mod support;
+
+use support::{BIN, csv_files, free_udp_port};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -15,14 +17,6 @@ fn run(args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The value and source of `key` in a `config print --json` answer.
@@ -40,21 +34,6 @@ fn setting(v: &serde_json::Value, key: &str) -> (Vec<String>, String) {
         .map(|x| x.as_str().unwrap().to_owned())
         .collect();
     (values, s["source"].as_str().unwrap().to_owned())
-}
-
-fn csv_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(days) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for day in days.flatten() {
-        for f in std::fs::read_dir(day.path()).unwrap().flatten() {
-            if f.path().extension().is_some_and(|e| e == "csv") {
-                found.push(f.path());
-            }
-        }
-    }
-    found
 }
 
 /// One config file drives a server and a gateway: `config print` shows each value

@@ -2,6 +2,10 @@
 //! JSON summary, and a recorder server killed (SIGKILL) and restarted mid-run while a
 //! gateway streams to it.
 
+mod support;
+
+use support::{BIN, csv_files, free_udp_port};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -14,8 +18,6 @@ use kwik_recorder::{
     parse_csv, parse_labview, sidecar_path,
 };
 use kwik_recorder::{Gateway, GatewayConfig, ServerIdentity, SimImuConfig, StreamKey, sim_imu};
-
-const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
 
 #[test]
 fn demo_runs_and_its_summary_says_nothing_was_lost() {
@@ -101,14 +103,6 @@ fn one_of_two_paths_killed_mid_run_loses_nothing() {
     }
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_serve(out: &Path, port: u16) -> Child {
     start_serve_with(out, port, &[])
 }
@@ -139,20 +133,6 @@ fn stop_serve(mut server: Child) {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     assert!(server.wait().unwrap().success());
-}
-
-/// The CSV data files of one device directory (`<dir>/<day>/<file>.csv`).
-fn csv_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for day in std::fs::read_dir(dir).unwrap().flatten() {
-        for f in std::fs::read_dir(day.path()).unwrap().flatten() {
-            let p = f.path();
-            if p.extension().is_some_and(|e| e == "csv") {
-                found.push(p);
-            }
-        }
-    }
-    found
 }
 
 /// A two-thread runtime and the configuration of a gateway streaming a simulated board

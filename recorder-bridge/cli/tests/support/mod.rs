@@ -1,0 +1,51 @@
+//! Helpers shared by the `kwik-record` binary tests (each test file uses some of them).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `kwik-record` binary under test.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
+
+/// Runs `kwik-record ARGS` in `cwd` to completion.
+pub(crate) fn run(args: &[&str], cwd: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+/// The files of a recordings folder (`<dir>/<day>/<file>`) whose name ends with
+/// `suffix`, sorted; none when `dir` does not exist yet.
+pub(crate) fn find(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(days) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for day in days.flatten() {
+        if day.path().is_dir() {
+            for f in std::fs::read_dir(day.path()).unwrap().flatten() {
+                if f.path().to_string_lossy().ends_with(suffix) {
+                    out.push(f.path());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The CSV data files of one device directory (`<dir>/<day>/<file>.csv`).
+pub(crate) fn csv_files(dir: &Path) -> Vec<PathBuf> {
+    find(dir, ".csv")
+}
+
+/// A UDP port free on 127.0.0.1 at the time of the call.
+pub(crate) fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
