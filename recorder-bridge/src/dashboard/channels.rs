@@ -24,17 +24,7 @@ impl Channels for ImuRow {
         f64::from(self.millis) / 1e3
     }
     fn values(&self, out: &mut [f64]) {
-        let v = [
-            self.ax,
-            self.ay,
-            self.az,
-            self.gx,
-            self.gy,
-            self.gz,
-            self.temp_c,
-            self.audio_rms,
-        ];
-        for (o, v) in out.iter_mut().zip(v) {
+        for (o, v) in out.iter_mut().zip(self.values()) {
             *o = f64::from(v);
         }
     }

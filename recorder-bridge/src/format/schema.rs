@@ -111,6 +111,22 @@ pub struct ImuRow {
     pub audio_rms: f32,
 }
 
+impl ImuRow {
+    /// The eight sensor values in column order (ax .. audioRMS).
+    pub fn values(&self) -> [f32; 8] {
+        [
+            self.ax,
+            self.ay,
+            self.az,
+            self.gx,
+            self.gy,
+            self.gz,
+            self.temp_c,
+            self.audio_rms,
+        ]
+    }
+}
+
 impl Schema for ImuRow {
     const NAME: &'static str = "xiao-imu";
     const COLUMNS: &'static [&'static str] = &[
@@ -123,16 +139,7 @@ impl Schema for ImuRow {
         // One reservation for the row; every field then goes straight into it.
         let mut row = RowWriter::new(out, Self::max_row_len(floats));
         row.u64(u64::from(self.millis));
-        for v in [
-            self.ax,
-            self.ay,
-            self.az,
-            self.gx,
-            self.gy,
-            self.gz,
-            self.temp_c,
-            self.audio_rms,
-        ] {
+        for v in self.values() {
             row.byte(b',');
             row.f32_as(v, floats);
         }
@@ -159,16 +166,7 @@ impl Schema for ImuRow {
     fn put_columns(&self, row: &mut RowSink<'_>) {
         row.time(self.time_us());
         row.u32(self.millis);
-        for v in [
-            self.ax,
-            self.ay,
-            self.az,
-            self.gx,
-            self.gy,
-            self.gz,
-            self.temp_c,
-            self.audio_rms,
-        ] {
+        for v in self.values() {
             row.f32(v);
         }
     }
