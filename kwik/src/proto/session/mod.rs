@@ -748,11 +748,7 @@ impl SessionState {
             return None;
         }
         let paths = self.paths.next_deadline(self.config.ping_interval);
-        let dials = self.recreate.next_deadline();
-        let earliest = match (paths, dials) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let earliest = paths.into_iter().chain(self.recreate.next_deadline()).min();
         let core = self.timers.next_deadline(earliest);
         core.into_iter().chain(self.recv.next_deadline()).min()
     }
