@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kwik_recorder::{
-    FrameSource, Gateway, GatewayConfig, Message, RecorderServer, RecorderServerConfig, RunId,
-    ServerIdentity, SimImuConfig, StreamHeader, StreamKey, WireSample, WireSchema, imu_row, serial,
+    FrameSource, Gateway, GatewayConfig, Message, MessageDecoder, RecorderServer,
+    RecorderServerConfig, RunId, SamplesEncoder, ServerIdentity, SimImuConfig, StartRequest,
+    StreamHeader, StreamKey, WIRE_VERSION, WireFormat, WireSample, WireSchema, imu_row, serial,
     sim_imu, sim_imu_with,
 };
 use kwik_recorder::{ImuRow, Sidecar, parse_csv, sidecar_path};
@@ -267,6 +268,153 @@ async fn malformed_peer_messages_are_counted_and_skipped() {
     assert_eq!(reports[0].written, 5);
     let expect: Vec<ImuRow> = [0, 1, 3, 4, 5].iter().map(|&i| rows[i]).collect();
     assert_eq!(recorded_rows(dir.path(), "peer"), expect);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_samples_are_recorded_with_duplicates_and_corrupt_bodies_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, id) = start_server(dir.path(), server_config(dir.path()));
+    let endpoint = kwik::Endpoint::client(local(), id.client_config().unwrap()).unwrap();
+    let session = endpoint
+        .connect(server.local_addr().unwrap(), "localhost")
+        .await
+        .unwrap();
+    let sim = SimImuConfig {
+        seed: 5,
+        rate_hz: rate(100),
+        limit: None,
+        real_time: false,
+    };
+    let rows = sim.expected(10);
+    let body = |seq: u64| {
+        let mut b = Vec::new();
+        rows[seq as usize].encode_body(seq, &mut b);
+        b
+    };
+    let mut bytes = Message::Header(StreamHeader {
+        key: key("batched"),
+        run: RunId(78),
+        schema: WireSchema::Imu,
+        rate_hz: 100,
+        device_time_us: 0,
+        host_utc_us: 0,
+        anchor_seq: 0,
+    })
+    .to_bytes()
+    .unwrap();
+    let batch = |first: u64, bodies: &[Vec<u8>], out: &mut Vec<u8>| {
+        let mut e = SamplesEncoder::begin(first, out);
+        for (i, b) in bodies.iter().enumerate() {
+            assert!(e.push(first + i as u64, b, out));
+        }
+        e.finish(out);
+    };
+    // 0-3, then 2-5 again (2 and 3 duplicates), then 6-9 with 7 corrupt.
+    batch(0, &(0..4).map(body).collect::<Vec<_>>(), &mut bytes);
+    batch(2, &(2..6).map(body).collect::<Vec<_>>(), &mut bytes);
+    let mut last: Vec<Vec<u8>> = (6..10).map(body).collect();
+    last[1][5] ^= 0x40; // CRC no longer matches
+    batch(6, &last, &mut bytes);
+    let mut s = session.open_uni().await.unwrap();
+    s.write_chunk(Bytes::from(bytes)).await.unwrap();
+    s.finish().unwrap();
+    s.finished().await.unwrap();
+    let mut report = None;
+    for _ in 0..200 {
+        let r = server.reports();
+        if r.first().is_some_and(|r| r.counts.received >= 12) {
+            report = r.into_iter().next();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = report.expect("stream recorded");
+    assert_eq!(r.counts.received, 12);
+    assert_eq!(r.counts.duplicates, 2);
+    assert_eq!(r.counts.malformed, 1);
+    assert_eq!(r.counts.missing, 1); // seq 7 never arrived intact
+    assert_eq!(r.counts.pushed, 9);
+    session.close(0, b"bye");
+    let reports = server.shutdown().await;
+    assert_eq!(reports[0].written, 9);
+    let expect: Vec<ImuRow> = [0, 1, 2, 3, 4, 5, 6, 8, 9].iter().map(|&i| rows[i]).collect();
+    assert_eq!(recorded_rows(dir.path(), "batched"), expect);
+}
+
+/// The first messages a server sends on the control stream after a Hello of
+/// `version` and a Start.
+async fn server_answers_to(version: u8) -> Vec<Message> {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, id) = start_server(dir.path(), server_config(dir.path()));
+    let endpoint = kwik::Endpoint::client(local(), id.client_config().unwrap()).unwrap();
+    let session = endpoint
+        .connect(server.local_addr().unwrap(), "localhost")
+        .await
+        .unwrap();
+    let (mut ctl, mut ctl_recv) = session.open_bi().await.unwrap();
+    let mut bytes = Message::Hello {
+        version,
+        gateway: "test".into(),
+    }
+    .to_bytes()
+    .unwrap();
+    let header = StreamHeader {
+        key: key(&format!("v{version}")),
+        run: RunId(79),
+        schema: WireSchema::Imu,
+        rate_hz: 100,
+        device_time_us: 0,
+        host_utc_us: 0,
+        anchor_seq: 0,
+    };
+    Message::Start(StartRequest {
+        header,
+        prefix: String::new(),
+        duration_limit_ms: 0,
+        size_limit: 0,
+        format: WireFormat::Csv,
+    })
+    .encode(&mut bytes)
+    .unwrap();
+    ctl.write_chunk(Bytes::from(bytes)).await.unwrap();
+    let mut dec = MessageDecoder::new();
+    let mut got = Vec::new();
+    while !got
+        .iter()
+        .any(|m| matches!(m, Message::Started { .. } | Message::Error { .. }))
+    {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), ctl_recv.read_chunk(1 << 16))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        dec.push(&chunk);
+        while let Some(m) = dec.next_message() {
+            got.push(m.unwrap());
+        }
+    }
+    session.close(0, b"bye");
+    server.shutdown().await;
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_gateway_gets_no_hello_and_a_version_2_gateway_gets_one_first() {
+    let v1 = server_answers_to(1).await;
+    assert!(matches!(v1.as_slice(), [Message::Started { next_seq: 0, .. }]), "{v1:?}");
+    let v2 = server_answers_to(WIRE_VERSION).await;
+    assert!(
+        matches!(
+            v2.as_slice(),
+            [Message::Hello { version: WIRE_VERSION, .. }, Message::Started { next_seq: 0, .. }]
+        ),
+        "{v2:?}"
+    );
+    let v9 = server_answers_to(9).await;
+    assert!(
+        matches!(&v9[0], Message::Error { text, .. } if text.starts_with("protocol version 9 not supported")),
+        "{v9:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ mod demo;
 mod exit;
 mod export;
 mod files;
+mod fleet;
 mod formats;
 mod interrupt;
 mod logs;

@@ -84,6 +84,16 @@ pub(crate) struct StreamArgs {
     /// `500ms`, or bare seconds).
     #[arg(long, value_parser = crate::args::parse_duration, default_value = "10s")]
     connect_timeout: Duration,
+    /// Longest a sample waits for others to share its write to the server (`10ms`,
+    /// `0` for none): many samples per message and per write let one server take many
+    /// devices; the delivery latency grows by at most this much.
+    #[arg(long, value_parser = crate::args::parse_duration, default_value = "10ms")]
+    batch_delay: Duration,
+    /// Simulate this many devices from this process (sim-imu or sim-efield), each
+    /// behind its own gateway and session, device ids `<device>-0000`, `-0001`, ...:
+    /// a load generator for a recorder server.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    fleet: u32,
 }
 
 /// Runs `kwik-record stream` until the source ends, `--duration` passes, Ctrl-C or
@@ -128,6 +138,7 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
         return Err(usage("--connect-timeout must be longer than zero"));
     }
     config.connect_timeout = a.connect_timeout;
+    config.batch_delay = a.batch_delay;
     config.format = match a.format {
         FormatArg::Csv => WireFormat::Csv,
         FormatArg::Labview => WireFormat::Labview,
@@ -142,8 +153,11 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
     let limit = a
         .duration
         .map(|d| (d.as_secs_f64() * f64::from(a.rate)).round().max(1.0) as u64);
-    let rt = runtime()?;
     crate::interrupt::install();
+    if a.fleet > 1 {
+        return crate::fleet::run(config, kind, a.fleet, a.rate, limit, json);
+    }
+    let rt = runtime()?;
     let report = match kind {
         "sim-imu" => rt.block_on(run_gateway(
             config,

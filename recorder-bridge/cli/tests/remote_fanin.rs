@@ -1,27 +1,29 @@
-//! Fan-in benchmark (ignored by `cargo test`): N simulated XIAO boards, each behind
-//! its own gateway and KWIK session, streaming at R Hz into one `kwik-record serve`
-//! process. Reports, per rate, what the server wrote against what the boards produced,
-//! the gateways' largest backlog, the server process's CPU time and peak RSS, how many
-//! gateways had a session fail (at start-up: a failed first connection), and how long
-//! after the start the gateways were streaming (first samples sent in a started
-//! session) and saw their first samples confirmed on disk, and the datagrams the
-//! kernel dropped at the server's socket (its queue was full).
+//! Fan-in benchmark (ignored by `cargo test`): N simulated devices, each behind its
+//! own gateway and KWIK session, streaming at R Hz into one `kwik-record serve`
+//! process. The devices run in P load-generator processes (`kwik-record stream
+//! --fleet`), so that the figure measured is the server's, not one generator's.
+//! Reports, per rate, what the server wrote against what the devices produced, the
+//! server process's CPU (and CPU per 100 k samples/s) and peak RSS, the gateways'
+//! stream writes (batching), how many gateways had a session fail, the datagrams the
+//! kernel dropped at the server's socket, and whether every device's file equals its
+//! simulator value by value (`FANIN_VERIFY=0` skips the value check).
 //!
 //! ```sh
-//! FANIN_DEVICES=100 FANIN_RATES=1000,2000,4000 FANIN_SECONDS=60 \
-//!   cargo test -p kwik-recorder --test remote_fanin -- --ignored --nocapture
+//! FANIN_DEVICES=1000 FANIN_PROCESSES=4 FANIN_RATES=1000 FANIN_SECONDS=60 \
+//!   cargo test --release -p kwik-record --test remote_fanin -- --ignored --nocapture
 //! ```
+//! `FANIN_BATCH_DELAY` (default `10ms`) is the gateways' `--batch-delay`.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kwik_recorder::{Gateway, GatewayConfig, ServerIdentity, SimImuConfig, StreamKey, sim_imu};
+use kwik_recorder::{ImuRow, RateHz, SignalGenerator, SimImu, parse_csv};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
+mod support;
+use support::{BIN, csv_files, free_udp_port};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -71,7 +73,7 @@ struct Server {
     reader: std::thread::JoinHandle<()>,
 }
 
-fn start_serve(out: &std::path::Path, port: u16) -> Server {
+fn start_serve(out: &Path, port: u16) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--json", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
@@ -98,88 +100,111 @@ fn start_serve(out: &std::path::Path, port: u16) -> Server {
     }
 }
 
+/// One load-generator process: `devices` simulated IMU boards at `rate` for `seconds`.
+fn start_fleet(
+    ca: &Path,
+    port: u16,
+    group: usize,
+    devices: usize,
+    rate: u32,
+    seconds: f64,
+    batch_delay: &str,
+) -> Child {
+    Command::new(BIN)
+        .args(["stream", "--json", "--source", "sim-imu"])
+        .arg("--to")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--ca")
+        .arg(ca)
+        .args(["--fleet", &devices.to_string()])
+        .args(["--device", &format!("dev{group}")])
+        .args(["--rate", &rate.to_string()])
+        .args(["--duration", &format!("{seconds}s")])
+        .args(["--batch-delay", batch_delay])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Devices whose recorded rows differ from their simulator's (value by value), and
+/// the rows checked.
+fn check_values(out: &Path, rate: u32, n: u64) -> (Vec<String>, u64) {
+    let sim = SimImu {
+        rate: RateHz::try_from(rate).unwrap(),
+    };
+    let mut bad = Vec::new();
+    let mut rows_checked = 0;
+    let mut devices: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name().to_string_lossy().starts_with("dev"))
+        .map(|d| d.path())
+        .collect();
+    devices.sort();
+    for dir in devices {
+        let mut files = csv_files(&dir);
+        files.sort();
+        let mut i = 0u64;
+        let mut ok = true;
+        for f in files {
+            let parsed = parse_csv::<ImuRow>(&std::fs::read(&f).unwrap()).unwrap();
+            for r in parsed.rows {
+                ok &= r == sim.sample(i);
+                i += 1;
+            }
+        }
+        rows_checked += i;
+        if !ok || i != n {
+            bad.push(format!("{} ({i} rows)", dir.display()));
+        }
+    }
+    (bad, rows_checked)
+}
+
 #[test]
 #[ignore = "benchmark; run with --ignored --nocapture (see the file's docs)"]
 fn fan_in() {
     let devices: usize = env_or("FANIN_DEVICES", 100);
+    let processes: usize = env_or("FANIN_PROCESSES", 2).clamp(1, devices.max(1));
     let seconds: f64 = env_or("FANIN_SECONDS", 10.0);
+    let verify: bool = env_or::<u8>("FANIN_VERIFY", 1) != 0;
+    let batch_delay: String = env_or("FANIN_BATCH_DELAY", "10ms".to_owned());
     let rates: Vec<u32> = std::env::var("FANIN_RATES")
         .unwrap_or_else(|_| "1000".into())
         .split(',')
         .filter_map(|r| r.trim().parse().ok())
         .collect();
     println!(
-        "| devices | rate Hz | produced | written | lost | max backlog | server CPU % | server peak RSS MiB | gateway drain s | gateways with a failed session | streaming after s (median / last) | first ack after s (median / last) | server socket drops |"
+        "| devices | processes | rate Hz | samples/s | produced | written | lost | server CPU % | CPU % per 100k samples/s | server peak RSS MiB | samples per write | gateways with a failed session | gateway drain s | server socket drops | values equal |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for rate in rates {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_udp_port();
         let mut server = start_serve(dir.path(), port);
         let pid = server.child.id();
-        let id = ServerIdentity::load(&dir.path().join("tls")).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let _g = rt.enter();
+        let ca = dir.path().join("tls").join("ca.der");
         let n = (seconds * f64::from(rate)).round() as u64;
-        let mut gws = Vec::new();
-        for d in 0..devices {
-            let mut gc = GatewayConfig::new(
-                SocketAddr::from(([127, 0, 0, 1], port)),
-                id.client_config().unwrap(),
-                StreamKey {
-                    device: format!("dev-{d:03}"),
-                    stream: "imu".into(),
-                },
-            );
-            gc.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-            gc.drain_timeout = Duration::from_secs(30);
-            let sim = SimImuConfig {
-                seed: d as u64,
-                rate_hz: NonZeroU32::new(rate).unwrap(),
-                limit: Some(n),
-                real_time: true,
-            };
-            gws.push(Gateway::start(gc, sim_imu(sim)).unwrap());
-        }
         let cpu0 = proc_cpu_ticks(pid);
         let t0 = Instant::now();
-        let mut max_backlog = 0u64;
-        // When each gateway's session was started (its first samples sent) and when
-        // its first samples were confirmed on disk by the server.
-        let mut first_sent: Vec<Option<f64>> = vec![None; gws.len()];
-        let mut first_ack: Vec<Option<f64>> = vec![None; gws.len()];
-        while gws.iter().any(|g| !g.source_finished()) {
-            std::thread::sleep(Duration::from_millis(100));
-            for (i, g) in gws.iter().enumerate() {
-                let c = g.counts();
-                max_backlog = max_backlog.max(c.pending());
-                if first_sent[i].is_none() && c.sent > 0 {
-                    first_sent[i] = Some(t0.elapsed().as_secs_f64());
-                }
-                if first_ack[i].is_none() && c.acked > 0 {
-                    first_ack[i] = Some(t0.elapsed().as_secs_f64());
-                }
-            }
-        }
-        let stream_s = t0.elapsed().as_secs_f64();
+        let fleets: Vec<Child> = (0..processes)
+            .map(|p| {
+                let k = devices / processes + usize::from(p < devices % processes);
+                start_fleet(&ca, port, p, k, rate, seconds, &batch_delay)
+            })
+            .collect();
+        // The server's CPU over the streaming (the sources end after `seconds`; the
+        // drain that follows is short and counted in the gateways' drain time).
+        let reports: Vec<serde_json::Value> = fleets
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                serde_json::from_slice(&out.stdout).unwrap_or_default()
+            })
+            .collect();
+        let wall_s = t0.elapsed().as_secs_f64();
         let cpu1 = proc_cpu_ticks(pid);
-        let drain0 = Instant::now();
-        let reports: Vec<_> = rt.block_on(async {
-            let mut v = Vec::new();
-            for g in gws {
-                v.push(g.finish().await);
-            }
-            v
-        });
-        let drain_s = drain0.elapsed().as_secs_f64();
         let hwm = proc_hwm_kib(pid);
         let drops = udp_drops(port);
         // SAFETY: signalling our own child.
@@ -192,37 +217,46 @@ fn fan_in() {
             .as_array()
             .map(|a| a.iter().map(|r| r["written"].as_u64().unwrap_or(0)).sum())
             .unwrap_or(0);
-        let produced = n * devices as u64;
-        let ticks_per_s = 100.0; // USER_HZ on Linux
-        let cpu_pct = (cpu1 - cpu0) as f64 / ticks_per_s / stream_s * 100.0;
-        let gw_errors = reports.iter().filter(|r| r.error.is_some()).count();
-        let reconnects: u64 = reports.iter().map(|r| r.counts.connect_failures).sum();
-        let failed_first = reports
-            .iter()
-            .filter(|r| r.counts.connect_failures > 0)
-            .count();
-        let median_and_last = |firsts: &[Option<f64>]| {
-            let mut at: Vec<f64> = firsts.iter().flatten().copied().collect();
-            at.sort_by(f64::total_cmp);
-            let median = at.get(at.len() / 2).copied().unwrap_or(0.0);
-            let last = if at.len() == devices {
-                format!("{:.1}", at.last().copied().unwrap_or(0.0))
-            } else {
-                format!("{} of {devices} never", devices - at.len())
-            };
-            (median, last)
+        let sum = |f: &str| -> u64 {
+            reports
+                .iter()
+                .map(|r| r["counts"][f].as_u64().unwrap_or(0))
+                .sum()
         };
-        let (median_sent, all_sent) = median_and_last(&first_sent);
-        let (median_acked, all_acked) = median_and_last(&first_ack);
-        println!(
-            "| {devices} | {rate} | {produced} | {written} | {} | {max_backlog} | {cpu_pct:.0} | {:.1} | {drain_s:.1} | {failed_first} | {median_sent:.1} / {all_sent} | {median_acked:.1} / {all_acked} | {drops} |{}",
-            produced.saturating_sub(written),
-            hwm as f64 / 1024.0,
-            if gw_errors > 0 || reconnects > 0 {
-                format!(" {gw_errors} gateway errors, {reconnects} failed sessions")
+        let produced = n * devices as u64;
+        let (sent, writes) = (sum("sent"), sum("writes").max(1));
+        let failed: u64 = reports
+            .iter()
+            .map(|r| r["counts"]["connect_failures"].as_u64().unwrap_or(0))
+            .sum();
+        let drain_s = reports
+            .iter()
+            .filter_map(|r| r["drain_seconds"].as_f64())
+            .fold(0.0, f64::max);
+        let stream_s = reports
+            .iter()
+            .filter_map(|r| r["stream_seconds"].as_f64())
+            .fold(0.0, f64::max)
+            .max(1e-3);
+        let ticks_per_s = 100.0; // USER_HZ on Linux
+        let cpu_pct = (cpu1 - cpu0) as f64 / ticks_per_s / wall_s * 100.0;
+        let rate_total = produced as f64 / stream_s;
+        let values = if verify {
+            let (bad, rows) = check_values(dir.path(), rate, n);
+            if bad.is_empty() {
+                format!("yes ({rows} rows)")
             } else {
-                String::new()
+                format!("NO: {} devices differ, e.g. {}", bad.len(), bad[0])
             }
+        } else {
+            "not checked".into()
+        };
+        println!(
+            "| {devices} | {processes} | {rate} | {rate_total:.0} | {produced} | {written} | {} | {cpu_pct:.0} | {:.1} | {:.1} | {:.1} | {failed} | {drain_s:.1} | {drops} | {values} |",
+            produced.saturating_sub(written),
+            cpu_pct / (rate_total / 100_000.0),
+            hwm as f64 / 1024.0,
+            sent as f64 / writes as f64,
         );
     }
 }

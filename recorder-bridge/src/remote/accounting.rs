@@ -17,6 +17,13 @@ macro_rules! counters {
             $($(#[$fm])* pub $f: u64,)*
         }
 
+        impl std::ops::AddAssign for $snap {
+            /// Adds every counter of `o` (totals over several streams or gateways).
+            fn add_assign(&mut self, o: Self) {
+                $(self.$f = self.$f.saturating_add(o.$f);)*
+            }
+        }
+
         impl $name {
             /// Reads every counter.
             pub fn snapshot(&self) -> $snap {
@@ -44,8 +51,10 @@ counters! {
         spooled,
         /// Samples dropped because queue and spool were full (or no spool was given).
         dropped_overflow,
-        /// Sample messages written to KWIK (re-sends after a reconnect included).
+        /// Samples written to KWIK (re-sends after a reconnect included).
         sent,
+        /// Stream writes that carried them (many samples each when batched).
+        writes,
         /// Of `sent`, re-sends after a reconnect.
         resent,
         /// Samples the server confirmed on disk.

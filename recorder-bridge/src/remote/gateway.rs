@@ -9,11 +9,11 @@ pub mod spool;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 
 use crate::capture::sample_source::{SampleSource, SourceEvent};
@@ -23,12 +23,20 @@ use crate::remote::gateway::outbox::Outbox;
 use crate::remote::gateway::spool::{Spool, SpoolError};
 use crate::remote::sample::WireSample;
 use crate::remote::wire::{
-    Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
+    MIN_WIRE_VERSION, Message, MessageDecoder, RunId, SamplesEncoder, StartRequest, StreamHeader,
+    StreamKey, WIRE_VERSION, WireFormat,
 };
 use crate::sync::lock_std as lock;
 
 /// Default [`GatewayConfig::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`GatewayConfig::batch_delay`].
+pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_millis(10);
+/// Unsent samples at which the gateway writes at once instead of waiting out the
+/// batch delay (a backlog after a reconnect, or a fast device).
+const FULL_BATCH: u64 = 1024;
+/// Sample bodies taken from the outbox for one stream write.
+const WRITE_BYTES: usize = 256 * 1024;
 
 /// Settings of a gateway.
 #[derive(Debug, Clone)]
@@ -73,6 +81,11 @@ pub struct GatewayConfig {
     pub connect_timeout: Duration,
     /// How long to keep trying to deliver the rest after the source ended (default 60 s).
     pub drain_timeout: Duration,
+    /// Longest a sample waits on the gateway for others to share its stream write
+    /// (default 10 ms; zero: each write carries whatever is there). Samples then
+    /// travel many to a message and many messages to a write, which is what lets one
+    /// server take many devices; the delivery latency grows by at most this much.
+    pub batch_delay: Duration,
 }
 
 impl GatewayConfig {
@@ -99,6 +112,7 @@ impl GatewayConfig {
             reconnect_interval: Duration::from_millis(500),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             drain_timeout: Duration::from_secs(60),
+            batch_delay: DEFAULT_BATCH_DELAY,
         }
     }
 }
@@ -155,6 +169,9 @@ struct Shared {
     source_done: AtomicBool,
     stop: AtomicBool,
     session: Mutex<Option<kwik::Session>>,
+    /// Protocol version this gateway offers in its Hello: [`WIRE_VERSION`], or
+    /// [`MIN_WIRE_VERSION`] after a server refused the newer one.
+    version: AtomicU8,
 }
 
 /// A running gateway. Must be started inside a tokio runtime.
@@ -193,6 +210,7 @@ impl Gateway {
             source_done: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             session: Mutex::new(None),
+            version: AtomicU8::new(WIRE_VERSION),
         });
         let endpoint = kwik::Endpoint::client(config.bind, config.client.clone())?;
         let sh = shared.clone();
@@ -276,7 +294,6 @@ where
     Src::Sample: WireSample,
 {
     let c = &shared.counters;
-    let mut buf = Vec::with_capacity(128);
     let mut body = Vec::with_capacity(64);
     while !shared.stop.load(Ordering::Acquire) {
         match source.next_event() {
@@ -296,12 +313,7 @@ where
                 GatewayCounters::add(&c.device_produced, 1);
                 body.clear();
                 sample.encode_body(seq, &mut body);
-                buf.clear();
-                if Message::encode_sample(seq, &body, &mut buf).is_err() {
-                    GatewayCounters::add(&c.dropped_overflow, 1);
-                    continue;
-                }
-                lock(&shared.outbox).push(seq, Bytes::copy_from_slice(&buf));
+                lock(&shared.outbox).push(seq, Bytes::copy_from_slice(&body));
                 shared.notify.notify_one();
             }
             Some(SourceEvent::Lost(n)) => {
@@ -464,10 +476,11 @@ async fn run_session(
     header: &StreamHeader,
 ) -> Result<Outcome, String> {
     let (mut ctl, mut ctl_recv) = session.open_bi().await.map_err(|e| e.to_string())?;
+    let version = shared.version.load(Ordering::Relaxed);
     write_msg(
         &mut ctl,
         &Message::Hello {
-            version: WIRE_VERSION,
+            version,
             gateway: format!("kwik-record {}", env!("CARGO_PKG_VERSION")),
         },
     )
@@ -485,14 +498,21 @@ async fn run_session(
         }),
     )
     .await?;
-    // Wait for Started: the server's resume point.
+    // Wait for Started: the server's resume point. A server of protocol version 2 or
+    // later answers the Hello first, which allows batched samples.
     let mut dec = MessageDecoder::new();
+    let mut server_version = MIN_WIRE_VERSION;
     let next_seq = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             while let Some(m) = dec.next_message() {
                 match m {
+                    Ok(Message::Hello { version, .. }) => server_version = version,
                     Ok(Message::Started { next_seq, .. }) => return Ok(next_seq),
                     Ok(Message::Error { text, .. }) => {
+                        if version > MIN_WIRE_VERSION && text.starts_with("protocol version") {
+                            // An older server: speak its version from the next session on.
+                            shared.version.store(MIN_WIRE_VERSION, Ordering::Relaxed);
+                        }
                         return Err(format!("server refused: {text}"));
                     }
                     _ => {}
@@ -546,7 +566,8 @@ async fn run_session(
             }
         })
     };
-    let result = stream_samples(config, session, shared, header, &mut ctl, final_rx).await;
+    let batched = version >= 2 && server_version >= 2;
+    let result = stream_samples(config, session, shared, header, &mut ctl, final_rx, batched).await;
     reader.abort();
     result
 }
@@ -571,6 +592,36 @@ async fn send_device(
     Ok(())
 }
 
+/// Encodes samples `(seq, body)` as messages: runs of consecutive samples share a
+/// [`Message::Samples`] when `batched`, otherwise (or for a body too long to batch)
+/// each is a [`Message::Sample`].
+fn encode_samples(samples: &[(u64, Bytes)], batched: bool, out: &mut Vec<u8>) {
+    let mut batch: Option<SamplesEncoder> = None;
+    for (seq, body) in samples {
+        if let Some(b) = batch.as_mut() {
+            if b.push(*seq, body, out) {
+                continue;
+            }
+        }
+        if let Some(b) = batch.take() {
+            b.finish(out);
+        }
+        if batched {
+            let mut b = SamplesEncoder::begin(*seq, out);
+            if b.push(*seq, body, out) {
+                batch = Some(b);
+                continue;
+            }
+            b.finish(out);
+        }
+        // Bodies come from our own encoders and fit a message.
+        let _ = Message::encode_sample(*seq, body, out);
+    }
+    if let Some(b) = batch {
+        b.finish(out);
+    }
+}
+
 async fn stream_samples(
     config: &GatewayConfig,
     session: &kwik::Session,
@@ -578,6 +629,7 @@ async fn stream_samples(
     header: &StreamHeader,
     ctl: &mut kwik::SendStream,
     final_rx: oneshot::Receiver<Option<serde_json::Value>>,
+    batched: bool,
 ) -> Result<Outcome, String> {
     let mut data = session
         .open_uni_with(config.scheduler)
@@ -588,8 +640,23 @@ async fn stream_samples(
     let mut device_sent = 0;
     loop {
         send_device(shared, header, ctl, &mut device_sent).await?;
-        let batch = lock(&shared.outbox).take_unsent(64 * 1024);
-        if batch.is_empty() {
+        // Let a few samples gather so that they share a message and a write, unless
+        // there is a backlog already or nothing more is coming.
+        let unsent = lock(&shared.outbox).unsent();
+        if unsent > 0
+            && unsent < FULL_BATCH
+            && !config.batch_delay.is_zero()
+            && !shared.source_done.load(Ordering::Acquire)
+        {
+            tokio::select! {
+                _ = tokio::time::sleep(config.batch_delay) => {}
+                r = session.closed() => return Err(format!("session closed: {r:?}")),
+            }
+        }
+        // Empty also while everything in memory is sent but unconfirmed and the rest
+        // waits in the spool: then the next acknowledgement makes room.
+        let samples = lock(&shared.outbox).take_unsent(WRITE_BYTES);
+        if samples.is_empty() {
             if shared.source_done.load(Ordering::Acquire) && lock(&shared.outbox).is_empty() {
                 break;
             }
@@ -600,16 +667,15 @@ async fn stream_samples(
             }
             continue;
         }
-        let n = batch.len() as u64;
-        let mut buf = BytesMut::with_capacity(batch.iter().map(Bytes::len).sum());
-        for b in &batch {
-            buf.extend_from_slice(b);
-        }
+        let n = samples.len() as u64;
+        let mut buf = Vec::with_capacity(samples.iter().map(|(_, b)| b.len() + 13).sum());
+        encode_samples(&samples, batched, &mut buf);
         tokio::select! {
-            r = data.write_chunk(buf.freeze()) => r.map_err(|e| format!("write: {e}"))?,
+            r = data.write_chunk(Bytes::from(buf)) => r.map_err(|e| format!("write: {e}"))?,
             r = session.closed() => return Err(format!("session closed: {r:?}")),
         }
         GatewayCounters::add(&shared.counters.sent, n);
+        GatewayCounters::add(&shared.counters.writes, 1);
     }
     // Everything is on disk at the server: stop the recording, get its final report
     // (with the device's latest description, if it changed at the very end).
@@ -629,6 +695,50 @@ async fn stream_samples(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode_all(bytes: &[u8]) -> Vec<Message> {
+        let mut d = MessageDecoder::new();
+        d.push(bytes);
+        std::iter::from_fn(|| d.next_message().map(Result::unwrap)).collect()
+    }
+
+    #[test]
+    fn consecutive_samples_share_a_message_and_gaps_start_a_new_one() {
+        let s = |seq: u64, len: usize| (seq, Bytes::from(vec![seq as u8; len]));
+        let samples = vec![s(5, 3), s(6, 3), s(7, 0), s(9, 3), s(10, 300), s(11, 1)];
+        let mut out = Vec::new();
+        encode_samples(&samples, true, &mut out);
+        let msgs = decode_all(&out);
+        // 5-7 together; 9 after the gap; 10 too long to batch; 11 starts again.
+        assert_eq!(msgs.len(), 4);
+        let seqs: Vec<Vec<u64>> = msgs
+            .iter()
+            .map(|m| match m {
+                Message::Sample { seq, .. } => vec![*seq],
+                m => m.sample_bodies().map(|(s, _)| s).collect(),
+            })
+            .collect();
+        assert_eq!(seqs, vec![vec![5, 6, 7], vec![9], vec![10], vec![11]]);
+        assert!(matches!(msgs[2], Message::Sample { seq: 10, ref body } if body.len() == 300));
+        // Every body arrives as it was sent.
+        let got: Vec<(u64, Bytes)> = msgs
+            .iter()
+            .flat_map(|m| match m {
+                Message::Sample { seq, body } => vec![(*seq, Bytes::from(body.clone()))],
+                m => m
+                    .sample_bodies()
+                    .map(|(s, b)| (s, Bytes::copy_from_slice(b)))
+                    .collect(),
+            })
+            .collect();
+        assert_eq!(got, samples);
+        // For a version-1 server every sample is its own message.
+        let mut out = Vec::new();
+        encode_samples(&samples, false, &mut out);
+        let msgs = decode_all(&out);
+        assert_eq!(msgs.len(), samples.len());
+        assert!(msgs.iter().all(|m| matches!(m, Message::Sample { .. })));
+    }
 
     #[test]
     fn retry_wait_grows_and_spreads() {

@@ -17,7 +17,9 @@ pub mod wire;
 pub use accounting::{GatewayCounters, GatewayCounts, ServerStreamCounters, ServerStreamCounts};
 pub use gateway::outbox::Outbox;
 pub use gateway::spool::{Spool, SpoolError, SpoolRecord};
-pub use gateway::{DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError, GatewayReport};
+pub use gateway::{
+    DEFAULT_BATCH_DELAY, DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError, GatewayReport,
+};
 pub use sample::{SampleError, WireSample};
 pub use server::arrivals::ArrivalLog;
 pub use server::config::{OpenStreamError, RecorderServerConfig, ServeError};
@@ -25,6 +27,6 @@ pub use server::stream::{StreamReport, StreamRing};
 pub use server::{RecorderServer, ServerReports};
 pub use tls::{IdentityError, ServerIdentity, load_ca};
 pub use wire::{
-    EncodeError, Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WireError,
-    WireFormat, WireSchema, WireStats,
+    EncodeError, MIN_WIRE_VERSION, Message, MessageDecoder, RunId, SamplesEncoder, StartRequest,
+    StreamHeader, StreamKey, WIRE_VERSION, WireError, WireFormat, WireSchema, WireStats,
 };

@@ -7,8 +7,17 @@
 
 /// First byte of every message; the decoder resynchronises on it after bad input.
 pub const MAGIC: u8 = 0xA5;
-/// Version of this protocol, carried in [`Message::Hello`] and [`Message::Header`].
-pub const WIRE_VERSION: u8 = 1;
+/// Version of this protocol a peer speaks, carried in [`Message::Hello`]. Version 2
+/// added [`Message::Samples`] (many samples in one message) and the server's Hello
+/// reply that tells a gateway it may send them.
+pub const WIRE_VERSION: u8 = 2;
+/// Oldest protocol version a server still accepts from a gateway.
+pub const MIN_WIRE_VERSION: u8 = 1;
+/// Layout version of a [`StreamHeader`] (its first byte); unchanged since version 1.
+pub const HEADER_LAYOUT: u8 = 1;
+/// Largest sample body a [`Message::Samples`] can carry (its length is one byte);
+/// longer bodies travel as single [`Message::Sample`]s.
+pub const MAX_BATCHED_BODY: usize = u8::MAX as usize;
 /// Bytes before the payload: magic, kind, length.
 pub const MESSAGE_OVERHEAD: usize = 4;
 /// Largest payload of one message.
@@ -188,6 +197,15 @@ pub enum Message {
         /// Body (see [`crate::remote::WireSample`]).
         body: Vec<u8>,
     },
+    /// Consecutive samples of a sensor stream in one message (protocol version 2):
+    /// sample `i` has sequence number `first_seq + i`. Written with
+    /// [`SamplesEncoder`], read with [`Message::sample_bodies`].
+    Samples {
+        /// Sequence number of the first sample.
+        first_seq: u64,
+        /// The bodies, each as `u8 len, body[len]` (at least one; checked on decode).
+        bodies: Vec<u8>,
+    },
 }
 
 /// Message kinds on the wire.
@@ -203,6 +221,7 @@ mod kind {
     pub(super) const ERROR: u8 = 0x14;
     pub(super) const HEADER: u8 = 0x21;
     pub(super) const SAMPLE: u8 = 0x22;
+    pub(super) const SAMPLES: u8 = 0x23;
 }
 
 /// Why a message could not be encoded.
@@ -265,7 +284,7 @@ fn put_key(out: &mut Vec<u8>, k: &StreamKey) -> Result<(), EncodeError> {
 }
 
 fn put_header(out: &mut Vec<u8>, h: &StreamHeader) -> Result<(), EncodeError> {
-    out.push(WIRE_VERSION);
+    out.push(HEADER_LAYOUT);
     put_key(out, &h.key)?;
     out.extend_from_slice(&h.run.0.to_le_bytes());
     out.push(h.schema.to_byte());
@@ -362,6 +381,11 @@ impl Message {
                 out.extend_from_slice(body);
                 kind::SAMPLE
             }
+            Message::Samples { first_seq, bodies } => {
+                out.extend_from_slice(&first_seq.to_le_bytes());
+                out.extend_from_slice(bodies);
+                kind::SAMPLES
+            }
         };
         let len = out.len() - start - MESSAGE_OVERHEAD;
         let len16 = u16::try_from(len).map_err(|_| EncodeError::TooLong(len))?;
@@ -379,6 +403,19 @@ impl Message {
         out.extend_from_slice(&seq.to_le_bytes());
         out.extend_from_slice(body);
         Ok(())
+    }
+
+    /// The samples of a [`Message::Samples`] as `(seq, body)`, in order; empty for any
+    /// other message. The bodies were checked when the message was decoded.
+    pub fn sample_bodies(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let (first, bodies) = match self {
+            Message::Samples { first_seq, bodies } => (*first_seq, bodies.as_slice()),
+            _ => (0, &[][..]),
+        };
+        BodyIter(bodies)
+            .map_while(Result::ok)
+            .zip(first..)
+            .map(|(b, seq)| (seq, b))
     }
 
     /// Decodes one message from its kind and payload.
@@ -443,6 +480,22 @@ impl Message {
                 r.at = r.buf.len();
                 Message::Sample { seq, body }
             }
+            kind::SAMPLES => {
+                let first_seq = r.u64()?;
+                let bodies = &r.buf[r.at..];
+                let count = BodyIter(bodies).try_fold(0u64, |n, b| b.map(|_| n + 1))?;
+                if count == 0 {
+                    return Err(WireError::BadField("sample count"));
+                }
+                if first_seq.checked_add(count).is_none() {
+                    return Err(WireError::BadField("first_seq"));
+                }
+                r.at = r.buf.len();
+                Message::Samples {
+                    first_seq,
+                    bodies: bodies.to_vec(),
+                }
+            }
             other => return Err(WireError::UnknownKind(other)),
         };
         if r.at != payload.len() {
@@ -452,6 +505,90 @@ impl Message {
             });
         }
         Ok(m)
+    }
+}
+
+/// Walks the `u8 len, body[len]` records of a [`Message::Samples`] payload.
+struct BodyIter<'a>(&'a [u8]);
+
+impl<'a> Iterator for BodyIter<'a> {
+    type Item = Result<&'a [u8], WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&len, rest) = self.0.split_first()?;
+        let len = usize::from(len);
+        if rest.len() < len {
+            self.0 = &[];
+            return Some(Err(WireError::Truncated {
+                kind: kind::SAMPLES,
+                len: rest.len(),
+            }));
+        }
+        let (body, rest) = rest.split_at(len);
+        self.0 = rest;
+        Some(Ok(body))
+    }
+}
+
+/// Builds one [`Message::Samples`] in place at the end of a buffer: consecutive
+/// samples are appended until the message is full.
+#[derive(Debug)]
+pub struct SamplesEncoder {
+    start: usize,
+    next_seq: u64,
+    count: u32,
+}
+
+impl SamplesEncoder {
+    /// Starts a message for samples from `first_seq` at the end of `out`.
+    pub fn begin(first_seq: u64, out: &mut Vec<u8>) -> Self {
+        let start = out.len();
+        out.extend_from_slice(&[MAGIC, kind::SAMPLES, 0, 0]);
+        out.extend_from_slice(&first_seq.to_le_bytes());
+        SamplesEncoder {
+            start,
+            next_seq: first_seq,
+            count: 0,
+        }
+    }
+
+    /// Appends sample `seq` if it follows the last one and fits; false (and `out`
+    /// unchanged) otherwise: the caller then finishes this message and begins another.
+    pub fn push(&mut self, seq: u64, body: &[u8], out: &mut Vec<u8>) -> bool {
+        let payload = out.len() - self.start - MESSAGE_OVERHEAD;
+        if seq != self.next_seq
+            || body.len() > MAX_BATCHED_BODY
+            || payload + 1 + body.len() > MAX_PAYLOAD
+        {
+            return false;
+        }
+        out.push(body.len() as u8);
+        out.extend_from_slice(body);
+        self.next_seq += 1;
+        self.count += 1;
+        true
+    }
+
+    /// Samples in the message so far.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// True while no sample was appended.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Writes the payload length. An empty message is removed from `out` instead (a
+    /// Samples message carries at least one sample).
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if self.count == 0 {
+            out.truncate(self.start);
+            return;
+        }
+        // push keeps the payload within MAX_PAYLOAD.
+        let len = (out.len() - self.start - MESSAGE_OVERHEAD) as u16;
+        out[self.start + 2..self.start + 4].copy_from_slice(&len.to_le_bytes());
     }
 }
 
@@ -500,7 +637,7 @@ impl<'a> Reader<'a> {
         String::from_utf8(b.to_vec()).map_err(|_| WireError::NotUtf8)
     }
     fn header(&mut self) -> Result<StreamHeader, WireError> {
-        if self.u8()? != WIRE_VERSION {
+        if self.u8()? != HEADER_LAYOUT {
             return Err(WireError::BadField("version"));
         }
         let key = self.key()?;
@@ -673,6 +810,10 @@ mod tests {
                 seq: 42,
                 body: vec![1, 2, 3],
             },
+            Message::Samples {
+                first_seq: 43,
+                bodies: vec![2, 4, 5, 0, 1, 6],
+            },
         ]
     }
 
@@ -698,6 +839,73 @@ mod tests {
         .to_bytes()
         .unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn samples_encoder_round_trips_and_splits_where_it_must() {
+        let mut out = Vec::new();
+        let mut e = SamplesEncoder::begin(100, &mut out);
+        assert!(e.push(100, &[1, 2, 3], &mut out));
+        assert!(e.push(101, &[], &mut out));
+        assert!(e.push(102, &[9; 255], &mut out));
+        // Not the next sequence number, or too long a body: refused, buffer unchanged.
+        let before = out.clone();
+        assert!(!e.push(104, &[1], &mut out));
+        assert!(!e.push(103, &[0; 256], &mut out));
+        assert_eq!(out, before);
+        assert_eq!(e.len(), 3);
+        e.finish(&mut out);
+        let mut d = MessageDecoder::new();
+        d.push(&out);
+        let m = d.next_message().unwrap().unwrap();
+        let got: Vec<(u64, Vec<u8>)> = m.sample_bodies().map(|(s, b)| (s, b.to_vec())).collect();
+        assert_eq!(
+            got,
+            vec![(100, vec![1, 2, 3]), (101, vec![]), (102, vec![9; 255])]
+        );
+        assert_eq!(d.next_message(), None);
+        // An empty encoder leaves nothing behind.
+        let mut out = vec![7];
+        SamplesEncoder::begin(5, &mut out).finish(&mut out);
+        assert_eq!(out, vec![7]);
+    }
+
+    #[test]
+    fn samples_encoder_stops_at_the_payload_limit() {
+        let mut out = Vec::new();
+        let mut e = SamplesEncoder::begin(0, &mut out);
+        let mut seq = 0;
+        while e.push(seq, &[0xAB; 200], &mut out) {
+            seq += 1;
+        }
+        e.finish(&mut out);
+        assert!(out.len() - MESSAGE_OVERHEAD <= MAX_PAYLOAD);
+        let m = Message::decode(out[1], &out[MESSAGE_OVERHEAD..]).unwrap();
+        assert_eq!(m.sample_bodies().count() as u64, seq);
+    }
+
+    #[test]
+    fn bad_samples_payloads_are_typed_errors() {
+        // No body at all.
+        let p = 7u64.to_le_bytes();
+        assert_eq!(
+            Message::decode(kind::SAMPLES, &p),
+            Err(WireError::BadField("sample count"))
+        );
+        // A length byte promising more than is there.
+        let mut p = 7u64.to_le_bytes().to_vec();
+        p.extend_from_slice(&[2, 1, 5, 1]);
+        assert!(matches!(
+            Message::decode(kind::SAMPLES, &p),
+            Err(WireError::Truncated { .. })
+        ));
+        // Sequence numbers that would wrap.
+        let mut p = (u64::MAX - 1).to_le_bytes().to_vec();
+        p.extend_from_slice(&[0, 0, 0]);
+        assert_eq!(
+            Message::decode(kind::SAMPLES, &p),
+            Err(WireError::BadField("first_seq"))
+        );
     }
 
     #[test]

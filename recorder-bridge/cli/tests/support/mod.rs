@@ -49,3 +49,32 @@ pub(crate) fn free_udp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Starts `kwik-record serve --json --listen 127.0.0.1:PORT --out OUT EXTRA...` and
+/// returns once it is listening. Its further output is read and discarded so that it
+/// never writes into a closed pipe.
+pub(crate) fn start_serve(out: &Path, port: u16, extra: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = Command::new(BIN)
+        .args(["serve", "--json", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    child
+}
+
+/// SIGTERM to a `serve` child: it finalises its recordings and must exit cleanly.
+pub(crate) fn stop_serve(mut server: std::process::Child) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    assert!(server.wait().unwrap().success());
+}

@@ -33,6 +33,7 @@ pub struct GeneratorSource<G> {
     limit: Option<u64>,
     start: Instant,
     pacing: Pacing,
+    min_nap: Duration,
 }
 
 /// The E-field simulator as a source (the gateway's `sim-efield`).
@@ -47,7 +48,16 @@ impl<G: SignalGenerator> GeneratorSource<G> {
             limit,
             start: Instant::now(),
             pacing,
+            min_nap: MIN_NAP,
         }
+    }
+
+    /// In real time, naps of at least `burst` (at most 100 ms) between bursts of due
+    /// samples instead of 1 ms: what a board that buffers its samples into USB packets
+    /// does, and what lets one machine simulate hundreds of devices (fewer wake-ups).
+    pub fn with_burst(mut self, burst: Duration) -> Self {
+        self.min_nap = burst.clamp(MIN_NAP, MAX_NAP);
+        self
     }
 
     /// Sample `i` of this source.
@@ -79,7 +89,7 @@ impl<G: SignalGenerator> SampleSource for GeneratorSource<G> {
             let due =
                 self.start + Duration::from_micros(self.generator.rate().time_of(self.next).0);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait.clamp(MIN_NAP, MAX_NAP));
+                std::thread::sleep(wait.clamp(self.min_nap, MAX_NAP));
                 if Instant::now() < due {
                     return Some(SourceEvent::Idle);
                 }

@@ -18,8 +18,9 @@ struct Entry {
     bytes: Bytes,
 }
 
-/// Unconfirmed samples of one stream. Owns the encoded messages; [`Outbox::take_unsent`]
-/// hands out cheap clones ([`Bytes`]) and keeps the originals until acknowledged.
+/// Unconfirmed samples of one stream. Owns each sample's encoded body;
+/// [`Outbox::take_unsent`] hands out cheap clones ([`Bytes`]) with their sequence
+/// numbers and keeps the originals until acknowledged.
 #[derive(Debug)]
 pub struct Outbox {
     mem: VecDeque<Entry>,
@@ -47,7 +48,7 @@ impl Outbox {
         }
     }
 
-    /// Adds a sample's encoded message. Never blocks on the network; may write to the
+    /// Adds a sample's encoded body. Never blocks on the network; may write to the
     /// spool file. Returns false when the sample had to be dropped (counted).
     pub fn push(&mut self, seq: u64, bytes: Bytes) -> bool {
         let spooling = self.spool.as_ref().is_some_and(|s| !s.is_empty());
@@ -103,19 +104,26 @@ impl Outbox {
         }
     }
 
-    /// The next messages to write on the current connection (at most about
-    /// `max_bytes`), marked as sent. Empty when everything held was sent.
-    pub fn take_unsent(&mut self, max_bytes: usize) -> Vec<Bytes> {
+    /// The next samples `(seq, body)` to write on the current connection (bodies of at
+    /// most about `max_bytes` in all), in sequence order, marked as sent. Empty when
+    /// everything held was sent.
+    pub fn take_unsent(&mut self, max_bytes: usize) -> Vec<(u64, Bytes)> {
         self.refill();
         let mut out = Vec::new();
         let mut size = 0;
         while self.sent < self.mem.len() && (size < max_bytes || out.is_empty()) {
             let e = &self.mem[self.sent];
             size += e.bytes.len();
-            out.push(e.bytes.clone());
+            out.push((e.seq, e.bytes.clone()));
             self.sent += 1;
         }
         out
+    }
+
+    /// Samples held but not yet written on the current connection (in memory and in
+    /// the spool).
+    pub fn unsent(&self) -> u64 {
+        (self.mem.len() - self.sent) as u64 + self.spooled()
     }
 
     /// The server has every sample below `next_seq` on disk: forget them.
@@ -170,8 +178,9 @@ mod tests {
         Bytes::from(seq.to_le_bytes().to_vec())
     }
 
-    fn seq_of(b: &Bytes) -> u64 {
-        u64::from_le_bytes(b[..8].try_into().unwrap())
+    fn seq_of((seq, b): &(u64, Bytes)) -> u64 {
+        assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), *seq);
+        *seq
     }
 
     #[test]

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use crate::remote::server::state::ServerShared;
 use crate::remote::server::stream::StreamSink;
 use crate::remote::wire::{
-    Message, MessageDecoder, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
+    MIN_WIRE_VERSION, Message, MessageDecoder, StartRequest, StreamHeader, StreamKey, WIRE_VERSION,
+    WireFormat,
 };
 use crate::sync::lock_std as lock;
 
@@ -107,10 +108,19 @@ async fn control_reader(
             let reply = match m {
                 Ok(Message::Hello { version, gateway }) => {
                     tracing::info!(%gateway, version, "gateway connected");
-                    (version != WIRE_VERSION).then(|| Message::Error {
-                        key: StreamKey::default(),
-                        text: format!("protocol version {version} not supported (server speaks {WIRE_VERSION})"),
-                    })
+                    if (MIN_WIRE_VERSION..=WIRE_VERSION).contains(&version) {
+                        // A gateway of version 1 never reads this; from version 2 on it
+                        // says what the server accepts (batched samples).
+                        (version >= 2).then(|| Message::Hello {
+                            version: WIRE_VERSION,
+                            gateway: format!("kwik-record serve {}", env!("CARGO_PKG_VERSION")),
+                        })
+                    } else {
+                        Some(Message::Error {
+                            key: StreamKey::default(),
+                            text: format!("protocol version {version} not supported (server speaks {MIN_WIRE_VERSION} to {WIRE_VERSION})"),
+                        })
+                    }
                 }
                 Ok(Message::Start(req)) => {
                     let key = req.header.key.clone();
@@ -202,7 +212,10 @@ async fn sensor_stream(
     loop {
         while let Some(m) = dec.next_message() {
             match (m, &sink) {
-                (Ok(Message::Sample { seq, body }), Some(s)) => s.push(seq, &body),
+                (Ok(Message::Sample { seq, body }), Some(s)) => {
+                    s.push_many(&mut std::iter::once((seq, body.as_slice())));
+                }
+                (Ok(m @ Message::Samples { .. }), Some(s)) => s.push_many(&mut m.sample_bodies()),
                 (Ok(Message::Header(h)), None) => match attach(&shared, h.clone()).await {
                     Ok(s) => {
                         // This session's gateway gets acks for the stream.

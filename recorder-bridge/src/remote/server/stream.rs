@@ -72,7 +72,8 @@ impl StreamReport {
 pub(crate) trait StreamSink: Send + Sync {
     fn run(&self) -> RunId;
     fn schema(&self) -> WireSchema;
-    fn push(&self, seq: u64, body: &[u8]);
+    /// Records samples `(seq, body)` in the order given (one or a batch).
+    fn push_many(&self, samples: &mut dyn Iterator<Item = (u64, &[u8])>);
     fn count_malformed(&self);
     fn has_room(&self) -> bool;
     /// Notified (`notify_waiters`) whenever [`StreamSink::has_room`] may have changed:
@@ -354,42 +355,51 @@ where
         S::WIRE
     }
 
-    fn push(&self, seq: u64, body: &[u8]) {
-        if let Some(log) = &self.arrivals {
-            log.record(seq);
-        }
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let sample = match S::decode_body(seq, body) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(stream = %self.key, seq, error = %e, "malformed sample skipped");
-                self.count_malformed();
-                return;
+    fn push_many(&self, samples: &mut dyn Iterator<Item = (u64, &[u8])>) {
+        // Decoded before the lock is taken; the lock is then taken once per batch.
+        let mut decoded = Vec::with_capacity(samples.size_hint().0);
+        for (seq, body) in samples {
+            if let Some(log) = &self.arrivals {
+                log.record(seq);
             }
-        };
+            self.counters.received.fetch_add(1, Ordering::Relaxed);
+            match S::decode_body(seq, body) {
+                Ok(s) => decoded.push((seq, s)),
+                Err(e) => {
+                    tracing::debug!(stream = %self.key, seq, error = %e, "malformed sample skipped");
+                    self.count_malformed();
+                }
+            }
+        }
+        if decoded.is_empty() {
+            return;
+        }
+        let stopped = lock(&self.final_report).is_some();
         let mut ing = lock(&self.ingest);
-        if seq < ing.next_seq {
-            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if lock(&self.final_report).is_some() {
-            self.after_stop.fetch_add(1, Ordering::Relaxed);
+        for (seq, sample) in decoded {
+            if seq < ing.next_seq {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if stopped {
+                self.after_stop.fetch_add(1, Ordering::Relaxed);
+                ing.next_seq = seq + 1;
+                continue;
+            }
+            if seq > ing.next_seq {
+                let gap = seq - ing.next_seq;
+                self.counters.missing.fetch_add(gap, Ordering::Relaxed);
+                // Never received: the sidecar counts them as lost before the recorder.
+                ing.writer.count_lost_upstream(gap);
+            }
+            if ing.journal.push(seq).is_err() && !ing.journal_error {
+                ing.journal_error = true;
+                tracing::warn!(stream = %self.key, "sequence journal write failed; resume after a crash may duplicate samples");
+            }
+            ing.writer.push(sample);
             ing.next_seq = seq + 1;
-            return;
+            self.counters.pushed.fetch_add(1, Ordering::Relaxed);
         }
-        if seq > ing.next_seq {
-            let gap = seq - ing.next_seq;
-            self.counters.missing.fetch_add(gap, Ordering::Relaxed);
-            // Never received: the sidecar counts them as lost before the recorder.
-            ing.writer.count_lost_upstream(gap);
-        }
-        if ing.journal.push(seq).is_err() && !ing.journal_error {
-            ing.journal_error = true;
-            tracing::warn!(stream = %self.key, "sequence journal write failed; resume after a crash may duplicate samples");
-        }
-        ing.writer.push(sample);
-        ing.next_seq = seq + 1;
-        self.counters.pushed.fetch_add(1, Ordering::Relaxed);
     }
 
     fn count_malformed(&self) {
