@@ -180,10 +180,10 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(err)?);
+        outln!("{}", serde_json::to_string_pretty(&report).map_err(err)?);
     } else {
         let c = &report.counts;
-        println!(
+        outln!(
             "device {} samples ({} lost on the device side, {} corrupt frames); queued {}, spooled {}, dropped {}; sent {} ({} re-sent); confirmed on disk {}",
             c.device_samples,
             c.device_lost,
@@ -197,11 +197,11 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
         );
         if let Some(r) = &report.server_report {
             if let Some(files) = r.get("files") {
-                println!("server files: {files}");
+                outln!("server files: {files}");
             }
         }
         if let Some(e) = &report.error {
-            println!("error: {e}");
+            outln!("error: {e}");
         }
     }
     let lossless = report.undelivered == 0 && report.counts.dropped_overflow == 0;
