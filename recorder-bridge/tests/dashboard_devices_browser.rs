@@ -129,13 +129,14 @@ fn stop_and_start_one_device_from_the_page() {
             &format!(r#"return [...document.querySelectorAll('{paths}')].map(r => r.cells[2].textContent);"#),
         )
         .await;
-        assert_eq!(states, serde_json::json!(["Active", "Active"]));
+        assert_eq!(states, serde_json::json!(["Validated", "Validated"]));
         wait_js(
             &c,
             "bench-b recording",
             r#"return document.querySelector('.dev-state[data-device="bench-b"]')?.textContent === "sending";"#,
         )
         .await;
+        js(&c, "document.getElementById('devices').scrollIntoView(); return true;").await;
         shot(&c, "devices.png").await;
 
         // Stop bench-a: its gateway confirms the pause.
@@ -174,6 +175,7 @@ fn stop_and_start_one_device_from_the_page() {
         let paused = report(&reports, "bench-a");
         assert_eq!(paused.counts.missing, 0);
         assert!(paused.status.state == kwik_recorder::GroupState::Recording);
+        js(&c, "document.getElementById('devices').scrollIntoView(); return true;").await;
         shot(&c, "devices-paused.png").await;
 
         // Start it again: it records anew.

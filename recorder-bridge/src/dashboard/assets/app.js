@@ -268,7 +268,7 @@ async function refreshDevices() {
     paths.append(el("thead", {}, el("tr", {}, ...["stream", "path", "state", "gateway address", "RTT", "send rate", "received"].map((h) => el("th", {}, h)))));
     const pb = el("tbody"); paths.append(pb);
     for (const s of live) for (const p of (s.link ? s.link.paths : [])) {
-      pb.append(el("tr", { class: p.state === "Active" ? "" : "muted" }, el("td", {}, s.stream), el("td", {}, String(p.id)), el("td", {}, p.state + (p.status === "Backup" ? " (backup)" : "")),
+      pb.append(el("tr", { class: p.state === "Abandoned" ? "muted" : "" }, el("td", {}, s.stream), el("td", {}, String(p.id)), el("td", {}, p.state + (p.status === "Backup" ? " (backup)" : "")),
         el("td", {}, p.remote || "–"), el("td", {}, p.rtt_ms == null ? "–" : p.rtt_ms.toFixed(2) + " ms"),
         el("td", {}, fmtRate(p.rate_bytes_per_s)), el("td", {}, fmtBytes(p.bytes_received))));
     }

@@ -21,7 +21,7 @@ use crate::sync::lock_std as lock;
 pub struct PathView {
     /// Path number within the session.
     pub id: u64,
-    /// Life-cycle state (`Active`, `Abandoned`, ...).
+    /// Life-cycle state (`Joined`, `Validated`, `Degraded`, `Abandoned`).
     pub state: String,
     /// `Available` or `Backup`.
     pub status: String,
