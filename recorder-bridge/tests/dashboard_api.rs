@@ -159,15 +159,28 @@ fn labview_recordings_preview_from_their_blocks() {
     )
     .unwrap();
     assert_eq!(p["samples"].as_u64(), Some(file.samples.len() as u64));
-    assert_eq!(entry["meta"]["samples"].as_u64(), Some(file.samples.len() as u64));
+    assert_eq!(
+        entry["meta"]["samples"].as_u64(),
+        Some(file.samples.len() as u64)
+    );
     assert_eq!(p["channels"].as_array().unwrap().len(), 7);
     let cols = p["columns"]["t"].as_array().unwrap().len();
     assert!((1..=40).contains(&cols), "{cols} columns");
     // Channel 0 is Ex real: its extremes over all columns are the file's (columns hold
     // f32).
     let f = |v: &serde_json::Value| v.as_f64().unwrap();
-    let col_min = p["columns"]["min"][0].as_array().unwrap().iter().map(f).fold(f64::INFINITY, f64::min);
-    let col_max = p["columns"]["max"][0].as_array().unwrap().iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+    let col_min = p["columns"]["min"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(f)
+        .fold(f64::INFINITY, f64::min);
+    let col_max = p["columns"]["max"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(f)
+        .fold(f64::NEG_INFINITY, f64::max);
     let ex: Vec<f64> = file.samples.iter().map(|s| s.ex_real).collect();
     let ex_min = ex.iter().copied().fold(f64::INFINITY, f64::min);
     let ex_max = ex.iter().copied().fold(f64::NEG_INFINITY, f64::max);

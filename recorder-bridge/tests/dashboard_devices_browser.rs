@@ -16,9 +16,9 @@ use std::sync::Arc;
 use dashboard_rig::browser::{Driver, js, shot, wait_js};
 use fantoccini::{Client, Locator};
 use kwik_recorder::{
-    Dashboard, DashboardConfig, DashboardParts, Gateway, GatewayConfig, ImuRow,
-    RecorderServer, RecorderServerConfig, Sending, ServerIdentity, ServerReports, Sidecar,
-    SimImuConfig, StreamKey, StreamReport, parse_csv, sim_imu, verify,
+    Dashboard, DashboardConfig, DashboardParts, Gateway, GatewayConfig, ImuRow, RecorderServer,
+    RecorderServerConfig, Sending, ServerIdentity, ServerReports, Sidecar, SimImuConfig, StreamKey,
+    StreamReport, parse_csv, sim_imu, verify,
 };
 
 const RATE: u32 = 200;

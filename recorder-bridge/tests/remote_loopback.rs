@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use kwik_recorder::{
     FrameSource, Gateway, GatewayConfig, Message, RecorderServer, RecorderServerConfig, RunId,
-    Sending, ServerIdentity, SimImuConfig, StreamHeader, StreamKey, WireSample, WireSchema, imu_row, serial,
-    sim_imu, sim_imu_with,
+    Sending, ServerIdentity, SimImuConfig, StreamHeader, StreamKey, WireSample, WireSchema,
+    imu_row, serial, sim_imu, sim_imu_with,
 };
 use kwik_recorder::{ImuRow, Sidecar, parse_csv, sidecar_path};
 
@@ -309,7 +309,10 @@ async fn serial_source_through_a_pty_fed_by_the_simulator() {
 async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !ok() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -334,7 +337,10 @@ async fn paused_samples_are_filtered_not_lost() {
     let written = || handle.reports().first().map_or(0, |r| r.written);
     wait_for("samples on disk", || written() >= 300).await;
     assert_eq!(handle.request_sending("nobody", Sending::Paused), vec![]);
-    assert_eq!(handle.request_sending("xiao-p", Sending::Paused), vec![k.clone()]);
+    assert_eq!(
+        handle.request_sending("xiao-p", Sending::Paused),
+        vec![k.clone()]
+    );
     wait_for("the pause confirmed", || {
         handle.link(&k).and_then(|l| l.confirmed) == Some(Sending::Paused)
     })
@@ -371,10 +377,18 @@ async fn paused_samples_are_filtered_not_lost() {
     assert!(r.balanced());
     let rows = recorded_rows(dir.path(), "xiao-p");
     let expected = sim.expected(c.device_samples);
-    let cut = rows.iter().zip(&expected).take_while(|(a, b)| a == b).count();
+    let cut = rows
+        .iter()
+        .zip(&expected)
+        .take_while(|(a, b)| a == b)
+        .count();
     let gap = c.filtered as usize;
     assert_eq!(rows[..cut], expected[..cut]);
-    assert_eq!(rows[cut..], expected[cut + gap..], "one run of {gap} left out at row {cut}");
+    assert_eq!(
+        rows[cut..],
+        expected[cut + gap..],
+        "one run of {gap} left out at row {cut}"
+    );
     let sc = Sidecar::read(&r.sidecar).unwrap();
     assert_eq!(sc.device["filtered_by_request"], c.filtered.to_string());
 }
@@ -453,10 +467,16 @@ async fn a_gateway_without_control_keeps_recording() {
     let handle = server.reports_handle();
     let k = key("old-gw");
     wait_for("the first samples", || {
-        handle.reports().first().is_some_and(|r| r.counts.pushed == 100)
+        handle
+            .reports()
+            .first()
+            .is_some_and(|r| r.counts.pushed == 100)
     })
     .await;
-    assert_eq!(handle.request_sending("old-gw", Sending::Paused), vec![k.clone()]);
+    assert_eq!(
+        handle.request_sending("old-gw", Sending::Paused),
+        vec![k.clone()]
+    );
     // The request reaches the gateway; one that knows no kind 0x15 skips it.
     let control = loop {
         match tokio::time::timeout(Duration::from_secs(10), seen_rx.recv()).await {
@@ -474,7 +494,10 @@ async fn a_gateway_without_control_keeps_recording() {
     data.write_chunk(send(100, 200)).await.unwrap();
     data.finish().unwrap();
     wait_for("the later samples recorded", || {
-        handle.reports().first().is_some_and(|r| r.counts.pushed == 200)
+        handle
+            .reports()
+            .first()
+            .is_some_and(|r| r.counts.pushed == 200)
     })
     .await;
     let link = handle.link(&k).unwrap();

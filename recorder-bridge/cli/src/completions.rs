@@ -36,7 +36,8 @@ pub(crate) fn cmd_man(command: Option<&str>) -> Result<ExitCode> {
         }
     };
     let mut roff = Vec::new();
-    page.render(&mut roff).context("cannot render the man page")?;
+    page.render(&mut roff)
+        .context("cannot render the man page")?;
     crate::out::bytes(&roff);
     Ok(Exit::Ok.into())
 }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use kwik_recorder::{
-    ArrivalLog, Dashboard, DashboardParts, Gateway, GatewayConfig, GatewayCounts, GatewayError, IdentityError, ImuRow,
-    RecorderServer, RecorderServerConfig, ServeError, ServerIdentity, SimImuConfig, StreamKey,
-    StreamReport, parse_csv, sim_imu,
+    ArrivalLog, Dashboard, DashboardParts, Gateway, GatewayConfig, GatewayCounts, GatewayError,
+    IdentityError, ImuRow, RecorderServer, RecorderServerConfig, ServeError, ServerIdentity,
+    SimImuConfig, StreamKey, StreamReport, parse_csv, sim_imu,
 };
 use kwik_testbed::{Relay, RelayConfig, RelayStartError};
 
@@ -69,7 +69,9 @@ pub(crate) fn demo(a: DemoArgs, json: bool) -> Result<ExitCode> {
     // Ctrl-C.
     // The dashboard opens as soon as the demo's server runs: its devices, their paths
     // and live plots, and the recordings.
-    let (summary, dashboard) = rt.block_on(run_demo(config, &ui, &out, json)).map_err(err)?;
+    let (summary, dashboard) = rt
+        .block_on(run_demo(config, &ui, &out, json))
+        .map_err(err)?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&summary).map_err(err)?);
     } else {
@@ -513,9 +515,8 @@ async fn run_demo(
     // Stopped from the dashboard, the file holds the simulator's samples less the
     // filtered ones: the rows must be the expected ones, in order, with only those left
     // out.
-    let matches = parse_ok
-        && rows.len() as u64 + c.filtered == produced
-        && in_order_within(&rows, &expected);
+    let matches =
+        parse_ok && rows.len() as u64 + c.filtered == produced && in_order_within(&rows, &expected);
     let stages = DemoStages {
         device_produced: produced,
         gateway_received: c.device_samples,
@@ -692,16 +693,21 @@ fn print_summary(s: &DemoSummary) {
     }
     outln!(
         "  sent over KWIK               {:>8}  (re-sent bytes after the path died: {})",
-        st.network_sent, s.bytes_resent
+        st.network_sent,
+        s.bytes_resent
     );
     outln!(
         "  server received              {:>8}  (duplicates {}, malformed {}, missing {})",
-        st.server_received, st.server_duplicates, st.server_malformed, st.server_missing
+        st.server_received,
+        st.server_duplicates,
+        st.server_malformed,
+        st.server_missing
     );
     outln!("  recorder ring in             {:>8}", st.recorder_in);
     outln!(
         "  rows in the CSV              {:>8}  (recorder dropped {})",
-        st.written, st.recorder_dropped
+        st.written,
+        st.recorder_dropped
     );
     outln!("  confirmed to the gateway     {:>8}", st.acked);
     for p in &s.paths {
@@ -767,7 +773,8 @@ fn print_summary(s: &DemoSummary) {
     if s.ok {
         outln!(
             "OK: nothing was lost ({} of {} samples recorded, {killed})",
-            st.written, st.device_produced
+            st.written,
+            st.device_produced
         );
     } else {
         outln!("FAILED: {} samples lost", s.lost);

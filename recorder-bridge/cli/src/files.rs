@@ -52,7 +52,12 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
     }
     outln!(
         "{:<48} {:<10} {:>10} {:>12} {:>9} {:>12}",
-        "recording", "state", "duration", "samples", "dropped", "bytes"
+        "recording",
+        "state",
+        "duration",
+        "samples",
+        "dropped",
+        "bytes"
     );
     for (p, sc) in rows {
         let name = p

@@ -150,7 +150,8 @@ fn sigint_stops_the_demo_early_with_its_summary() {
         }
     }
     assert!(
-        seen.last().is_some_and(|l| l.starts_with("gateway streaming")),
+        seen.last()
+            .is_some_and(|l| l.starts_with("gateway streaming")),
         "{seen:#?}"
     );
     std::thread::sleep(Duration::from_millis(1500));
@@ -161,7 +162,10 @@ fn sigint_stops_the_demo_early_with_its_summary() {
     let err = stderr_of(&mut child);
     let text = rest.join("\n");
     assert_eq!(status.code(), Some(0), "{text}\n{err}");
-    assert!(text.contains("interrupted: the board stops after"), "{text}");
+    assert!(
+        text.contains("interrupted: the board stops after"),
+        "{text}"
+    );
     assert!(text.contains("interrupted at t="), "{text}");
     assert!(text.contains("OK: nothing was lost"), "{text}");
     assert!(text.contains("no path killed"), "{text}");
@@ -169,7 +173,10 @@ fn sigint_stops_the_demo_early_with_its_summary() {
     assert_eq!(files.len(), 1, "{files:?}");
     let n = rows(&files[0]).len();
     assert!(n > 0 && n < 60_000, "{n} rows");
-    assert!(text.contains(&format!("recorded {n} samples into:")), "{text}");
+    assert!(
+        text.contains(&format!("recorded {n} samples into:")),
+        "{text}"
+    );
 }
 
 /// SIGTERM with `--json`, after the path kill: the JSON summary names the interruption,

@@ -377,8 +377,10 @@ fn set_sending(st: &AppShared, device: String, sending: Sending) -> Result<Respo
         return Err(ApiError::NoDevice(device));
     }
     tracing::info!(%device, ?sending, "dashboard: device sending changed");
-    Ok(Json(serde_json::json!({ "device": device, "sending": sending, "streams": streams }))
-        .into_response())
+    Ok(
+        Json(serde_json::json!({ "device": device, "sending": sending, "streams": streams }))
+            .into_response(),
+    )
 }
 
 async fn ui_counts(State(st): State<AppState>) -> Response {

@@ -9,8 +9,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::dashboard::channels::Channels;
 use crate::check::verify::layout_of;
+use crate::dashboard::channels::Channels;
 use crate::dashboard::decimate::{Columns, MinMax};
 use crate::format::labview::{LABVIEW_ROWS, parse_labview};
 use crate::format::schema::{EfieldSample, ImuRow, SchemaKind, StagePosition};

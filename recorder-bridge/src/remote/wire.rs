@@ -539,8 +539,7 @@ impl Message {
                     return Err(WireError::BadField("control version"));
                 }
                 let key = r.key()?;
-                let sending =
-                    Sending::from_byte(r.u8()?).ok_or(WireError::BadField("sending"))?;
+                let sending = Sending::from_byte(r.u8()?).ok_or(WireError::BadField("sending"))?;
                 // A later version may append fields: this one reads what it knows.
                 r.at = r.buf.len();
                 Message::Control { key, sending }
@@ -846,7 +845,10 @@ mod tests {
             Some(Err(WireError::BadField("filtered range")))
         );
         assert!(is_filtered(&empty));
-        let sample = Message::Sample { seq: 1, body: vec![] };
+        let sample = Message::Sample {
+            seq: 1,
+            body: vec![],
+        };
         assert!(!is_filtered(&sample.to_bytes().unwrap()));
     }
 

@@ -163,7 +163,10 @@ impl Links {
             }
         }
         Some(LinkView {
-            connected: st.link.as_ref().is_some_and(|l| l.session.close_reason().is_none()),
+            connected: st
+                .link
+                .as_ref()
+                .is_some_and(|l| l.session.close_reason().is_none()),
             requested: st.requested,
             confirmed: st.confirmed,
             filtered: st.filtered,
