@@ -1,4 +1,4 @@
-//! Standard output of every `kwik-record` command, through [`outln!`] and [`bytes`].
+//! Standard output of every `kwik-record` command, through `outln!` and [`bytes`].
 //!
 //! Rust ignores SIGPIPE, so writing to a pipe whose reader has gone (`kwik-record demo |
 //! head -3`) fails with EPIPE, and `println!` turns that into a panic (exit 101). Here
@@ -47,7 +47,7 @@ fn write(f: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()
 }
 
 /// `println!` for `kwik-record`: the same arguments, but a closed stdout ends the
-/// output quietly instead of panicking (see the [module](crate::out)).
+/// output quietly instead of panicking (see the module `out`).
 macro_rules! outln {
     () => {
         $crate::out::line(format_args!(""))
