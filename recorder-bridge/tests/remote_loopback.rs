@@ -450,6 +450,14 @@ async fn a_gateway_without_control_keeps_recording() {
             }
         }
     });
+    // As every gateway does: samples only after the server's Started.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), seen_rx.recv()).await {
+            Ok(Some(Ok(Message::Started { .. }))) => break,
+            Ok(Some(_)) => {}
+            other => panic!("no Started on the control stream: {other:?}"),
+        }
+    }
     let mut data = session.open_uni().await.unwrap();
     let send = |from: u64, to: u64| {
         let mut bytes = Vec::new();
