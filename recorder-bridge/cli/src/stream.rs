@@ -1,6 +1,7 @@
 //! `kwik-record stream`: the gateway, streaming a device (serial, BLE or simulator) to
 //! a recorder server until the source ends, `--duration` passes, Ctrl-C or SIGTERM.
 
+use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -265,7 +266,9 @@ where
         if !json && last.elapsed() >= Duration::from_secs(2) {
             last = Instant::now();
             let c = gw.counts();
-            eprintln!(
+            // Not eprintln!: a closed stderr must not stop the stream with a panic.
+            let _ = writeln!(
+                std::io::stderr(),
                 "{:.0}s: {} samples, {} confirmed, {} pending ({} spooled now)",
                 start.elapsed().as_secs_f64(),
                 c.device_samples,
