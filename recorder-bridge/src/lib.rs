@@ -85,13 +85,13 @@ pub use recording::segment_cell::SegmentCell;
 pub use recording::status::{GroupState, GroupStatus, RecordingSummary, StreamStatus};
 pub use remote::tls::{CA_FILE, DEFAULT_SERVER_NAME};
 pub use remote::{
-    ArrivalLog, DEFAULT_BATCH_DELAY, DEFAULT_CONNECT_TIMEOUT, EncodeError, Gateway, GatewayConfig, GatewayCounters,
-    GatewayCounts, GatewayError, GatewayReport, IdentityError, Message, MessageDecoder,
-    MIN_WIRE_VERSION, OpenStreamError, Outbox, RecorderServer, RecorderServerConfig, RunId,
-    SampleError, SamplesEncoder, ServeError,
-    ServerIdentity, ServerReports, ServerStreamCounters, ServerStreamCounts, Spool, SpoolError,
-    SpoolRecord, StartRequest, StreamHeader, StreamKey, StreamReport, StreamRing, WireError,
-    WIRE_VERSION, WireFormat, WireSample, WireSchema, WireStats, load_ca,
+    ArrivalLog, CONTROL_VERSION, DEFAULT_BATCH_DELAY, DEFAULT_CONNECT_TIMEOUT, EncodeError,
+    Gateway, GatewayConfig, GatewayCounters, GatewayCounts, GatewayError, GatewayReport,
+    IdentityError, LinkView, MIN_WIRE_VERSION, Message, MessageDecoder, OpenStreamError, Outbox,
+    PathView, RecorderServer, RecorderServerConfig, RunId, SampleError, SamplesEncoder, Sending,
+    ServeError, ServerIdentity, ServerReports, ServerStreamCounters, ServerStreamCounts, Spool,
+    SpoolError, SpoolRecord, StartRequest, StreamHeader, StreamKey, StreamReport, StreamRing,
+    WIRE_VERSION, WireError, WireFormat, WireSample, WireSchema, WireStats, load_ca,
 };
 pub use store::exporter::{
     BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,

@@ -2,6 +2,7 @@
 //! own gateway and KWIK session, for load tests of a recorder server. Several such
 //! processes together make a fleet larger than one process can drive.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,9 @@ pub(crate) fn run(
             last = Instant::now();
             let mut c = GatewayCounts::default();
             gateways.iter().for_each(|(_, g)| c += g.counts());
-            eprintln!(
+            // Not eprintln!: a closed stderr must not stop the fleet with a panic.
+            let _ = writeln!(
+                std::io::stderr(),
                 "{:.0}s: {n} devices, {} samples, {} confirmed, {} pending",
                 t0.elapsed().as_secs_f64(),
                 c.device_samples,
@@ -118,10 +121,10 @@ pub(crate) fn run(
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(err)?);
+        outln!("{}", serde_json::to_string_pretty(&report).map_err(err)?);
     } else {
         let c = &report.counts;
-        println!(
+        outln!(
             "{} devices: {} samples, confirmed on disk {}, dropped {}, sent {} in {} writes; {} of {} devices lossless",
             report.devices,
             c.device_samples,
@@ -133,7 +136,7 @@ pub(crate) fn run(
             report.devices
         );
         for (name, e) in &report.errors {
-            println!("{name}: {e}");
+            outln!("{name}: {e}");
         }
     }
     Ok(

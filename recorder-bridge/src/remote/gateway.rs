@@ -2,6 +2,12 @@
 //! the on-disk spool) → one KWIK sensor stream, with a control stream for start/stop,
 //! acknowledgements and status. Reconnects after any failure and re-sends everything
 //! the server has not confirmed on disk.
+//!
+//! The server may pause the stream ([`Message::Control`], the dashboard's per-device
+//! Stop): the device is still read and every sample counted, but while paused samples
+//! are not queued; each run of them goes to the server as one [`Message::Filtered`]
+//! range in the sample order (through the queue, so it survives a reconnect), and the
+//! server counts them as filtered, not lost.
 
 pub mod outbox;
 pub mod spool;
@@ -19,12 +25,12 @@ use tokio::sync::{Notify, oneshot};
 use crate::capture::sample_source::{SampleSource, SourceEvent};
 use crate::capture::sources::xiao::device_entries;
 use crate::remote::accounting::{GatewayCounters, GatewayCounts};
-use crate::remote::gateway::outbox::Outbox;
+use crate::remote::gateway::outbox::{Outbox, Unsent};
 use crate::remote::gateway::spool::{Spool, SpoolError};
 use crate::remote::sample::WireSample;
 use crate::remote::wire::{
-    MIN_WIRE_VERSION, Message, MessageDecoder, RunId, SamplesEncoder, StartRequest, StreamHeader,
-    StreamKey, WIRE_VERSION, WireFormat,
+    MIN_WIRE_VERSION, Message, MessageDecoder, RunId, SamplesEncoder, Sending, StartRequest,
+    StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
 };
 use crate::sync::lock_std as lock;
 
@@ -172,6 +178,45 @@ struct Shared {
     /// Protocol version this gateway offers in its Hello: [`WIRE_VERSION`], or
     /// [`MIN_WIRE_VERSION`] after a server refused the newer one.
     version: AtomicU8,
+    /// Paused by the server ([`Message::Control`]); kept across sessions.
+    paused: AtomicBool,
+    /// A `Control` arrived that this session has not answered yet.
+    answer_control: AtomicBool,
+}
+
+/// Filtered samples since the last [`Message::Filtered`] went into the queue: one range
+/// of consecutive sequence numbers, written out when it breaks, grows long or old,
+/// sending resumes or the source ends.
+#[derive(Debug, Default)]
+struct FilteredRun(Option<(u64, u64, Instant)>);
+
+impl FilteredRun {
+    /// Longest range held before it is queued.
+    const MAX: u64 = 4096;
+    /// Oldest range held before it is queued, so the server's counts follow a pause
+    /// within this much.
+    const MAX_AGE: Duration = Duration::from_millis(500);
+
+    /// Adds `seq`; returns a range to queue first: the held one when `seq` does not
+    /// follow it, or the held one with `seq` when it is long or old enough.
+    fn add(&mut self, seq: u64) -> Option<(u64, u64)> {
+        if let Some((first, count, since)) = &mut self.0 {
+            if first.checked_add(*count) == Some(seq) {
+                *count += 1;
+                if *count < Self::MAX && since.elapsed() < Self::MAX_AGE {
+                    return None;
+                }
+                return self.take();
+            }
+        }
+        let held = self.take();
+        self.0 = Some((seq, 1, Instant::now()));
+        held
+    }
+
+    fn take(&mut self) -> Option<(u64, u64)> {
+        self.0.take().map(|(first, count, _)| (first, count))
+    }
 }
 
 /// A running gateway. Must be started inside a tokio runtime.
@@ -211,6 +256,8 @@ impl Gateway {
             stop: AtomicBool::new(false),
             session: Mutex::new(None),
             version: AtomicU8::new(WIRE_VERSION),
+            paused: AtomicBool::new(false),
+            answer_control: AtomicBool::new(false),
         });
         let endpoint = kwik::Endpoint::client(config.bind, config.client.clone())?;
         let sh = shared.clone();
@@ -254,6 +301,15 @@ impl Gateway {
         self.shared.source_done.load(Ordering::Acquire)
     }
 
+    /// Whether the server has paused this stream (samples counted as filtered).
+    pub fn sending(&self) -> Sending {
+        if self.shared.paused.load(Ordering::Acquire) {
+            Sending::Paused
+        } else {
+            Sending::On
+        }
+    }
+
     /// Asks the source to stop; the gateway then delivers what it holds and stops the
     /// remote recording.
     pub fn stop_source(&self) {
@@ -295,6 +351,7 @@ where
 {
     let c = &shared.counters;
     let mut body = Vec::with_capacity(64);
+    let mut filtered = FilteredRun::default();
     while !shared.stop.load(Ordering::Acquire) {
         match source.next_event() {
             Some(SourceEvent::Sample { seq, sample }) => {
@@ -311,9 +368,19 @@ where
                 }
                 GatewayCounters::add(&c.device_samples, 1);
                 GatewayCounters::add(&c.device_produced, 1);
+                if shared.paused.load(Ordering::Acquire) {
+                    GatewayCounters::add(&c.filtered, 1);
+                    if let Some(range) = filtered.add(seq) {
+                        queue_filtered(shared, range);
+                    }
+                    continue;
+                }
+                if let Some(range) = filtered.take() {
+                    queue_filtered(shared, range);
+                }
                 body.clear();
                 sample.encode_body(seq, &mut body);
-                lock(&shared.outbox).push(seq, Bytes::copy_from_slice(&body));
+                lock(&shared.outbox).push(seq, &body);
                 shared.notify.notify_one();
             }
             Some(SourceEvent::Lost(n)) => {
@@ -335,8 +402,21 @@ where
             None => break,
         }
     }
+    if let Some(range) = filtered.take() {
+        queue_filtered(shared, range);
+    }
     shared.source_done.store(true, Ordering::Release);
     shared.notify.notify_one();
+}
+
+/// Queues the [`Message::Filtered`] of `(first_seq, count)` in sample order, under the
+/// range's last sequence number (acknowledged once the server passed it).
+fn queue_filtered(shared: &Shared, (first_seq, count): (u64, u64)) {
+    // A range's fixed 16 bytes always encode.
+    if let Ok(b) = (Message::Filtered { first_seq, count }).to_bytes() {
+        lock(&shared.outbox).push_marker(first_seq + count - 1, &b);
+        shared.notify.notify_one();
+    }
 }
 
 enum Outcome {
@@ -537,6 +617,7 @@ async fn run_session(
     let (final_tx, final_rx) = oneshot::channel::<Option<serde_json::Value>>();
     let reader = {
         let shared = shared.clone();
+        let own_key = header.key.clone();
         tokio::spawn(async move {
             let mut final_tx = Some(final_tx);
             loop {
@@ -556,6 +637,14 @@ async fn run_session(
                         Ok(Message::Error { text, .. }) => {
                             tracing::warn!(%text, "server error");
                         }
+                        Ok(Message::Control { key, sending }) if key == own_key => {
+                            let paused = sending == Sending::Paused;
+                            if shared.paused.swap(paused, Ordering::AcqRel) != paused {
+                                tracing::info!(stream = %key, ?sending, "the server changed sending");
+                            }
+                            shared.answer_control.store(true, Ordering::Release);
+                            shared.notify.notify_one();
+                        }
                         _ => {}
                     }
                 }
@@ -570,6 +659,27 @@ async fn run_session(
     let result = stream_samples(config, session, shared, header, &mut ctl, final_rx, batched).await;
     reader.abort();
     result
+}
+
+/// Tells the server the sending state when it asked ([`Message::Control`]) and at the
+/// start of a session while paused (a pause outlives a reconnect).
+async fn send_sending_state(
+    shared: &Shared,
+    header: &StreamHeader,
+    ctl: &mut kwik::SendStream,
+    session_start: bool,
+) -> Result<(), String> {
+    let asked = shared.answer_control.swap(false, Ordering::AcqRel);
+    let paused = shared.paused.load(Ordering::Acquire);
+    if asked || (session_start && paused) {
+        let m = Message::SendingState {
+            key: header.key.clone(),
+            sending: if paused { Sending::Paused } else { Sending::On },
+            filtered: shared.counters.filtered.load(Ordering::Relaxed),
+        };
+        write_msg(ctl, &m).await?;
+    }
+    Ok(())
 }
 
 /// Sends the device's description on the control stream if it changed since
@@ -592,12 +702,25 @@ async fn send_device(
     Ok(())
 }
 
-/// Encodes samples `(seq, body)` as messages: runs of consecutive samples share a
+/// Encodes what the outbox handed out as messages: runs of consecutive samples share a
 /// [`Message::Samples`] when `batched`, otherwise (or for a body too long to batch)
-/// each is a [`Message::Sample`].
-fn encode_samples(samples: &[(u64, Bytes)], batched: bool, out: &mut Vec<u8>) {
+/// each is a [`Message::Sample`]; a whole message (a filtered range) goes out as it is,
+/// in its place. Returns the number of samples.
+fn encode_samples(items: &[(u64, Unsent)], batched: bool, out: &mut Vec<u8>) -> u64 {
     let mut batch: Option<SamplesEncoder> = None;
-    for (seq, body) in samples {
+    let mut samples = 0;
+    for (seq, item) in items {
+        let body = match item {
+            Unsent::Sample(body) => body,
+            Unsent::Message(m) => {
+                if let Some(b) = batch.take() {
+                    b.finish(out);
+                }
+                out.extend_from_slice(m);
+                continue;
+            }
+        };
+        samples += 1;
         if let Some(b) = batch.as_mut() {
             if b.push(*seq, body, out) {
                 continue;
@@ -620,6 +743,7 @@ fn encode_samples(samples: &[(u64, Bytes)], batched: bool, out: &mut Vec<u8>) {
     if let Some(b) = batch {
         b.finish(out);
     }
+    samples
 }
 
 async fn stream_samples(
@@ -638,8 +762,10 @@ async fn stream_samples(
     write_msg(&mut data, &Message::Header(header.clone())).await?;
     // The device description this session has sent (version 0: none yet).
     let mut device_sent = 0;
+    send_sending_state(shared, header, ctl, true).await?;
     loop {
         send_device(shared, header, ctl, &mut device_sent).await?;
+        send_sending_state(shared, header, ctl, false).await?;
         // Let a few samples gather so that they share a message and a write, unless
         // there is a backlog already or nothing more is coming.
         let unsent = lock(&shared.outbox).unsent();
@@ -667,9 +793,8 @@ async fn stream_samples(
             }
             continue;
         }
-        let n = samples.len() as u64;
-        let mut buf = Vec::with_capacity(samples.iter().map(|(_, b)| b.len() + 13).sum());
-        encode_samples(&samples, batched, &mut buf);
+        let mut buf = Vec::with_capacity(WRITE_BYTES + WRITE_BYTES / 8);
+        let n = encode_samples(&samples, batched, &mut buf);
         tokio::select! {
             r = data.write_chunk(Bytes::from(buf)) => r.map_err(|e| format!("write: {e}"))?,
             r = session.closed() => return Err(format!("session closed: {r:?}")),
@@ -704,13 +829,20 @@ mod tests {
 
     #[test]
     fn consecutive_samples_share_a_message_and_gaps_start_a_new_one() {
-        let s = |seq: u64, len: usize| (seq, Bytes::from(vec![seq as u8; len]));
-        let samples = vec![s(5, 3), s(6, 3), s(7, 0), s(9, 3), s(10, 300), s(11, 1)];
+        let s = |seq: u64, len: usize| (seq, Unsent::Sample(Bytes::from(vec![seq as u8; len])));
+        let filtered = Message::Filtered {
+            first_seq: 12,
+            count: 3,
+        };
+        let marker = (14, Unsent::Message(Bytes::from(filtered.to_bytes().unwrap())));
+        let samples = vec![s(5, 3), s(6, 3), s(7, 0), s(9, 3), s(10, 300), s(11, 1), marker, s(15, 2)];
         let mut out = Vec::new();
-        encode_samples(&samples, true, &mut out);
+        assert_eq!(encode_samples(&samples, true, &mut out), 7);
         let msgs = decode_all(&out);
-        // 5-7 together; 9 after the gap; 10 too long to batch; 11 starts again.
-        assert_eq!(msgs.len(), 4);
+        // 5-7 together; 9 after the gap; 10 too long to batch; 11 starts again; the
+        // filtered range in its place; 15 after it.
+        assert_eq!(msgs.len(), 6);
+        assert_eq!(msgs[4], filtered);
         let seqs: Vec<Vec<u64>> = msgs
             .iter()
             .map(|m| match m {
@@ -718,26 +850,39 @@ mod tests {
                 m => m.sample_bodies().map(|(s, _)| s).collect(),
             })
             .collect();
-        assert_eq!(seqs, vec![vec![5, 6, 7], vec![9], vec![10], vec![11]]);
+        assert_eq!(
+            seqs,
+            vec![vec![5, 6, 7], vec![9], vec![10], vec![11], vec![], vec![15]]
+        );
         assert!(matches!(msgs[2], Message::Sample { seq: 10, ref body } if body.len() == 300));
         // Every body arrives as it was sent.
         let got: Vec<(u64, Bytes)> = msgs
             .iter()
             .flat_map(|m| match m {
-                Message::Sample { seq, body } => vec![(*seq, Bytes::from(body.clone()))],
+                Message::Sample { seq, body } => {
+                    vec![(*seq, Unsent::Sample(Bytes::from(body.clone())))]
+                }
                 m => m
                     .sample_bodies()
-                    .map(|(s, b)| (s, Bytes::copy_from_slice(b)))
+                    .map(|(s, b)| (s, Unsent::Sample(Bytes::copy_from_slice(b))))
                     .collect(),
             })
             .collect();
-        assert_eq!(got, samples);
+        let want: Vec<_> = samples
+            .iter()
+            .filter(|(_, u)| matches!(u, Unsent::Sample(_)))
+            .cloned()
+            .collect();
+        assert_eq!(got, want);
         // For a version-1 server every sample is its own message.
         let mut out = Vec::new();
         encode_samples(&samples, false, &mut out);
         let msgs = decode_all(&out);
         assert_eq!(msgs.len(), samples.len());
-        assert!(msgs.iter().all(|m| matches!(m, Message::Sample { .. })));
+        assert!(
+            msgs.iter()
+                .all(|m| matches!(m, Message::Sample { .. } | Message::Filtered { .. }))
+        );
     }
 
     #[test]

@@ -23,10 +23,12 @@ pub use gateway::{
 pub use sample::{SampleError, WireSample};
 pub use server::arrivals::ArrivalLog;
 pub use server::config::{OpenStreamError, RecorderServerConfig, ServeError};
+pub use server::links::{LinkView, PathView};
 pub use server::stream::{StreamReport, StreamRing};
 pub use server::{RecorderServer, ServerReports};
 pub use tls::{IdentityError, ServerIdentity, load_ca};
 pub use wire::{
-    EncodeError, MIN_WIRE_VERSION, Message, MessageDecoder, RunId, SamplesEncoder, StartRequest,
-    StreamHeader, StreamKey, WIRE_VERSION, WireError, WireFormat, WireSchema, WireStats,
+    CONTROL_VERSION, EncodeError, MIN_WIRE_VERSION, Message, MessageDecoder, RunId,
+    SamplesEncoder, Sending, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireError,
+    WireFormat, WireSchema, WireStats,
 };

@@ -12,10 +12,47 @@ use bytes::Bytes;
 use crate::remote::accounting::GatewayCounters;
 use crate::remote::gateway::spool::{Spool, SpoolError};
 
+/// First byte of every held entry (in memory and in the spool): a sample's body follows.
+const SAMPLE: u8 = 0;
+/// First byte of a held entry that is a whole message to send as it is.
+const MESSAGE: u8 = 1;
+
 #[derive(Debug)]
 struct Entry {
     seq: u64,
+    /// The kind byte ([`SAMPLE`] or [`MESSAGE`]), then the bytes.
     bytes: Bytes,
+}
+
+fn tagged(tag: u8, bytes: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(1 + bytes.len());
+    v.push(tag);
+    v.extend_from_slice(bytes);
+    Bytes::from(v)
+}
+
+fn is_sample(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&SAMPLE)
+}
+
+/// What [`Outbox::take_unsent`] hands out, in sequence order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsent {
+    /// A sample's encoded body.
+    Sample(Bytes),
+    /// A whole message that goes between the samples (a filtered range).
+    Message(Bytes),
+}
+
+impl Unsent {
+    fn of(bytes: &Bytes) -> Self {
+        let rest = bytes.slice(1..);
+        if is_sample(bytes) {
+            Unsent::Sample(rest)
+        } else {
+            Unsent::Message(rest)
+        }
+    }
 }
 
 /// Unconfirmed samples of one stream. Owns each sample's encoded body;
@@ -50,7 +87,8 @@ impl Outbox {
 
     /// Adds a sample's encoded body. Never blocks on the network; may write to the
     /// spool file. Returns false when the sample had to be dropped (counted).
-    pub fn push(&mut self, seq: u64, bytes: Bytes) -> bool {
+    pub fn push(&mut self, seq: u64, body: &[u8]) -> bool {
+        let bytes = tagged(SAMPLE, body);
         let spooling = self.spool.as_ref().is_some_and(|s| !s.is_empty());
         if !spooling && self.mem.len() < self.mem_cap {
             self.mem.push_back(Entry { seq, bytes });
@@ -71,6 +109,28 @@ impl Outbox {
         false
     }
 
+    /// Adds a [`Message::Filtered`](crate::remote::wire::Message::Filtered) range in
+    /// sample order, under the range's last sequence number. Not a sample: the queue and
+    /// spool counters leave it out. Returns false when it had to be dropped (the server
+    /// then counts the range as missing, and a warning is logged).
+    pub fn push_marker(&mut self, seq: u64, message: &[u8]) -> bool {
+        let bytes = tagged(MESSAGE, message);
+        let spooling = self.spool.as_ref().is_some_and(|s| !s.is_empty());
+        if !spooling && self.mem.len() < self.mem_cap {
+            self.mem.push_back(Entry { seq, bytes });
+            return true;
+        }
+        if let Some(spool) = self.spool.as_mut() {
+            match spool.push(seq, &bytes) {
+                Ok(()) => return true,
+                Err(SpoolError::Full(_)) => {}
+                Err(e) => self.spool_error = Some(e.to_string()),
+            }
+        }
+        tracing::warn!(seq, "queue and spool full: a filtered range was dropped");
+        false
+    }
+
     /// Moves spooled samples back to memory while there is room.
     fn refill(&mut self) {
         let room = self.mem_cap.saturating_sub(self.mem.len());
@@ -87,7 +147,9 @@ impl Outbox {
                     for r in recs {
                         if r.seq < self.acked_below {
                             // Confirmed meanwhile (resume after a server restart).
-                            GatewayCounters::add(&self.counters.acked, 1);
+                            if is_sample(&r.bytes) {
+                                GatewayCounters::add(&self.counters.acked, 1);
+                            }
                             continue;
                         }
                         self.mem.push_back(Entry {
@@ -107,14 +169,14 @@ impl Outbox {
     /// The next samples `(seq, body)` to write on the current connection (bodies of at
     /// most about `max_bytes` in all), in sequence order, marked as sent. Empty when
     /// everything held was sent.
-    pub fn take_unsent(&mut self, max_bytes: usize) -> Vec<(u64, Bytes)> {
+    pub fn take_unsent(&mut self, max_bytes: usize) -> Vec<(u64, Unsent)> {
         self.refill();
         let mut out = Vec::new();
         let mut size = 0;
         while self.sent < self.mem.len() && (size < max_bytes || out.is_empty()) {
             let e = &self.mem[self.sent];
             size += e.bytes.len();
-            out.push((e.seq, e.bytes.clone()));
+            out.push((e.seq, Unsent::of(&e.bytes)));
             self.sent += 1;
         }
         out
@@ -132,13 +194,14 @@ impl Outbox {
             return;
         }
         self.acked_below = next_seq;
-        let mut n = 0;
-        while self.mem.front().is_some_and(|e| e.seq < next_seq) {
+        let (mut n, mut samples) = (0, 0);
+        while let Some(e) = self.mem.front().filter(|e| e.seq < next_seq) {
+            samples += u64::from(is_sample(&e.bytes));
             self.mem.pop_front();
             n += 1;
         }
         self.sent = self.sent.saturating_sub(n);
-        GatewayCounters::add(&self.counters.acked, n as u64);
+        GatewayCounters::add(&self.counters.acked, samples);
     }
 
     /// A new connection: everything unconfirmed goes out again. Returns how many
@@ -178,7 +241,10 @@ mod tests {
         Bytes::from(seq.to_le_bytes().to_vec())
     }
 
-    fn seq_of((seq, b): &(u64, Bytes)) -> u64 {
+    fn seq_of((seq, u): &(u64, Unsent)) -> u64 {
+        let Unsent::Sample(b) = u else {
+            panic!("not a sample: {u:?}")
+        };
         assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), *seq);
         *seq
     }
@@ -190,7 +256,7 @@ mod tests {
         let spool = Spool::create(&dir.path().join("s"), 20 * 100).unwrap();
         let mut o = Outbox::new(10, Some(spool), counters.clone());
         for s in 0..200 {
-            o.push(s, msg(s));
+            o.push(s, &msg(s));
         }
         let c = counters.snapshot();
         assert_eq!(c.queued, 10);
@@ -218,10 +284,32 @@ mod tests {
     }
 
     #[test]
+    fn markers_are_not_counted_as_samples_whatever_a_body_looks_like() {
+        let counters = Arc::new(GatewayCounters::default());
+        let mut o = Outbox::new(10, None, counters.clone());
+        // A body that starts like an encoded message is still a sample.
+        o.push(0, &[0xA5, 0x23, 16, 0]);
+        o.push_marker(3, &[0xA5, 0x23, 16, 0, 1]);
+        o.push(4, &[7]);
+        let got = o.take_unsent(1 << 20);
+        assert_eq!(
+            got,
+            vec![
+                (0, Unsent::Sample(Bytes::from_static(&[0xA5, 0x23, 16, 0]))),
+                (3, Unsent::Message(Bytes::from_static(&[0xA5, 0x23, 16, 0, 1]))),
+                (4, Unsent::Sample(Bytes::from_static(&[7]))),
+            ]
+        );
+        o.ack(5);
+        assert_eq!(counters.snapshot().acked, 2);
+        assert!(o.is_empty());
+    }
+
+    #[test]
     fn without_spool_overflow_is_counted() {
         let counters = Arc::new(GatewayCounters::default());
         let mut o = Outbox::new(3, None, counters.clone());
-        let accepted = (0..5).filter(|&s| o.push(s, msg(s))).count();
+        let accepted = (0..5).filter(|&s| o.push(s, &msg(s))).count();
         assert_eq!(accepted, 3);
         assert_eq!(counters.snapshot().dropped_overflow, 2);
     }
