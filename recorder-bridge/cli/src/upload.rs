@@ -205,10 +205,9 @@ impl Finished {
             .or_else(|| self.report.last_failure.clone())
             .unwrap_or_else(|| "the wait for the uploads ended".into());
         Err(anyhow!(
-            "upload to {} incomplete: {why}. {} file(s) not stored are kept in {}; \
+            "upload to {} incomplete: {why}. The files not yet stored are kept in {}; \
              `kwik-record upload {} --store {}` continues",
             self.report.store,
-            self.report.counts.pending,
             self.root.display(),
             self.root.display(),
             self.report.store

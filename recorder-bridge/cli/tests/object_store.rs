@@ -316,11 +316,11 @@ fn a_part_larger_than_the_part_size_goes_up_in_parts_and_local_copies_are_remove
     let s3 = S3Server::start(bin);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
-    // About 20 MB of E-field rows: four or more 5 MiB parts.
+    // About 25 MB of E-field rows: four or more 5 MiB parts.
     let args = record_args(
         &out,
         "sim-efield@100000",
-        "1s",
+        "1.5s",
         &store_flags(&s3, &["--store-part-size", "5M"]),
     );
     let run = run_ok(&args);
@@ -350,7 +350,7 @@ fn a_part_larger_than_the_part_size_goes_up_in_parts_and_local_copies_are_remove
 fn record_until_mid_multipart(out: &Path, s3: &S3Server, extra: &[&str]) -> Child {
     let mut flags = vec!["--store-part-size", "5M", "--store-bandwidth", "10M"];
     flags.extend_from_slice(extra);
-    let args = record_args(out, "sim-efield@100000", "1s", &store_flags(s3, &flags));
+    let args = record_args(out, "sim-efield@100000", "1.5s", &store_flags(s3, &flags));
     let child = kwik(&args, SECRET_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
