@@ -187,7 +187,11 @@ impl Finished {
             Ok(()) => exit,
             Err(e) => {
                 eprintln!("error: {e:#}");
-                if exit == Exit::Ok { Exit::Environment } else { exit }
+                if exit == Exit::Ok {
+                    Exit::Environment
+                } else {
+                    exit
+                }
             }
         }
     }

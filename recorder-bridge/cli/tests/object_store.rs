@@ -106,7 +106,11 @@ impl S3Server {
         let mut out = Vec::new();
         let bucket = self.root.path().join(BUCKET);
         walk(&bucket, &mut |p| {
-            let key = p.strip_prefix(&bucket).unwrap().to_string_lossy().into_owned();
+            let key = p
+                .strip_prefix(&bucket)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             out.push((key, std::fs::read(p).unwrap()));
         });
         out.sort();
@@ -194,7 +198,15 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 /// `record --json` of `source` for `seconds` into `out` with `extra` flags.
 fn record_args(out: &Path, source: &str, seconds: &str, extra: &[String]) -> Vec<String> {
-    let mut a = strings(&["record", "--json", "--quiet", "--source", source, "--duration", seconds]);
+    let mut a = strings(&[
+        "record",
+        "--json",
+        "--quiet",
+        "--source",
+        source,
+        "--duration",
+        seconds,
+    ]);
     a.push("--out".into());
     a.push(out.display().to_string());
     a.extend_from_slice(extra);
@@ -243,7 +255,10 @@ fn assert_mirrored(out: &Path, s3: &S3Server) {
     for ((_, bytes), f) in objects.iter().zip(&local) {
         let mine = std::fs::read(out.join(f)).unwrap();
         assert_eq!(bytes.len(), mine.len(), "{f}: size");
-        assert!(bytes == &mine, "{f}: stored bytes differ from the local file");
+        assert!(
+            bytes == &mine,
+            "{f}: stored bytes differ from the local file"
+        );
     }
 }
 
@@ -261,7 +276,12 @@ fn a_recording_is_uploaded_verified_listed_and_checked_from_s3() {
     let s3 = S3Server::start(bin);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
-    let args = record_args(&out, "sim-imu@500", "2s", &store_flags(&s3, &["--keep-local"]));
+    let args = record_args(
+        &out,
+        "sim-imu@500",
+        "2s",
+        &store_flags(&s3, &["--keep-local"]),
+    );
     let run = run_ok(&args);
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let up = &summary["upload"];
@@ -272,22 +292,41 @@ fn a_recording_is_uploaded_verified_listed_and_checked_from_s3() {
     // --keep-local: both copies exist, byte for byte the same (so every value is).
     assert_mirrored(&out, &s3);
 
-    let ls = run_ok(&[vec!["ls".to_owned(), format!("s3://{BUCKET}/lab")], s3.flags()].concat());
+    let ls = run_ok(
+        &[
+            vec!["ls".to_owned(), format!("s3://{BUCKET}/lab")],
+            s3.flags(),
+        ]
+        .concat(),
+    );
     let text = String::from_utf8_lossy(&ls.stdout);
     assert!(text.contains("finished"), "{text}");
     assert!(text.contains("rec_"), "{text}");
-    let ls_json = run_ok(&[strings(&["ls", "--json"]), vec![format!("s3://{BUCKET}/lab")], s3.flags()].concat());
+    let ls_json = run_ok(
+        &[
+            strings(&["ls", "--json"]),
+            vec![format!("s3://{BUCKET}/lab")],
+            s3.flags(),
+        ]
+        .concat(),
+    );
     let rows: serde_json::Value = serde_json::from_slice(&ls_json.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
     let local_sc: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join(sidecar_key(&out).trim_start_matches(&format!("s3://{BUCKET}/lab/")))).unwrap(),
+        &std::fs::read(
+            out.join(sidecar_key(&out).trim_start_matches(&format!("s3://{BUCKET}/lab/"))),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(rows[0]["meta"]["samples"], local_sc["samples"]);
 
     let key = sidecar_key(&out);
     let v = run_ok(&[vec!["verify".to_owned(), key.clone()], s3.flags()].concat());
-    assert!(String::from_utf8_lossy(&v.stdout).starts_with("OK "), "{v:?}");
+    assert!(
+        String::from_utf8_lossy(&v.stdout).starts_with("OK "),
+        "{v:?}"
+    );
     // A data file's address finds its sidecar too.
     let data_key = key.replace(".meta.json", ".csv");
     run_ok(&[vec!["verify".to_owned(), data_key], s3.flags()].concat());
@@ -303,9 +342,12 @@ fn a_recording_is_uploaded_verified_listed_and_checked_from_s3() {
     let at = bytes.len() / 2;
     bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
     std::fs::write(&stored, &bytes).unwrap();
-    let bad = kwik(&[vec!["verify".to_owned(), key], s3.flags()].concat(), SECRET_KEY)
-        .output()
-        .unwrap();
+    let bad = kwik(
+        &[vec!["verify".to_owned(), key], s3.flags()].concat(),
+        SECRET_KEY,
+    )
+    .output()
+    .unwrap();
     assert_eq!(bad.status.code(), Some(1), "{bad:?}");
     assert!(String::from_utf8_lossy(&bad.stdout).contains("MISMATCH"));
 }
@@ -327,8 +369,15 @@ fn a_part_larger_than_the_part_size_goes_up_in_parts_and_local_copies_are_remove
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let up = &summary["upload"]["counts"];
     let size = summary["status"]["streams"][0]["bytes"].as_u64().unwrap();
-    assert!(size > 3 * (5 << 20), "recording too small for the test: {size}");
-    assert_eq!(up["parts"].as_u64().unwrap(), size.div_ceil(5 << 20), "{up}");
+    assert!(
+        size > 3 * (5 << 20),
+        "recording too small for the test: {size}"
+    );
+    assert_eq!(
+        up["parts"].as_u64().unwrap(),
+        size.div_ceil(5 << 20),
+        "{up}"
+    );
     assert_eq!(up["files"], 2, "{up}");
     // Default retention: removed locally once verified; only the uploader's folder stays.
     assert_eq!(local_files(&out), Vec::<String>::new());
@@ -338,11 +387,23 @@ fn a_part_larger_than_the_part_size_goes_up_in_parts_and_local_copies_are_remove
     assert_eq!(objects.len(), 2);
     let (_, data) = objects.iter().find(|(k, _)| k.ends_with(".csv")).unwrap();
     assert_eq!(data.len() as u64, size);
-    let sc_key = objects.iter().find(|(k, _)| k.ends_with(".meta.json")).unwrap();
+    let sc_key = objects
+        .iter()
+        .find(|(k, _)| k.ends_with(".meta.json"))
+        .unwrap();
     let sidecar: serde_json::Value = serde_json::from_slice(&sc_key.1).unwrap();
     assert_eq!(sidecar["parts"][0]["sha256"].as_str().unwrap(), sha(data));
-    let v = run_ok(&[vec!["verify".to_owned(), format!("s3://{BUCKET}/{}", sc_key.0)], s3.flags()].concat());
-    assert!(String::from_utf8_lossy(&v.stdout).starts_with("OK "), "{v:?}");
+    let v = run_ok(
+        &[
+            vec!["verify".to_owned(), format!("s3://{BUCKET}/{}", sc_key.0)],
+            s3.flags(),
+        ]
+        .concat(),
+    );
+    assert!(
+        String::from_utf8_lossy(&v.stdout).starts_with("OK "),
+        "{v:?}"
+    );
 }
 
 /// Starts `record` in the background (stdout piped) with a slow upload, and waits until
@@ -359,9 +420,11 @@ fn record_until_mid_multipart(out: &Path, s3: &S3Server, extra: &[&str]) -> Chil
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let j = journal(out);
-        let mid = j.as_array().unwrap().iter().any(|e| {
-            e["upload_id"].is_string() && !e["parts"].as_array().unwrap().is_empty()
-        });
+        let mid = j
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["upload_id"].is_string() && !e["parts"].as_array().unwrap().is_empty());
         if mid {
             return child;
         }
@@ -373,8 +436,18 @@ fn record_until_mid_multipart(out: &Path, s3: &S3Server, extra: &[&str]) -> Chil
 fn wait_output(mut child: Child) -> (std::process::ExitStatus, String, String) {
     let mut stdout = String::new();
     let mut stderr = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     (child.wait().unwrap(), stdout, stderr)
 }
 
@@ -418,9 +491,16 @@ fn an_uploader_killed_mid_multipart_resumes_after_a_restart() {
     let csv = out.join(entry["path"].as_str().unwrap());
     let local_sha = sha(&std::fs::read(&csv).unwrap());
     assert_eq!(entry["sha256"].as_str().unwrap(), local_sha);
-    assert!(s3.objects().is_empty(), "nothing is an object before the upload completes");
+    assert!(
+        s3.objects().is_empty(),
+        "nothing is an object before the upload completes"
+    );
 
-    let mut args = vec!["upload".to_owned(), "--json".into(), out.display().to_string()];
+    let mut args = vec![
+        "upload".to_owned(),
+        "--json".into(),
+        out.display().to_string(),
+    ];
     args.extend(store_flags(&s3, &["--store-part-size", "5M"]));
     let run = run_ok(&args);
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
@@ -429,9 +509,16 @@ fn an_uploader_killed_mid_multipart_resumes_after_a_restart() {
     assert_eq!(c["restarted"], 0, "continued, not begun again: {report}");
     let size = std::fs::metadata(&csv).map(|m| m.len()).unwrap_or(0);
     let _ = size;
-    assert_eq!(c["files"], 2, "the data file and then its sidecar: {report}");
+    assert_eq!(
+        c["files"], 2,
+        "the data file and then its sidecar: {report}"
+    );
     assert_eq!(journal(&out), serde_json::json!([]));
-    assert_eq!(local_files(&out), Vec::<String>::new(), "removed once verified");
+    assert_eq!(
+        local_files(&out),
+        Vec::<String>::new(),
+        "removed once verified"
+    );
     let objects = s3.objects();
     assert_eq!(objects.len(), 2, "one object per file");
     let (_, data) = objects.iter().find(|(k, _)| k.ends_with(".csv")).unwrap();
@@ -451,7 +538,10 @@ fn wrong_credentials_are_a_clear_error_naming_the_store_and_the_files_stay() {
     assert_eq!(run.status.code(), Some(3), "environment error: {run:?}");
     assert!(stderr.contains(&format!("s3://{BUCKET}/lab")), "{stderr}");
     assert!(stderr.contains("refused the credentials"), "{stderr}");
-    assert!(stderr.contains("kwik-record upload"), "says how to finish: {stderr}");
+    assert!(
+        stderr.contains("kwik-record upload"),
+        "says how to finish: {stderr}"
+    );
     let files = local_files(&out);
     assert!(files.iter().any(|f| f.ends_with(".csv")), "{files:?}");
     assert!(files.iter().any(|f| f.ends_with(".meta.json")), "{files:?}");
@@ -485,7 +575,16 @@ fn serve_uploads_each_finished_remote_recording_under_device_and_day() {
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     assert!(line.contains("listening"), "{line}");
     let gw = Command::new(BIN)
-        .args(["stream", "--json", "--source", "sim-imu", "--rate", "500", "--seconds", "1.5"])
+        .args([
+            "stream",
+            "--json",
+            "--source",
+            "sim-imu",
+            "--rate",
+            "500",
+            "--seconds",
+            "1.5",
+        ])
         .arg("--to")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--ca")
@@ -497,7 +596,11 @@ fn serve_uploads_each_finished_remote_recording_under_device_and_day() {
     // The recording is finished at the gateway's Stop; the uploader finds it on its own.
     let until = Instant::now() + Duration::from_secs(30);
     while s3.objects().len() < 2 {
-        assert!(Instant::now() < until, "serve uploaded nothing: {:?}", s3.objects());
+        assert!(
+            Instant::now() < until,
+            "serve uploaded nothing: {:?}",
+            s3.objects()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // SAFETY: a signal to our own child.
@@ -505,17 +608,35 @@ fn serve_uploads_each_finished_remote_recording_under_device_and_day() {
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     assert!(server.wait().unwrap().success(), "{rest}");
-    let upload_line = rest.lines().find(|l| l.contains("\"upload\"")).expect(&rest);
+    let upload_line = rest
+        .lines()
+        .find(|l| l.contains("\"upload\""))
+        .expect(&rest);
     let up: serde_json::Value = serde_json::from_str(upload_line).unwrap();
     assert_eq!(up["upload"]["counts"]["pending"], 0, "{up}");
     let keys: Vec<String> = s3.objects().into_iter().map(|(k, _)| k).collect();
-    assert!(keys.iter().all(|k| k.starts_with("lab/xiao-s3/")), "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k.starts_with("lab/xiao-s3/")),
+        "{keys:?}"
+    );
     let files: Vec<String> = local_files(&out)
         .into_iter()
         .filter(|f| f.ends_with(".csv") || f.ends_with(".meta.json"))
         .collect();
-    assert_eq!(keys, files.iter().map(|f| format!("lab/{f}")).collect::<Vec<_>>());
+    assert_eq!(
+        keys,
+        files.iter().map(|f| format!("lab/{f}")).collect::<Vec<_>>()
+    );
     let sc = keys.iter().find(|k| k.ends_with(".meta.json")).unwrap();
-    let v = run_ok(&[vec!["verify".to_owned(), format!("s3://{BUCKET}/{sc}")], s3.flags()].concat());
-    assert!(String::from_utf8_lossy(&v.stdout).starts_with("OK "), "{v:?}");
+    let v = run_ok(
+        &[
+            vec!["verify".to_owned(), format!("s3://{BUCKET}/{sc}")],
+            s3.flags(),
+        ]
+        .concat(),
+    );
+    assert!(
+        String::from_utf8_lossy(&v.stdout).starts_with("OK "),
+        "{v:?}"
+    );
 }

@@ -16,8 +16,8 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// The folder of the uploader's files, below the recordings folder.
 pub const STATE_DIR: &str = ".kwik-upload";
@@ -195,7 +195,10 @@ impl UploadLedger {
     ///
     /// # Errors
     /// [`JournalError::Io`] if the file cannot be written.
-    pub fn forget<'a>(&mut self, paths: impl IntoIterator<Item = &'a Path>) -> Result<(), JournalError> {
+    pub fn forget<'a>(
+        &mut self,
+        paths: impl IntoIterator<Item = &'a Path>,
+    ) -> Result<(), JournalError> {
         let mut changed = false;
         for p in paths {
             changed |= self.entries.remove(p).is_some();
@@ -305,8 +308,18 @@ mod tests {
             confirmed_unix_s: 5,
         })
         .unwrap();
-        assert!(UploadLedger::open(dir.path()).unwrap().get(Path::new("d/a.csv")).is_some());
+        assert!(
+            UploadLedger::open(dir.path())
+                .unwrap()
+                .get(Path::new("d/a.csv"))
+                .is_some()
+        );
         l.forget([Path::new("d/a.csv")]).unwrap();
-        assert!(UploadLedger::open(dir.path()).unwrap().get(Path::new("d/a.csv")).is_none());
+        assert!(
+            UploadLedger::open(dir.path())
+                .unwrap()
+                .get(Path::new("d/a.csv"))
+                .is_none()
+        );
     }
 }

@@ -125,7 +125,8 @@ mod tests {
         assert_eq!(u.prefix(), "site-a/run1");
         assert_eq!(u.to_string(), "s3://lab-data/site-a/run1");
         assert_eq!(
-            u.key_for(Path::new("xiao-1/2026-01-02/rec_x.csv")).as_deref(),
+            u.key_for(Path::new("xiao-1/2026-01-02/rec_x.csv"))
+                .as_deref(),
             Some("site-a/run1/xiao-1/2026-01-02/rec_x.csv")
         );
         assert_eq!(u.key_for(Path::new("../x.csv")), None);

@@ -341,10 +341,7 @@ impl Task {
         }
         loop {
             let work = scan(&self.root, &self.ledger, &self.journal);
-            let waiting = work
-                .iter()
-                .filter(|w| matches!(w, Work::Upload(_)))
-                .count();
+            let waiting = work.iter().filter(|w| matches!(w, Work::Upload(_))).count();
             let in_flight = self.journal.len();
             self.shared
                 .count(|c| c.pending = (waiting + in_flight) as u64);
@@ -354,7 +351,9 @@ impl Task {
                     Work::Upload(rel) => {
                         did = true;
                         match self.upload(&rel).await {
-                            Outcome::Stored => self.shared.count(|c| c.pending = c.pending.saturating_sub(1)),
+                            Outcome::Stored => self
+                                .shared
+                                .count(|c| c.pending = c.pending.saturating_sub(1)),
                             Outcome::OutOfTime => return self.report(None),
                             Outcome::Fatal(e) => return self.report(Some(e)),
                         }
