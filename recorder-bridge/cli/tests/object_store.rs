@@ -408,11 +408,13 @@ fn a_part_larger_than_the_part_size_goes_up_in_parts_and_local_copies_are_remove
 
 /// Starts `record` in the background (stdout piped) with a slow upload, and waits until
 /// its journal shows a multipart upload with at least one stored part.
+// The child is handed to the caller, which waits for it (or kills and waits).
+#[allow(clippy::zombie_processes)]
 fn record_until_mid_multipart(out: &Path, s3: &S3Server, extra: &[&str]) -> Child {
     let mut flags = vec!["--store-part-size", "5M", "--store-bandwidth", "10M"];
     flags.extend_from_slice(extra);
     let args = record_args(out, "sim-efield@100000", "1.5s", &store_flags(s3, &flags));
-    let child = kwik(&args, SECRET_KEY)
+    let mut child = kwik(&args, SECRET_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -428,7 +430,11 @@ fn record_until_mid_multipart(out: &Path, s3: &S3Server, extra: &[&str]) -> Chil
         if mid {
             return child;
         }
-        assert!(Instant::now() < until, "no multipart upload began: {j}");
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no multipart upload began: {j}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

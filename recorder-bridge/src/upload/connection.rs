@@ -82,7 +82,7 @@ pub enum StoreError {
         /// The store.
         url: String,
         /// What the client said.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The store refused the credentials or the permission (HTTP 401/403): retrying
     /// cannot help until the credentials are fixed.
@@ -98,7 +98,7 @@ pub enum StoreError {
         /// The object key.
         key: String,
         /// What the client said.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The object (or multipart upload) does not exist.
     #[error("{key} is not in the object store {url}")]
@@ -118,7 +118,7 @@ pub enum StoreError {
         /// The object key.
         key: String,
         /// What the client said.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
@@ -192,7 +192,7 @@ impl RecordingStore {
         }
         let s3 = b.build().map_err(|source| StoreError::Config {
             url: config.url.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(RecordingStore {
             url: config.url.clone(),
@@ -215,13 +215,13 @@ impl RecordingStore {
                 url,
                 op,
                 key,
-                source: e,
+                source: Box::new(e),
             },
             e => StoreError::Request {
                 url,
                 op,
                 key,
-                source: e,
+                source: Box::new(e),
             },
         }
     }
