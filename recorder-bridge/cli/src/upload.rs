@@ -53,7 +53,7 @@ impl StoreConnArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct UploadArgs {
     /// Upload every finished data part and sidecar below the output folder to
-    /// s3://BUCKET/PREFIX (key PREFIX/<path below the folder>), verify each object's
+    /// s3://BUCKET/PREFIX (key PREFIX/PATH, PATH the path below the folder), verify each object's
     /// SHA-256, then remove the local copy (see --keep-local, --keep-hours).
     #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = parse_store_url)]
     store: Option<StoreUrl>,

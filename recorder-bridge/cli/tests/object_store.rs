@@ -37,7 +37,7 @@ fn require_server() -> Option<PathBuf> {
         }
         None => {
             eprintln!(
-                "skipped: no S3-compatible server; install it with `cargo install s3s-fs \
+                "skipped: no S3-compatible server; install it with `cargo install s3s-fs --version 0.14.1 \
                  --features binary --locked --root target/tools` (as .ci/run does) or set \
                  KWIK_S3_SERVER"
             );
