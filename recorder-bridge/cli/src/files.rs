@@ -44,11 +44,11 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
             .iter()
             .map(|(p, sc)| serde_json::json!({ "sidecar": p, "meta": sc }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("no recordings under {}", dir.display());
+        outln!("no recordings under {}", dir.display());
     }
     print_rows(rows.into_iter().map(|(p, sc)| {
         let name = p
@@ -64,13 +64,13 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
 
 /// The table of `ls`: one row per recording (its name and sidecar, `None` if unreadable).
 pub(crate) fn print_rows(rows: impl IntoIterator<Item = (String, Option<Sidecar>)>) {
-    println!(
+    outln!(
         "{:<48} {:<10} {:>10} {:>12} {:>9} {:>12}",
         "recording", "state", "duration", "samples", "dropped", "bytes"
     );
     for (name, sc) in rows {
         match sc {
-            Some(sc) => println!(
+            Some(sc) => outln!(
                 "{:<48} {:<10} {:>9.1}s {:>12} {:>9} {:>12}",
                 name,
                 format!("{:?}", sc.state).to_lowercase(),
@@ -79,7 +79,7 @@ pub(crate) fn print_rows(rows: impl IntoIterator<Item = (String, Option<Sidecar>
                 sc.dropped.total(),
                 sc.file_size
             ),
-            None => println!("{name:<48} unreadable sidecar (try `kwik-record verify`)"),
+            None => outln!("{name:<48} unreadable sidecar (try `kwik-record verify`)"),
         }
     }
 }
@@ -87,9 +87,9 @@ pub(crate) fn print_rows(rows: impl IntoIterator<Item = (String, Option<Sidecar>
 pub(crate) fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {
     let r = recover(file)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
     } else if r.repaired {
-        println!(
+        outln!(
             "recovered {}: {} samples, cut {} bytes of partial rows, added {} footer(s)",
             r.sidecar.display(),
             r.samples,
@@ -97,7 +97,7 @@ pub(crate) fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {
             r.footers_added
         );
     } else {
-        println!(
+        outln!(
             "{} was already closed cleanly; nothing to do",
             r.sidecar.display()
         );
@@ -108,18 +108,18 @@ pub(crate) fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {
 pub(crate) fn cmd_verify(file: &Path, json: bool) -> Result<ExitCode> {
     let r = verify(file)?;
     if json {
-        println!("{}", serde_json::json!({ "ok": r.is_ok(), "report": r }));
+        outln!("{}", serde_json::json!({ "ok": r.is_ok(), "report": r }));
     } else if r.is_ok() {
-        println!(
+        outln!(
             "OK {}: {} samples in {} file(s) match the sidecar",
             r.sidecar.display(),
             r.samples,
             r.parts
         );
     } else {
-        println!("MISMATCH {}:", r.sidecar.display());
+        outln!("MISMATCH {}:", r.sidecar.display());
         for p in &r.problems {
-            println!("  - {p}");
+            outln!("  - {p}");
         }
     }
     Ok(Exit::lossless(r.is_ok()).into())

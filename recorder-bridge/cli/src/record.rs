@@ -237,7 +237,7 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     for producer in running {
         let fed = producer.stop();
         if !json && fed.corrupt_frames > 0 {
-            println!("  {} corrupt frames from the board", fed.corrupt_frames);
+            outln!("  {} corrupt frames from the board", fed.corrupt_frames);
         }
     }
     let upload = upload.map(crate::upload::Running::finish);
@@ -388,9 +388,9 @@ fn report_summary(
         if let (Some(u), Some(o)) = (upload, v.as_object_mut()) {
             o.insert("upload".into(), serde_json::to_value(&u.report)?);
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
+        outln!(
             "recording {:?} ({}), {:.3} s, session {}",
             st.state,
             st.stop_reason.as_deref().unwrap_or("stopped"),
@@ -398,7 +398,7 @@ fn report_summary(
             st.session_id.0
         );
         for (stream, files) in st.streams.iter().zip(&s.files) {
-            println!(
+            outln!(
                 "  {} [{}]: {} of {} produced samples written ({:.1} Hz), dropped source {} / ring {} / exporter {} / writer {}, {} bytes",
                 stream.name,
                 stream.schema,
@@ -412,15 +412,15 @@ fn report_summary(
                 stream.bytes
             );
             for f in files {
-                println!("    {}", f.display());
+                outln!("    {}", f.display());
             }
-            println!("    {}", stream.sidecar.display());
+            outln!("    {}", stream.sidecar.display());
         }
         for w in &st.warnings {
-            println!("  warning: {w}");
+            outln!("  warning: {w}");
         }
         if let Some(u) = upload {
-            println!("  {}", u.line());
+            outln!("  {}", u.line());
         }
     }
     // Samples the host lost (ring, exporter, writer) outweigh the failure that caused

@@ -2,6 +2,7 @@
 //! `upload` command (finish what a stopped recorder left), and `ls` / `verify` of
 //! `s3://` addresses. The work is the library's (`kwik_recorder::upload`).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -186,7 +187,8 @@ impl Finished {
         match self.outcome() {
             Ok(()) => exit,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                // Not eprintln!: a closed stderr must not turn this into a panic.
+                let _ = writeln!(std::io::stderr(), "error: {e:#}");
                 if exit == Exit::Ok {
                     Exit::Environment
                 } else {
@@ -239,9 +241,9 @@ pub(crate) fn cmd_upload(a: UploadCommandArgs, json: bool) -> Result<ExitCode> {
     };
     let done = running.finish();
     if json {
-        println!("{}", serde_json::to_string_pretty(&done.report)?);
+        outln!("{}", serde_json::to_string_pretty(&done.report)?);
     } else {
-        println!("{}", done.line());
+        outln!("{}", done.line());
     }
     done.outcome()?;
     Ok(ExitCode::SUCCESS)
@@ -285,11 +287,11 @@ pub(crate) fn cmd_ls_store(address: &Path, conn: &StoreConnArgs, json: bool) -> 
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("no recordings under {}", store.url());
+        outln!("no recordings under {}", store.url());
     }
     crate::files::print_rows(
         rows.into_iter()
@@ -323,19 +325,19 @@ pub(crate) fn cmd_verify_store(
         kwik_recorder::sidecar_path(Path::new(&key)).display()
     );
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "ok": r.is_ok(), "sidecar": name, "report": r })
         );
     } else if r.is_ok() {
-        println!(
+        outln!(
             "OK {name}: {} samples in {} file(s) match the sidecar",
             r.samples, r.parts
         );
     } else {
-        println!("MISMATCH {name}:");
+        outln!("MISMATCH {name}:");
         for p in &r.problems {
-            println!("  - {p}");
+            outln!("  - {p}");
         }
     }
     Ok(Exit::lossless(r.is_ok()).into())
