@@ -7,7 +7,8 @@
 //! producer thread that feeds a ring) → [`store`] (a writer thread swapping two
 //! buffers, files, sidecars) → [`recording`] (groups, limits) → [`check`] (verify,
 //! recover) → [`convert`] (export to other layouts) → [`remote`] (recording over KWIK) →
-//! [`dashboard`] (the web dashboard: live plots, recorder panel, recordings browser). The
+//! [`dashboard`] (the web dashboard: live plots, recorder panel, recordings browser);
+//! [`upload`] copies finished recordings into S3-compatible object storage. The
 //! `kwik-record` command line is a
 //! separate package (`recorder-bridge/cli`) built on this library; every public item is
 //! re-exported here at the root.
@@ -30,6 +31,7 @@ pub mod recording;
 pub mod remote;
 pub mod store;
 mod sync;
+pub mod upload;
 
 pub use capture::device_notes::DeviceNotes;
 pub use capture::producer::{Producer, ProducerReport};
@@ -108,4 +110,12 @@ pub use store::parquet::{
 pub use store::sidecar::{
     CsvMeta, DroppedCounts, LabviewMeta, PartMeta, RecordingState, Sidecar, SidecarError,
     XiaoDeviceInfo, XiaoSidecarFields, sidecar_path,
+};
+pub use upload::connection::{RecordingStore, StoreConfig, StoreError};
+pub use upload::fetch::{StoredSidecar, fetch_recording, list_sidecars};
+pub use upload::journal::{JournalEntry, JournalError, UploadJournal, UploadLedger, UploadedFile};
+pub use upload::location::{StoreUrl, StoreUrlError};
+pub use upload::uploader::{
+    MAX_PART_SIZE, MIN_PART_SIZE, PartSize, PartSizeError, Retention, UploadConfig, UploadCounts,
+    UploadError, UploadReport, Uploader,
 };

@@ -50,22 +50,25 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
     if rows.is_empty() {
         outln!("no recordings under {}", dir.display());
     }
-    outln!(
-        "{:<48} {:<10} {:>10} {:>12} {:>9} {:>12}",
-        "recording",
-        "state",
-        "duration",
-        "samples",
-        "dropped",
-        "bytes"
-    );
-    for (p, sc) in rows {
+    print_rows(rows.into_iter().map(|(p, sc)| {
         let name = p
             .strip_prefix(dir)
             .unwrap_or(&p)
             .to_string_lossy()
             .trim_end_matches(".meta.json")
             .to_owned();
+        (name, sc)
+    }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table of `ls`: one row per recording (its name and sidecar, `None` if unreadable).
+pub(crate) fn print_rows(rows: impl IntoIterator<Item = (String, Option<Sidecar>)>) {
+    outln!(
+        "{:<48} {:<10} {:>10} {:>12} {:>9} {:>12}",
+        "recording", "state", "duration", "samples", "dropped", "bytes"
+    );
+    for (name, sc) in rows {
         match sc {
             Some(sc) => outln!(
                 "{:<48} {:<10} {:>9.1}s {:>12} {:>9} {:>12}",
@@ -79,7 +82,6 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
             None => outln!("{name:<48} unreadable sidecar (try `kwik-record verify`)"),
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {

@@ -25,6 +25,7 @@ mod runtime;
 mod serve;
 mod stream;
 mod ui;
+mod upload;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -44,6 +45,7 @@ use crate::record::{RecordArgs, cmd_record};
 use crate::serve::{ServeArgs, serve};
 use crate::stream::{StreamArgs, stream};
 use crate::ui::{UiCommandArgs, cmd_ui};
+use crate::upload::{StoreConnArgs, UploadCommandArgs, cmd_upload, is_store_address};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,8 +79,11 @@ enum Command {
     Record(RecordArgs),
     /// List recordings with duration, samples, dropped, size and state.
     Ls {
-        /// Folder to search (default `recordings`).
+        /// Folder to search (default `recordings`), or an object store's
+        /// s3://BUCKET/PREFIX.
         dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreConnArgs,
     },
     /// Repair a recording whose process died (cut partial row, add footer, finalise sidecar).
     Recover {
@@ -87,9 +92,15 @@ enum Command {
     },
     /// Check a recording against its sidecar; exits non-zero on any mismatch.
     Verify {
-        /// A data file of the recording, or its .meta.json.
+        /// A data file of the recording, or its .meta.json; or its address in an object
+        /// store, s3://BUCKET/KEY (downloaded into a temporary folder and checked there).
         file: PathBuf,
+        #[command(flatten)]
+        store: StoreConnArgs,
     },
+    /// Upload the finished recordings of a folder to object storage (what a stopped
+    /// `record --store` or `serve --store` left, its journal first), then exit.
+    Upload(UploadCommandArgs),
     /// Write a finished CSV recording again in another layout (Parquet), with its own
     /// sidecar.
     Export(ExportArgs),
@@ -139,9 +150,23 @@ fn main() -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         Command::Record(a) => cmd_record(a, json),
-        Command::Ls { dir } => cmd_ls(dir.as_deref().unwrap_or(Path::new("recordings")), json),
+        Command::Ls { dir, store } => {
+            let dir = dir.as_deref().unwrap_or(Path::new("recordings"));
+            if is_store_address(dir) {
+                upload::cmd_ls_store(dir, &store, json)
+            } else {
+                cmd_ls(dir, json)
+            }
+        }
         Command::Recover { file } => cmd_recover(&file, json),
-        Command::Verify { file } => cmd_verify(&file, json),
+        Command::Verify { file, store } => {
+            if is_store_address(&file) {
+                upload::cmd_verify_store(&file, &store, json)
+            } else {
+                cmd_verify(&file, json)
+            }
+        }
+        Command::Upload(a) => cmd_upload(a, json),
         Command::Export(a) => cmd_export(a, json),
         Command::Demo(a) => demo(a, json),
         Command::Serve(a) => serve(a, json),

@@ -141,9 +141,11 @@ pub(crate) struct RecordArgs {
     quiet: bool,
     #[command(flatten)]
     ui: crate::ui::UiArgs,
+    #[command(flatten)]
+    store: crate::upload::UploadArgs,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.chars().last() {
         Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
@@ -216,6 +218,8 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     for source in &a.sources {
         starts.push(attach(source, a.rate, &mut group, &mut taps)?);
     }
+    // Before the recording, so that a store the client cannot use fails first.
+    let upload = a.store.start(&a.out)?;
     let recording = group.start().context("cannot start the recording")?;
     crate::interrupt::install();
     let notes = recording.device_notes();
@@ -228,7 +232,7 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     let summary = if a.ui.ui.is_some() {
         crate::ui::record(&a.ui, recording, config, taps, json, source_ended)?
     } else {
-        watch(recording, &a, json, source_ended)
+        watch(recording, &a, upload.as_ref(), json, source_ended)
     };
     for producer in running {
         let fed = producer.stop();
@@ -236,7 +240,8 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
             outln!("  {} corrupt frames from the board", fed.corrupt_frames);
         }
     }
-    report_summary(&summary, json)
+    let upload = upload.map(crate::upload::Running::finish);
+    report_summary(&summary, upload.as_ref(), json)
 }
 
 /// What starts a source's producer once the recording has started; a board writes what
@@ -328,6 +333,7 @@ fn attach_board(
 fn watch(
     recording: Recording,
     a: &RecordArgs,
+    upload: Option<&crate::upload::Running>,
     json: bool,
     source_ended: impl Fn() -> bool,
 ) -> RecordingSummary {
@@ -356,8 +362,9 @@ fn watch(
         let samples: u64 = st.streams.iter().map(|s| s.samples).sum();
         let bytes: u64 = st.streams.iter().map(|s| s.bytes).sum();
         bar.set_position((st.duration_s * 1000.0) as u64);
+        let uploads = upload.map_or_else(String::new, |u| format!(", {}", u.progress()));
         bar.set_message(format!(
-            "{samples} samples, {} dropped, {:.1} MB",
+            "{samples} samples, {} dropped, {:.1} MB{uploads}",
             st.total_dropped(),
             bytes as f64 / 1e6
         ));
@@ -370,10 +377,18 @@ fn watch(
     }
 }
 
-fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
+fn report_summary(
+    s: &RecordingSummary,
+    upload: Option<&crate::upload::Finished>,
+    json: bool,
+) -> Result<ExitCode> {
     let st = &s.status;
     if json {
-        outln!("{}", serde_json::to_string_pretty(s)?);
+        let mut v = serde_json::to_value(s)?;
+        if let (Some(u), Some(o)) = (upload, v.as_object_mut()) {
+            o.insert("upload".into(), serde_json::to_value(&u.report)?);
+        }
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         outln!(
             "recording {:?} ({}), {:.3} s, session {}",
@@ -404,6 +419,9 @@ fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
         for w in &st.warnings {
             outln!("  warning: {w}");
         }
+        if let Some(u) = upload {
+            outln!("  {}", u.line());
+        }
     }
     // Samples the host lost (ring, exporter, writer) outweigh the failure that caused
     // them; a recording that failed without losing one (e.g. the disk filled at a clean
@@ -414,12 +432,12 @@ fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
         .iter()
         .map(|s| s.dropped.ring + s.dropped.exporter + s.dropped.writer)
         .sum();
-    Ok(if host_lost > 0 {
+    let exit = if host_lost > 0 {
         Exit::DataLost
     } else if st.state == kwik_recorder::GroupState::Failed {
         Exit::Environment
     } else {
         Exit::Ok
-    }
-    .into())
+    };
+    Ok(upload.map_or(exit, |u| u.exit(exit)).into())
 }

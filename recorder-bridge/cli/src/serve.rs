@@ -37,6 +37,8 @@ pub(crate) struct ServeArgs {
     duration: Option<Duration>,
     #[command(flatten)]
     ui: crate::ui::UiArgs,
+    #[command(flatten)]
+    store: crate::upload::UploadArgs,
 }
 
 /// Runs `kwik-record serve` until Ctrl-C, SIGTERM or `--duration`. Exit 1 if the
@@ -52,6 +54,7 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
         }
     };
     let rt = runtime()?;
+    let upload = a.store.start(&a.out)?;
     crate::interrupt::install();
     rt.block_on(async move {
         if let Some(m) = a.metrics {
@@ -111,6 +114,18 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
             }
         }
         let lost: u64 = reports.iter().map(|r| r.recorder_dropped).sum();
-        Ok(Exit::lossless(lost == 0).into())
+        let exit = Exit::lossless(lost == 0);
+        let Some(upload) = upload else {
+            return Ok(exit.into());
+        };
+        let done = tokio::task::spawn_blocking(move || upload.finish())
+            .await
+            .map_err(err)?;
+        if json {
+            let _ = writeln!(o, "{}", serde_json::json!({ "upload": done.report }));
+        } else {
+            let _ = writeln!(o, "{}", done.line());
+        }
+        Ok(done.exit(exit).into())
     })
 }
