@@ -88,9 +88,11 @@ pub use driver::quinn_config::{
 pub use driver::recv_stream::RecvStream;
 pub use driver::secondary::SecondarySession;
 pub use driver::send_stream::SendStream;
-pub use driver::session::{PathEvents, PathInfo, PathSpec, Session};
-pub use kwik_presentation::{Dir, PresentationConfig, PresentationStats, Side, StreamId};
-pub use proto::config::{ALPN, SecondaryJoins, SessionConfig};
+pub use driver::session::{BackpressureEvents, PathEvents, PathInfo, PathSpec, Session};
+pub use kwik_presentation::{
+    BackpressureScope, Dir, PresentationConfig, PresentationStats, Side, StreamId,
+};
+pub use proto::config::{ALPN, ProtocolVersion, SecondaryJoins, SessionConfig};
 pub use proto::error::{
     AddSecondaryError, CloseReason, DelegateError, PROTOCOL_ERROR_CODE, ProtocolError, ReadError,
     RelayError, RemovePathError, SecondaryWriteError, StreamError, WriteError,
@@ -101,12 +103,14 @@ pub use proto::multiserver::secondary::SecondaryStats;
 pub use proto::multiserver::token::{TOKEN_LEN, TokenError, TokenIssuer, TokenKey};
 pub use proto::peer_fault::{HANDSHAKE_TIMEOUT_CODE, JOIN_REFUSED_CODE, VERSION_REFUSED_CODE};
 pub use proto::scheduler::Scheduler;
+pub use proto::session::backpressure::{Backpressure, BackpressureEvent};
 pub use proto::session::events::PathEvent;
 pub use proto::session::paths::{PathState, PathStats};
 pub use proto::session::recreate::PathRecreation;
+pub use proto::session::recv::RecvStreamStats;
 pub use proto::session::send::SendStreamStats;
 pub use proto::session::stats::SessionStats;
 pub use proto::wire::frame::{
-    AddPathOutcome, DecodeError, MAX_RELAY_LEN, PathStatus, RefuseReason,
+    AddPathOutcome, BackpressureReason, DecodeError, MAX_RELAY_LEN, PathStatus, RefuseReason,
 };
 pub use proto::wire::varint::VARINT_MAX;

@@ -46,7 +46,7 @@ pub(crate) enum PeerFault {
     #[error("handshake failed: {0}")]
     Handshake(String),
     /// OPEN with a KWIK version this side does not speak.
-    #[error("KWIK version {offered} not supported (this side speaks {PROTOCOL_VERSION})")]
+    #[error("KWIK version {offered} not supported (this side speaks 1 to {PROTOCOL_VERSION})")]
     Version {
         /// The version the peer offered.
         offered: u64,

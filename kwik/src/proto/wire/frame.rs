@@ -11,8 +11,12 @@ use kwik_presentation::StreamId;
 use crate::proto::ids::{PathId, SessionId};
 use crate::proto::wire::varint::{self, VARINT_MAX};
 
-/// Protocol version carried in OPEN.
-pub(crate) const PROTOCOL_VERSION: u64 = 1;
+/// The highest protocol version this side speaks (OPEN offers it, docs/PROTOCOL.md
+/// §3.1). Version 2 adds the version to WELCOME and a reason to BACKPRESSURE.
+pub(crate) const PROTOCOL_VERSION: u64 = 2;
+/// The version every KWIK peer speaks; a client falls back to it when a server
+/// refuses the version offered.
+pub(crate) const BASE_VERSION: u64 = 1;
 /// Largest accepted frame payload in bytes.
 pub(crate) const MAX_FRAME_PAYLOAD: usize = 16 * 1024;
 /// Most ranges one ACK frame may carry.
@@ -34,6 +38,49 @@ pub enum PathStatus {
     Available,
     /// Use the path only when no available path is left.
     Backup,
+}
+
+/// Why a receiver holds a sender back (BACKPRESSURE, docs/PROTOCOL.md §3.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackpressureReason {
+    /// The peer speaks version 1, whose BACKPRESSURE carries no reason.
+    Unspecified,
+    /// The stream's reader reads too slowly: most of what the receiver buffers
+    /// for it is readable.
+    SlowReader,
+    /// Most of what the receiver buffers for the stream waits behind a hole
+    /// (data missing, e.g. on a slow or dead path), not for the reader.
+    HeadOfLineGap,
+    /// The session's receive window (shared by all streams) is filling up.
+    SessionWindow,
+    /// The receiving application holds the stream or the session by hand
+    /// (`RecvStream::hold`, `Session::hold`).
+    Manual,
+}
+
+impl BackpressureReason {
+    /// The wire code (version 2).
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            Self::Unspecified => 0,
+            Self::SlowReader => 1,
+            Self::HeadOfLineGap => 2,
+            Self::SessionWindow => 3,
+            Self::Manual => 4,
+        }
+    }
+
+    fn from_code(code: u64) -> Result<Self, DecodeError> {
+        Ok(match code {
+            0 => Self::Unspecified,
+            1 => Self::SlowReader,
+            2 => Self::HeadOfLineGap,
+            3 => Self::SessionWindow,
+            4 => Self::Manual,
+            _ => return Err(DecodeError::InvalidValue("backpressure reason")),
+        })
+    }
 }
 
 /// Why a server refused an OPEN or a JOIN.
@@ -155,6 +202,9 @@ pub(crate) enum Frame {
         max_data: u64,
         /// Initial per-stream credit the server grants.
         stream_credit: u64,
+        /// The session's protocol version: on the wire only from version 2 on
+        /// (a version-1 WELCOME ends after `stream_credit`).
+        version: u64,
     },
     /// Server's answer to OPEN or JOIN: refused; the connection closes.
     Refused {
@@ -200,6 +250,9 @@ pub(crate) enum Frame {
         stream: Option<StreamId>,
         /// On (true) or off.
         on: bool,
+        /// Why (version 2 on; `None` in a version-1 session, whose frame has
+        /// no reason field).
+        reason: Option<BackpressureReason>,
     },
     /// The sender abandons a stream.
     ResetStream {
@@ -398,11 +451,15 @@ impl Frame {
                 path,
                 max_data,
                 stream_credit,
+                version,
             } => {
                 p.put_slice(session.as_bytes());
                 varint::encode(&mut p, path.into_inner());
                 varint::encode(&mut p, *max_data);
                 varint::encode(&mut p, *stream_credit);
+                if *version > BASE_VERSION {
+                    varint::encode(&mut p, *version);
+                }
                 ty::WELCOME
             }
             Frame::Refused { reason } => {
@@ -442,7 +499,7 @@ impl Frame {
                 }
                 ty::ACK
             }
-            Frame::Backpressure { stream, on } => {
+            Frame::Backpressure { stream, on, reason } => {
                 match stream {
                     None => p.put_u8(0),
                     Some(s) => {
@@ -451,6 +508,9 @@ impl Frame {
                     }
                 }
                 p.put_u8(u8::from(*on));
+                if let Some(reason) = reason {
+                    varint::encode(&mut p, reason.code());
+                }
                 ty::BACKPRESSURE
             }
             Frame::ResetStream {
@@ -548,6 +608,14 @@ impl Frame {
                 path: PathId::new(get_varint(p)?),
                 max_data: get_varint(p)?,
                 stream_credit: get_varint(p)?,
+                // Absent in version 1; when present it names a later version.
+                version: if p.has_remaining() {
+                    Some(get_varint(p)?)
+                        .filter(|v| *v > BASE_VERSION)
+                        .ok_or(DecodeError::InvalidValue("welcome version"))?
+                } else {
+                    BASE_VERSION
+                },
             },
             ty::REFUSED => Frame::Refused {
                 reason: RefuseReason::from_code(get_varint(p)?)?,
@@ -598,10 +666,14 @@ impl Frame {
                 } else {
                     None
                 };
-                Frame::Backpressure {
-                    stream,
-                    on: get_flag(p, "backpressure state")?,
-                }
+                let on = get_flag(p, "backpressure state")?;
+                // Version 2 adds the reason; a version-1 frame ends here.
+                let reason = if p.has_remaining() {
+                    Some(BackpressureReason::from_code(get_varint(p)?)?)
+                } else {
+                    None
+                };
+                Frame::Backpressure { stream, on, reason }
             }
             ty::RESET_STREAM => Frame::ResetStream {
                 stream: StreamId::new(get_varint(p)?),
