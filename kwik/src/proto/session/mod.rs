@@ -8,6 +8,7 @@
 //! ([`SessionState::poll_data`]), events and the next deadline out.
 
 pub(crate) mod backpressure;
+pub(crate) mod control_queue;
 pub(crate) mod delivery;
 pub(crate) mod events;
 pub(crate) mod path_control;
