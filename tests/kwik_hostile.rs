@@ -260,6 +260,44 @@ async fn hostile_peers_are_closed_counted_and_bounded_while_others_move_data() {
     assert_bounded(&victim);
     expected_violations += 1;
 
+    //    A frame of a known type that does not decode: the phrase names it.
+    let mut raw = Raw::open(&pki, addr).await;
+    let victim = server.accept().await.unwrap();
+    raw.control.write_all(&[0x12, 0x01, 0x04]).await.unwrap();
+    let (code, reason) = closed(&raw.conn).await;
+    assert_eq!(code, 0x1_0001, "{reason}");
+    assert_eq!(
+        reason,
+        "protocol violation on a path (ACK frame): frame payload truncated"
+    );
+    assert_bounded(&victim);
+    expected_violations += 1;
+    //    A frame that decodes but is not allowed: the session ends with
+    //    0x10000, and the phrase names the class and the frame.
+    let mut raw = Raw::open(&pki, addr).await;
+    let victim = server.accept().await.unwrap();
+    let server_uni = StreamId::from_parts(7, Side::Server, Dir::Uni);
+    let mut reset = BytesMut::new();
+    for v in [server_uni.into_inner(), 0, 0] {
+        reset.extend_from_slice(&[v as u8]);
+    }
+    write(
+        &mut raw.control,
+        &[Frame::Other {
+            ty: 0x14,
+            payload: reset.freeze(),
+        }],
+    )
+    .await;
+    let (code, reason) = closed(&raw.conn).await;
+    assert_eq!(code, kwik::PROTOCOL_ERROR_CODE, "{reason}");
+    assert_eq!(
+        reason,
+        "protocol violation (RESET_STREAM frame): stream misuse: RESET_STREAM for a local uni stream"
+    );
+    assert!(matches!(victim.closed().await, kwik::CloseReason::Protocol(r) if r == reason));
+    expected_violations += 1;
+
     // 2. Garbage on a data stream: an unknown data stream kind.
     let raw = Raw::open(&pki, addr).await;
     let victim = server.accept().await.unwrap();
@@ -350,7 +388,6 @@ async fn hostile_peers_are_closed_counted_and_bounded_while_others_move_data() {
     //    class.
     let raw = Raw::open(&pki, addr).await;
     let victim = server.accept().await.unwrap();
-    let server_uni = StreamId::from_parts(7, Side::Server, Dir::Uni);
     raw.data_stream(&segment(server_uni, 0, b"mine?")).await;
     let (code, reason) = closed(&raw.conn).await;
     assert_eq!(code, kwik::PROTOCOL_ERROR_CODE, "{reason}");

@@ -235,7 +235,7 @@ async fn link_reader(
                 Err(e) => {
                     metrics::counter!("kwik_protocol_errors_total").increment(1);
                     // The phrase names the frame type, as a server's does.
-                    let fault = PeerFault::path_protocol(&e.into());
+                    let fault = PeerFault::bad_frame(reader.bad_type(), e);
                     warn!(session = %shared.id, %path, error = %fault, "bad frame from secondary; closing link");
                     if let Some(link) = shared.multi.links.lock().get(&path) {
                         close_for(&link.conn, &fault);

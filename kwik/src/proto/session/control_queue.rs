@@ -140,7 +140,7 @@ mod tests {
             q.push_back(Frame::Ack {
                 stream: s,
                 fin: false,
-                ranges: vec![0..i + 1],
+                ranges: std::iter::once(0..i + 1).collect(),
             });
             q.push_back(Frame::StreamCredit {
                 stream: s,
@@ -164,7 +164,7 @@ mod tests {
             Some(Frame::Ack {
                 stream: s,
                 fin: false,
-                ranges: vec![0..1000]
+                ranges: std::iter::once(0..1000).collect()
             })
         );
         assert_eq!(

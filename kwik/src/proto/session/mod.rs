@@ -49,6 +49,7 @@ use crate::proto::ids::{PathId, SECONDARY_PATH_BASE, SessionId};
 use crate::proto::multiserver::client::{Admission, SecondaryLinks};
 use crate::proto::multiserver::grant::Grant;
 use crate::proto::multiserver::token::TokenKey;
+use crate::proto::peer_fault::PeerFault;
 use crate::proto::scheduler::Scheduler;
 use crate::proto::wire::frame::{BackpressureReason, Frame, PathStatus};
 use crate::proto::wire::segment::Piece;
@@ -805,9 +806,15 @@ impl SessionState {
 
     /// Ends the session because of a protocol violation.
     pub(crate) fn fail(&mut self, error: &ProtocolError) {
-        // The phrase names the class of the error as well as the error, the
-        // same as the peer log's (docs/PROTOCOL.md §3.8).
-        let text = crate::proto::peer_fault::PeerFault::protocol(error).to_string();
+        self.fail_for(&PeerFault::protocol(error));
+    }
+
+    /// Ends the session for `fault`, a protocol violation: the CLOSE and the
+    /// connections' close carry its phrase, which names the class of the
+    /// error (and the frame, when known) as the peer log does
+    /// (docs/PROTOCOL.md §3.8).
+    pub(crate) fn fail_for(&mut self, fault: &PeerFault) {
+        let text = fault.to_string();
         self.end(
             PROTOCOL_ERROR_CODE,
             Bytes::from(text.clone()),

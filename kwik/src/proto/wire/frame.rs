@@ -393,6 +393,35 @@ pub enum DecodeError {
     UnknownStreamKind(u64),
 }
 
+/// The name of frame type `t` as docs/PROTOCOL.md spells it, `None` for a
+/// type no frame has.
+pub(crate) fn type_name(t: u64) -> Option<&'static str> {
+    Some(match t {
+        ty::OPEN => "OPEN",
+        ty::JOIN => "JOIN",
+        ty::WELCOME => "WELCOME",
+        ty::REFUSED => "REFUSED",
+        ty::TOKEN_REQUEST => "TOKEN_REQUEST",
+        ty::PATH_TOKEN => "PATH_TOKEN",
+        ty::SESSION_CREDIT => "SESSION_CREDIT",
+        ty::STREAM_CREDIT => "STREAM_CREDIT",
+        ty::ACK => "ACK",
+        ty::BACKPRESSURE => "BACKPRESSURE",
+        ty::RESET_STREAM => "RESET_STREAM",
+        ty::STOP_SENDING => "STOP_SENDING",
+        ty::PATH_STATUS => "PATH_STATUS",
+        ty::PING => "PING",
+        ty::PONG => "PONG",
+        ty::CLOSE => "CLOSE",
+        ty::PATH_ABANDON => "PATH_ABANDON",
+        ty::ADD_PATH => "ADD_PATH",
+        ty::ADD_PATH_RESULT => "ADD_PATH_RESULT",
+        ty::RELAY => "RELAY",
+        ty::GRANT => "GRANT",
+        _ => return None,
+    })
+}
+
 impl Frame {
     /// The frame's name as docs/PROTOCOL.md spells it (`OPEN`, `PING`, ...), for
     /// log lines and close reasons.
@@ -824,6 +853,8 @@ fn get_bytes(p: &mut Bytes, max: usize) -> Result<Bytes, DecodeError> {
 #[derive(Debug, Default)]
 pub(crate) struct FrameReader {
     buf: BytesMut,
+    /// The type of the frame that failed to decode, once one did.
+    bad_type: Option<u64>,
 }
 
 impl FrameReader {
@@ -848,6 +879,7 @@ impl FrameReader {
             return Ok(None);
         };
         if len > MAX_FRAME_PAYLOAD as u64 {
+            self.bad_type = Some(t);
             return Err(DecodeError::FrameTooLarge(len));
         }
         if peek.len() < len as usize {
@@ -856,7 +888,17 @@ impl FrameReader {
         let header = self.buf.len() - peek.len();
         self.buf.advance(header);
         let payload = self.buf.split_to(len as usize).freeze();
-        Frame::decode_payload(t, payload).map(Some)
+        let frame = Frame::decode_payload(t, payload);
+        if frame.is_err() {
+            self.bad_type = Some(t);
+        }
+        frame.map(Some)
+    }
+
+    /// The type of the frame whose decoding failed (after
+    /// [`Self::next_frame`] returned an error), for the close phrase.
+    pub(crate) fn bad_type(&self) -> Option<u64> {
+        self.bad_type
     }
 
     /// Bytes held that do not form a complete frame yet.
