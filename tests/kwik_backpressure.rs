@@ -153,6 +153,12 @@ async fn a_slow_reader_is_seen_by_the_sender_and_clears_when_it_catches_up() {
         run.stats.bytes_received
     );
     assert!(client.stats().backpressure_signals >= 2);
+    eprintln!(
+        "slow reader: {:?}; path RTT {:?}; receive stream {:?}",
+        run.ended,
+        client.path_stats()[0].srtt,
+        run.stats
+    );
     client.close(0, b"done");
 }
 

@@ -36,8 +36,17 @@
 //! (sessions, paths added, degraded, abandoned, re-created, refused joins,
 //! protocol errors, multi-server counters); `docs/METRICS.md` lists every name
 //! and unit. Per-stream and per-path figures come from the API:
-//! [`SendStream::stats`], [`Session::path_stats`], [`Session::paths`],
-//! [`Session::stats`] and [`Session::presentation_stats`].
+//! [`SendStream::stats`], [`RecvStream::stats`], [`Session::path_stats`],
+//! [`Session::paths`], [`Session::stats`] and [`Session::presentation_stats`].
+//!
+//! Backpressure reaches the sending application: [`SendStream::backpressure`]
+//! says whether the receiver holds the stream (or the whole session) back,
+//! why ([`BackpressureReason`]: slow reader, head-of-line gap, session window,
+//! manual) and for how long, and [`Session::backpressure_events`] reports
+//! each signal's start and end. The receiving application can hold a stream
+//! or the session by hand ([`RecvStream::hold`], [`Session::hold`]). The
+//! reasons travel in protocol version 2 ([`ProtocolVersion`]); sessions with
+//! peers of version 1 negotiate down and keep working.
 //!
 //! A path that dies while another lives is re-created by the client over the
 //! same addresses, with backoff ([`PathRecreation`], [`PathEvent::Recreated`]).

@@ -42,8 +42,8 @@ struct RecvState {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecvStreamStats {
-    /// Payload bytes that arrived, duplicates included (the sum of
-    /// `per_path`, plus bytes of pieces a secondary server wrote).
+    /// Payload bytes the stream's buffer took in, duplicates included (the
+    /// sum of `per_path`).
     pub bytes_received: u64,
     /// Of those, bytes that arrived more than once (redundant scheduling,
     /// re-sends) and were trimmed.
@@ -72,7 +72,8 @@ pub struct RecvStreamStats {
     /// (the window's own signal, or [`Manual`](crate::BackpressureReason::Manual)
     /// while the application holds it).
     pub backpressure: Option<BackpressureReason>,
-    /// Payload bytes received on each path (duplicates included).
+    /// Payload bytes received on each path, a secondary server's path too
+    /// (duplicates included).
     pub per_path: Vec<(PathId, u64)>,
 }
 
