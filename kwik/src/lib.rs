@@ -119,7 +119,8 @@ pub use proto::session::recreate::PathRecreation;
 pub use proto::session::recv::RecvStreamStats;
 pub use proto::session::send::SendStreamStats;
 pub use proto::session::stats::SessionStats;
+pub use proto::wire::backpressure::BackpressureReason;
 pub use proto::wire::frame::{
-    AddPathOutcome, BackpressureReason, DecodeError, MAX_RELAY_LEN, PathStatus, RefuseReason,
+    AddPathOutcome, DecodeError, MAX_RELAY_LEN, PathStatus, RefuseReason,
 };
 pub use proto::wire::varint::VARINT_MAX;

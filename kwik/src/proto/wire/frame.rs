@@ -9,6 +9,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kwik_presentation::StreamId;
 
 use crate::proto::ids::{PathId, SessionId};
+pub(crate) use crate::proto::wire::backpressure::BackpressureReason;
 use crate::proto::wire::varint::{self, VARINT_MAX};
 
 /// The highest protocol version this side speaks (OPEN offers it, docs/PROTOCOL.md
@@ -38,49 +39,6 @@ pub enum PathStatus {
     Available,
     /// Use the path only when no available path is left.
     Backup,
-}
-
-/// Why a receiver holds a sender back (BACKPRESSURE, docs/PROTOCOL.md §3.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum BackpressureReason {
-    /// The peer speaks version 1, whose BACKPRESSURE carries no reason.
-    Unspecified,
-    /// The stream's reader reads too slowly: most of what the receiver buffers
-    /// for it is readable.
-    SlowReader,
-    /// Most of what the receiver buffers for the stream waits behind a hole
-    /// (data missing, e.g. on a slow or dead path), not for the reader.
-    HeadOfLineGap,
-    /// The session's receive window (shared by all streams) is filling up.
-    SessionWindow,
-    /// The receiving application holds the stream or the session by hand
-    /// (`RecvStream::hold`, `Session::hold`).
-    Manual,
-}
-
-impl BackpressureReason {
-    /// The wire code (version 2).
-    pub(crate) fn code(self) -> u64 {
-        match self {
-            Self::Unspecified => 0,
-            Self::SlowReader => 1,
-            Self::HeadOfLineGap => 2,
-            Self::SessionWindow => 3,
-            Self::Manual => 4,
-        }
-    }
-
-    fn from_code(code: u64) -> Result<Self, DecodeError> {
-        Ok(match code {
-            0 => Self::Unspecified,
-            1 => Self::SlowReader,
-            2 => Self::HeadOfLineGap,
-            3 => Self::SessionWindow,
-            4 => Self::Manual,
-            _ => return Err(DecodeError::InvalidValue("backpressure reason")),
-        })
-    }
 }
 
 /// Why a server refused an OPEN or a JOIN.
