@@ -85,12 +85,12 @@ pub use recording::segment_cell::SegmentCell;
 pub use recording::status::{GroupState, GroupStatus, RecordingSummary, StreamStatus};
 pub use remote::tls::{CA_FILE, DEFAULT_SERVER_NAME};
 pub use remote::{
-    ArrivalLog, DEFAULT_CONNECT_TIMEOUT, EncodeError, Gateway, GatewayConfig, GatewayCounters,
-    GatewayCounts, GatewayError, GatewayReport, IdentityError, Message, MessageDecoder,
-    OpenStreamError, Outbox, RecorderServer, RecorderServerConfig, RunId, SampleError, ServeError,
-    ServerIdentity, ServerReports, ServerStreamCounters, ServerStreamCounts, Spool, SpoolError,
-    SpoolRecord, StartRequest, StreamHeader, StreamKey, StreamReport, StreamRing, WireError,
-    WireFormat, WireSample, WireSchema, WireStats, load_ca,
+    ArrivalLog, CONTROL_VERSION, DEFAULT_CONNECT_TIMEOUT, EncodeError, Gateway, GatewayConfig,
+    GatewayCounters, GatewayCounts, GatewayError, GatewayReport, IdentityError, LinkView, Message,
+    MessageDecoder, OpenStreamError, Outbox, PathView, RecorderServer, RecorderServerConfig, RunId,
+    SampleError, Sending, ServeError, ServerIdentity, ServerReports, ServerStreamCounters,
+    ServerStreamCounts, Spool, SpoolError, SpoolRecord, StartRequest, StreamHeader, StreamKey,
+    StreamReport, StreamRing, WireError, WireFormat, WireSample, WireSchema, WireStats, load_ca,
 };
 pub use store::exporter::{
     BatchWriter, ExportConfig, ExportCounts, ExportStats, Exporter, MemoryWriter, Overflow,

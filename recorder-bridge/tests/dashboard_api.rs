@@ -118,6 +118,77 @@ fn start_stop_list_download_verify_preview_delete() {
     assert_eq!(code, 404);
 }
 
+/// A LabVIEW layout recording previews like a CSV one: the columns hold the minimum and
+/// maximum of what the file holds (read back with the LabVIEW parser), every sample
+/// counted.
+#[test]
+fn labview_recordings_preview_from_their_blocks() {
+    let rig = Rig::start(
+        "127.0.0.1:0",
+        None,
+        Rates {
+            imu: 0,
+            efield: 2000,
+        },
+        LiveSettings::default(),
+    );
+    let (code, started) = rig.post_json(
+        "/api/recorder/start",
+        serde_json::json!({"prefix": "lv", "format": "labview"}),
+    );
+    assert_eq!(code, 200, "{started}");
+    wait_until("samples on disk", Duration::from_secs(20), || {
+        let (_, p) = rig.get_json("/api/recorder");
+        p["current"]["streams"][0]["samples"].as_u64().unwrap_or(0) >= 2500
+    });
+    let (code, summary) = rig.post_json("/api/recorder/stop", serde_json::json!({}));
+    assert_eq!(code, 200, "{summary}");
+    let (_, list) = rig.get_json("/api/recordings");
+    let entry = &list[0];
+    assert_eq!(entry["meta"]["format"], "labview");
+    let sidecar = entry["path"].as_str().unwrap().to_owned();
+    let data = entry["data"][0].as_str().unwrap().to_owned();
+    let (code, p) = rig.get_json(&format!(
+        "/api/recordings/preview?path={}&width=40",
+        enc(&sidecar)
+    ));
+    assert_eq!(code, 200, "{p}");
+    let file = kwik_recorder::parse_labview(
+        &std::fs::read(rig.root().join(&data)).unwrap(),
+        &kwik_recorder::LabviewLayout::default(),
+    )
+    .unwrap();
+    assert_eq!(p["samples"].as_u64(), Some(file.samples.len() as u64));
+    assert_eq!(
+        entry["meta"]["samples"].as_u64(),
+        Some(file.samples.len() as u64)
+    );
+    assert_eq!(p["channels"].as_array().unwrap().len(), 7);
+    let cols = p["columns"]["t"].as_array().unwrap().len();
+    assert!((1..=40).contains(&cols), "{cols} columns");
+    // Channel 0 is Ex real: its extremes over all columns are the file's (columns hold
+    // f32).
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    let col_min = p["columns"]["min"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(f)
+        .fold(f64::INFINITY, f64::min);
+    let col_max = p["columns"]["max"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(f)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let ex: Vec<f64> = file.samples.iter().map(|s| s.ex_real).collect();
+    let ex_min = ex.iter().copied().fold(f64::INFINITY, f64::min);
+    let ex_max = ex.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(col_min as f32, ex_min as f32);
+    assert_eq!(col_max as f32, ex_max as f32);
+    assert_eq!(f(&p["columns"]["t"][0]), file.samples[0].time.as_secs_f64());
+}
+
 #[test]
 fn paths_outside_the_root_are_refused() {
     let rig = Rig::start("127.0.0.1:0", None, IMU_ONLY, LiveSettings::default());

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use kwik_recorder::{
     FrameSource, Gateway, GatewayConfig, Message, RecorderServer, RecorderServerConfig, RunId,
-    ServerIdentity, SimImuConfig, StreamHeader, StreamKey, WireSample, WireSchema, imu_row, serial,
-    sim_imu, sim_imu_with,
+    Sending, ServerIdentity, SimImuConfig, StreamHeader, StreamKey, WireSample, WireSchema,
+    imu_row, serial, sim_imu, sim_imu_with,
 };
 use kwik_recorder::{ImuRow, Sidecar, parse_csv, sidecar_path};
 
@@ -304,4 +304,216 @@ async fn serial_source_through_a_pty_fed_by_the_simulator() {
     };
     assert_eq!(recorded_rows(dir.path(), "ttyACM-sim"), sim.expected(n));
     server.shutdown().await;
+}
+
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The server pauses a device (the dashboard's Stop) and resumes it: the gateway
+/// confirms each state, the paused samples are counted as filtered on both sides and
+/// never as missing, and the file is the simulator's samples with exactly one run of
+/// them left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_samples_are_filtered_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, id) = start_server(dir.path(), server_config(dir.path()));
+    let sim = SimImuConfig {
+        seed: 21,
+        rate_hz: rate(1000),
+        limit: None,
+        real_time: true,
+    };
+    let gw = Gateway::start(gateway_config(&server, &id, "xiao-p"), sim_imu(sim)).unwrap();
+    let handle = server.reports_handle();
+    let k = key("xiao-p");
+    let written = || handle.reports().first().map_or(0, |r| r.written);
+    wait_for("samples on disk", || written() >= 300).await;
+    assert_eq!(handle.request_sending("nobody", Sending::Paused), vec![]);
+    assert_eq!(
+        handle.request_sending("xiao-p", Sending::Paused),
+        vec![k.clone()]
+    );
+    wait_for("the pause confirmed", || {
+        handle.link(&k).and_then(|l| l.confirmed) == Some(Sending::Paused)
+    })
+    .await;
+    assert_eq!(gw.sending(), Sending::Paused);
+    wait_for("filtered samples counted by the server", || {
+        handle.reports()[0].counts.filtered >= 1000
+    })
+    .await;
+    assert_eq!(handle.reports()[0].counts.missing, 0);
+    handle.request_sending("xiao-p", Sending::On);
+    wait_for("sending again", || {
+        handle.link(&k).and_then(|l| l.confirmed) == Some(Sending::On)
+    })
+    .await;
+    let resumed = written();
+    wait_for("recording again", || written() >= resumed + 300).await;
+    gw.stop_source();
+    let report = tokio::time::timeout(Duration::from_secs(60), gw.finish())
+        .await
+        .expect("gateway finished");
+    assert_eq!(report.error, None);
+    assert_eq!(report.undelivered, 0);
+    let c = report.counts;
+    assert!(c.filtered >= 1000);
+    // Markers are not samples: every sample is on disk or filtered.
+    assert_eq!(c.acked + c.filtered, c.device_samples);
+    assert_eq!(c.pending(), 0);
+    let reports = server.shutdown().await;
+    let r = &reports[0];
+    assert_eq!(r.counts.filtered, c.filtered);
+    assert_eq!(r.counts.missing, 0);
+    assert_eq!(r.written + c.filtered, c.device_samples);
+    assert!(r.balanced());
+    let rows = recorded_rows(dir.path(), "xiao-p");
+    let expected = sim.expected(c.device_samples);
+    let cut = rows
+        .iter()
+        .zip(&expected)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let gap = c.filtered as usize;
+    assert_eq!(rows[..cut], expected[..cut]);
+    assert_eq!(
+        rows[cut..],
+        expected[cut + gap..],
+        "one run of {gap} left out at row {cut}"
+    );
+    let sc = Sidecar::read(&r.sidecar).unwrap();
+    assert_eq!(sc.device["filtered_by_request"], c.filtered.to_string());
+}
+
+/// A gateway that does not know Control (it speaks the protocol from before it): the
+/// request goes out, is never confirmed, and the stream keeps recording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_without_control_keeps_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, id) = start_server(dir.path(), server_config(dir.path()));
+    let endpoint = kwik::Endpoint::client(local(), id.client_config().unwrap()).unwrap();
+    let session = endpoint
+        .connect(server.local_addr().unwrap(), "localhost")
+        .await
+        .unwrap();
+    let sim = SimImuConfig {
+        seed: 5,
+        rate_hz: rate(100),
+        limit: None,
+        real_time: false,
+    };
+    let rows = sim.expected(200);
+    let header = StreamHeader {
+        key: key("old-gw"),
+        run: RunId(9),
+        schema: WireSchema::Imu,
+        rate_hz: 100,
+        device_time_us: 0,
+        host_utc_us: 0,
+        anchor_seq: 0,
+    };
+    let (mut ctl, mut ctl_recv) = session.open_bi().await.unwrap();
+    let mut hello = Message::Hello {
+        version: 1,
+        gateway: "before control".into(),
+    }
+    .to_bytes()
+    .unwrap();
+    hello.extend(
+        Message::Start(kwik_recorder::StartRequest {
+            header: header.clone(),
+            prefix: String::new(),
+            duration_limit_ms: 0,
+            size_limit: 0,
+            format: kwik_recorder::WireFormat::Csv,
+        })
+        .to_bytes()
+        .unwrap(),
+    );
+    ctl.write_chunk(Bytes::from(hello)).await.unwrap();
+    // Read the control stream as an old gateway does: Started, then whatever comes.
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut dec = kwik_recorder::MessageDecoder::new();
+        while let Ok(Some(c)) = ctl_recv.read_chunk(1 << 16).await {
+            dec.push(&c);
+            while let Some(m) = dec.next_message() {
+                let _ = seen_tx.send(m);
+            }
+        }
+    });
+    // As every gateway does: samples only after the server's Started.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), seen_rx.recv()).await {
+            Ok(Some(Ok(Message::Started { .. }))) => break,
+            Ok(Some(_)) => {}
+            other => panic!("no Started on the control stream: {other:?}"),
+        }
+    }
+    let mut data = session.open_uni().await.unwrap();
+    let send = |from: u64, to: u64| {
+        let mut bytes = Vec::new();
+        if from == 0 {
+            bytes = Message::Header(header.clone()).to_bytes().unwrap();
+        }
+        for seq in from..to {
+            let mut body = Vec::new();
+            rows[seq as usize].encode_body(seq, &mut body);
+            Message::encode_sample(seq, &body, &mut bytes).unwrap();
+        }
+        Bytes::from(bytes)
+    };
+    data.write_chunk(send(0, 100)).await.unwrap();
+    let handle = server.reports_handle();
+    let k = key("old-gw");
+    wait_for("the first samples", || {
+        handle
+            .reports()
+            .first()
+            .is_some_and(|r| r.counts.pushed == 100)
+    })
+    .await;
+    assert_eq!(
+        handle.request_sending("old-gw", Sending::Paused),
+        vec![k.clone()]
+    );
+    // The request reaches the gateway; one that knows no kind 0x15 skips it.
+    let control = loop {
+        match tokio::time::timeout(Duration::from_secs(10), seen_rx.recv()).await {
+            Ok(Some(Ok(m @ Message::Control { .. }))) => break m,
+            Ok(Some(_)) => {}
+            other => panic!("no Control on the control stream: {other:?}"),
+        }
+    };
+    let mut on_wire = control.to_bytes().unwrap();
+    assert_eq!(on_wire[1], 0x15);
+    on_wire[1] = 0x7d; // what an older decoder sees: an unknown kind
+    let mut old = kwik_recorder::MessageDecoder::new();
+    old.push(&on_wire);
+    assert!(old.next_message().is_some_and(|m| m.is_err()));
+    data.write_chunk(send(100, 200)).await.unwrap();
+    data.finish().unwrap();
+    wait_for("the later samples recorded", || {
+        handle
+            .reports()
+            .first()
+            .is_some_and(|r| r.counts.pushed == 200)
+    })
+    .await;
+    let link = handle.link(&k).unwrap();
+    assert_eq!(link.requested, Some(Sending::Paused));
+    assert_eq!(link.confirmed, None);
+    session.close(0, b"bye");
+    let reports = server.shutdown().await;
+    assert_eq!(reports[0].written, 200);
+    assert_eq!(reports[0].counts.filtered, 0);
+    assert_eq!(recorded_rows(dir.path(), "old-gw"), rows);
 }

@@ -2,7 +2,6 @@
 //! man page, generated from the same clap definition that parses the command line, so
 //! they cannot drift from it.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -14,9 +13,10 @@ use crate::exit::Exit;
 /// `kwik-record completions bash > /etc/bash_completion.d/kwik-record`.
 pub(crate) fn cmd_completions(shell: clap_complete::Shell) -> Result<ExitCode> {
     let mut cli = crate::Cli::command();
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(shell, &mut cli, "kwik-record", &mut out);
-    out.flush().context("cannot write the completion script")?;
+    // Into memory first: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cli, "kwik-record", &mut script);
+    crate::out::bytes(&script);
     Ok(Exit::Ok.into())
 }
 
@@ -35,8 +35,9 @@ pub(crate) fn cmd_man(command: Option<&str>) -> Result<ExitCode> {
                 .title(format!("kwik-record-{name}"))
         }
     };
-    let mut out = std::io::stdout().lock();
-    page.render(&mut out).context("cannot write the man page")?;
-    out.flush().context("cannot write the man page")?;
+    let mut roff = Vec::new();
+    page.render(&mut roff)
+        .context("cannot render the man page")?;
+    crate::out::bytes(&roff);
     Ok(Exit::Ok.into())
 }

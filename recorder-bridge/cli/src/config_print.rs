@@ -114,11 +114,11 @@ pub(crate) fn cmd_config(argv: &[OsString], json: bool) -> Result<ExitCode> {
             "config": resolved.file,
             "settings": entries,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         match &resolved.file {
-            Some(f) => println!("{name} with config file {}:", f.display()),
-            None => println!("{name} (no config file):"),
+            Some(f) => outln!("{name} with config file {}:", f.display()),
+            None => outln!("{name} (no config file):"),
         }
         let width = entries.iter().map(|e| e.key.len()).max().unwrap_or(0);
         for e in &entries {
@@ -131,7 +131,7 @@ pub(crate) fn cmd_config(argv: &[OsString], json: bool) -> Result<ExitCode> {
                 Some(l) => format!("file, line {l}"),
                 None => e.source.to_owned(),
             };
-            println!("  {:<width$} = {value}  ({from})", e.key);
+            outln!("  {:<width$} = {value}  ({from})", e.key);
         }
     }
     Ok(Exit::Ok.into())

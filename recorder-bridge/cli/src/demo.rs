@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use kwik_recorder::{
-    ArrivalLog, Gateway, GatewayConfig, GatewayCounts, GatewayError, IdentityError, ImuRow,
-    RecorderServer, RecorderServerConfig, ServeError, ServerIdentity, SimImuConfig, StreamKey,
-    StreamReport, parse_csv, sim_imu,
+    ArrivalLog, Dashboard, DashboardParts, Gateway, GatewayConfig, GatewayCounts, GatewayError,
+    IdentityError, ImuRow, RecorderServer, RecorderServerConfig, ServeError, ServerIdentity,
+    SimImuConfig, StreamKey, StreamReport, parse_csv, sim_imu,
 };
 use kwik_testbed::{Relay, RelayConfig, RelayStartError};
 
@@ -62,17 +62,22 @@ pub(crate) fn demo(a: DemoArgs, json: bool) -> Result<ExitCode> {
         verbose: !json,
     };
     let rt = runtime()?;
+    // Ctrl-C or SIGTERM stops the board early; the demo then delivers what it produced
+    // and prints its summary as after a full run.
+    crate::interrupt::install();
     // With --ui the recordings are browsable while the demo runs and after it, until
     // Ctrl-C.
-    let dashboard = rt.block_on(crate::ui::open(&ui, &out, Default::default(), json))?;
-    let summary = rt.block_on(run_demo(config)).map_err(err)?;
+    // The dashboard opens as soon as the demo's server runs: its devices, their paths
+    // and live plots, and the recordings.
+    let (summary, dashboard) = rt
+        .block_on(run_demo(config, &ui, &out, json))
+        .map_err(err)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary).map_err(err)?);
+        outln!("{}", serde_json::to_string_pretty(&summary).map_err(err)?);
     } else {
         print_summary(&summary);
     }
     if dashboard.is_some() {
-        crate::interrupt::install();
         rt.block_on(async {
             crate::ui::until_interrupted("demo finished", json).await;
             crate::ui::close(dashboard).await;
@@ -130,6 +135,9 @@ pub(crate) enum DemoError {
     /// A loopback relay could not be bound.
     #[error("cannot bind a loopback relay: {0}")]
     Relay(std::io::Error),
+    /// The dashboard (`--ui`) could not start.
+    #[error("{0:#}")]
+    Dashboard(anyhow::Error),
 }
 
 /// One KWIK path of the demo.
@@ -162,6 +170,8 @@ pub(crate) struct DemoStages {
     gateway_spooled: u64,
     /// Gateway: dropped because queue and spool were full.
     gateway_dropped: u64,
+    /// Gateway: not sent because the dashboard stopped the device (not lost).
+    gateway_filtered: u64,
     /// Network: sample messages sent (incl. re-sends after reconnects).
     network_sent: u64,
     /// Server: sample messages received.
@@ -258,8 +268,11 @@ pub(crate) struct DemoSummary {
     rate_hz: u32,
     /// Scheduler used.
     scheduler: String,
-    /// Seconds after the start when the path was killed.
-    killed_at_s: f64,
+    /// Seconds after the start when the path was killed (none when the demo was
+    /// interrupted before halfway).
+    killed_at_s: Option<f64>,
+    /// Seconds after the start when SIGINT or SIGTERM stopped the board early.
+    interrupted_at_s: Option<f64>,
     /// The paths.
     paths: Vec<DemoPath>,
     /// Path events seen by the gateway (`t=1.23s Abandoned(path 0)`).
@@ -290,15 +303,21 @@ fn scheduler_name(s: kwik::Scheduler) -> String {
     }
 }
 
-/// Runs the demo (inside a tokio runtime).
-async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
+/// Runs the demo (inside a tokio runtime), with the dashboard `ui` asks for over
+/// `ui_root`; returns the summary and the dashboard, still running.
+async fn run_demo(
+    mut config: DemoConfig,
+    ui: &crate::ui::UiArgs,
+    ui_root: &std::path::Path,
+    json: bool,
+) -> Result<(DemoSummary, Option<Dashboard>), DemoError> {
     // Absolute, so every path printed says exactly where the files are.
     if let Ok(abs) = std::path::absolute(&config.out_dir) {
         config.out_dir = abs;
     }
     let say = |s: String| {
         if config.verbose {
-            println!("{s}");
+            outln!("{s}");
         }
     };
     let t0 = Instant::now();
@@ -319,6 +338,13 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
         sc,
     )?;
     let server_addr = server.local_addr().map_err(DemoError::Relay)?;
+    let parts = DashboardParts {
+        recorder: None,
+        devices: Some(std::sync::Arc::new(server.reports_handle())),
+    };
+    let dashboard = crate::ui::open(ui, ui_root, parts, json)
+        .await
+        .map_err(DemoError::Dashboard)?;
     say(format!(
         "recorder server on {server_addr} (KWIK over QUIC, TLS with an in-process CA), recording into {}",
         config.out_dir.display()
@@ -366,7 +392,7 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
     // Wait for the session and both paths.
     let session_up = Instant::now();
     let mut session = None;
-    while session_up.elapsed() < Duration::from_secs(10) {
+    while session_up.elapsed() < Duration::from_secs(10) && !crate::interrupt::requested() {
         if let Some(s) = gw.session() {
             if s.paths().len() >= 2 {
                 session = Some(s);
@@ -385,7 +411,7 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
                 while let Some(e) = rx.next().await {
                     let line = format!("t={:.2}s path event {e:?}", t0.elapsed().as_secs_f64());
                     if verbose {
-                        println!("  {line}");
+                        outln!("  {line}");
                     }
                     if let Ok(mut v) = events.lock() {
                         v.push(line);
@@ -413,21 +439,35 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
         "gateway streaming with the {} scheduler",
         scheduler_name(config.scheduler)
     ));
-    // Kill the first path halfway.
+    // Kill the first path halfway (unless a signal came first).
     let start = Instant::now();
     let half = config.duration / 2;
-    while start.elapsed() < half && !gw.source_finished() {
+    while start.elapsed() < half && !gw.source_finished() && !crate::interrupt::requested() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    relay1.handle().set_blackhole(true);
-    let kill_instant = Instant::now();
-    let killed_at = t0.elapsed().as_secs_f64();
-    say(format!(
-        "t={killed_at:.2}s killed path 0 (its relay now drops every datagram, both ways); {} samples so far",
-        gw.counts().device_samples
-    ));
+    let mut interrupted_at = None;
+    let mut kill = None;
+    if !crate::interrupt::requested() {
+        relay1.handle().set_blackhole(true);
+        let killed_at = t0.elapsed().as_secs_f64();
+        kill = Some((Instant::now(), killed_at));
+        say(format!(
+            "t={killed_at:.2}s killed path 0 (its relay now drops every datagram, both ways); {} samples so far",
+            gw.counts().device_samples
+        ));
+    }
     let mut last_print = Instant::now();
     while !gw.source_finished() {
+        if interrupted_at.is_none() && crate::interrupt::requested() {
+            // The board stops; what it produced is still delivered and checked.
+            gw.stop_source();
+            let at = t0.elapsed().as_secs_f64();
+            interrupted_at = Some(at);
+            say(format!(
+                "t={at:.2}s interrupted: the board stops after {} samples; delivering them",
+                gw.counts().device_samples
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
         if last_print.elapsed() >= Duration::from_secs(2) {
             last_print = Instant::now();
@@ -463,16 +503,28 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
             None => parse_ok = false,
         }
     }
-    let expected = sim.expected(n);
-    let matches = parse_ok && rows == expected;
     let c: GatewayCounts = report.counts;
+    // Interrupted, the board produced fewer than `n`: the books are kept against what it
+    // did produce.
+    let produced = if interrupted_at.is_some() {
+        c.device_produced
+    } else {
+        n
+    };
+    let expected = sim.expected(produced);
+    // Stopped from the dashboard, the file holds the simulator's samples less the
+    // filtered ones: the rows must be the expected ones, in order, with only those left
+    // out.
+    let matches =
+        parse_ok && rows.len() as u64 + c.filtered == produced && in_order_within(&rows, &expected);
     let stages = DemoStages {
-        device_produced: n,
+        device_produced: produced,
         gateway_received: c.device_samples,
         device_lost: c.device_lost,
         gateway_queued: c.queued,
         gateway_spooled: c.spooled,
         gateway_dropped: c.dropped_overflow,
+        gateway_filtered: c.filtered,
         network_sent: c.sent,
         server_received: stream.map_or(0, |r| r.counts.received),
         server_duplicates: stream.map_or(0, |r| r.counts.duplicates),
@@ -483,9 +535,10 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
         recorder_dropped: stream.map_or(0, |r| r.recorder_dropped),
         acked: c.acked,
     };
-    let lost = n.saturating_sub(stages.written);
+    let lost = produced.saturating_sub(stages.written + stages.gateway_filtered);
     let balanced = stream.is_some_and(StreamReport::balanced)
-        && stages.gateway_received == stages.acked + stages.gateway_dropped;
+        && stages.gateway_received
+            == stages.acked + stages.gateway_dropped + stages.gateway_filtered;
     let paths = paths_before
         .iter()
         .map(|p| DemoPath {
@@ -496,7 +549,7 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
             } else {
                 relay2.local_addr()
             },
-            killed: p.stats.id.into_inner() == 0,
+            killed: kill.is_some() && p.stats.id.into_inner() == 0,
             state: paths_after
                 .iter()
                 .find(|q| q.stats.id == p.stats.id)
@@ -510,21 +563,22 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
         .find_map(|p| p.stats.srtt);
     let latency = delivery_latency(
         &arrivals,
-        n,
+        produced,
         config.rate_hz,
         board_start,
-        kill_instant,
+        kill.map(|(at, _)| at),
         surviving_rtt,
     );
-    let ok = lost == 0 && matches && balanced && stages.written == n;
-    Ok(DemoSummary {
+    let ok = lost == 0 && matches && balanced;
+    let summary = DemoSummary {
         out_dir: config.out_dir.clone(),
         sidecar: stream.map(|r| r.sidecar.clone()).unwrap_or_default(),
         files,
         elapsed_s: t0.elapsed().as_secs_f64(),
         rate_hz: config.rate_hz.get(),
         scheduler: scheduler_name(config.scheduler),
-        killed_at_s: killed_at,
+        killed_at_s: kill.map(|(_, s)| s),
+        interrupted_at_s: interrupted_at,
         paths,
         events,
         stages,
@@ -534,7 +588,15 @@ async fn run_demo(mut config: DemoConfig) -> Result<DemoSummary, DemoError> {
         lost,
         gateway_error: report.error,
         ok,
-    })
+    };
+    Ok((summary, dashboard))
+}
+
+/// Whether `rows` appear in `expected` in the same order (every row of `rows` is one of
+/// `expected`, none twice, none out of order).
+fn in_order_within(rows: &[ImuRow], expected: &[ImuRow]) -> bool {
+    let mut rest = expected.iter();
+    rows.iter().all(|r| rest.any(|e| e == r))
 }
 
 /// A loopback relay in front of the server: the path through it can be cut (blackholed
@@ -553,13 +615,14 @@ fn delivery_latency(
     n: u64,
     rate: NonZeroU32,
     board_start: Instant,
-    kill: Instant,
+    kill: Option<Instant>,
     surviving_rtt: Option<Duration>,
 ) -> DemoLatency {
     let (mut before, mut after, mut later) = (Vec::new(), Vec::new(), Vec::new());
     let mut never_arrived = 0;
     let warm_up = board_start + Duration::from_secs(1);
-    let window_end = kill + Duration::from_secs(1);
+    // Without a kill (interrupted before halfway) every sample counts as "before".
+    let window_end = kill.map(|k| k + Duration::from_secs(1));
     for seq in 0..n {
         let due = board_start + Duration::from_secs_f64(seq as f64 / f64::from(rate.get()));
         let Some(at) = arrivals.arrival(seq) else {
@@ -569,9 +632,9 @@ fn delivery_latency(
         let ms = at.saturating_duration_since(due).as_secs_f64() * 1e3;
         if due < warm_up {
             continue;
-        } else if due < kill {
+        } else if kill.is_none_or(|k| due < k) {
             before.push(ms);
-        } else if due < window_end {
+        } else if window_end.is_some_and(|w| due < w) {
             after.push(ms);
         } else {
             later.push(ms);
@@ -606,15 +669,15 @@ fn delivery_latency(
 /// Prints a summary for people.
 fn print_summary(s: &DemoSummary) {
     let st = &s.stages;
-    println!();
-    println!("recorded {} samples into:", st.written);
+    outln!();
+    outln!("recorded {} samples into:", st.written);
     for f in &s.files {
-        println!("  {}", f.display());
+        outln!("  {}", f.display());
     }
-    println!("  {}", s.sidecar.display());
-    println!("sample counts at every stage:");
-    println!("  simulated board produced     {:>8}", st.device_produced);
-    println!(
+    outln!("  {}", s.sidecar.display());
+    outln!("sample counts at every stage:");
+    outln!("  simulated board produced     {:>8}", st.device_produced);
+    outln!(
         "  gateway decoded from frames  {:>8}  (device gaps {}, queued {}, spooled {}, dropped {})",
         st.gateway_received,
         st.device_lost,
@@ -622,22 +685,33 @@ fn print_summary(s: &DemoSummary) {
         st.gateway_spooled,
         st.gateway_dropped
     );
-    println!(
+    if st.gateway_filtered > 0 {
+        outln!(
+            "  not sent by request          {:>8}  (the device was stopped from the dashboard; not lost)",
+            st.gateway_filtered
+        );
+    }
+    outln!(
         "  sent over KWIK               {:>8}  (re-sent bytes after the path died: {})",
-        st.network_sent, s.bytes_resent
+        st.network_sent,
+        s.bytes_resent
     );
-    println!(
+    outln!(
         "  server received              {:>8}  (duplicates {}, malformed {}, missing {})",
-        st.server_received, st.server_duplicates, st.server_malformed, st.server_missing
+        st.server_received,
+        st.server_duplicates,
+        st.server_malformed,
+        st.server_missing
     );
-    println!("  recorder ring in             {:>8}", st.recorder_in);
-    println!(
+    outln!("  recorder ring in             {:>8}", st.recorder_in);
+    outln!(
         "  rows in the CSV              {:>8}  (recorder dropped {})",
-        st.written, st.recorder_dropped
+        st.written,
+        st.recorder_dropped
     );
-    println!("  confirmed to the gateway     {:>8}", st.acked);
+    outln!("  confirmed to the gateway     {:>8}", st.acked);
     for p in &s.paths {
-        println!(
+        outln!(
             "path {} ({} -> {}){}: {}",
             p.id,
             p.local
@@ -659,13 +733,13 @@ fn print_summary(s: &DemoSummary) {
             },
         )
     };
-    println!("delivery latency, board -> server (first arrival of each sample):");
-    println!("  before the kill              {}", fig(l.before_kill));
-    println!("  1 s after the kill           {}", fig(l.after_kill));
-    println!("  later                        {}", fig(l.later));
+    outln!("delivery latency, board -> server (first arrival of each sample):");
+    outln!("  before the kill              {}", fig(l.before_kill));
+    outln!("  1 s after the kill           {}", fig(l.after_kill));
+    outln!("  later                        {}", fig(l.later));
     if let (Some(added), Some(rtt)) = (l.added_by_kill_ms, l.surviving_path_rtt_ms) {
         let spread = l.p99_spread_ms.unwrap_or(0.0);
-        println!(
+        outln!(
             "  the kill added {added:.2} ms to the p99 (max {:+.2} ms); surviving path RTT {rtt:.2} ms, \
              p99 moving by {spread:.2} ms between windows without a failover: {}",
             l.max_change_ms.unwrap_or(0.0),
@@ -679,9 +753,9 @@ fn print_summary(s: &DemoSummary) {
         );
     }
     if let Some(e) = &s.gateway_error {
-        println!("gateway error: {e}");
+        outln!("gateway error: {e}");
     }
-    println!(
+    outln!(
         "file equals the simulator's samples value by value: {}",
         if s.file_matches_simulator {
             "yes"
@@ -689,12 +763,20 @@ fn print_summary(s: &DemoSummary) {
             "NO"
         }
     );
+    if let Some(at) = s.interrupted_at_s {
+        outln!("interrupted at t={at:.1}s: the board stopped early");
+    }
+    let killed = s.killed_at_s.map_or_else(
+        || "no path killed".to_owned(),
+        |at| format!("one of two paths killed at t={at:.1}s"),
+    );
     if s.ok {
-        println!(
-            "OK: nothing was lost ({} of {} samples recorded, one of two paths killed at t={:.1}s)",
-            st.written, st.device_produced, s.killed_at_s
+        outln!(
+            "OK: nothing was lost ({} of {} samples recorded, {killed})",
+            st.written,
+            st.device_produced
         );
     } else {
-        println!("FAILED: {} samples lost", s.lost);
+        outln!("FAILED: {} samples lost", s.lost);
     }
 }

@@ -41,9 +41,9 @@ pub(crate) fn cmd_export(a: ExportArgs, json: bool) -> Result<ExitCode> {
     let out = a.out.unwrap_or_else(|| default_output(&a.file, &format));
     let report = export(&a.file, &format, &out)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        outln!(
             "exported {} samples to {} ({} bytes)\n  {}",
             report.samples,
             report.output.display(),

@@ -44,15 +44,20 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
             .iter()
             .map(|(p, sc)| serde_json::json!({ "sidecar": p, "meta": sc }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("no recordings under {}", dir.display());
+        outln!("no recordings under {}", dir.display());
     }
-    println!(
+    outln!(
         "{:<48} {:<10} {:>10} {:>12} {:>9} {:>12}",
-        "recording", "state", "duration", "samples", "dropped", "bytes"
+        "recording",
+        "state",
+        "duration",
+        "samples",
+        "dropped",
+        "bytes"
     );
     for (p, sc) in rows {
         let name = p
@@ -62,7 +67,7 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
             .trim_end_matches(".meta.json")
             .to_owned();
         match sc {
-            Some(sc) => println!(
+            Some(sc) => outln!(
                 "{:<48} {:<10} {:>9.1}s {:>12} {:>9} {:>12}",
                 name,
                 format!("{:?}", sc.state).to_lowercase(),
@@ -71,7 +76,7 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
                 sc.dropped.total(),
                 sc.file_size
             ),
-            None => println!("{name:<48} unreadable sidecar (try `kwik-record verify`)"),
+            None => outln!("{name:<48} unreadable sidecar (try `kwik-record verify`)"),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -80,9 +85,9 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
 pub(crate) fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {
     let r = recover(file)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
     } else if r.repaired {
-        println!(
+        outln!(
             "recovered {}: {} samples, cut {} bytes of partial rows, added {} footer(s)",
             r.sidecar.display(),
             r.samples,
@@ -90,7 +95,7 @@ pub(crate) fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {
             r.footers_added
         );
     } else {
-        println!(
+        outln!(
             "{} was already closed cleanly; nothing to do",
             r.sidecar.display()
         );
@@ -101,18 +106,18 @@ pub(crate) fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {
 pub(crate) fn cmd_verify(file: &Path, json: bool) -> Result<ExitCode> {
     let r = verify(file)?;
     if json {
-        println!("{}", serde_json::json!({ "ok": r.is_ok(), "report": r }));
+        outln!("{}", serde_json::json!({ "ok": r.is_ok(), "report": r }));
     } else if r.is_ok() {
-        println!(
+        outln!(
             "OK {}: {} samples in {} file(s) match the sidecar",
             r.sidecar.display(),
             r.samples,
             r.parts
         );
     } else {
-        println!("MISMATCH {}:", r.sidecar.display());
+        outln!("MISMATCH {}:", r.sidecar.display());
         for p in &r.problems {
-            println!("  - {p}");
+            outln!("  - {p}");
         }
     }
     Ok(Exit::lossless(r.is_ok()).into())

@@ -4,6 +4,10 @@
 //! display, signal handling and the exit codes ([`exit`]: 0 ok, 1 data lost, 2 usage,
 //! 3 environment).
 
+// First, so that `outln!` is in scope in every module below.
+#[macro_use]
+mod out;
+
 mod args;
 mod completions;
 mod config_file;
@@ -22,6 +26,7 @@ mod stream;
 mod ui;
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -154,9 +159,10 @@ fn main() -> ExitCode {
 /// Reports `e` (as JSON with `--json`) and returns its exit code.
 fn fail(e: &anyhow::Error, json: bool) -> ExitCode {
     if json {
-        println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+        outln!("{}", serde_json::json!({ "error": format!("{e:#}") }));
     } else {
-        eprintln!("error: {e:#}");
+        // Not eprintln!: a closed stderr must not turn an error into a panic.
+        let _ = writeln!(std::io::stderr(), "error: {e:#}");
     }
     Exit::of_error(e).into()
 }

@@ -233,7 +233,7 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     for producer in running {
         let fed = producer.stop();
         if !json && fed.corrupt_frames > 0 {
-            println!("  {} corrupt frames from the board", fed.corrupt_frames);
+            outln!("  {} corrupt frames from the board", fed.corrupt_frames);
         }
     }
     report_summary(&summary, json)
@@ -373,9 +373,9 @@ fn watch(
 fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
     let st = &s.status;
     if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
+        outln!("{}", serde_json::to_string_pretty(s)?);
     } else {
-        println!(
+        outln!(
             "recording {:?} ({}), {:.3} s, session {}",
             st.state,
             st.stop_reason.as_deref().unwrap_or("stopped"),
@@ -383,7 +383,7 @@ fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
             st.session_id.0
         );
         for (stream, files) in st.streams.iter().zip(&s.files) {
-            println!(
+            outln!(
                 "  {} [{}]: {} of {} produced samples written ({:.1} Hz), dropped source {} / ring {} / exporter {} / writer {}, {} bytes",
                 stream.name,
                 stream.schema,
@@ -397,12 +397,12 @@ fn report_summary(s: &RecordingSummary, json: bool) -> Result<ExitCode> {
                 stream.bytes
             );
             for f in files {
-                println!("    {}", f.display());
+                outln!("    {}", f.display());
             }
-            println!("    {}", stream.sidecar.display());
+            outln!("    {}", stream.sidecar.display());
         }
         for w in &st.warnings {
-            println!("  warning: {w}");
+            outln!("  warning: {w}");
         }
     }
     // Samples the host lost (ring, exporter, writer) outweigh the failure that caused

@@ -1,7 +1,6 @@
 //! `kwik-record serve`: the recorder server, recording the sensor streams gateways send
 //! over KWIK until Ctrl-C, SIGTERM or `--duration`.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,12 +68,12 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
             .map_err(err)?;
         let addr = server.local_addr().map_err(err)?;
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"listening": addr, "out": a.out, "ca": tls_dir.join(CA_FILE)})
             );
         } else {
-            println!(
+            outln!(
                 "recorder server listening on {addr}, recording into {}; gateways need --ca {}",
                 a.out.display(),
                 tls_dir.join(CA_FILE).display()
@@ -94,14 +93,11 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
         }
         crate::ui::close(dashboard).await;
         let reports = server.shutdown().await;
-        // stdout may be gone (a closed pipe) by now; the files are what matters.
-        let mut o = std::io::stdout();
         if json {
-            let _ = writeln!(o, "{}", serde_json::to_string(&reports).map_err(err)?);
+            outln!("{}", serde_json::to_string(&reports).map_err(err)?);
         } else {
             for r in &reports {
-                let _ = writeln!(
-                    o,
+                outln!(
                     "{}/{}: {} samples written, {} duplicates, {} malformed, {} missing, {} lost in the recorder -> {}",
                     r.device,
                     r.stream,

@@ -1,6 +1,7 @@
 //! `kwik-record stream`: the gateway, streaming a device (serial, BLE or simulator) to
 //! a recorder server until the source ends, `--duration` passes, Ctrl-C or SIGTERM.
 
+use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -180,10 +181,10 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(err)?);
+        outln!("{}", serde_json::to_string_pretty(&report).map_err(err)?);
     } else {
         let c = &report.counts;
-        println!(
+        outln!(
             "device {} samples ({} lost on the device side, {} corrupt frames); queued {}, spooled {}, dropped {}; sent {} ({} re-sent); confirmed on disk {}",
             c.device_samples,
             c.device_lost,
@@ -197,11 +198,11 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
         );
         if let Some(r) = &report.server_report {
             if let Some(files) = r.get("files") {
-                println!("server files: {files}");
+                outln!("server files: {files}");
             }
         }
         if let Some(e) = &report.error {
-            println!("error: {e}");
+            outln!("error: {e}");
         }
     }
     let lossless = report.undelivered == 0 && report.counts.dropped_overflow == 0;
@@ -265,7 +266,9 @@ where
         if !json && last.elapsed() >= Duration::from_secs(2) {
             last = Instant::now();
             let c = gw.counts();
-            eprintln!(
+            // Not eprintln!: a closed stderr must not stop the stream with a panic.
+            let _ = writeln!(
+                std::io::stderr(),
                 "{:.0}s: {} samples, {} confirmed, {} pending ({} spooled now)",
                 start.elapsed().as_secs_f64(),
                 c.device_samples,

@@ -68,9 +68,9 @@ pub(crate) async fn open(
     };
     let d = Dashboard::bind(config, parts).await.map_err(err)?;
     if json {
-        println!("{}", serde_json::json!({ "dashboard": d.url() }));
+        outln!("{}", serde_json::json!({ "dashboard": d.url() }));
     } else {
-        println!("dashboard: {}", d.url());
+        outln!("dashboard: {}", d.url());
     }
     Ok(Some(d))
 }
@@ -85,7 +85,7 @@ pub(crate) async fn close(d: Option<Dashboard>) {
 /// Keeps the process (and its dashboard) up until Ctrl-C, saying so once.
 pub(crate) async fn until_interrupted(what: &str, json: bool) {
     if !json {
-        println!("{what}; the dashboard stays up until Ctrl-C");
+        outln!("{what}; the dashboard stays up until Ctrl-C");
     }
     while !crate::interrupt::requested() {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -122,7 +122,7 @@ pub(crate) fn record(
             if !said && !recorder.is_recording() {
                 said = true;
                 if !json {
-                    println!("recording ended; start another from the dashboard, Ctrl-C to quit");
+                    outln!("recording ended; start another from the dashboard, Ctrl-C to quit");
                 }
             }
         }

@@ -255,3 +255,49 @@ fn serve_with_ui_shows_its_devices_and_their_live_streams() {
     assert!(gateway.wait().unwrap().success());
     terminate(child);
 }
+
+/// `demo --ui`: the page gets the demo's internal server as its remote view: the
+/// simulated board's live stream (what the live plots read), its two paths, and after
+/// the run the recording; the process stays up until SIGTERM.
+#[test]
+fn demo_with_ui_shows_its_live_stream_and_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url, rx) = spawn(
+        &[
+            "demo",
+            "--duration",
+            "4s",
+            "--out",
+            "r",
+            "--ui",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    let b = base(&url);
+    wait_until("the board's live stream", || {
+        let (_, s) = get(&format!("{b}/api/streams"));
+        s.as_array()
+            .is_some_and(|a| a.iter().any(|s| s["name"] == "xiao-sim-1/imu"))
+    });
+    wait_until("both paths of the demo's gateway", || {
+        let (_, d) = get(&format!("{b}/api/devices"));
+        d[0]["device"] == "xiao-sim-1"
+            && d[0]["streams"][0]["link"]["paths"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["rtt_ms"].is_number()))
+    });
+    let line = loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the demo ends");
+        if l.starts_with("OK:") || l.starts_with("FAILED:") {
+            break l;
+        }
+    };
+    assert!(line.starts_with("OK: nothing was lost"), "{line}");
+    // After the run: no live stream any more, the recording in the list.
+    let (_, list) = get(&format!("{b}/api/recordings"));
+    assert_eq!(list[0]["meta"]["samples"], 4000, "{list}");
+    terminate(child);
+}

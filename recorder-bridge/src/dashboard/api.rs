@@ -26,6 +26,7 @@ use crate::dashboard::live::{LiveQuery, LiveSettings, UiCounters, serve_client};
 use crate::dashboard::recorder::{LiveRecorder, PanelError, StartSettings};
 use crate::dashboard::tap::LiveStream;
 use crate::recording::config::StartError;
+use crate::remote::Sending;
 
 /// Why an API request failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,9 @@ pub enum ApiError {
     /// Verification could not run (422).
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// No device of a recorder server has this name (404).
+    #[error("no device named {0:?}; GET /api/devices lists them")]
+    NoDevice(String),
     /// No live stream has this name (404).
     #[error("no live stream named {0:?}; GET /api/streams lists them")]
     NoStream(String),
@@ -77,7 +81,9 @@ impl ApiError {
             E::Delete(DeleteError::InProgress(_)) => StatusCode::CONFLICT,
             E::Delete(DeleteError::Sidecar(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             E::Preview(_) | E::Verify(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            E::Panel(PanelError::NoStreams) | E::NoStream(_) => StatusCode::NOT_FOUND,
+            E::Panel(PanelError::NoStreams) | E::NoStream(_) | E::NoDevice(_) => {
+                StatusCode::NOT_FOUND
+            }
             E::Panel(PanelError::AlreadyRecording | PanelError::NotRecording) => {
                 StatusCode::CONFLICT
             }
@@ -160,6 +166,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/recordings/verify", get(verify_one))
         .route("/api/recordings/preview", get(preview))
         .route("/api/devices", get(devices))
+        .route("/api/devices/start", post(device_start))
+        .route("/api/devices/stop", post(device_stop))
         .route("/api/ui", get(ui_counts))
         .route("/ws/live", get(live))
         .layer(axum::middleware::from_fn_with_state(
@@ -336,6 +344,43 @@ async fn devices(State(st): State<AppState>) -> Response {
         Some(d) => Json(d.devices()).into_response(),
         None => Json(serde_json::json!([])).into_response(),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct DeviceQuery {
+    device: String,
+}
+
+async fn device_start(
+    State(st): State<AppState>,
+    Query(q): Query<DeviceQuery>,
+) -> Result<Response, ApiError> {
+    set_sending(&st, q.device, Sending::On)
+}
+
+async fn device_stop(
+    State(st): State<AppState>,
+    Query(q): Query<DeviceQuery>,
+) -> Result<Response, ApiError> {
+    set_sending(&st, q.device, Sending::Paused)
+}
+
+/// Start/Stop of one device of a recorder server: its gateways resume or pause sending;
+/// the recordings stay open.
+fn set_sending(st: &AppShared, device: String, sending: Sending) -> Result<Response, ApiError> {
+    let streams = st
+        .devices
+        .as_ref()
+        .map(|d| d.set_sending(&device, sending))
+        .unwrap_or_default();
+    if streams.is_empty() {
+        return Err(ApiError::NoDevice(device));
+    }
+    tracing::info!(%device, ?sending, "dashboard: device sending changed");
+    Ok(
+        Json(serde_json::json!({ "device": device, "sending": sending, "streams": streams }))
+            .into_response(),
+    )
 }
 
 async fn ui_counts(State(st): State<AppState>) -> Response {

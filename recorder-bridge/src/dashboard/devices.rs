@@ -2,7 +2,9 @@
 //! connected device, as the dashboard shows it. The dashboard asks through
 //! [`DeviceView`], so it depends on no server internals; [`ServerReports`] is the view
 //! of a [`RecorderServer`](crate::remote::RecorderServer); its live streams are named
-//! `<device>/<stream>`.
+//! `<device>/<stream>`. Each stream carries its gateway's link (the session's paths with
+//! state, RTT and receive rate, and the sending state), and a device's streams can be
+//! paused and resumed ([`DeviceView::set_sending`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::dashboard::tap::{LiveStream, Taps};
-use crate::remote::{ServerReports, StreamRing};
+use crate::remote::{Sending, ServerReports, StreamKey, StreamRing};
 
 /// What a dashboard may ask of the devices of a remote recorder.
 pub trait DeviceView: Send + Sync + fmt::Debug {
@@ -21,6 +23,9 @@ pub trait DeviceView: Send + Sync + fmt::Debug {
     fn live_sidecars(&self) -> Vec<PathBuf>;
     /// The devices' live streams.
     fn taps(&self) -> Taps;
+    /// Asks the gateways of `device` to send or pause its streams' samples; the names
+    /// of the streams asked (empty: no such device).
+    fn set_sending(&self, device: &str, sending: Sending) -> Vec<String>;
     /// The live stream named `name`.
     fn tap(&self, name: &str) -> Option<Arc<dyn LiveStream>> {
         self.taps().get(name).cloned()
@@ -38,6 +43,12 @@ impl DeviceView for ServerReports {
     fn devices(&self) -> serde_json::Value {
         let mut devices: Vec<Device> = Vec::new();
         for r in self.reports() {
+            let key = StreamKey {
+                device: r.device.clone(),
+                stream: r.stream.clone(),
+            };
+            // A finished recording's link belongs to whatever records the key now.
+            let link = (!r.finished).then(|| self.link(&key)).flatten();
             let v = serde_json::json!({
                 "stream": r.stream,
                 "schema": r.schema,
@@ -50,6 +61,7 @@ impl DeviceView for ServerReports {
                 "counts": r.counts,
                 "sidecar": r.sidecar,
                 "stop_reason": r.status.stop_reason,
+                "link": link,
             });
             match devices.iter_mut().find(|d| d.device == r.device) {
                 Some(d) => d.streams.push(v),
@@ -60,6 +72,13 @@ impl DeviceView for ServerReports {
             }
         }
         serde_json::to_value(devices).unwrap_or_default()
+    }
+
+    fn set_sending(&self, device: &str, sending: Sending) -> Vec<String> {
+        self.request_sending(device, sending)
+            .into_iter()
+            .map(|k| k.stream)
+            .collect()
     }
 
     fn live_sidecars(&self) -> Vec<PathBuf> {

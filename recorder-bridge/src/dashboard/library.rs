@@ -9,9 +9,12 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::check::verify::layout_of;
 use crate::dashboard::channels::Channels;
 use crate::dashboard::decimate::{Columns, MinMax};
+use crate::format::labview::{LABVIEW_ROWS, parse_labview};
 use crate::format::schema::{EfieldSample, ImuRow, SchemaKind, StagePosition};
+use crate::format::segment::LineState;
 use crate::store::sidecar::{Sidecar, SidecarError, sidecar_path};
 
 /// Folders below the root that are searched (`<device>/<date>/` under `serve`).
@@ -67,7 +70,7 @@ pub enum PreviewError {
     Sidecar(#[from] SidecarError),
     /// The layout or schema has no preview.
     #[error(
-        "no preview for {0}; previews read standard CSV of the xiao-imu, efield and stage schemas"
+        "no preview for {0}; previews read standard CSV of the xiao-imu, efield and stage schemas and the LabVIEW layout"
     )]
     Unsupported(String),
     /// A data file could not be read or parsed.
@@ -255,7 +258,7 @@ impl RecordingsRoot {
     pub fn preview(&self, rel: &str, width: usize) -> Result<Preview, PreviewError> {
         let sc = self.sidecar_of(rel)?;
         let meta = Sidecar::read(&sc)?;
-        if meta.format != "csv" {
+        if meta.format != "csv" && meta.format != "labview" {
             return Err(PreviewError::Unsupported(format!(
                 "the {} layout",
                 meta.format
@@ -267,6 +270,9 @@ impl RecordingsRoot {
             parts.push(self.resolve(&self.relative(&dir.join(&part.file)))?);
         }
         let path = self.relative(&sc);
+        if meta.format == "labview" {
+            return preview_labview(self, path, &meta, &parts, width);
+        }
         match SchemaKind::from_name(&meta.schema) {
             Some(SchemaKind::Imu) => preview_of::<ImuRow>(self, path, &meta, &parts, width),
             Some(SchemaKind::Efield) => {
@@ -337,6 +343,94 @@ fn preview_of<S: Channels>(
         schema: meta.schema.clone(),
         channels: S::NAMES,
         units: S::UNITS,
+        samples,
+        per_column,
+        columns,
+    })
+}
+
+/// What a LabVIEW file holds of each E-field sample (ADC2 ch3/ch4 are not in it), as
+/// its preview draws it.
+const LABVIEW_CHANNELS: &[&str] = &[
+    "ex_real (adc1_ch1)",
+    "ex_imag (adc1_ch2)",
+    "ey_real (adc1_ch3)",
+    "ey_imag (adc1_ch4)",
+    "ez_real (adc2_ch1)",
+    "ez_imag (adc2_ch2)",
+    "scan_state",
+];
+const LABVIEW_UNITS: &[&str] = &["V", "V", "V", "V", "V", "V", "0/1"];
+
+/// The preview of a LabVIEW layout recording: read one 16-row block at a time (memory
+/// bounded by the block size), each block parsed by the same parser `verify` uses, with
+/// the sidecar's constants.
+fn preview_labview(
+    root: &RecordingsRoot,
+    path: String,
+    meta: &Sidecar,
+    parts: &[PathBuf],
+    width: usize,
+) -> Result<Preview, PreviewError> {
+    let layout = layout_of(meta).map_err(|reason| PreviewError::Data {
+        path: path.clone(),
+        reason,
+    })?;
+    let n = LABVIEW_CHANNELS.len();
+    let per_column = meta.samples.div_ceil(width.max(1) as u64).max(1);
+    let mut dec = MinMax::new(n, per_column);
+    let mut columns = Columns::new(n);
+    let mut samples = 0u64;
+    for part in parts {
+        let data_err = |reason: String| PreviewError::Data {
+            path: root.relative(part),
+            reason,
+        };
+        let f = File::open(part).map_err(|e| data_err(e.to_string()))?;
+        let mut lines = BufReader::new(f);
+        let mut block = String::new();
+        let (mut rows, mut blocks) = (0, 0usize);
+        loop {
+            let at = block.len();
+            let read = lines
+                .read_line(&mut block)
+                .map_err(|e| data_err(e.to_string()))?;
+            // End of file, or a last row cut by a crash (no newline): stop there; an
+            // unfinished block is left out.
+            if read == 0 || !block.ends_with('\n') {
+                block.truncate(at);
+                break;
+            }
+            rows += 1;
+            if rows < LABVIEW_ROWS {
+                continue;
+            }
+            let parsed = parse_labview(block.as_bytes(), &layout)
+                .map_err(|e| data_err(format!("block {}: {e}", blocks + 1)))?;
+            for v in &parsed.samples {
+                let values = [
+                    v.ex_real,
+                    v.ex_imag,
+                    v.ey_real,
+                    v.ey_imag,
+                    v.ez_real,
+                    v.ez_imag,
+                    f64::from(u8::from(v.line == LineState::Active)),
+                ];
+                dec.push(v.time.as_secs_f64(), &values, &mut columns);
+                samples += 1;
+            }
+            block.clear();
+            rows = 0;
+            blocks += 1;
+        }
+    }
+    dec.flush(&mut columns);
+    Ok(Preview {
+        path,
+        schema: meta.schema.clone(),
+        channels: LABVIEW_CHANNELS,
+        units: LABVIEW_UNITS,
         samples,
         per_column,
         columns,

@@ -44,6 +44,9 @@ counters! {
         spooled,
         /// Samples dropped because queue and spool were full (or no spool was given).
         dropped_overflow,
+        /// Samples not sent because the server paused the stream (not recorded by
+        /// request; not lost).
+        filtered,
         /// Sample messages written to KWIK (re-sends after a reconnect included).
         sent,
         /// Of `sent`, re-sends after a reconnect.
@@ -70,6 +73,9 @@ counters! {
         missing,
         /// Samples pushed to the recorder's ring.
         pushed,
+        /// Samples the gateway did not send because this server paused the stream (not
+        /// recorded by request; not lost, not missing).
+        filtered,
         /// Times reading stopped because the recorder's buffers were full (credit withheld).
         stalls,
     }
@@ -83,10 +89,10 @@ impl GatewayCounters {
 }
 
 impl GatewayCounts {
-    /// Samples decoded but not (yet) confirmed on disk nor dropped: in queue, spool or
-    /// flight. Zero once a gateway has drained.
+    /// Samples decoded but not (yet) confirmed on disk, dropped nor filtered: in queue,
+    /// spool or flight. Zero once a gateway has drained.
     pub fn pending(&self) -> u64 {
         self.device_samples
-            .saturating_sub(self.acked + self.dropped_overflow)
+            .saturating_sub(self.acked + self.dropped_overflow + self.filtered)
     }
 }

@@ -2,6 +2,12 @@
 //! the on-disk spool) → one KWIK sensor stream, with a control stream for start/stop,
 //! acknowledgements and status. Reconnects after any failure and re-sends everything
 //! the server has not confirmed on disk.
+//!
+//! The server may pause the stream ([`Message::Control`], the dashboard's per-device
+//! Stop): the device is still read and every sample counted, but while paused samples
+//! are not queued; each run of them goes to the server as one [`Message::Filtered`]
+//! range in the sample order (through the queue, so it survives a reconnect), and the
+//! server counts them as filtered, not lost.
 
 pub mod outbox;
 pub mod spool;
@@ -23,7 +29,8 @@ use crate::remote::gateway::outbox::Outbox;
 use crate::remote::gateway::spool::{Spool, SpoolError};
 use crate::remote::sample::WireSample;
 use crate::remote::wire::{
-    Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireFormat,
+    Message, MessageDecoder, RunId, Sending, StartRequest, StreamHeader, StreamKey, WIRE_VERSION,
+    WireFormat,
 };
 use crate::sync::lock_std as lock;
 
@@ -155,6 +162,45 @@ struct Shared {
     source_done: AtomicBool,
     stop: AtomicBool,
     session: Mutex<Option<kwik::Session>>,
+    /// Paused by the server ([`Message::Control`]); kept across sessions.
+    paused: AtomicBool,
+    /// A `Control` arrived that this session has not answered yet.
+    answer_control: AtomicBool,
+}
+
+/// Filtered samples since the last [`Message::Filtered`] went into the queue: one range
+/// of consecutive sequence numbers, written out when it breaks, grows long or old,
+/// sending resumes or the source ends.
+#[derive(Debug, Default)]
+struct FilteredRun(Option<(u64, u64, Instant)>);
+
+impl FilteredRun {
+    /// Longest range held before it is queued.
+    const MAX: u64 = 4096;
+    /// Oldest range held before it is queued, so the server's counts follow a pause
+    /// within this much.
+    const MAX_AGE: Duration = Duration::from_millis(500);
+
+    /// Adds `seq`; returns a range to queue first: the held one when `seq` does not
+    /// follow it, or the held one with `seq` when it is long or old enough.
+    fn add(&mut self, seq: u64) -> Option<(u64, u64)> {
+        if let Some((first, count, since)) = &mut self.0 {
+            if first.checked_add(*count) == Some(seq) {
+                *count += 1;
+                if *count < Self::MAX && since.elapsed() < Self::MAX_AGE {
+                    return None;
+                }
+                return self.take();
+            }
+        }
+        let held = self.take();
+        self.0 = Some((seq, 1, Instant::now()));
+        held
+    }
+
+    fn take(&mut self) -> Option<(u64, u64)> {
+        self.0.take().map(|(first, count, _)| (first, count))
+    }
 }
 
 /// A running gateway. Must be started inside a tokio runtime.
@@ -193,6 +239,8 @@ impl Gateway {
             source_done: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             session: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            answer_control: AtomicBool::new(false),
         });
         let endpoint = kwik::Endpoint::client(config.bind, config.client.clone())?;
         let sh = shared.clone();
@@ -234,6 +282,15 @@ impl Gateway {
     /// True once the source has ended (limit, end of file, device gone, or stop).
     pub fn source_finished(&self) -> bool {
         self.shared.source_done.load(Ordering::Acquire)
+    }
+
+    /// Whether the server has paused this stream (samples counted as filtered).
+    pub fn sending(&self) -> Sending {
+        if self.shared.paused.load(Ordering::Acquire) {
+            Sending::Paused
+        } else {
+            Sending::On
+        }
     }
 
     /// Asks the source to stop; the gateway then delivers what it holds and stops the
@@ -278,6 +335,7 @@ where
     let c = &shared.counters;
     let mut buf = Vec::with_capacity(128);
     let mut body = Vec::with_capacity(64);
+    let mut filtered = FilteredRun::default();
     while !shared.stop.load(Ordering::Acquire) {
         match source.next_event() {
             Some(SourceEvent::Sample { seq, sample }) => {
@@ -294,6 +352,16 @@ where
                 }
                 GatewayCounters::add(&c.device_samples, 1);
                 GatewayCounters::add(&c.device_produced, 1);
+                if shared.paused.load(Ordering::Acquire) {
+                    GatewayCounters::add(&c.filtered, 1);
+                    if let Some(range) = filtered.add(seq) {
+                        queue_filtered(shared, range);
+                    }
+                    continue;
+                }
+                if let Some(range) = filtered.take() {
+                    queue_filtered(shared, range);
+                }
                 body.clear();
                 sample.encode_body(seq, &mut body);
                 buf.clear();
@@ -323,8 +391,21 @@ where
             None => break,
         }
     }
+    if let Some(range) = filtered.take() {
+        queue_filtered(shared, range);
+    }
     shared.source_done.store(true, Ordering::Release);
     shared.notify.notify_one();
+}
+
+/// Queues the [`Message::Filtered`] of `(first_seq, count)` in sample order, under the
+/// range's last sequence number (acknowledged once the server passed it).
+fn queue_filtered(shared: &Shared, (first_seq, count): (u64, u64)) {
+    // A range's fixed 16 bytes always encode.
+    if let Ok(b) = (Message::Filtered { first_seq, count }).to_bytes() {
+        lock(&shared.outbox).push_marker(first_seq + count - 1, Bytes::from(b));
+        shared.notify.notify_one();
+    }
 }
 
 enum Outcome {
@@ -517,6 +598,7 @@ async fn run_session(
     let (final_tx, final_rx) = oneshot::channel::<Option<serde_json::Value>>();
     let reader = {
         let shared = shared.clone();
+        let own_key = header.key.clone();
         tokio::spawn(async move {
             let mut final_tx = Some(final_tx);
             loop {
@@ -536,6 +618,14 @@ async fn run_session(
                         Ok(Message::Error { text, .. }) => {
                             tracing::warn!(%text, "server error");
                         }
+                        Ok(Message::Control { key, sending }) if key == own_key => {
+                            let paused = sending == Sending::Paused;
+                            if shared.paused.swap(paused, Ordering::AcqRel) != paused {
+                                tracing::info!(stream = %key, ?sending, "the server changed sending");
+                            }
+                            shared.answer_control.store(true, Ordering::Release);
+                            shared.notify.notify_one();
+                        }
                         _ => {}
                     }
                 }
@@ -549,6 +639,27 @@ async fn run_session(
     let result = stream_samples(config, session, shared, header, &mut ctl, final_rx).await;
     reader.abort();
     result
+}
+
+/// Tells the server the sending state when it asked ([`Message::Control`]) and at the
+/// start of a session while paused (a pause outlives a reconnect).
+async fn send_sending_state(
+    shared: &Shared,
+    header: &StreamHeader,
+    ctl: &mut kwik::SendStream,
+    session_start: bool,
+) -> Result<(), String> {
+    let asked = shared.answer_control.swap(false, Ordering::AcqRel);
+    let paused = shared.paused.load(Ordering::Acquire);
+    if asked || (session_start && paused) {
+        let m = Message::SendingState {
+            key: header.key.clone(),
+            sending: if paused { Sending::Paused } else { Sending::On },
+            filtered: shared.counters.filtered.load(Ordering::Relaxed),
+        };
+        write_msg(ctl, &m).await?;
+    }
+    Ok(())
 }
 
 /// Sends the device's description on the control stream if it changed since
@@ -586,8 +697,10 @@ async fn stream_samples(
     write_msg(&mut data, &Message::Header(header.clone())).await?;
     // The device description this session has sent (version 0: none yet).
     let mut device_sent = 0;
+    send_sending_state(shared, header, ctl, true).await?;
     loop {
         send_device(shared, header, ctl, &mut device_sent).await?;
+        send_sending_state(shared, header, ctl, false).await?;
         let batch = lock(&shared.outbox).take_unsent(64 * 1024);
         if batch.is_empty() {
             if shared.source_done.load(Ordering::Acquire) && lock(&shared.outbox).is_empty() {

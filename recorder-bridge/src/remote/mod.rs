@@ -21,10 +21,11 @@ pub use gateway::{DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError,
 pub use sample::{SampleError, WireSample};
 pub use server::arrivals::ArrivalLog;
 pub use server::config::{OpenStreamError, RecorderServerConfig, ServeError};
+pub use server::links::{LinkView, PathView};
 pub use server::stream::{StreamReport, StreamRing};
 pub use server::{RecorderServer, ServerReports};
 pub use tls::{IdentityError, ServerIdentity, load_ca};
 pub use wire::{
-    EncodeError, Message, MessageDecoder, RunId, StartRequest, StreamHeader, StreamKey, WireError,
-    WireFormat, WireSchema, WireStats,
+    CONTROL_VERSION, EncodeError, Message, MessageDecoder, RunId, Sending, StartRequest,
+    StreamHeader, StreamKey, WireError, WireFormat, WireSchema, WireStats,
 };

@@ -13,6 +13,7 @@
 pub mod arrivals;
 pub mod config;
 pub mod journal;
+pub mod links;
 mod session;
 mod state;
 pub mod stream;
@@ -25,10 +26,11 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::remote::server::config::{RecorderServerConfig, ServeError};
+use crate::remote::server::links::LinkView;
 use crate::remote::server::session::serve_session;
 use crate::remote::server::state::ServerShared;
 use crate::remote::server::stream::{StreamReport, StreamRing};
-use crate::remote::wire::StreamKey;
+use crate::remote::wire::{Sending, StreamKey};
 use crate::sync::lock_std as lock;
 
 /// A running recorder server. Must be created inside a tokio runtime.
@@ -39,8 +41,9 @@ pub struct RecorderServer {
     accept: JoinHandle<()>,
 }
 
-/// Read access to a recorder server's stream reports (see
-/// [`RecorderServer::reports_handle`]).
+/// A recorder server as a dashboard sees it (see [`RecorderServer::reports_handle`]):
+/// its stream reports, its gateways' links, and the one request it can make of them,
+/// to pause or resume a device's streams.
 #[derive(Debug, Clone)]
 pub struct ServerReports(Arc<ServerShared>);
 
@@ -51,6 +54,21 @@ impl ServerReports {
         let mut out: Vec<StreamReport> = running.iter().map(|s| s.report()).collect();
         out.extend(lock(&self.0.finished).iter().cloned());
         out
+    }
+
+    /// The link of a stream's gateway: connected or not, its session's paths, and the
+    /// sending state asked for and confirmed. `None` for a stream no gateway started
+    /// in this process.
+    pub fn link(&self, key: &StreamKey) -> Option<LinkView> {
+        self.0.links.view(key)
+    }
+
+    /// Asks the gateways of every stream of `device` to send (`Sending::On`) or pause
+    /// (`Sending::Paused`) its samples; returns the streams asked, none for an
+    /// unknown device. While paused a gateway counts the samples as filtered and the
+    /// recording stays open; see `docs/RECORDING.md`.
+    pub fn request_sending(&self, device: &str, sending: Sending) -> Vec<StreamKey> {
+        self.0.links.request(device, sending)
     }
 
     /// The streams being recorded now, for live views: `(device, stream, rate in Hz, a
@@ -84,6 +102,7 @@ impl RecorderServer {
             finished: Mutex::new(Vec::new()),
             sessions: AtomicU64::new(0),
             stray_malformed: AtomicU64::new(0),
+            links: Default::default(),
         });
         let ep = endpoint.clone();
         let sh = shared.clone();

@@ -13,6 +13,9 @@ pub const WIRE_VERSION: u8 = 1;
 pub const MESSAGE_OVERHEAD: usize = 4;
 /// Largest payload of one message.
 pub const MAX_PAYLOAD: usize = u16::MAX as usize;
+/// Version of [`Message::Control`] this build writes. A reader takes the fields it knows
+/// from any version at or above 1 and skips what a later version appended.
+pub const CONTROL_VERSION: u8 = 1;
 
 /// Identifies one recording stream of one device: `device` names the board (one
 /// folder per device on the server), `stream` the sensor stream of that board.
@@ -84,6 +87,36 @@ pub enum WireFormat {
     Csv,
     /// The legacy LabVIEW block layout (E-field only).
     Labview,
+}
+
+/// Whether a gateway sends a stream's samples into the recording (see
+/// [`Message::Control`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sending {
+    /// Samples go to the server (the normal state).
+    #[default]
+    On,
+    /// Samples are taken from the device and counted, but not sent: not recorded by
+    /// request ([`Message::Filtered`]).
+    Paused,
+}
+
+impl Sending {
+    const fn to_byte(self) -> u8 {
+        match self {
+            Sending::Paused => 0,
+            Sending::On => 1,
+        }
+    }
+
+    const fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Sending::Paused),
+            1 => Some(Sending::On),
+            _ => None,
+        }
+    }
 }
 
 /// Recording settings sent with [`Message::Start`].
@@ -163,6 +196,26 @@ pub enum Message {
         /// First sequence number not yet on disk.
         next_seq: u64,
     },
+    /// Gateway → server: the state [`Message::Control`] asked for is in effect (also
+    /// sent after `Started` in every session while paused). A gateway that does not
+    /// know `Control` never sends it.
+    SendingState {
+        /// The stream.
+        key: StreamKey,
+        /// The state now.
+        sending: Sending,
+        /// Samples of this run not sent by request so far.
+        filtered: u64,
+    },
+    /// Server → gateway: send the stream's samples, or pause them (the dashboard's
+    /// per-device Stop/Start). Versioned ([`CONTROL_VERSION`]); a gateway that does not
+    /// know the kind skips it, and the server sees no [`Message::SendingState`].
+    Control {
+        /// The stream.
+        key: StreamKey,
+        /// The state asked for.
+        sending: Sending,
+    },
     /// Server → gateway: status or final summary of a stream, as JSON.
     Status {
         /// The stream.
@@ -181,6 +234,15 @@ pub enum Message {
     },
     /// First message of a sensor stream.
     Header(StreamHeader),
+    /// Sensor stream: the `count` samples from `first_seq` on were taken by the device
+    /// but, by request ([`Message::Control`]), not sent. The server counts them as
+    /// filtered, not missing.
+    Filtered {
+        /// First sequence number of the range.
+        first_seq: u64,
+        /// Samples in the range (at least 1).
+        count: u64,
+    },
     /// One sample of a sensor stream: its sequence number and schema-specific body.
     Sample {
         /// Sequence number within the run.
@@ -197,12 +259,22 @@ mod kind {
     pub(super) const STOP: u8 = 0x03;
     pub(super) const STATUS_REQUEST: u8 = 0x04;
     pub(super) const DEVICE: u8 = 0x05;
+    pub(super) const SENDING_STATE: u8 = 0x06;
     pub(super) const STARTED: u8 = 0x11;
     pub(super) const ACK: u8 = 0x12;
     pub(super) const STATUS: u8 = 0x13;
     pub(super) const ERROR: u8 = 0x14;
+    pub(super) const CONTROL: u8 = 0x15;
     pub(super) const HEADER: u8 = 0x21;
     pub(super) const SAMPLE: u8 = 0x22;
+    pub(super) const FILTERED: u8 = 0x23;
+}
+
+/// Whether `message` (one encoded message) is a [`Message::Filtered`] range: the one
+/// entry of a gateway's queue that is not a sample (and is not counted as one when
+/// acknowledged).
+pub fn is_filtered(message: &[u8]) -> bool {
+    message.first() == Some(&MAGIC) && message.get(1) == Some(&kind::FILTERED)
 }
 
 /// Why a message could not be encoded.
@@ -353,6 +425,27 @@ impl Message {
                 out.extend_from_slice(text.as_bytes());
                 kind::ERROR
             }
+            Message::SendingState {
+                key,
+                sending,
+                filtered,
+            } => {
+                put_key(out, key)?;
+                out.push(sending.to_byte());
+                out.extend_from_slice(&filtered.to_le_bytes());
+                kind::SENDING_STATE
+            }
+            Message::Control { key, sending } => {
+                out.push(CONTROL_VERSION);
+                put_key(out, key)?;
+                out.push(sending.to_byte());
+                kind::CONTROL
+            }
+            Message::Filtered { first_seq, count } => {
+                out.extend_from_slice(&first_seq.to_le_bytes());
+                out.extend_from_slice(&count.to_le_bytes());
+                kind::FILTERED
+            }
             Message::Header(h) => {
                 put_header(out, h)?;
                 kind::HEADER
@@ -436,6 +529,29 @@ impl Message {
                 key: r.key()?,
                 text: r.rest_str()?,
             },
+            kind::SENDING_STATE => Message::SendingState {
+                key: r.key()?,
+                sending: Sending::from_byte(r.u8()?).ok_or(WireError::BadField("sending"))?,
+                filtered: r.u64()?,
+            },
+            kind::CONTROL => {
+                if r.u8()? < 1 {
+                    return Err(WireError::BadField("control version"));
+                }
+                let key = r.key()?;
+                let sending = Sending::from_byte(r.u8()?).ok_or(WireError::BadField("sending"))?;
+                // A later version may append fields: this one reads what it knows.
+                r.at = r.buf.len();
+                Message::Control { key, sending }
+            }
+            kind::FILTERED => {
+                let first_seq = r.u64()?;
+                let count = r.u64()?;
+                if count == 0 || first_seq.checked_add(count).is_none() {
+                    return Err(WireError::BadField("filtered range"));
+                }
+                Message::Filtered { first_seq, count }
+            }
             kind::HEADER => Message::Header(r.header()?),
             kind::SAMPLE => {
                 let seq = r.u64()?;
@@ -668,12 +784,72 @@ mod tests {
                 key: key(),
                 text: "no".into(),
             },
+            Message::SendingState {
+                key: key(),
+                sending: Sending::Paused,
+                filtered: 77,
+            },
+            Message::Control {
+                key: key(),
+                sending: Sending::On,
+            },
             Message::Header(header()),
             Message::Sample {
                 seq: 42,
                 body: vec![1, 2, 3],
             },
+            Message::Filtered {
+                first_seq: 43,
+                count: 1000,
+            },
         ]
+    }
+
+    #[test]
+    fn a_later_control_version_is_read_for_the_fields_it_shares() {
+        let mut bytes = Message::Control {
+            key: key(),
+            sending: Sending::Paused,
+        }
+        .to_bytes()
+        .unwrap();
+        // Version 2 with one more field appended.
+        bytes[MESSAGE_OVERHEAD] = 2;
+        bytes.extend_from_slice(&[7, 7]);
+        bytes[2] += 2;
+        let mut d = MessageDecoder::new();
+        d.push(&bytes);
+        assert_eq!(
+            d.next_message(),
+            Some(Ok(Message::Control {
+                key: key(),
+                sending: Sending::Paused
+            }))
+        );
+        // Version 0 never existed; an empty range is no range.
+        bytes[MESSAGE_OVERHEAD] = 0;
+        d.push(&bytes);
+        assert_eq!(
+            d.next_message(),
+            Some(Err(WireError::BadField("control version")))
+        );
+        let empty = Message::Filtered {
+            first_seq: 1,
+            count: 0,
+        }
+        .to_bytes()
+        .unwrap();
+        d.push(&empty);
+        assert_eq!(
+            d.next_message(),
+            Some(Err(WireError::BadField("filtered range")))
+        );
+        assert!(is_filtered(&empty));
+        let sample = Message::Sample {
+            seq: 1,
+            body: vec![],
+        };
+        assert!(!is_filtered(&sample.to_bytes().unwrap()));
     }
 
     #[test]

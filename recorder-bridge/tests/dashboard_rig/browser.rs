@@ -1,5 +1,7 @@
 //! Headless Chromium for the dashboard tests and bench: chromedriver on a free port and
-//! WebDriver sessions with the flags CI uses, plus small page helpers.
+//! WebDriver sessions with the flags CI uses, plus small page helpers. Downloads go
+//! through Chromium's own download manager into a folder of the driver's
+//! ([`Driver::download`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,8 @@ pub struct Driver {
     port: u16,
     _profile: tempfile::TempDir,
     profile: PathBuf,
+    _downloads: tempfile::TempDir,
+    downloads: PathBuf,
 }
 
 impl Driver {
@@ -60,11 +64,14 @@ impl Driver {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        let downloads = tempfile::tempdir().unwrap();
         Some(Driver {
             child,
             port,
             profile: profile.path().to_path_buf(),
             _profile: profile,
+            downloads: downloads.path().to_path_buf(),
+            _downloads: downloads,
         })
     }
 
@@ -81,13 +88,80 @@ impl Driver {
                     "--window-size=1400,1700",
                     format!("--user-data-dir={}", self.profile.display()),
                 ],
+                "prefs": {
+                    "download.default_directory": self.downloads,
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                    "safebrowsing.enabled": false,
+                },
             }),
         );
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
-            .expect("a WebDriver session in headless chromium")
+            .expect("a WebDriver session in headless chromium");
+        // Headless Chromium takes its download folder from the DevTools protocol; the
+        // prefs above cover a headed one. chromedriver relays the command.
+        let session = c.session_id().await.unwrap().expect("a session id");
+        let url = format!(
+            "http://127.0.0.1:{}/session/{session}/goog/cdp/execute",
+            self.port
+        );
+        let body = json!({
+            "cmd": "Browser.setDownloadBehavior",
+            "params": {
+                "behavior": "allow",
+                "downloadPath": self.downloads,
+                "eventsEnabled": false,
+            },
+        });
+        let answer = tokio::task::spawn_blocking(move || {
+            ureq::post(&url)
+                .set("Content-Type", "application/json")
+                .send_string(&body.to_string())
+                .map(|r| r.status())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+        assert_eq!(answer, Ok(200), "Browser.setDownloadBehavior");
+        c
+    }
+
+    /// Clicks `link` and waits until Chromium's download manager has written the file
+    /// into the download folder; returns its name and bytes (the folder is emptied
+    /// first, so it holds only this download).
+    pub async fn download(&self, link: &fantoccini::elements::Element) -> (String, Vec<u8>) {
+        for f in std::fs::read_dir(&self.downloads).unwrap().flatten() {
+            std::fs::remove_file(f.path()).unwrap();
+        }
+        link.click().await.unwrap();
+        let start = Instant::now();
+        loop {
+            let files: Vec<PathBuf> = std::fs::read_dir(&self.downloads)
+                .unwrap()
+                .flatten()
+                .map(|f| f.path())
+                .collect();
+            // Chromium writes `NAME.crdownload` and renames it when complete.
+            let done: Vec<&PathBuf> = files
+                .iter()
+                .filter(|p| p.extension().is_none_or(|e| e != "crdownload"))
+                .collect();
+            if let [file] = done[..] {
+                if files.len() == 1 {
+                    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+                    return (name, std::fs::read(file).unwrap());
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no finished download in {}: {files:?}",
+                self.downloads.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

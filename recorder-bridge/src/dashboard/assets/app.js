@@ -236,16 +236,53 @@ $("stop").addEventListener("click", async () => {
 });
 
 // ---------------------------------------------------------------- remote devices
+// One block per device: Stop/Start (its gateways pause or resume sending; paused
+// samples are counted as filtered, the files stay open), its paths, its streams.
+function sendingText(link) {
+  if (!link) return "–";
+  if (!link.connected) return "disconnected";
+  const want = link.requested, have = link.confirmed || "on";
+  if (want && want !== have) return want === "paused" ? "stop requested (not confirmed)" : "start requested (not confirmed)";
+  return have === "paused" ? "paused" : "sending";
+}
+function fmtRate(bps) { return bps == null ? "–" : fmtBytes(bps) + "/s"; }
+async function setSending(device, action) {
+  try { await api(`/api/devices/${action}?device=${q(device)}`, { method: "POST" }); }
+  catch (e) { alert(e.message); }
+  refreshDevices();
+}
 async function refreshDevices() {
   let devs;
   try { devs = await api("/api/devices"); } catch (_) { return; }
   $("devices").hidden = devs.length === 0;
-  const tb = $("device-table").tBodies[0]; tb.replaceChildren();
-  for (const d of devs) for (const s of d.streams) {
-    const c = s.counts;
-    tb.append(el("tr", {}, el("td", {}, d.device), el("td", {}, s.stream), el("td", {}, s.recording ? s.state : "finished"),
-      el("td", {}, s.written.toLocaleString("en")), el("td", {}, s.rate_hz == null ? "–" : s.rate_hz.toFixed(1) + " Hz"),
-      el("td", {}, `${c.received} / ${c.duplicates} / ${c.missing} / ${c.malformed}`), el("td", {}, s.recorder_dropped)));
+  const box = $("device-list"); box.replaceChildren();
+  for (const d of devs) {
+    const live = d.streams.filter((s) => s.recording);
+    const state = live.length ? [...new Set(live.map((s) => sendingText(s.link)))].join(", ") : "finished";
+    const head = el("div", { class: "row" }, el("h3", {}, d.device),
+      el("span", { class: "dev-state", "data-device": d.device }, state),
+      el("button", { type: "button", class: "dev-stop", "data-device": d.device, onclick: () => setSending(d.device, "stop") }, "Stop"),
+      el("button", { type: "button", class: "dev-start", "data-device": d.device, onclick: () => setSending(d.device, "start") }, "Start"));
+    if (!live.length) { head.querySelector(".dev-stop").disabled = true; head.querySelector(".dev-start").disabled = true; }
+    const paths = el("table", { class: "grid dev-paths", "data-device": d.device });
+    paths.append(el("thead", {}, el("tr", {}, ...["stream", "path", "state", "gateway address", "RTT", "send rate", "received"].map((h) => el("th", {}, h)))));
+    const pb = el("tbody"); paths.append(pb);
+    for (const s of live) for (const p of (s.link ? s.link.paths : [])) {
+      pb.append(el("tr", { class: p.state === "Abandoned" ? "muted" : "" }, el("td", {}, s.stream), el("td", {}, String(p.id)), el("td", {}, p.state + (p.status === "Backup" ? " (backup)" : "")),
+        el("td", {}, p.remote || "–"), el("td", {}, p.rtt_ms == null ? "–" : p.rtt_ms.toFixed(2) + " ms"),
+        el("td", {}, fmtRate(p.rate_bytes_per_s)), el("td", {}, fmtBytes(p.bytes_received))));
+    }
+    const streams = el("table", { class: "grid dev-streams", "data-device": d.device });
+    streams.append(el("thead", {}, el("tr", {}, ...["stream", "state", "sending", "written", "rate", "received / duplicates / missing / malformed", "filtered (by request)", "lost in recorder"].map((h) => el("th", {}, h)))));
+    const sb = el("tbody"); streams.append(sb);
+    for (const s of d.streams) {
+      const c = s.counts;
+      sb.append(el("tr", { "data-stream": d.device + "/" + s.stream }, el("td", {}, s.stream), el("td", {}, s.recording ? s.state : "finished"),
+        el("td", {}, s.recording ? sendingText(s.link) : "–"),
+        el("td", { class: "written" }, s.written.toLocaleString("en")), el("td", {}, s.rate_hz == null ? "–" : s.rate_hz.toFixed(1) + " Hz"),
+        el("td", {}, `${c.received} / ${c.duplicates} / ${c.missing} / ${c.malformed}`), el("td", { class: "filtered" }, String(c.filtered)), el("td", {}, s.recorder_dropped)));
+    }
+    box.append(el("div", { class: "device", "data-device": d.device }, head, paths, streams));
   }
 }
 

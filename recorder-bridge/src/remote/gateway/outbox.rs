@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::remote::accounting::GatewayCounters;
 use crate::remote::gateway::spool::{Spool, SpoolError};
+use crate::remote::wire::is_filtered;
 
 #[derive(Debug)]
 struct Entry {
@@ -70,6 +71,27 @@ impl Outbox {
         false
     }
 
+    /// Adds a [`Message::Filtered`](crate::remote::wire::Message::Filtered) range in
+    /// sample order, under the range's last sequence number. Not a sample: the queue and
+    /// spool counters leave it out. Returns false when it had to be dropped (the server
+    /// then counts the range as missing, and a warning is logged).
+    pub fn push_marker(&mut self, seq: u64, bytes: Bytes) -> bool {
+        let spooling = self.spool.as_ref().is_some_and(|s| !s.is_empty());
+        if !spooling && self.mem.len() < self.mem_cap {
+            self.mem.push_back(Entry { seq, bytes });
+            return true;
+        }
+        if let Some(spool) = self.spool.as_mut() {
+            match spool.push(seq, &bytes) {
+                Ok(()) => return true,
+                Err(SpoolError::Full(_)) => {}
+                Err(e) => self.spool_error = Some(e.to_string()),
+            }
+        }
+        tracing::warn!(seq, "queue and spool full: a filtered range was dropped");
+        false
+    }
+
     /// Moves spooled samples back to memory while there is room.
     fn refill(&mut self) {
         let room = self.mem_cap.saturating_sub(self.mem.len());
@@ -86,7 +108,9 @@ impl Outbox {
                     for r in recs {
                         if r.seq < self.acked_below {
                             // Confirmed meanwhile (resume after a server restart).
-                            GatewayCounters::add(&self.counters.acked, 1);
+                            if !is_filtered(&r.bytes) {
+                                GatewayCounters::add(&self.counters.acked, 1);
+                            }
                             continue;
                         }
                         self.mem.push_back(Entry {
@@ -124,13 +148,14 @@ impl Outbox {
             return;
         }
         self.acked_below = next_seq;
-        let mut n = 0;
-        while self.mem.front().is_some_and(|e| e.seq < next_seq) {
+        let (mut n, mut samples) = (0, 0);
+        while let Some(e) = self.mem.front().filter(|e| e.seq < next_seq) {
+            samples += u64::from(!is_filtered(&e.bytes));
             self.mem.pop_front();
             n += 1;
         }
         self.sent = self.sent.saturating_sub(n);
-        GatewayCounters::add(&self.counters.acked, n as u64);
+        GatewayCounters::add(&self.counters.acked, samples);
     }
 
     /// A new connection: everything unconfirmed goes out again. Returns how many

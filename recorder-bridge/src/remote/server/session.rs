@@ -30,7 +30,9 @@ pub(crate) async fn serve_session(shared: Arc<ServerShared>, session: kwik::Sess
         let (tx, rx) = mpsc::channel::<Message>(256);
         let writer = tokio::spawn(control_writer(send, rx));
         let acker = tokio::spawn(ack_ticker(shared.clone(), keys.clone(), tx.clone()));
-        control_reader(shared.clone(), recv, tx, keys).await;
+        control_reader(shared.clone(), &session, recv, tx.clone(), keys).await;
+        shared.links.detach(&tx);
+        drop(tx);
         acker.abort();
         let _ = writer.await;
     }
@@ -97,6 +99,7 @@ async fn ack_ticker(
 
 async fn control_reader(
     shared: Arc<ServerShared>,
+    session: &kwik::Session,
     mut recv: kwik::RecvStream,
     tx: mpsc::Sender<Message>,
     keys: Arc<Mutex<HashSet<StreamKey>>>,
@@ -104,6 +107,8 @@ async fn control_reader(
     let mut dec = MessageDecoder::new();
     loop {
         while let Some(m) = dec.next_message() {
+            // A pause asked for before this session goes out again after `Started`.
+            let mut again = None;
             let reply = match m {
                 Ok(Message::Hello { version, gateway }) => {
                     tracing::info!(%gateway, version, "gateway connected");
@@ -117,6 +122,7 @@ async fn control_reader(
                     match shared.start(req).await {
                         Ok((_, next_seq)) => {
                             lock(&keys).insert(key.clone());
+                            again = shared.links.attach(&key, tx.clone(), session.clone());
                             Some(Message::Started { key, next_seq })
                         }
                         Err(text) => Some(Message::Error { key, text }),
@@ -152,6 +158,15 @@ async fn control_reader(
                         text: "no such recording".into(),
                     }),
                 },
+                Ok(Message::SendingState {
+                    key,
+                    sending,
+                    filtered,
+                }) => {
+                    tracing::info!(stream = %key, ?sending, filtered, "gateway confirmed its sending state");
+                    shared.links.confirm(&key, sending, filtered);
+                    None
+                }
                 Ok(Message::StatusRequest(key)) => Some(match shared.get(&key) {
                     Some(s) => {
                         let r = tokio::task::spawn_blocking(move || s.report()).await.ok();
@@ -179,7 +194,7 @@ async fn control_reader(
                     None
                 }
             };
-            if let Some(r) = reply {
+            for r in reply.into_iter().chain(again) {
                 if tx.send(r).await.is_err() {
                     return;
                 }
@@ -203,6 +218,9 @@ async fn sensor_stream(
         while let Some(m) = dec.next_message() {
             match (m, &sink) {
                 (Ok(Message::Sample { seq, body }), Some(s)) => s.push(seq, &body),
+                (Ok(Message::Filtered { first_seq, count }), Some(s)) => {
+                    s.filtered(first_seq, count);
+                }
                 (Ok(Message::Header(h)), None) => match attach(&shared, h.clone()).await {
                     Ok(s) => {
                         // This session's gateway gets acks for the stream.

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use crate::remote::server::config::RecorderServerConfig;
+use crate::remote::server::links::Links;
 use crate::remote::server::stream::{StreamReport, StreamSink, open_sink};
 use crate::remote::wire::{StartRequest, StreamKey};
 use crate::sync::lock_std as lock;
@@ -19,6 +20,8 @@ pub(crate) struct ServerShared {
     pub(crate) sessions: AtomicU64,
     /// Messages on sensor streams that could not be attributed to a stream.
     pub(crate) stray_malformed: AtomicU64,
+    /// The way back to each stream's gateway (control requests, paths).
+    pub(crate) links: Links,
 }
 
 impl ServerShared {

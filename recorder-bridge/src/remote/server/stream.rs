@@ -73,6 +73,8 @@ pub(crate) trait StreamSink: Send + Sync {
     fn run(&self) -> RunId;
     fn schema(&self) -> WireSchema;
     fn push(&self, seq: u64, body: &[u8]);
+    /// The gateway did not send `count` samples from `first_seq` on, by request.
+    fn filtered(&self, first_seq: u64, count: u64);
     fn count_malformed(&self);
     fn has_room(&self) -> bool;
     /// Notified (`notify_waiters`) whenever [`StreamSink::has_room`] may have changed:
@@ -139,6 +141,9 @@ struct Ingest<S> {
     next_seq: u64,
     journal: Journal,
     journal_error: bool,
+    /// The latest filtered range: `(rows pushed before it, sequence number after it)`.
+    /// Once those rows are on disk, everything below its end is committed.
+    filtered_to: Option<(u64, u64)>,
 }
 
 struct DeviceStream<S: WireSample> {
@@ -280,6 +285,7 @@ where
                 next_seq: first_seq,
                 journal,
                 journal_error: false,
+                filtered_to: None,
             }),
             recording: Mutex::new(Some(recording)),
             final_report: Mutex::new(None),
@@ -328,13 +334,19 @@ where
 
     fn committed_from(&self, written: u64) -> u64 {
         let ing = lock(&self.ingest);
-        if written == 0 {
-            return self.first_seq;
+        let rows = if written == 0 {
+            self.first_seq
+        } else {
+            ing.journal
+                .map()
+                .seq_of(written - 1)
+                .map_or(self.first_seq, |s| s + 1)
+        };
+        // A filtered range needs no row: it is done once the rows before it are.
+        match ing.filtered_to {
+            Some((before, end)) if written >= before => rows.max(end),
+            _ => rows,
         }
-        ing.journal
-            .map()
-            .seq_of(written - 1)
-            .map_or(self.first_seq, |s| s + 1)
     }
 }
 
@@ -390,6 +402,32 @@ where
         ing.writer.push(sample);
         ing.next_seq = seq + 1;
         self.counters.pushed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn filtered(&self, first_seq: u64, count: u64) {
+        let end = first_seq.saturating_add(count);
+        let mut ing = lock(&self.ingest);
+        if end <= ing.next_seq {
+            return; // sent again after a reconnect: already counted
+        }
+        let from = first_seq.max(ing.next_seq);
+        if from > ing.next_seq {
+            let gap = from - ing.next_seq;
+            self.counters.missing.fetch_add(gap, Ordering::Relaxed);
+            ing.writer.count_lost_upstream(gap);
+        }
+        self.counters
+            .filtered
+            .fetch_add(end - from, Ordering::Relaxed);
+        ing.next_seq = end;
+        ing.filtered_to = Some((ing.journal.map().rows(), end));
+        drop(ing);
+        // The sidecar says it too: these samples are missing from the file by request.
+        let total = self.counters.filtered.load(Ordering::Relaxed);
+        if let Some(rec) = lock(&self.recording).as_ref() {
+            rec.device_notes()
+                .set_all([("filtered_by_request".to_owned(), total.to_string())]);
+        }
     }
 
     fn count_malformed(&self) {
