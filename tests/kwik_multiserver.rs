@@ -888,6 +888,7 @@ async fn secondary_writing_outside_its_grant_is_refused_and_the_file_is_unaffect
             path,
             max_data: 0,
             stream_credit: 0,
+            version: 1,
         }
         .encode(&mut buf);
         send.write_all(&buf).await.unwrap();

@@ -36,8 +36,17 @@
 //! (sessions, paths added, degraded, abandoned, re-created, refused joins,
 //! protocol errors, multi-server counters); `docs/METRICS.md` lists every name
 //! and unit. Per-stream and per-path figures come from the API:
-//! [`SendStream::stats`], [`Session::path_stats`], [`Session::paths`],
-//! [`Session::stats`] and [`Session::presentation_stats`].
+//! [`SendStream::stats`], [`RecvStream::stats`], [`Session::path_stats`],
+//! [`Session::paths`], [`Session::stats`] and [`Session::presentation_stats`].
+//!
+//! Backpressure reaches the sending application: [`SendStream::backpressure`]
+//! says whether the receiver holds the stream (or the whole session) back,
+//! why ([`BackpressureReason`]: slow reader, head-of-line gap, session window,
+//! manual) and for how long, and [`Session::backpressure_events`] reports
+//! each signal's start and end. The receiving application can hold a stream
+//! or the session by hand ([`RecvStream::hold`], [`Session::hold`]). The
+//! reasons travel in protocol version 2 ([`ProtocolVersion`]); sessions with
+//! peers of version 1 negotiate down and keep working.
 //!
 //! A path that dies while another lives is re-created by the client over the
 //! same addresses, with backoff ([`PathRecreation`], [`PathEvent::Recreated`]).
@@ -88,9 +97,11 @@ pub use driver::quinn_config::{
 pub use driver::recv_stream::RecvStream;
 pub use driver::secondary::SecondarySession;
 pub use driver::send_stream::SendStream;
-pub use driver::session::{PathEvents, PathInfo, PathSpec, Session};
-pub use kwik_presentation::{Dir, PresentationConfig, PresentationStats, Side, StreamId};
-pub use proto::config::{ALPN, SecondaryJoins, SessionConfig};
+pub use driver::session::{BackpressureEvents, PathEvents, PathInfo, PathSpec, Session};
+pub use kwik_presentation::{
+    BackpressureScope, Dir, PresentationConfig, PresentationStats, Side, StreamId,
+};
+pub use proto::config::{ALPN, ProtocolVersion, SecondaryJoins, SessionConfig};
 pub use proto::error::{
     AddSecondaryError, CloseReason, DelegateError, PROTOCOL_ERROR_CODE, ProtocolError, ReadError,
     RelayError, RemovePathError, SecondaryWriteError, StreamError, WriteError,
@@ -101,11 +112,14 @@ pub use proto::multiserver::secondary::SecondaryStats;
 pub use proto::multiserver::token::{TOKEN_LEN, TokenError, TokenIssuer, TokenKey};
 pub use proto::peer_fault::{HANDSHAKE_TIMEOUT_CODE, JOIN_REFUSED_CODE, VERSION_REFUSED_CODE};
 pub use proto::scheduler::Scheduler;
+pub use proto::session::backpressure::{Backpressure, BackpressureEvent};
 pub use proto::session::events::PathEvent;
 pub use proto::session::paths::{PathState, PathStats};
 pub use proto::session::recreate::PathRecreation;
+pub use proto::session::recv::RecvStreamStats;
 pub use proto::session::send::SendStreamStats;
 pub use proto::session::stats::SessionStats;
+pub use proto::wire::backpressure::BackpressureReason;
 pub use proto::wire::frame::{
     AddPathOutcome, DecodeError, MAX_RELAY_LEN, PathStatus, RefuseReason,
 };

@@ -12,7 +12,11 @@ const OPEN: u64 = 0x01;
 const JOIN: u64 = 0x02;
 const WELCOME: u64 = 0x03;
 const REFUSED: u64 = 0x04;
+const TOKEN_REQUEST: u64 = 0x05;
+const PATH_TOKEN: u64 = 0x06;
+const SESSION_CREDIT: u64 = 0x10;
 const STREAM_CREDIT: u64 = 0x11;
+const BACKPRESSURE: u64 = 0x13;
 const GRANT: u64 = 0x23;
 
 /// Data stream kind DATA (§2).
@@ -33,18 +37,36 @@ pub(crate) enum Frame {
         path: PathId,
         token: Bytes,
     },
+    /// `version` is on the wire from version 2 on (§3.1); 1 when absent.
     Welcome {
         session: SessionId,
         path: PathId,
         max_data: u64,
         stream_credit: u64,
+        version: u64,
     },
     Refused {
         reason: RefuseReason,
     },
+    TokenRequest {
+        path: PathId,
+    },
+    PathToken {
+        path: PathId,
+        token: Bytes,
+    },
+    SessionCredit {
+        max_data: u64,
+    },
     StreamCredit {
         stream: StreamId,
         max_offset: u64,
+    },
+    /// `reason` is on the wire from version 2 on (§3.3); `None` when absent.
+    Backpressure {
+        stream: Option<StreamId>,
+        on: bool,
+        reason: Option<u64>,
     },
     Grant {
         grant: Bytes,
@@ -147,21 +169,52 @@ impl Frame {
                 path,
                 max_data,
                 stream_credit,
+                version,
             } => {
                 p.put_slice(session.as_bytes());
                 put_varint(&mut p, path.into_inner());
                 put_varint(&mut p, *max_data);
                 put_varint(&mut p, *stream_credit);
+                if *version >= 2 {
+                    put_varint(&mut p, *version);
+                }
                 WELCOME
             }
             Frame::Refused { reason } => {
                 put_varint(&mut p, refuse_code(*reason));
                 REFUSED
             }
+            Frame::TokenRequest { path } => {
+                put_varint(&mut p, path.into_inner());
+                TOKEN_REQUEST
+            }
+            Frame::PathToken { path, token } => {
+                put_varint(&mut p, path.into_inner());
+                put_bytes(&mut p, token);
+                PATH_TOKEN
+            }
+            Frame::SessionCredit { max_data } => {
+                put_varint(&mut p, *max_data);
+                SESSION_CREDIT
+            }
             Frame::StreamCredit { stream, max_offset } => {
                 put_varint(&mut p, stream.into_inner());
                 put_varint(&mut p, *max_offset);
                 STREAM_CREDIT
+            }
+            Frame::Backpressure { stream, on, reason } => {
+                match stream {
+                    None => p.put_u8(0),
+                    Some(s) => {
+                        p.put_u8(1);
+                        put_varint(&mut p, s.into_inner());
+                    }
+                }
+                p.put_u8(u8::from(*on));
+                if let Some(r) = reason {
+                    put_varint(&mut p, *r);
+                }
+                BACKPRESSURE
             }
             Frame::Grant { grant } => {
                 put_bytes(&mut p, grant);
@@ -208,14 +261,37 @@ impl Frame {
                 path: PathId::new(varint(&mut p)),
                 max_data: varint(&mut p),
                 stream_credit: varint(&mut p),
+                version: if p.is_empty() { 1 } else { varint(&mut p) },
             },
             REFUSED => Frame::Refused {
                 reason: refuse_reason(varint(&mut p)),
+            },
+            TOKEN_REQUEST => Frame::TokenRequest {
+                path: PathId::new(varint(&mut p)),
+            },
+            PATH_TOKEN => Frame::PathToken {
+                path: PathId::new(varint(&mut p)),
+                token: bytes(&mut p),
+            },
+            SESSION_CREDIT => Frame::SessionCredit {
+                max_data: varint(&mut p),
             },
             STREAM_CREDIT => Frame::StreamCredit {
                 stream: StreamId::new(varint(&mut p)),
                 max_offset: varint(&mut p),
             },
+            BACKPRESSURE => {
+                let flag = |p: &mut &[u8]| {
+                    let b = p[0];
+                    p.advance(1);
+                    assert!(b <= 1, "flag byte {b}");
+                    b == 1
+                };
+                let stream = flag(&mut p).then(|| StreamId::new(varint(&mut p)));
+                let on = flag(&mut p);
+                let reason = (!p.is_empty()).then(|| varint(&mut p));
+                Frame::Backpressure { stream, on, reason }
+            }
             GRANT => Frame::Grant {
                 grant: bytes(&mut p),
             },

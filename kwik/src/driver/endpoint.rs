@@ -27,7 +27,7 @@ use crate::driver::quinn_config::{
 use crate::driver::secondary::{SecondarySession, accept_secondary};
 use crate::driver::session::Session;
 use crate::driver::shared::{ClientSide, ServerSide, SessionRegistry, SessionShared};
-use crate::proto::handshake::{self, FirstFrame, JoinRequest, Opening};
+use crate::proto::handshake::{self, AnswerError, FirstFrame, JoinRequest, Opening};
 use crate::proto::ids::{PathId, SessionId};
 use crate::proto::multiserver::token::TokenIssuer;
 use crate::proto::peer_fault::{FrameType, PeerFault};
@@ -146,17 +146,36 @@ impl Endpoint {
         server_name: &str,
     ) -> Result<Session, ConnectError> {
         let (config, qc) = self.inner.client.as_ref().ok_or(ConnectError::NotAClient)?;
-        let conn = self
-            .inner
-            .quinn
-            .connect_with(qc.clone(), addr, server_name)?
-            .await?;
-        let (mut send, mut recv) = conn.open_bi().await?;
-        let (opening, open) = Opening::new(config.session.clone(), Instant::now());
-        write_frame(&mut send, &open).await?;
-        let mut reader = FrameReader::new();
-        let answer = read_frame(&mut recv, &mut reader).await?;
-        let state = opening.on_answer(answer, Instant::now())?;
+        let mut version = config.session.version.number();
+        let (conn, send, recv, reader, state) = loop {
+            let conn = self
+                .inner
+                .quinn
+                .connect_with(qc.clone(), addr, server_name)?
+                .await?;
+            let (mut send, mut recv) = conn.open_bi().await?;
+            let (opening, open) = Opening::new(config.session.clone(), version, Instant::now());
+            write_frame(&mut send, &open).await?;
+            let mut reader = FrameReader::new();
+            let answer = read_frame(&mut recv, &mut reader).await?;
+            match opening.on_answer(answer, Instant::now()) {
+                Ok(state) => break (conn, send, recv, reader, state),
+                // A server of an older version: open the session again at the
+                // version every server speaks (the server closes this one).
+                Err(AnswerError::Refused(RefuseReason::Version)) => {
+                    let Some(older) = Opening::fallback(version) else {
+                        return Err(AnswerError::Refused(RefuseReason::Version).into());
+                    };
+                    debug!(
+                        offered = version,
+                        retry = older,
+                        "version refused; opening again"
+                    );
+                    version = older;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let shared = SessionShared::new(
             state,
             Some(ClientSide {

@@ -16,12 +16,13 @@ use tracing::{debug, warn};
 use crate::driver::control::{HANDSHAKE_TIMEOUT, send_join};
 use crate::driver::error::ConnectError;
 use crate::driver::multi_server::{Link, Outbox, RELAY_QUEUE, SecondaryPath};
+use crate::driver::peer_log::close_for;
 use crate::driver::quinn_config::link_client_config;
 use crate::driver::shared::SessionShared;
-use crate::proto::error::PATH_ABANDONED;
-use crate::proto::error::{PROTOCOL_ERROR_CODE, ProtocolError};
+use crate::proto::error::ProtocolError;
 use crate::proto::ids::PathId;
 use crate::proto::multiserver::client::{LinkInput, on_link_frame};
+use crate::proto::peer_fault::PeerFault;
 use crate::proto::session::events::PathEvent;
 use crate::proto::wire::frame::{AddPathOutcome, Frame, FrameReader, RefuseReason};
 use crate::proto::wire::segment::SegmentReader;
@@ -200,10 +201,8 @@ async fn link_data_reader(
             }
             metrics::counter!("kwik_protocol_errors_total").increment(1);
             warn!(session = %shared.id, %path, error = %e, "secondary broke the protocol; closing its path");
-            conn.close(
-                VarInt::from_u64(PROTOCOL_ERROR_CODE).unwrap_or(VarInt::from_u32(0)),
-                e.to_string().as_bytes(),
-            );
+            // Code 0x10000 with a phrase that names the class (docs/PROTOCOL.md §3.8).
+            close_for(&conn, &PeerFault::protocol(&e));
             return;
         }
     }
@@ -235,10 +234,11 @@ async fn link_reader(
                 Ok(None) => break,
                 Err(e) => {
                     metrics::counter!("kwik_protocol_errors_total").increment(1);
-                    warn!(session = %shared.id, %path, error = %e, "bad frame from secondary; closing link");
+                    // The phrase names the frame type, as a server's does.
+                    let fault = PeerFault::bad_frame(reader.bad_type(), e);
+                    warn!(session = %shared.id, %path, error = %fault, "bad frame from secondary; closing link");
                     if let Some(link) = shared.multi.links.lock().get(&path) {
-                        link.conn
-                            .close(VarInt::from_u32(PATH_ABANDONED), b"bad frame");
+                        close_for(&link.conn, &fault);
                     }
                     return;
                 }

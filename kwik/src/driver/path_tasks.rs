@@ -129,16 +129,17 @@ async fn control_reader(
         loop {
             match reader.next_frame() {
                 Ok(Some(frame)) => {
+                    let name = frame.name();
                     let result = shared.with_state(|s| {
-                        let r = s.handle_frame(path, frame, Instant::now());
-                        if let Err(e) = &r {
-                            s.fail(e);
-                        }
-                        r
+                        s.handle_frame(path, frame, Instant::now()).map_err(|e| {
+                            // The phrase names the frame the violation came in.
+                            let fault = PeerFault::protocol_in(name, &e);
+                            s.fail_for(&fault);
+                            fault
+                        })
                     });
-                    if let Err(e) = result {
+                    if let Err(fault) = result {
                         metrics::counter!("kwik_protocol_errors_total").increment(1);
-                        let fault = PeerFault::protocol(&e);
                         peer_log::report(
                             conn.remote_address(),
                             Some(shared.id),
@@ -150,7 +151,8 @@ async fn control_reader(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    fail_path(&shared, path, &conn, PeerFault::path_protocol(&e.into()));
+                    let fault = PeerFault::bad_frame(reader.bad_type(), e);
+                    fail_path(&shared, path, &conn, fault);
                     return;
                 }
             }

@@ -8,14 +8,16 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kwik_presentation::StreamId;
+use kwik_presentation::{BackpressureScope, StreamId};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::driver::shared::{SessionHandle, SessionShared, WAKE_READ};
 use crate::proto::error::ReadError;
 use crate::proto::session::SessionState;
+use crate::proto::session::recv::RecvStreamStats;
 
 /// The receiving half of a stream. Implements [`AsyncRead`]; dropping it before
 /// the end stops the stream (the peer is asked to stop sending).
@@ -25,6 +27,12 @@ pub struct RecvStream {
     _handle: Arc<SessionHandle>,
     id: StreamId,
     done: bool,
+    /// Since when the current read waits with nothing to read.
+    blocked_since: Option<Instant>,
+    /// Time earlier reads waited.
+    time_blocked: Duration,
+    /// The figures as the stream ended (its receive state is gone then).
+    last: Option<RecvStreamStats>,
 }
 
 /// What a read from the core found.
@@ -58,6 +66,9 @@ impl RecvStream {
             _handle: handle,
             id,
             done: false,
+            blocked_since: None,
+            time_blocked: Duration::ZERO,
+            last: None,
         }
     }
 
@@ -70,15 +81,58 @@ impl RecvStream {
         if !self.done {
             self.done = true;
             let id = self.id;
-            self.shared.with_state(|s| s.release_recv(id, None));
+            self.last = self.shared.with_state(|s| {
+                let stats = s.recv_stream_stats(id);
+                s.release_recv(id, None);
+                stats
+            });
         }
+    }
+
+    /// The stream's figures: bytes received (per path, duplicates), read and
+    /// buffered, holes, time the reads waited, credit, backpressure. After
+    /// the stream ended (read to its end, reset) the figures it ended with;
+    /// `None` if it was stopped or its receive state is gone otherwise.
+    pub fn stats(&self) -> Option<RecvStreamStats> {
+        let mut stats = match &self.last {
+            Some(last) => last.clone(),
+            None => self.shared.state.lock().recv_stream_stats(self.id)?,
+        };
+        stats.time_blocked = self.time_blocked
+            + self
+                .blocked_since
+                .map_or(Duration::ZERO, |since| since.elapsed());
+        Some(stats)
+    }
+
+    /// Holds the sender back on this stream by hand: it hears BACKPRESSURE
+    /// for the stream (reason [`BackpressureReason::Manual`](crate::BackpressureReason::Manual))
+    /// and gets no more credit for it until [`release`](Self::release), so
+    /// it stops once it has sent what it was granted. Reading goes on as
+    /// usual. Holding twice is holding once; a stream that ended cannot be
+    /// held (returns `false`).
+    pub fn hold(&self) -> bool {
+        let id = self.id;
+        !self.done
+            && self
+                .shared
+                .with_state(|s| s.hold(BackpressureScope::Stream(id)))
+    }
+
+    /// Ends a [`hold`](Self::hold): the sender hears the stream's signal end
+    /// (unless the window's own backpressure is on) and gets the credit it
+    /// missed.
+    pub fn release(&self) {
+        let id = self.id;
+        self.shared
+            .with_state(|s| s.release_hold(BackpressureScope::Stream(id)));
     }
 
     /// Runs `read` on the core; if it finds nothing, registers `cx`'s waker
     /// while the core is still locked (see the lock order in
     /// [`shared`](crate::driver::shared)).
     fn attempt<T>(
-        &self,
+        &mut self,
         cx: &Context<'_>,
         read: impl FnOnce(&mut SessionState) -> Result<T, kwik_presentation::ReadError>,
     ) -> Poll<Result<T, ReadError>> {
@@ -91,8 +145,16 @@ impl RecvStream {
             attempt
         });
         match attempt {
-            Attempt::Done(r) => Poll::Ready(r),
-            Attempt::Blocked => self.pending_or_closed(),
+            Attempt::Done(r) => {
+                if let Some(since) = self.blocked_since.take() {
+                    self.time_blocked += since.elapsed();
+                }
+                Poll::Ready(r)
+            }
+            Attempt::Blocked => {
+                self.blocked_since.get_or_insert_with(Instant::now);
+                self.pending_or_closed()
+            }
         }
     }
 

@@ -350,7 +350,7 @@ async fn secondary_reader(
                 Ok(None) => break,
                 Err(e) => {
                     metrics::counter!("kwik_protocol_errors_total").increment(1);
-                    let fault = PeerFault::path_protocol(&e.into());
+                    let fault = PeerFault::bad_frame(reader.bad_type(), e);
                     close_for(&conn, &fault);
                     peer_log::report(conn.remote_address(), Some(session), Some(path), &fault);
                     return;

@@ -6,6 +6,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use kwik_presentation::StreamId;
@@ -15,6 +16,7 @@ use crate::driver::shared::{SessionHandle, SessionShared, WAKE_FINISHED, WAKE_WR
 use crate::proto::error::WriteError;
 use crate::proto::scheduler::Scheduler;
 use crate::proto::session::SessionState;
+use crate::proto::session::backpressure::Backpressure;
 use crate::proto::session::send::SendStreamStats;
 
 /// The sending half of a stream. Implements [`AsyncWrite`]; dropping it finishes
@@ -148,6 +150,18 @@ impl SendStream {
     /// returned) or the stream was reset.
     pub fn stats(&self) -> Option<SendStreamStats> {
         self.shared.state.lock().send_stream_stats(self.id)
+    }
+
+    /// What the receiver holds this stream back with now: its backpressure
+    /// on this stream or, if none, on the whole session, with the reason and
+    /// how long it has lasted. `None` while the receiver lets it flow.
+    /// [`Session::backpressure_events`](crate::Session::backpressure_events)
+    /// reports each signal's start and end.
+    pub fn backpressure(&self) -> Option<Backpressure> {
+        self.shared
+            .state
+            .lock()
+            .peer_backpressure(self.id, Instant::now())
     }
 
     /// Ends the stream after the bytes written so far.

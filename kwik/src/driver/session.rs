@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
-use kwik_presentation::{Dir, PresentationStats, Side, StreamId};
+use kwik_presentation::{BackpressureScope, Dir, PresentationStats, Side, StreamId};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::driver::control::unix_ms;
@@ -29,6 +29,7 @@ use crate::proto::ids::{PathId, SECONDARY_PATH_BASE, SessionId};
 use crate::proto::multiserver::grant::Grant;
 use crate::proto::multiserver::token::TokenKey;
 use crate::proto::scheduler::Scheduler;
+use crate::proto::session::backpressure::BackpressureEvent;
 use crate::proto::session::events::PathEvent;
 use crate::proto::session::paths::PathStats;
 use crate::proto::session::stats::SessionStats;
@@ -119,12 +120,32 @@ impl PathEvents {
     /// The next event; `None` once the session is gone. Events that a slow
     /// consumer missed are skipped. Cancel-safe.
     pub async fn next(&mut self) -> Option<PathEvent> {
-        loop {
-            match self.rx.recv().await {
-                Ok(e) => return Some(e),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+        next_event(&mut self.rx).await
+    }
+}
+
+/// Stream of [`BackpressureEvent`]s of a session: the peer's backpressure on
+/// the session or on this side's send streams, when it starts and when it
+/// ends (see [`Session::backpressure_events`]).
+#[derive(Debug)]
+pub struct BackpressureEvents {
+    rx: broadcast::Receiver<BackpressureEvent>,
+}
+
+impl BackpressureEvents {
+    /// The next event; `None` once the session is gone. Events that a slow
+    /// consumer missed are skipped. Cancel-safe.
+    pub async fn next(&mut self) -> Option<BackpressureEvent> {
+        next_event(&mut self.rx).await
+    }
+}
+
+async fn next_event<T: Clone>(rx: &mut broadcast::Receiver<T>) -> Option<T> {
+    loop {
+        match rx.recv().await {
+            Ok(e) => return Some(e),
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return None,
         }
     }
 }
@@ -276,6 +297,35 @@ impl Session {
         PathEvents {
             rx: self.shared.events.subscribe(),
         }
+    }
+
+    /// Subscribes to the peer's backpressure events from now on: each
+    /// signal on the session or on one of this side's send streams when it
+    /// starts (with its reason) and when it ends (with how long it lasted).
+    /// [`SendStream::backpressure`] answers the same for one stream at any
+    /// time.
+    pub fn backpressure_events(&self) -> BackpressureEvents {
+        BackpressureEvents {
+            rx: self.shared.backpressure.subscribe(),
+        }
+    }
+
+    /// Holds the peer back on the whole session, by hand: it hears
+    /// BACKPRESSURE for the session (reason [`BackpressureReason::Manual`](crate::BackpressureReason::Manual))
+    /// and gets no more session credit until [`release`](Self::release),
+    /// so it stops once it has sent what it was granted. Holding twice is
+    /// holding once. For one stream see [`RecvStream::hold`].
+    pub fn hold(&self) {
+        self.shared
+            .with_state(|s| s.hold(BackpressureScope::Session));
+    }
+
+    /// Ends a [`hold`](Self::hold): the peer hears the session's signal end
+    /// (unless the receive window's own backpressure is on) and gets the
+    /// credit it missed.
+    pub fn release(&self) {
+        self.shared
+            .with_state(|s| s.release_hold(BackpressureScope::Session));
     }
 
     /// Session counters.

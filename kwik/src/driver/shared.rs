@@ -34,6 +34,7 @@ use crate::proto::error::PATH_ABANDONED;
 use crate::proto::ids::{PathId, SessionId};
 use crate::proto::multiserver::token::{TokenIssuer, TokenKey};
 use crate::proto::session::SessionState;
+use crate::proto::session::backpressure::BackpressureEvent;
 use crate::proto::session::events::{Event, PathEvent};
 use crate::proto::wire::frame::Frame;
 
@@ -79,23 +80,30 @@ pub(crate) struct PathIo {
     pub(crate) data: Arc<Notify>,
 }
 
-/// The path events of a session, for the application. The channel exists
-/// from the first subscriber on: a session nobody watches keeps no event
-/// buffer (32 slots would be ~1.5 KiB per session).
-#[derive(Debug, Default)]
-pub(crate) struct PathEventHub(OnceLock<broadcast::Sender<PathEvent>>);
+/// Events of a session for the application (path events, backpressure
+/// events). The channel exists from the first subscriber on: a session
+/// nobody watches keeps no event buffer (32 slots would be ~1.5 KiB per
+/// session).
+#[derive(Debug)]
+pub(crate) struct EventHub<T>(OnceLock<broadcast::Sender<T>>);
 
-impl PathEventHub {
-    /// Path events are rare; a consumer that lags skips the oldest.
+impl<T> Default for EventHub<T> {
+    fn default() -> Self {
+        Self(OnceLock::new())
+    }
+}
+
+impl<T: Clone> EventHub<T> {
+    /// These events are rare; a consumer that lags skips the oldest.
     const CAPACITY: usize = 32;
 
-    pub(crate) fn send(&self, event: PathEvent) {
+    pub(crate) fn send(&self, event: T) {
         if let Some(tx) = self.0.get() {
             let _ = tx.send(event);
         }
     }
 
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<PathEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<T> {
         self.0
             .get_or_init(|| broadcast::channel(Self::CAPACITY).0)
             .subscribe()
@@ -113,7 +121,8 @@ pub(crate) struct SessionShared {
     pub(crate) accept: Notify,
     pub(crate) timer: Notify,
     pub(crate) wakers: StreamWakers,
-    pub(crate) events: PathEventHub,
+    pub(crate) events: EventHub<PathEvent>,
+    pub(crate) backpressure: EventHub<BackpressureEvent>,
     pub(crate) tokens: Mutex<HashMap<PathId, oneshot::Sender<Bytes>>>,
     pub(crate) client: Option<ClientSide>,
     pub(crate) server: Option<ServerSide>,
@@ -140,7 +149,8 @@ impl SessionShared {
             accept: Notify::new(),
             timer: Notify::new(),
             wakers: StreamWakers::default(),
-            events: PathEventHub::default(),
+            events: EventHub::default(),
+            backpressure: EventHub::default(),
             tokens: Mutex::new(HashMap::new()),
             client,
             server,
@@ -226,6 +236,10 @@ impl SessionShared {
                     _ => {}
                 }
                 self.events.send(e);
+            }
+            Event::Backpressure(e) => {
+                debug!(session = %self.id, event = ?e, "peer backpressure");
+                self.backpressure.send(e);
             }
             Event::ClosePath(id) => {
                 if let Some(io) = self.paths.lock().remove(&id) {

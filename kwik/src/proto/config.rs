@@ -12,6 +12,29 @@ use crate::proto::session::recreate::PathRecreation;
 /// The ALPN protocol name of KWIK version 1.
 pub const ALPN: &[u8] = b"kwik/1";
 
+/// A KWIK protocol version (docs/PROTOCOL.md §3.1): what a client offers in
+/// OPEN and the highest a server accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum ProtocolVersion {
+    /// Version 1: BACKPRESSURE says on or off, without a reason.
+    V1,
+    /// Version 2: WELCOME carries the version, BACKPRESSURE its reason. The
+    /// default.
+    #[default]
+    V2,
+}
+
+impl ProtocolVersion {
+    /// The number on the wire.
+    pub fn number(self) -> u64 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+}
+
 /// How a session behaves: scheduling, liveness, acknowledgements, windows.
 /// `Default` suits a LAN or WAN session; [`SessionConfig::lan`] detects dead paths
 /// faster. Setters take and return `self`.
@@ -31,6 +54,7 @@ pub struct SessionConfig {
     pub(crate) max_paths: usize,
     pub(crate) recreation: PathRecreation,
     pub(crate) presentation: PresentationConfig,
+    pub(crate) version: ProtocolVersion,
 }
 
 impl Default for SessionConfig {
@@ -50,6 +74,7 @@ impl Default for SessionConfig {
             max_paths: 8,
             recreation: PathRecreation::default(),
             presentation: PresentationConfig::default(),
+            version: ProtocolVersion::default(),
         }
     }
 }
@@ -173,6 +198,18 @@ impl SessionConfig {
     /// session whose last path died has ended (no path to ask for a token).
     pub fn path_recreation(mut self, recreation: PathRecreation) -> Self {
         self.recreation = recreation;
+        self
+    }
+
+    /// The highest protocol version this side speaks. Default
+    /// [`ProtocolVersion::V2`]. A client offers it in OPEN and, when a server
+    /// refuses it (a server of version 1), opens the session again with
+    /// version 1; a server accepts OPENs of version 1 up to this one, and
+    /// the session runs at the version the client offered. `V1` makes this
+    /// side behave as a version-1 peer (no backpressure reasons on the wire),
+    /// e.g. to check that mixed fleets interoperate.
+    pub fn protocol_version(mut self, version: ProtocolVersion) -> Self {
+        self.version = version;
         self
     }
 

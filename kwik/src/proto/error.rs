@@ -36,8 +36,10 @@ pub enum CloseReason {
         /// Reason bytes.
         reason: Bytes,
     },
-    /// A protocol violation (by the peer, or a corrupt stream).
-    #[error("protocol violation: {0}")]
+    /// A protocol violation (by the peer, or a corrupt stream), with the
+    /// phrase the connections were closed with: it names the class and the
+    /// frame, e.g. `protocol violation (OPEN frame): unexpected OPEN frame`.
+    #[error("{0}")]
     Protocol(String),
     /// Every path died.
     #[error("all paths lost")]

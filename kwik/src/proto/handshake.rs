@@ -19,7 +19,7 @@ use crate::proto::ids::{PathId, SessionId};
 use crate::proto::multiserver::token::{TokenError, TokenIssuer};
 use crate::proto::session::SessionState;
 use crate::proto::session::recv::new_presentation;
-use crate::proto::wire::frame::{Frame, PROTOCOL_VERSION, RefuseReason};
+use crate::proto::wire::frame::{BASE_VERSION, Frame, RefuseReason};
 
 /// Why the answer to an OPEN or a JOIN does not establish the path.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,14 +35,17 @@ pub(crate) enum AnswerError {
 pub(crate) struct Opening {
     config: SessionConfig,
     presentation: Presentation,
+    offered: u64,
 }
 
 impl Opening {
-    /// A new session's receive side, and the OPEN that offers its credits.
-    pub(crate) fn new(config: SessionConfig, now: Instant) -> (Self, Frame) {
+    /// A new session's receive side, and the OPEN that offers its credits and
+    /// `version` (the configured version, or [`BASE_VERSION`] when a server
+    /// refused that: see [`Opening::fallback`]).
+    pub(crate) fn new(config: SessionConfig, version: u64, now: Instant) -> (Self, Frame) {
         let presentation = new_presentation(&config.presentation, now);
         let open = Frame::Open {
-            version: PROTOCOL_VERSION,
+            version,
             max_data: presentation.session_credit(),
             stream_credit: config.presentation.get_stream_window(),
         };
@@ -50,9 +53,17 @@ impl Opening {
             Self {
                 config,
                 presentation,
+                offered: version,
             },
             open,
         )
+    }
+
+    /// The version to offer again after a server answered REFUSED `1`
+    /// (version) to `offered`: [`BASE_VERSION`], which every server speaks,
+    /// unless that was refused already.
+    pub(crate) fn fallback(offered: u64) -> Option<u64> {
+        (offered > BASE_VERSION).then_some(BASE_VERSION)
     }
 
     /// The server's answer: WELCOME for path 0 starts the session.
@@ -62,12 +73,14 @@ impl Opening {
         now: Instant,
     ) -> Result<SessionState, AnswerError> {
         match answer {
+            // The server runs the session at the version offered or below it.
             Frame::Welcome {
                 session,
                 path,
                 max_data,
                 stream_credit,
-            } if path == PathId::INITIAL => Ok(SessionState::new(
+                version,
+            } if path == PathId::INITIAL && version <= self.offered => Ok(SessionState::new(
                 session,
                 Side::Client,
                 self.config,
@@ -75,7 +88,8 @@ impl Opening {
                 max_data,
                 stream_credit,
                 now,
-            )),
+            )
+            .with_version(version)),
             Frame::Refused { reason } => Err(AnswerError::Refused(reason)),
             _ => Err(AnswerError::Protocol(ProtocolError::UnexpectedFrame(
                 "answer to OPEN",
@@ -173,7 +187,9 @@ pub(crate) fn on_first_frame(
             max_data,
             stream_credit,
         } => {
-            if version != PROTOCOL_VERSION {
+            // Any version from the base one up to the configured one: the
+            // session runs at the version the client offered.
+            if !(BASE_VERSION..=config.version.number()).contains(&version) {
                 return FirstFrame::Refuse(RefuseReason::Version);
             }
             let id = new_id();
@@ -183,6 +199,7 @@ pub(crate) fn on_first_frame(
                 path: PathId::INITIAL,
                 max_data: presentation.session_credit(),
                 stream_credit: config.presentation.get_stream_window(),
+                version,
             };
             let state = SessionState::new(
                 id,
@@ -192,7 +209,8 @@ pub(crate) fn on_first_frame(
                 max_data,
                 stream_credit,
                 now,
-            );
+            )
+            .with_version(version);
             FirstFrame::Open {
                 state: Box::new(state),
                 welcome,
@@ -236,24 +254,30 @@ pub(crate) fn admit_join(state: &SessionState, path: PathId) -> Result<Frame, Re
         path,
         max_data: state.presentation().session_credit(),
         stream_credit: state.config().presentation.get_stream_window(),
+        version: state.version(),
     })
 }
 
 /// (Secondary server) The WELCOME of a verified secondary JOIN. A secondary
-/// holds no receive window: it grants the client no credit.
+/// holds no receive window: it grants the client no credit. It is sent in the
+/// version-1 form: a secondary only writes data, and nothing it receives
+/// differs between the versions.
 pub(crate) fn secondary_welcome(request: &JoinRequest) -> Frame {
     Frame::Welcome {
         session: request.session,
         path: request.path,
         max_data: 0,
         stream_credit: 0,
+        version: BASE_VERSION,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::config::ProtocolVersion;
     use crate::proto::multiserver::token::TokenKey;
+    use crate::proto::wire::frame::PROTOCOL_VERSION;
 
     fn first(frame: Frame, joins: SecondaryJoins, held: bool) -> FirstFrame {
         on_first_frame(
@@ -269,7 +293,7 @@ mod tests {
     #[test]
     fn open_of_this_version_starts_a_session_and_others_are_refused() {
         let now = Instant::now();
-        let (opening, open) = Opening::new(SessionConfig::default(), now);
+        let (opening, open) = Opening::new(SessionConfig::default(), PROTOCOL_VERSION, now);
         let FirstFrame::Open { state, welcome } =
             first(open.clone(), SecondaryJoins::Refuse, false)
         else {
@@ -280,6 +304,39 @@ mod tests {
         let client = opening.on_answer(welcome, now).expect("WELCOME for path 0");
         assert_eq!(client.id(), state.id());
         assert_eq!(client.side(), Side::Client);
+        assert_eq!(
+            (client.version(), state.version()),
+            (PROTOCOL_VERSION, PROTOCOL_VERSION)
+        );
+        // A version-1 client gets a version-1 session and WELCOME.
+        let (old, open_v1) = Opening::new(SessionConfig::default(), BASE_VERSION, now);
+        let FirstFrame::Open { state, welcome } = first(open_v1, SecondaryJoins::Refuse, false)
+        else {
+            panic!("a version-1 OPEN starts a session");
+        };
+        assert!(matches!(
+            welcome,
+            Frame::Welcome {
+                version: BASE_VERSION,
+                ..
+            }
+        ));
+        assert_eq!(state.version(), BASE_VERSION);
+        assert_eq!(old.on_answer(welcome, now).unwrap().version(), BASE_VERSION);
+        // A server configured for version 1 refuses version 2, as a server of
+        // version 1 does; the client then offers version 1.
+        let v1_server = SessionConfig::default().protocol_version(ProtocolVersion::V1);
+        let refused = on_first_frame(
+            open.clone(),
+            &v1_server,
+            SecondaryJoins::Refuse,
+            |_| false,
+            || SessionId::from_bytes([4; 16]),
+            now,
+        );
+        assert!(matches!(refused, FirstFrame::Refuse(RefuseReason::Version)));
+        assert_eq!(Opening::fallback(PROTOCOL_VERSION), Some(BASE_VERSION));
+        assert_eq!(Opening::fallback(BASE_VERSION), None);
 
         let Frame::Open {
             max_data,
@@ -302,7 +359,7 @@ mod tests {
             first(Frame::Ping { seq: 1 }, SecondaryJoins::Refuse, false),
             FirstFrame::Unexpected
         ));
-        let (opening, _) = Opening::new(SessionConfig::default(), now);
+        let (opening, _) = Opening::new(SessionConfig::default(), PROTOCOL_VERSION, now);
         assert_eq!(
             opening
                 .on_answer(
@@ -362,7 +419,8 @@ mod tests {
                 session,
                 path,
                 max_data: 0,
-                stream_credit: 0
+                stream_credit: 0,
+                version: BASE_VERSION,
             }
         );
 
@@ -371,6 +429,7 @@ mod tests {
             path,
             max_data: 1,
             stream_credit: 1,
+            version: PROTOCOL_VERSION,
         };
         assert_eq!(on_join_answer(&welcome, session, path), Ok(()));
         assert!(matches!(
@@ -383,7 +442,7 @@ mod tests {
     fn a_session_admits_a_join_while_it_has_room() {
         let now = Instant::now();
         let FirstFrame::Open { mut state, .. } = first(
-            Opening::new(SessionConfig::default(), now).1,
+            Opening::new(SessionConfig::default(), PROTOCOL_VERSION, now).1,
             SecondaryJoins::Refuse,
             false,
         ) else {

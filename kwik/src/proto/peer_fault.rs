@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::proto::error::{PATH_ABANDONED, PROTOCOL_ERROR_CODE, ProtocolError};
-use crate::proto::wire::frame::{DecodeError, PROTOCOL_VERSION, RefuseReason};
+use crate::proto::wire::frame::{DecodeError, PROTOCOL_VERSION, RefuseReason, type_name};
 
 /// Application close code of an OPEN whose KWIK version this side does not speak.
 pub const VERSION_REFUSED_CODE: u64 = 0x1_0002;
@@ -46,7 +46,7 @@ pub(crate) enum PeerFault {
     #[error("handshake failed: {0}")]
     Handshake(String),
     /// OPEN with a KWIK version this side does not speak.
-    #[error("KWIK version {offered} not supported (this side speaks {PROTOCOL_VERSION})")]
+    #[error("KWIK version {offered} not supported (this side speaks 1 to {PROTOCOL_VERSION})")]
     Version {
         /// The version the peer offered.
         offered: u64,
@@ -91,10 +91,28 @@ impl PeerFault {
         }
     }
 
+    /// A protocol violation found by the core in a frame named `frame`: the
+    /// session ends.
+    pub(crate) fn protocol_in(frame: &'static str, e: &ProtocolError) -> Self {
+        PeerFault::Protocol {
+            frame: frame_of(e).or(Some(FrameType::Named(frame))),
+            detail: e.to_string(),
+        }
+    }
+
     /// A violation on one path (undecodable frames or segments): the path ends.
     pub(crate) fn path_protocol(e: &ProtocolError) -> Self {
         PeerFault::PathProtocol {
             frame: frame_of(e),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Control bytes on one path that did not decode as a frame of type `ty`
+    /// (when the type was read): the path ends, the phrase names the type.
+    pub(crate) fn bad_frame(ty: Option<u64>, e: DecodeError) -> Self {
+        PeerFault::PathProtocol {
+            frame: ty.map(|t| type_name(t).map_or(FrameType::Unknown(t), FrameType::Named)),
             detail: e.to_string(),
         }
     }
@@ -202,6 +220,11 @@ mod tests {
         }
         codes.dedup();
         assert_eq!(codes.len(), 4, "one code per class");
+        let truncated = PeerFault::bad_frame(Some(0x12), DecodeError::Truncated);
+        assert_eq!(
+            truncated.to_string(),
+            "protocol violation on a path (ACK frame): frame payload truncated"
+        );
         assert_eq!(PeerFault::Alpn.application_close(), None);
         assert_eq!(PeerFault::IdleTimeout.application_close(), None);
         assert_eq!(

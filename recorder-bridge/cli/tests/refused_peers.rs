@@ -217,7 +217,7 @@ fn refused_peers_are_logged_closed_with_their_code_and_the_server_records_on() {
         (
             "second-open",
             Some(PROTOCOL_VIOLATION),
-            "unexpected OPEN frame",
+            "protocol violation (OPEN frame): unexpected OPEN frame",
             "protocol_violation",
         ),
         (

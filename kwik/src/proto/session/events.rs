@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use kwik_presentation::{Dir, StreamId};
 
+use super::backpressure::BackpressureEvent;
 use crate::proto::ids::PathId;
 use crate::proto::wire::frame::{AddPathOutcome, Frame, PathStatus};
 
@@ -66,6 +67,8 @@ pub(crate) enum Event {
     Incoming(Dir),
     /// Tell the application.
     Path(PathEvent),
+    /// Tell the application: the peer's backpressure started or ended.
+    Backpressure(BackpressureEvent),
     /// Close the QUIC connection of this path.
     ClosePath(PathId),
     /// (Client) Dial a replacement of this dead path over its addresses and

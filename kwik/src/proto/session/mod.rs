@@ -7,6 +7,8 @@
 //! pieces in, read stream data, and take frames, data
 //! ([`SessionState::poll_data`]), events and the next deadline out.
 
+pub(crate) mod backpressure;
+pub(crate) mod control_queue;
 pub(crate) mod delivery;
 pub(crate) mod events;
 pub(crate) mod path_control;
@@ -27,8 +29,9 @@ use std::ops::Range;
 use std::time::Instant;
 
 use bytes::Bytes;
-use kwik_presentation::{Dir, Presentation, Side, StreamId};
+use kwik_presentation::{BackpressureScope, Dir, Presentation, Side, StreamId};
 
+use self::backpressure::{Backpressure, LocalBackpressure, PeerBackpressure};
 use self::events::{Event, PathEvent};
 use self::path_control::Abandon;
 use self::paths::Paths;
@@ -46,8 +49,9 @@ use crate::proto::ids::{PathId, SECONDARY_PATH_BASE, SessionId};
 use crate::proto::multiserver::client::{Admission, SecondaryLinks};
 use crate::proto::multiserver::grant::Grant;
 use crate::proto::multiserver::token::TokenKey;
+use crate::proto::peer_fault::PeerFault;
 use crate::proto::scheduler::Scheduler;
-use crate::proto::wire::frame::{Frame, PathStatus};
+use crate::proto::wire::frame::{BackpressureReason, Frame, PathStatus};
 use crate::proto::wire::segment::Piece;
 
 /// The state of one session (one side).
@@ -70,6 +74,12 @@ pub(crate) struct SessionState {
     closed: Option<CloseReason>,
     stats: SessionStats,
     metrics: SessionMetrics,
+    /// The protocol version the session runs at (docs/PROTOCOL.md §3.1).
+    version: u64,
+    /// (Receiver) what the peer is told of backpressure, and hand holds.
+    holds: LocalBackpressure,
+    /// (Sender) what the peer signalled.
+    peer_backpressure: PeerBackpressure,
 }
 
 impl SessionState {
@@ -84,6 +94,7 @@ impl SessionState {
         peer_stream_credit: u64,
         now: Instant,
     ) -> Self {
+        let version = config.version.number();
         let mut s = Self {
             id,
             side,
@@ -99,9 +110,24 @@ impl SessionState {
             events: VecDeque::new(),
             closed: None,
             stats: SessionStats::default(),
+            version,
+            holds: LocalBackpressure::default(),
+            peer_backpressure: PeerBackpressure::default(),
         };
         s.add_path(PathId::INITIAL, PathStatus::Available, now);
         s
+    }
+
+    /// The same session running at protocol `version` (what the handshake
+    /// agreed on).
+    pub(crate) fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The protocol version the session runs at.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     pub(crate) fn id(&self) -> SessionId {
@@ -216,6 +242,11 @@ impl SessionState {
         self.send.stream_stats(stream)
     }
 
+    /// What the peer's backpressure holds `stream` back with now, if anything.
+    pub(crate) fn peer_backpressure(&self, stream: StreamId, now: Instant) -> Option<Backpressure> {
+        self.peer_backpressure.get(stream, now)
+    }
+
     /// Ends the stream after what was written.
     pub(crate) fn finish(&mut self, stream: StreamId) -> Result<(), WriteError> {
         self.check_open().map_err(WriteError::SessionClosed)?;
@@ -300,6 +331,7 @@ impl SessionState {
 
     fn retire_send(&mut self, stream: StreamId) {
         self.send.retire(stream);
+        self.peer_backpressure.forget(stream);
         self.paths.stream_done(stream);
         self.events.push_back(Event::Writable);
     }
@@ -371,7 +403,7 @@ impl SessionState {
         self.paths.on_received(path, piece.data.len() as u64);
         self.stats.bytes_received += piece.data.len() as u64;
         self.metrics.received.increment(piece.data.len() as u64);
-        self.receive(piece, now)
+        self.receive(piece, path, now)
     }
 
     /// (Client) Stream data from the secondary on `path`: accepted only inside
@@ -413,7 +445,7 @@ impl SessionState {
         self.stats.bytes_received += len;
         self.metrics.received.increment(len);
         self.stats.bytes_from_secondaries += len;
-        self.receive(piece, now)
+        self.receive(piece, path, now)
     }
 
     /// Makes sure the receive side knows `id`, opening a peer stream on first
@@ -436,13 +468,13 @@ impl SessionState {
         }
     }
 
-    fn receive(&mut self, piece: Piece, now: Instant) -> Result<(), ProtocolError> {
+    fn receive(&mut self, piece: Piece, path: PathId, now: Instant) -> Result<(), ProtocolError> {
         let id = piece.stream;
         if !self.recv_stream(id)? {
             self.stats.late_segments += 1;
             return Ok(());
         }
-        let written = self.recv.write(piece, now);
+        let written = self.recv.write(piece, path, now);
         // Credit, backpressure and readiness the write caused (none if refused).
         self.pump_recv();
         match written? {
@@ -552,6 +584,7 @@ impl SessionState {
             self.queue_ack(stream);
         }
         self.links.remove_stream(stream);
+        self.holds.remove_stream(stream);
         self.recv.release(stream);
         self.pump_recv();
     }
@@ -600,8 +633,19 @@ impl SessionState {
                     }
                 }
             }
-            Frame::Backpressure { .. } => {
+            Frame::Backpressure { stream, on, reason } => {
                 self.stats.backpressure_signals += 1;
+                // The session, or a live send stream of this side: nothing
+                // else is remembered, so a peer cannot grow the table.
+                if stream.is_none_or(|s| self.send.stream_stats(s).is_some()) {
+                    let scope =
+                        stream.map_or(BackpressureScope::Session, BackpressureScope::Stream);
+                    let on = on.then(|| reason.unwrap_or(BackpressureReason::Unspecified));
+                    let mut events = Vec::new();
+                    self.peer_backpressure.on_frame(scope, on, now, &mut events);
+                    self.events
+                        .extend(events.into_iter().map(Event::Backpressure));
+                }
             }
             Frame::ResetStream {
                 stream,
@@ -762,7 +806,15 @@ impl SessionState {
 
     /// Ends the session because of a protocol violation.
     pub(crate) fn fail(&mut self, error: &ProtocolError) {
-        let text = error.to_string();
+        self.fail_for(&PeerFault::protocol(error));
+    }
+
+    /// Ends the session for `fault`, a protocol violation: the CLOSE and the
+    /// connections' close carry its phrase, which names the class of the
+    /// error (and the frame, when known) as the peer log does
+    /// (docs/PROTOCOL.md §3.8).
+    pub(crate) fn fail_for(&mut self, fault: &PeerFault) {
+        let text = fault.to_string();
         self.end(
             PROTOCOL_ERROR_CODE,
             Bytes::from(text.clone()),

@@ -160,6 +160,12 @@ impl SessionState {
         }
         let mut frames = Vec::new();
         self.recv.credit_frames(&mut frames);
+        // A held scope's credit stays where the hold froze it.
+        for f in &mut frames {
+            *f = self
+                .holds
+                .clamp(std::mem::replace(f, Frame::Ping { seq: 0 }));
+        }
         // Grants travel once; one lost with its path is sent again (the client
         // ignores copies of grants it holds).
         self.send.grant_frames(&mut frames);

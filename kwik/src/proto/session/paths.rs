@@ -3,11 +3,12 @@
 //! for the session, which path carries what must arrive (the best one) and
 //! which ids new paths get.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kwik_presentation::{Side, StreamId};
 
+use super::control_queue::ControlQueue;
 use super::telemetry::PathMetrics;
 use crate::proto::ids::PathId;
 use crate::proto::scheduler::PathView;
@@ -55,6 +56,12 @@ pub struct PathStats {
     pub missed_pongs: u32,
     /// The user's weight for `Aggregate` (`None`: split by measured rate).
     pub weight: Option<u32>,
+    /// Control frames waiting for the path's control writer (it waits while
+    /// the peer does not read its control channel).
+    pub control_queued: usize,
+    /// Control frames that replaced a queued one carrying older state of the
+    /// same thing (an ACK, a credit, a PING or PONG) instead of queuing.
+    pub control_coalesced: u64,
 }
 
 #[derive(Debug)]
@@ -83,7 +90,7 @@ pub(crate) struct Path {
     pub(crate) bytes_resent: u64,
     pub(crate) bytes_received: u64,
     pings_sent: u64,
-    pub(crate) control: VecDeque<Frame>,
+    pub(crate) control: ControlQueue,
     /// Logical streams whose data streams on this path can be finished.
     pub(crate) done_streams: Vec<StreamId>,
     metrics: PathMetrics,
@@ -131,7 +138,7 @@ impl Path {
             bytes_resent: 0,
             bytes_received: 0,
             pings_sent: 0,
-            control: VecDeque::new(),
+            control: ControlQueue::default(),
             done_streams: Vec::new(),
             metrics,
             weight: None,
@@ -314,6 +321,8 @@ impl Path {
             pings_sent: self.pings_sent,
             missed_pongs: self.missed,
             weight: self.weight,
+            control_queued: self.control.len(),
+            control_coalesced: self.control.coalesced(),
         }
     }
 }

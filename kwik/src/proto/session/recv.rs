@@ -16,7 +16,8 @@ use kwik_presentation::{
 };
 
 use crate::proto::error::ProtocolError;
-use crate::proto::wire::frame::{Frame, MAX_ACK_RANGES};
+use crate::proto::ids::PathId;
+use crate::proto::wire::frame::{BackpressureReason, Frame, MAX_ACK_RANGES};
 use crate::proto::wire::segment::Piece;
 
 /// Streams whose reader finished; acknowledged again after a path loss.
@@ -31,6 +32,49 @@ pub(crate) fn new_presentation(config: &PresentationConfig, now: Instant) -> Pre
 struct RecvState {
     unacked: u64,
     fin: bool,
+    /// Payload received on each path (duplicates included), in arrival order
+    /// of the paths; a session has a handful.
+    per_path: Vec<(PathId, u64)>,
+}
+
+/// Figures of one receive stream ([`RecvStream::stats`](crate::RecvStream::stats)),
+/// the receiving counterpart of [`SendStreamStats`](crate::SendStreamStats).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecvStreamStats {
+    /// Payload bytes the stream's buffer took in, duplicates included (the
+    /// sum of `per_path`).
+    pub bytes_received: u64,
+    /// Of those, bytes that arrived more than once (redundant scheduling,
+    /// re-sends) and were trimmed.
+    pub bytes_duplicate: u64,
+    /// Bytes the application read (the read position).
+    pub bytes_delivered: u64,
+    /// Bytes buffered and not yet read.
+    pub buffered: u64,
+    /// Of those, bytes readable now (before the first hole).
+    pub readable: u64,
+    /// Segments that arrived with a hole before them.
+    pub out_of_order_segments: u64,
+    /// Holes open now between the read position and the highest byte received.
+    pub gaps: usize,
+    /// The widest hole open now.
+    pub largest_gap: Option<Range<u64>>,
+    /// How long the hole the reader waits on has been open.
+    pub oldest_gap_age: Option<Duration>,
+    /// How long the application's reads have waited with nothing to read, in
+    /// total (measured by the stream's reads; a read waiting now counts up to
+    /// the call of `stats`).
+    pub time_blocked: Duration,
+    /// The credit the sender has: the highest offset it may send up to.
+    pub credit: u64,
+    /// What the sender is told now: backpressure on this stream and why
+    /// (the window's own signal, or [`Manual`](crate::BackpressureReason::Manual)
+    /// while the application holds it).
+    pub backpressure: Option<BackpressureReason>,
+    /// Payload bytes received on each path, a secondary server's path too
+    /// (duplicates included).
+    pub per_path: Vec<(PathId, u64)>,
 }
 
 /// What [`RecvSide::open_peer`] found.
@@ -62,8 +106,11 @@ pub(crate) enum Written {
 pub(crate) enum Signal {
     /// New credit for a stream (also owed to secondaries holding grants for it).
     StreamCredit(StreamId, u64),
-    /// A frame for every path (session credit, backpressure).
+    /// A frame for every path (session credit).
     Broadcast(Frame),
+    /// The presentation raised (with the reason the peer hears) or dropped
+    /// backpressure on a scope.
+    Backpressure(BackpressureScope, Option<BackpressureReason>),
     /// A gap stayed open too long: acknowledge what is held.
     Ack(StreamId),
 }
@@ -185,8 +232,13 @@ impl RecvSide {
         }
     }
 
-    /// Hands a piece of a known stream to the presentation.
-    pub(crate) fn write(&mut self, piece: Piece, now: Instant) -> Result<Written, ProtocolError> {
+    /// Hands a piece of a known stream, arrived on `path`, to the presentation.
+    pub(crate) fn write(
+        &mut self,
+        piece: Piece,
+        path: PathId,
+        now: Instant,
+    ) -> Result<Written, ProtocolError> {
         let id = piece.stream;
         let len = piece.data.len() as u64;
         match self
@@ -200,6 +252,10 @@ impl RecvSide {
         let Some(state) = self.streams.get_mut(&id) else {
             return Ok(Written::Untracked);
         };
+        match state.per_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, n)) => *n += len,
+            None => state.per_path.push((path, len)),
+        }
         state.unacked += len;
         if piece.fin {
             state.fin = true;
@@ -209,6 +265,32 @@ impl RecvSide {
         } else {
             Ok(Written::AckLater)
         }
+    }
+
+    /// Figures of a known receive stream (`time_blocked` and `backpressure`
+    /// are the caller's to fill in).
+    pub(crate) fn stream_stats(&self, id: StreamId) -> Option<RecvStreamStats> {
+        let p = self.presentation.stream_stats(id)?;
+        let per_path = self
+            .streams
+            .get(&id)
+            .map(|s| s.per_path.clone())
+            .unwrap_or_default();
+        Some(RecvStreamStats {
+            bytes_received: p.counters.new_bytes + p.counters.duplicate_bytes,
+            bytes_duplicate: p.counters.duplicate_bytes,
+            bytes_delivered: p.read_position,
+            buffered: p.buffered_bytes,
+            readable: p.readable_bytes,
+            out_of_order_segments: p.counters.out_of_order_segments,
+            gaps: p.gaps.gap_count,
+            largest_gap: p.gaps.largest_gap,
+            oldest_gap_age: p.gaps.oldest_gap_age,
+            time_blocked: Duration::ZERO,
+            credit: p.credit,
+            backpressure: None,
+            per_path,
+        })
     }
 
     /// Whether the receive side holds every byte of `range` of `stream`.
@@ -355,13 +437,23 @@ impl RecvSide {
                 Signal::Broadcast(Frame::SessionCredit { max_data })
             }
             PresentationEvent::Backpressure { scope, state } => {
-                Signal::Broadcast(Frame::Backpressure {
-                    stream: match scope {
-                        BackpressureScope::Session => None,
-                        BackpressureScope::Stream(s) => Some(s),
-                    },
-                    on: matches!(state, BackpressureState::On(_)),
-                })
+                let reason = match (scope, state) {
+                    (_, BackpressureState::Off) => None,
+                    // The session's window is shared: whichever stream fills it.
+                    (BackpressureScope::Session, BackpressureState::On(_)) => {
+                        Some(BackpressureReason::SessionWindow)
+                    }
+                    (BackpressureScope::Stream(_), BackpressureState::On(r)) => Some(match r {
+                        kwik_presentation::BackpressureReason::SlowReader => {
+                            BackpressureReason::SlowReader
+                        }
+                        kwik_presentation::BackpressureReason::HeadOfLineGap => {
+                            BackpressureReason::HeadOfLineGap
+                        }
+                        _ => BackpressureReason::Unspecified,
+                    }),
+                };
+                Signal::Backpressure(scope, reason)
             }
             // Tell the sender what we hold; it re-sends what it has not seen
             // acknowledged once a path is declared dead.

@@ -9,10 +9,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kwik_presentation::StreamId;
 
 use crate::proto::ids::{PathId, SessionId};
+pub(crate) use crate::proto::wire::backpressure::BackpressureReason;
 use crate::proto::wire::varint::{self, VARINT_MAX};
 
-/// Protocol version carried in OPEN.
-pub(crate) const PROTOCOL_VERSION: u64 = 1;
+/// The highest protocol version this side speaks (OPEN offers it, docs/PROTOCOL.md
+/// §3.1). Version 2 adds the version to WELCOME and a reason to BACKPRESSURE.
+pub(crate) const PROTOCOL_VERSION: u64 = 2;
+/// The version every KWIK peer speaks; a client falls back to it when a server
+/// refuses the version offered.
+pub(crate) const BASE_VERSION: u64 = 1;
 /// Largest accepted frame payload in bytes.
 pub(crate) const MAX_FRAME_PAYLOAD: usize = 16 * 1024;
 /// Most ranges one ACK frame may carry.
@@ -155,6 +160,9 @@ pub(crate) enum Frame {
         max_data: u64,
         /// Initial per-stream credit the server grants.
         stream_credit: u64,
+        /// The session's protocol version: on the wire only from version 2 on
+        /// (a version-1 WELCOME ends after `stream_credit`).
+        version: u64,
     },
     /// Server's answer to OPEN or JOIN: refused; the connection closes.
     Refused {
@@ -200,6 +208,9 @@ pub(crate) enum Frame {
         stream: Option<StreamId>,
         /// On (true) or off.
         on: bool,
+        /// Why (version 2 on; `None` in a version-1 session, whose frame has
+        /// no reason field).
+        reason: Option<BackpressureReason>,
     },
     /// The sender abandons a stream.
     ResetStream {
@@ -340,6 +351,35 @@ pub enum DecodeError {
     UnknownStreamKind(u64),
 }
 
+/// The name of frame type `t` as docs/PROTOCOL.md spells it, `None` for a
+/// type no frame has.
+pub(crate) fn type_name(t: u64) -> Option<&'static str> {
+    Some(match t {
+        ty::OPEN => "OPEN",
+        ty::JOIN => "JOIN",
+        ty::WELCOME => "WELCOME",
+        ty::REFUSED => "REFUSED",
+        ty::TOKEN_REQUEST => "TOKEN_REQUEST",
+        ty::PATH_TOKEN => "PATH_TOKEN",
+        ty::SESSION_CREDIT => "SESSION_CREDIT",
+        ty::STREAM_CREDIT => "STREAM_CREDIT",
+        ty::ACK => "ACK",
+        ty::BACKPRESSURE => "BACKPRESSURE",
+        ty::RESET_STREAM => "RESET_STREAM",
+        ty::STOP_SENDING => "STOP_SENDING",
+        ty::PATH_STATUS => "PATH_STATUS",
+        ty::PING => "PING",
+        ty::PONG => "PONG",
+        ty::CLOSE => "CLOSE",
+        ty::PATH_ABANDON => "PATH_ABANDON",
+        ty::ADD_PATH => "ADD_PATH",
+        ty::ADD_PATH_RESULT => "ADD_PATH_RESULT",
+        ty::RELAY => "RELAY",
+        ty::GRANT => "GRANT",
+        _ => return None,
+    })
+}
+
 impl Frame {
     /// The frame's name as docs/PROTOCOL.md spells it (`OPEN`, `PING`, ...), for
     /// log lines and close reasons.
@@ -398,11 +438,15 @@ impl Frame {
                 path,
                 max_data,
                 stream_credit,
+                version,
             } => {
                 p.put_slice(session.as_bytes());
                 varint::encode(&mut p, path.into_inner());
                 varint::encode(&mut p, *max_data);
                 varint::encode(&mut p, *stream_credit);
+                if *version > BASE_VERSION {
+                    varint::encode(&mut p, *version);
+                }
                 ty::WELCOME
             }
             Frame::Refused { reason } => {
@@ -442,7 +486,7 @@ impl Frame {
                 }
                 ty::ACK
             }
-            Frame::Backpressure { stream, on } => {
+            Frame::Backpressure { stream, on, reason } => {
                 match stream {
                     None => p.put_u8(0),
                     Some(s) => {
@@ -451,6 +495,9 @@ impl Frame {
                     }
                 }
                 p.put_u8(u8::from(*on));
+                if let Some(reason) = reason {
+                    varint::encode(&mut p, reason.code());
+                }
                 ty::BACKPRESSURE
             }
             Frame::ResetStream {
@@ -548,6 +595,14 @@ impl Frame {
                 path: PathId::new(get_varint(p)?),
                 max_data: get_varint(p)?,
                 stream_credit: get_varint(p)?,
+                // Absent in version 1; when present it names a later version.
+                version: if p.has_remaining() {
+                    Some(get_varint(p)?)
+                        .filter(|v| *v > BASE_VERSION)
+                        .ok_or(DecodeError::InvalidValue("welcome version"))?
+                } else {
+                    BASE_VERSION
+                },
             },
             ty::REFUSED => Frame::Refused {
                 reason: RefuseReason::from_code(get_varint(p)?)?,
@@ -598,10 +653,14 @@ impl Frame {
                 } else {
                     None
                 };
-                Frame::Backpressure {
-                    stream,
-                    on: get_flag(p, "backpressure state")?,
-                }
+                let on = get_flag(p, "backpressure state")?;
+                // Version 2 adds the reason; a version-1 frame ends here.
+                let reason = if p.has_remaining() {
+                    Some(BackpressureReason::from_code(get_varint(p)?)?)
+                } else {
+                    None
+                };
+                Frame::Backpressure { stream, on, reason }
             }
             ty::RESET_STREAM => Frame::ResetStream {
                 stream: StreamId::new(get_varint(p)?),
@@ -752,6 +811,8 @@ fn get_bytes(p: &mut Bytes, max: usize) -> Result<Bytes, DecodeError> {
 #[derive(Debug, Default)]
 pub(crate) struct FrameReader {
     buf: BytesMut,
+    /// The type of the frame that failed to decode, once one did.
+    bad_type: Option<u64>,
 }
 
 impl FrameReader {
@@ -776,6 +837,7 @@ impl FrameReader {
             return Ok(None);
         };
         if len > MAX_FRAME_PAYLOAD as u64 {
+            self.bad_type = Some(t);
             return Err(DecodeError::FrameTooLarge(len));
         }
         if peek.len() < len as usize {
@@ -784,7 +846,17 @@ impl FrameReader {
         let header = self.buf.len() - peek.len();
         self.buf.advance(header);
         let payload = self.buf.split_to(len as usize).freeze();
-        Frame::decode_payload(t, payload).map(Some)
+        let frame = Frame::decode_payload(t, payload);
+        if frame.is_err() {
+            self.bad_type = Some(t);
+        }
+        frame.map(Some)
+    }
+
+    /// The type of the frame whose decoding failed (after
+    /// [`Self::next_frame`] returned an error), for the close phrase.
+    pub(crate) fn bad_type(&self) -> Option<u64> {
+        self.bad_type
     }
 
     /// Bytes held that do not form a complete frame yet.
