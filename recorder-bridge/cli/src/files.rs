@@ -51,8 +51,8 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
         println!("no recordings under {}", dir.display());
     }
     println!(
-        "{:<48} {:<10} {:>10} {:>12} {:>9} {:>12}",
-        "recording", "state", "duration", "samples", "dropped", "bytes"
+        "{:<48} {:<8} {:<10} {:>10} {:>12} {:>9} {:>12}",
+        "recording", "format", "state", "duration", "samples", "dropped", "bytes"
     );
     for (p, sc) in rows {
         let name = p
@@ -63,8 +63,9 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
             .to_owned();
         match sc {
             Some(sc) => println!(
-                "{:<48} {:<10} {:>9.1}s {:>12} {:>9} {:>12}",
+                "{:<48} {:<8} {:<10} {:>9.1}s {:>12} {:>9} {:>12}",
                 name,
+                sc.format,
                 format!("{:?}", sc.state).to_lowercase(),
                 sc.duration_s,
                 sc.samples,

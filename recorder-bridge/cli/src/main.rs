@@ -69,7 +69,7 @@ struct Cli {
 enum Command {
     /// Record a board on a serial port, or a simulated source, to files.
     Record(RecordArgs),
-    /// List recordings with duration, samples, dropped, size and state.
+    /// List recordings with format, state, duration, samples, dropped and size.
     Ls {
         /// Folder to search (default `recordings`).
         dir: Option<PathBuf>,
@@ -84,8 +84,8 @@ enum Command {
         /// A data file of the recording, or its .meta.json.
         file: PathBuf,
     },
-    /// Write a finished CSV recording again in another layout (Parquet), with its own
-    /// sidecar.
+    /// Write a finished recording again in another layout (Parquet from CSV; MCAP from
+    /// CSV or LabVIEW), with its own sidecar.
     Export(ExportArgs),
     /// Loopback demo: recorder server, simulated XIAO and a two-path gateway; one path
     /// is killed halfway; exits non-zero if any sample was lost.
