@@ -219,3 +219,46 @@ fn export_of_bad_csv_names_the_line_and_leaves_nothing() {
     assert!(matches!(e, ExportError::CutLine { .. }), "{e}");
     assert!(left(&out).is_empty(), "{:?}", left(&out));
 }
+
+/// A size limit with splitting: the writer closes each part with its summary before
+/// the next chunk could pass the limit; every part is a complete MCAP file under the
+/// limit, and the messages continue from part to part.
+#[test]
+fn size_limit_splits_into_complete_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = kwik_recorder::MIN_PART_BYTES;
+    let config = McapConfig {
+        path: dir.path().join("split.mcap"),
+        sync_interval: Duration::ZERO,
+        start_utc_us: 1_700_000_000_000_000,
+        stream: "efield".into(),
+        metadata: vec![("session_id".into(), "s".into())],
+        options: McapOptions::default(),
+        size_limit: Some(limit),
+    };
+    let mut w = McapWriter::<EfieldSample>::create(config, Arc::new(|| 0)).unwrap();
+    let samples: Vec<EfieldSample> = (0..30_000).map(EfieldSample::make).collect();
+    for chunk in samples.chunks(1000) {
+        w.write_batch(chunk);
+        w.tick();
+    }
+    let report = w.finish();
+    assert_eq!(report.stop, None);
+    assert!(report.parts.len() >= 3, "{:?}", report.parts);
+    assert_eq!(report.parts[1].path, dir.path().join("split_part002.mcap"));
+    let mut next = 0u64;
+    for part in &report.parts {
+        let bytes = std::fs::read(&part.path).unwrap();
+        assert!(bytes.len() as u64 <= limit, "{} bytes", bytes.len());
+        assert_eq!(bytes.len() as u64, part.bytes);
+        let c = read_mcap(&part.path).unwrap();
+        assert!(c.summary && c.damage.is_none(), "{c:?}");
+        assert_eq!(c.messages, part.samples);
+        for m in mcap::MessageStream::new(&bytes).unwrap() {
+            let v: serde_json::Value = serde_json::from_slice(&m.unwrap().data).unwrap();
+            assert_eq!(v["index"], next);
+            next += 1;
+        }
+    }
+    assert_eq!(next, 30_000);
+}

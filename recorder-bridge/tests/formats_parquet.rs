@@ -163,3 +163,51 @@ fn export_of_bad_csv_names_the_line_and_leaves_nothing() {
     assert!(e.to_string().contains("recover"), "{e}");
     assert!(left(&out).is_empty(), "{:?}", left(&out));
 }
+
+/// A size limit with splitting: the writer closes each part with its footer before a
+/// row group would take it past the limit; every part is a complete Parquet file under
+/// the limit, and the rows continue from part to part.
+#[test]
+fn size_limit_splits_into_complete_parts() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 200_000;
+    let config = ParquetConfig {
+        path: dir.path().join("split.parquet"),
+        sync_interval: Duration::ZERO,
+        start_utc_us: 1_700_000_000_000_000,
+        metadata: vec![("kwik.session_id".into(), "s".into())],
+        options: ParquetOptions::default(),
+        size_limit: Some(limit),
+    };
+    let mut w = ParquetWriter::<EfieldSample>::create(config, Arc::new(|| 0)).unwrap();
+    let samples: Vec<EfieldSample> = (0..30_000).map(EfieldSample::make).collect();
+    for chunk in samples.chunks(1000) {
+        w.write_batch(chunk);
+        w.tick(); // sync interval zero: one row group per tick
+    }
+    let report = w.finish();
+    assert_eq!(report.stop, None);
+    assert!(report.parts.len() >= 3, "{:?}", report.parts);
+    assert_eq!(
+        report.parts[1].path,
+        dir.path().join("split_part002.parquet")
+    );
+    let mut next = 0u64;
+    for part in &report.parts {
+        let len = std::fs::metadata(&part.path).unwrap().len();
+        assert!(len <= limit, "{len} bytes");
+        assert_eq!(len, part.bytes);
+        assert!(!journal_path(&part.path).exists());
+        let c = read_parquet(&part.path).unwrap();
+        assert_eq!(c.rows, part.samples);
+        assert!(c.metadata.contains(&("kwik.session_id".into(), "s".into())));
+        let reader = SerializedFileReader::new(std::fs::File::open(&part.path).unwrap()).unwrap();
+        for row in reader.get_row_iter(None).unwrap() {
+            assert_eq!(row.unwrap().get_ulong(0).unwrap(), next);
+            next += 1;
+        }
+    }
+    assert_eq!(next, 30_000);
+}

@@ -489,7 +489,7 @@ fn sim_efield_through_stream_and_serve_is_recorded_exactly_in_parquet_and_mcap()
             "parquet" => {
                 "import sys, json, pyarrow.parquet as pq\n\
 t = pq.read_table(sys.argv[1])\n\
-json.dump([t.column('index').to_pylist(), t.column('ADC1_Ch1 Ex_real').to_pylist()], open(sys.argv[2], 'w'))\n"
+json.dump([t.column('index').to_pylist(), [repr(v) for v in t.column('ADC1_Ch1 Ex_real').to_pylist()]], open(sys.argv[2], 'w'))\n"
             }
             _ => {
                 "import sys, json\n\
@@ -497,7 +497,7 @@ from mcap.reader import make_reader\n\
 r = make_reader(open(sys.argv[1], 'rb'))\n\
 assert r.get_summary().statistics.message_count > 0\n\
 rows = [json.loads(m.data) for _, _, m in r.iter_messages()]\n\
-json.dump([[m['index'] for m in rows], [m['ADC1_Ch1_Ex_real'] for m in rows]], open(sys.argv[2], 'w'))\n"
+json.dump([[m['index'] for m in rows], [repr(m['ADC1_Ch1_Ex_real']) for m in rows]], open(sys.argv[2], 'w'))\n"
             }
         };
         let dump = dir.path().join("rows.json");
@@ -512,13 +512,15 @@ json.dump([[m['index'] for m in rows], [m['ADC1_Ch1_Ex_real'] for m in rows]], o
             "{format}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let (index, ch1): (Vec<u64>, Vec<f64>) =
+        // Floats travel as Python's repr text, parsed here exactly.
+        let (index, ch1): (Vec<u64>, Vec<String>) =
             serde_json::from_slice(&std::fs::read(&dump).unwrap()).unwrap();
         assert_eq!(index.len() as u64, n, "{format}");
         for (i, (got_index, got_ch1)) in index.iter().zip(&ch1).enumerate() {
             let want = generator.sample(i as u64);
+            let got_ch1: f64 = got_ch1.parse().unwrap();
             assert_eq!(
-                (*got_index, *got_ch1),
+                (*got_index, got_ch1),
                 (want.index, want.channels[0]),
                 "{format} row {i}"
             );
