@@ -102,8 +102,8 @@ pub use store::file_writer::{
     WriterStop, part_path,
 };
 pub use store::mcap::{
-    CHUNK_BYTES, McapConfig, McapContents, McapLayout, McapRepair, McapWriter, read_mcap,
-    recover_mcap,
+    CHUNK_BYTES, MIN_PART_BYTES, McapConfig, McapContents, McapLayout, McapRepair, McapWriter,
+    read_mcap, recover_mcap,
 };
 pub use store::parquet::{
     MAX_ROW_GROUP_ROWS, ParquetConfig, ParquetContents, ParquetRepair, ParquetWriter, journal_path,
