@@ -491,8 +491,8 @@ pub struct McapContents {
     pub chunks: u64,
     /// `(topic, schema name)` of each channel of the data section.
     pub channels: Vec<(String, String)>,
-    /// Entries of the metadata records of the data section, `record name.key`-free:
-    /// every `(key, value)` of every record, in order.
+    /// Every `(key, value)` of every metadata record of the data section, in order
+    /// (the record names left out).
     pub metadata: Vec<(String, String)>,
     /// Whether the file ends with a summary section and footer (a clean close).
     pub summary: bool,
