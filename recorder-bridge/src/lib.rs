@@ -62,12 +62,13 @@ pub use dashboard::recorder::{Indicator, LiveRecorder, PanelError, PanelStatus, 
 pub use dashboard::server::{Dashboard, DashboardConfig, DashboardError, DashboardParts};
 pub use dashboard::tap::{Cursor, CursorRead, LiveStream, StreamInfo, Tap, Taps};
 pub use format::columns::{
-    ColumnBatch, ColumnData, ColumnSpec, ColumnType, ParquetOptions, RowSink,
+    ColumnBatch, ColumnData, ColumnSpec, ColumnType, Columnar, McapOptions, ParquetOptions, RowSink,
 };
 pub use format::compat::{CsvCompat, HeaderFacts, XIAO_TITLE, find_xiao_totals, xiao_totals};
 pub use format::csv::{CsvLines, CsvOptions, ParsedCsv, parse_csv};
 pub use format::encoder::{Encoder, EncoderError, Format};
 pub use format::footer::Footer;
+pub use format::json_rows::{JsonRows, json_key, json_schema};
 pub use format::labview::{
     DEFAULT_LABVIEW_BLOCK, LabviewLayout, LabviewLayoutError, ParsedLabview, parse_labview,
 };
@@ -102,6 +103,10 @@ pub use store::exporter::{
 pub use store::file_writer::{
     FileConfig, FileProgress, FileReport, FileWriter, PartInfo, SizeLimitAction, WriteFault,
     WriterStop, part_path,
+};
+pub use store::mcap::{
+    CHUNK_BYTES, MIN_PART_BYTES, McapConfig, McapContents, McapLayout, McapRepair, McapWriter,
+    read_mcap, recover_mcap,
 };
 pub use store::parquet::{
     MAX_ROW_GROUP_ROWS, ParquetConfig, ParquetContents, ParquetRepair, ParquetWriter, journal_path,

@@ -2,117 +2,20 @@
 //! samples, read back with pyarrow and polars value by value; `verify`; `recover` of a
 //! file whose writer never closed it; bad CSV input to `export`.
 
+mod fixtures;
 mod py;
 
-use std::path::{Path, PathBuf};
+use fixtures::{Fixture, record};
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kwik_recorder::{
-    BatchWriter, EfieldSample, ExportError, Format, ImuRow, LineState, ParquetConfig,
-    ParquetOptions, ParquetWriter, RecordingConfig, RecordingGroup, RelMicros, Schema, Segment,
-    SegmentId, Sidecar, StagePosition, default_output, export, journal_path, read_parquet,
-    recover_parquet, ring, sidecar_path, verify,
+    BatchWriter, EfieldSample, ExportError, Format, ImuRow, ParquetConfig, ParquetOptions,
+    ParquetWriter, Sidecar, StagePosition, default_output, export, journal_path, read_parquet,
+    recover_parquet, sidecar_path, verify,
 };
-
-/// Deterministic samples with awkward values (NaN, -0.0, subnormals, extremes).
-trait Fixture: Schema {
-    fn make(i: u64) -> Self;
-}
-
-fn odd(i: u64) -> f64 {
-    match i % 7 {
-        0 => f64::NAN,
-        1 => -0.0,
-        2 => 5e-324,
-        3 => 1e300,
-        _ => (i as f64 * 0.37).sin() * 1e-3,
-    }
-}
-
-fn seg(i: u64) -> Segment {
-    Segment {
-        id: SegmentId((i / 50) as u32),
-        line: if i % 3 == 0 {
-            LineState::Active
-        } else {
-            LineState::Inactive
-        },
-    }
-}
-
-impl Fixture for ImuRow {
-    fn make(i: u64) -> Self {
-        let f = odd(i) as f32;
-        ImuRow {
-            millis: 7_000 + 10 * i as u32,
-            ax: f,
-            ay: -(i as f32) * 0.001,
-            az: f32::MIN_POSITIVE / 4.0,
-            gx: f32::MAX,
-            gy: 0.1,
-            gz: -0.0,
-            temp_c: 24.5 + i as f32 * 1e-3,
-            audio_rms: (i as f32).sqrt(),
-        }
-    }
-}
-
-impl Fixture for EfieldSample {
-    fn make(i: u64) -> Self {
-        let mut channels = [0.0; 8];
-        for (k, c) in channels.iter_mut().enumerate() {
-            *c = if k == 0 {
-                odd(i)
-            } else {
-                (i * 8 + k as u64) as f64 * 1e-4 - 0.5
-            };
-        }
-        EfieldSample {
-            index: i,
-            t_rel: RelMicros(i * 125),
-            segment: seg(i),
-            channels,
-        }
-    }
-}
-
-impl Fixture for StagePosition {
-    fn make(i: u64) -> Self {
-        StagePosition {
-            index: i,
-            t_rel: RelMicros(i * 10_000),
-            segment: seg(i),
-            x: odd(i),
-            y: -(i as f64) / 3.0,
-        }
-    }
-}
-
-fn config(dir: &Path, format: Format) -> RecordingConfig {
-    let mut c = RecordingConfig {
-        out_dir: dir.to_path_buf(),
-        format,
-        segments: kwik_recorder::SegmentMarking::FromSamples,
-        sync_interval: Duration::from_millis(5),
-        status_interval: Duration::from_millis(50),
-        poll_interval: Duration::from_millis(1),
-        ..RecordingConfig::default()
-    };
-    c.export.batch = 500;
-    c
-}
-
-/// Records `samples` with `format`; returns the data file.
-fn record<S: Fixture>(dir: &Path, format: Format, samples: &[S]) -> PathBuf {
-    let (mut w, r) = ring::<S>(samples.len() + 1);
-    w.push_slice(samples);
-    let mut g = RecordingGroup::new(config(dir, format));
-    g.add_stream(S::NAME, r);
-    let summary = g.start().unwrap().stop();
-    assert_eq!(summary.files[0].len(), 1);
-    summary.files[0][0].clone()
-}
 
 fn compare(parquet: &Path, csv: &Path) {
     let session = Sidecar::read(&sidecar_path(parquet)).unwrap().session_id;
@@ -193,6 +96,7 @@ fn recover_closes_a_file_that_was_never_closed() {
         start_utc_us: 1_700_000_000_000_000,
         metadata: vec![("kwik.session_id".into(), "s".into())],
         options: ParquetOptions::default(),
+        size_limit: None,
     };
     let mut w = ParquetWriter::<EfieldSample>::create(config, Arc::new(|| 0)).unwrap();
     let samples: Vec<EfieldSample> = (0..2500).map(EfieldSample::make).collect();
@@ -258,4 +162,52 @@ fn export_of_bad_csv_names_the_line_and_leaves_nothing() {
     assert!(matches!(e, ExportError::CutLine { .. }), "{e}");
     assert!(e.to_string().contains("recover"), "{e}");
     assert!(left(&out).is_empty(), "{:?}", left(&out));
+}
+
+/// A size limit with splitting: the writer closes each part with its footer before a
+/// row group would take it past the limit; every part is a complete Parquet file under
+/// the limit, and the rows continue from part to part.
+#[test]
+fn size_limit_splits_into_complete_parts() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 200_000;
+    let config = ParquetConfig {
+        path: dir.path().join("split.parquet"),
+        sync_interval: Duration::ZERO,
+        start_utc_us: 1_700_000_000_000_000,
+        metadata: vec![("kwik.session_id".into(), "s".into())],
+        options: ParquetOptions::default(),
+        size_limit: Some(limit),
+    };
+    let mut w = ParquetWriter::<EfieldSample>::create(config, Arc::new(|| 0)).unwrap();
+    let samples: Vec<EfieldSample> = (0..30_000).map(EfieldSample::make).collect();
+    for chunk in samples.chunks(1000) {
+        w.write_batch(chunk);
+        w.tick(); // sync interval zero: one row group per tick
+    }
+    let report = w.finish();
+    assert_eq!(report.stop, None);
+    assert!(report.parts.len() >= 3, "{:?}", report.parts);
+    assert_eq!(
+        report.parts[1].path,
+        dir.path().join("split_part002.parquet")
+    );
+    let mut next = 0u64;
+    for part in &report.parts {
+        let len = std::fs::metadata(&part.path).unwrap().len();
+        assert!(len <= limit, "{len} bytes");
+        assert_eq!(len, part.bytes);
+        assert!(!journal_path(&part.path).exists());
+        let c = read_parquet(&part.path).unwrap();
+        assert_eq!(c.rows, part.samples);
+        assert!(c.metadata.contains(&("kwik.session_id".into(), "s".into())));
+        let reader = SerializedFileReader::new(std::fs::File::open(&part.path).unwrap()).unwrap();
+        for row in reader.get_row_iter(None).unwrap() {
+            assert_eq!(row.unwrap().get_ulong(0).unwrap(), next);
+            next += 1;
+        }
+    }
+    assert_eq!(next, 30_000);
 }

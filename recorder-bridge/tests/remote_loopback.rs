@@ -337,7 +337,10 @@ async fn batched_samples_are_recorded_with_duplicates_and_corrupt_bodies_counted
     session.close(0, b"bye");
     let reports = server.shutdown().await;
     assert_eq!(reports[0].written, 9);
-    let expect: Vec<ImuRow> = [0, 1, 2, 3, 4, 5, 6, 8, 9].iter().map(|&i| rows[i]).collect();
+    let expect: Vec<ImuRow> = [0, 1, 2, 3, 4, 5, 6, 8, 9]
+        .iter()
+        .map(|&i| rows[i])
+        .collect();
     assert_eq!(recorded_rows(dir.path(), "batched"), expect);
 }
 
@@ -401,12 +404,21 @@ async fn server_answers_to(version: u8) -> Vec<Message> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_gateway_gets_no_hello_and_a_version_2_gateway_gets_one_first() {
     let v1 = server_answers_to(1).await;
-    assert!(matches!(v1.as_slice(), [Message::Started { next_seq: 0, .. }]), "{v1:?}");
+    assert!(
+        matches!(v1.as_slice(), [Message::Started { next_seq: 0, .. }]),
+        "{v1:?}"
+    );
     let v2 = server_answers_to(WIRE_VERSION).await;
     assert!(
         matches!(
             v2.as_slice(),
-            [Message::Hello { version: WIRE_VERSION, .. }, Message::Started { next_seq: 0, .. }]
+            [
+                Message::Hello {
+                    version: WIRE_VERSION,
+                    ..
+                },
+                Message::Started { next_seq: 0, .. }
+            ]
         ),
         "{v2:?}"
     );

@@ -1,4 +1,4 @@
-//! `kwik-record export FILE --to parquet`: a finished CSV recording into another
+//! `kwik-record export FILE --to parquet|mcap`: a finished recording into another
 //! layout, with its own sidecar.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use kwik_recorder::{Format, ParquetOptions, default_output, export};
+use kwik_recorder::{Format, McapOptions, ParquetOptions, default_output, export};
 
 /// `--to` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -14,6 +14,9 @@ pub(crate) enum ExportTo {
     /// Parquet: typed columns, zstd; the sidecar's metadata in the file's key-value
     /// metadata.
     Parquet,
+    /// MCAP: a JSON message per sample (for Foxglove), zstd chunks, a summary; from a
+    /// CSV or a LabVIEW recording.
+    Mcap,
 }
 
 #[derive(Debug, Args)]
@@ -27,7 +30,7 @@ pub(crate) struct ExportArgs {
     /// STEM.export.meta.json as its sidecar).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// zstd level of Parquet pages (1-22).
+    /// zstd level of Parquet pages or MCAP chunks (1-22).
     #[arg(long, default_value_t = ParquetOptions::default().zstd_level)]
     zstd_level: i32,
 }
@@ -36,6 +39,9 @@ pub(crate) fn cmd_export(a: ExportArgs, json: bool) -> Result<ExitCode> {
     let format = match a.to {
         ExportTo::Parquet => Format::Parquet(ParquetOptions {
             zstd_level: a.zstd_level,
+        }),
+        ExportTo::Mcap => Format::Mcap(McapOptions {
+            zstd_level: u32::try_from(a.zstd_level).unwrap_or(0),
         }),
     };
     let out = a.out.unwrap_or_else(|| default_output(&a.file, &format));

@@ -65,14 +65,21 @@ pub(crate) fn cmd_ls(dir: &Path, json: bool) -> Result<ExitCode> {
 /// The table of `ls`: one row per recording (its name and sidecar, `None` if unreadable).
 pub(crate) fn print_rows(rows: impl IntoIterator<Item = (String, Option<Sidecar>)>) {
     outln!(
-        "{:<48} {:<10} {:>10} {:>12} {:>9} {:>12}",
-        "recording", "state", "duration", "samples", "dropped", "bytes"
+        "{:<48} {:<8} {:<10} {:>10} {:>12} {:>9} {:>12}",
+        "recording",
+        "format",
+        "state",
+        "duration",
+        "samples",
+        "dropped",
+        "bytes"
     );
     for (name, sc) in rows {
         match sc {
             Some(sc) => outln!(
-                "{:<48} {:<10} {:>9.1}s {:>12} {:>9} {:>12}",
+                "{:<48} {:<8} {:<10} {:>9.1}s {:>12} {:>9} {:>12}",
                 name,
+                sc.format,
                 format!("{:?}", sc.state).to_lowercase(),
                 sc.duration_s,
                 sc.samples,

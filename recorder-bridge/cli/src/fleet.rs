@@ -139,14 +139,15 @@ pub(crate) fn run(
             outln!("{name}: {e}");
         }
     }
-    Ok(
-        match (report.lossless_devices == report.devices, report.errors.is_empty()) {
-            (false, _) => Exit::DataLost,
-            (true, false) => Exit::Environment,
-            (true, true) => Exit::Ok,
-        }
-        .into(),
-    )
+    Ok(match (
+        report.lossless_devices == report.devices,
+        report.errors.is_empty(),
+    ) {
+        (false, _) => Exit::DataLost,
+        (true, false) => Exit::Environment,
+        (true, true) => Exit::Ok,
+    }
+    .into())
 }
 
 fn start<G>(config: GatewayConfig, generator: G, limit: Option<u64>) -> Result<Gateway>

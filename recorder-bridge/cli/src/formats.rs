@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use kwik_recorder::{
-    CsvCompat, CsvOptions, Decimals, FloatText, Format, LabviewLayout, ParquetOptions,
+    CsvCompat, CsvOptions, Decimals, FloatText, Format, LabviewLayout, McapOptions, ParquetOptions,
 };
 
 /// `--format` values.
@@ -17,6 +17,21 @@ pub(crate) enum FormatKind {
     /// Parquet: typed columns (integers, the device's floats, a UTC timestamp), zstd;
     /// a row group per --sync-interval, so a crash loses at most that much.
     Parquet,
+    /// MCAP for Foxglove: one JSON message per sample on a channel per stream, zstd
+    /// chunks; a chunk per --sync-interval, so a crash loses at most that much.
+    Mcap,
+}
+
+impl FormatKind {
+    /// The layout with its default settings (what `serve --format` records in).
+    pub(crate) fn with_defaults(self) -> Format {
+        match self {
+            FormatKind::Csv => Format::Csv(CsvOptions::default()),
+            FormatKind::Labview => Format::Labview(LabviewLayout::default()),
+            FormatKind::Parquet => Format::Parquet(ParquetOptions::default()),
+            FormatKind::Mcap => Format::Mcap(McapOptions::default()),
+        }
+    }
 }
 
 /// `--compat` values.
@@ -76,6 +91,7 @@ impl FormatArgs {
                     .context("bad --labview-block")?,
             ),
             FormatKind::Parquet => Format::Parquet(ParquetOptions::default()),
+            FormatKind::Mcap => Format::Mcap(McapOptions::default()),
         })
     }
 }

@@ -77,7 +77,7 @@ struct Cli {
 enum Command {
     /// Record a board on a serial port, or a simulated source, to files.
     Record(RecordArgs),
-    /// List recordings with duration, samples, dropped, size and state.
+    /// List recordings with format, state, duration, samples, dropped and size.
     Ls {
         /// Folder to search (default `recordings`), or an object store's
         /// s3://BUCKET/PREFIX.
@@ -101,8 +101,8 @@ enum Command {
     /// Upload the finished recordings of a folder to object storage (what a stopped
     /// `record --store` or `serve --store` left, its journal first), then exit.
     Upload(UploadCommandArgs),
-    /// Write a finished CSV recording again in another layout (Parquet), with its own
-    /// sidecar.
+    /// Write a finished recording again in another layout (Parquet from CSV; MCAP from
+    /// CSV or LabVIEW), with its own sidecar.
     Export(ExportArgs),
     /// Loopback demo: recorder server, simulated XIAO and a two-path gateway; one path
     /// is killed halfway; exits non-zero if any sample was lost.

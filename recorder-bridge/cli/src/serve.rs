@@ -35,6 +35,15 @@ pub(crate) struct ServeArgs {
     /// Ctrl-C or SIGTERM). `--seconds` is an older name of this flag.
     #[arg(long, alias = "seconds", value_parser = crate::args::parse_duration)]
     duration: Option<Duration>,
+    /// Record every stream in this layout, whatever the gateways ask (default: what each
+    /// gateway asks with `stream --format`, CSV or LabVIEW).
+    #[arg(long, value_enum)]
+    format: Option<crate::formats::FormatKind>,
+    /// fsync the data at least this often (the most a crash of the server can lose
+    /// beyond what the gateways still hold; with Parquet and MCAP also how often the
+    /// gateways' samples are confirmed).
+    #[arg(long, value_parser = crate::args::parse_duration, default_value = "1s")]
+    sync_interval: Duration,
     #[command(flatten)]
     ui: crate::ui::UiArgs,
     #[command(flatten)]
@@ -63,10 +72,12 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
                 .install()
                 .map_err(|e| anyhow!("cannot serve metrics on {m}: {e}"))?;
         }
-        let config = RecorderServerConfig {
+        let mut config = RecorderServerConfig {
             out_dir: a.out.clone(),
+            format: a.format.map(crate::formats::FormatKind::with_defaults),
             ..RecorderServerConfig::default()
         };
+        config.recording.sync_interval = a.sync_interval;
         let server = RecorderServer::bind(a.listen, identity.server_config().map_err(err)?, config)
             .map_err(err)?;
         let addr = server.local_addr().map_err(err)?;
@@ -122,9 +133,9 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
             .await
             .map_err(err)?;
         if json {
-            let _ = writeln!(o, "{}", serde_json::json!({ "upload": done.report }));
+            outln!("{}", serde_json::json!({ "upload": done.report }));
         } else {
-            let _ = writeln!(o, "{}", done.line());
+            outln!("{}", done.line());
         }
         Ok(done.exit(exit).into())
     })

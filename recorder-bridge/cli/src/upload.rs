@@ -332,7 +332,8 @@ pub(crate) fn cmd_verify_store(
     } else if r.is_ok() {
         outln!(
             "OK {name}: {} samples in {} file(s) match the sidecar",
-            r.samples, r.parts
+            r.samples,
+            r.parts
         );
     } else {
         outln!("MISMATCH {name}:");

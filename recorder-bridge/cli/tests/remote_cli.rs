@@ -1,10 +1,10 @@
 //! The `kwik-record` binary's remote commands as real processes: the demo with its
-//! JSON summary, and a recorder server killed (SIGKILL) and restarted mid-run while a
-//! gateway streams to it.
+//! JSON summary, a recorder server killed (SIGKILL) and restarted mid-run while a
+//! gateway streams to it, and a server recording Parquet and MCAP.
 
 mod support;
 
-use support::{BIN, csv_files, free_udp_port};
+use support::{BIN, csv_files, free_udp_port, python};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -418,4 +418,112 @@ fn sim_efield_through_stream_and_serve_is_recorded_exactly_in_csv_and_labview() 
         }
     }
     stop_serve(server);
+}
+
+/// A server started with `--format parquet` and one with `--format mcap`, each fed by
+/// `stream` with 3 000 E-field samples: every sample is acknowledged, `verify` passes,
+/// and pyarrow (Parquet) or the `mcap` reader (MCAP) reads back exactly the generator's
+/// samples in order.
+#[test]
+fn sim_efield_through_stream_and_serve_is_recorded_exactly_in_parquet_and_mcap() {
+    let (rate, seconds) = (2_000u32, 1.5f64);
+    let n = (f64::from(rate) * seconds) as u64;
+    let generator = SimEfield {
+        rate: RateHz::try_from(rate).unwrap(),
+    };
+    for format in ["parquet", "mcap"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rec");
+        let port = free_udp_port();
+        let server = start_serve_with(
+            &out,
+            port,
+            &[
+                "--format".into(),
+                format.into(),
+                "--sync-interval".into(),
+                "200ms".into(),
+            ],
+        );
+        let device = format!("bench-{format}");
+        let run = Command::new(BIN)
+            .args(["stream", "--json", "--source", "sim-efield", "--to"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--ca")
+            .arg(out.join("tls").join("ca.der"))
+            .args(["--device", &device, "--stream", "efield"])
+            .args([
+                "--rate",
+                &rate.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{format}: stream failed: {}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(report["counts"]["device_samples"], n, "{format}: {report}");
+        assert_eq!(report["counts"]["acked"], n, "{format}: {report}");
+        stop_serve(server);
+        let files = support::find(&out.join(&device), &format!(".{format}"));
+        assert_eq!(files.len(), 1, "{format}: {files:?}");
+        let file = files[0].clone();
+        let sidecar = Sidecar::read(&sidecar_path(&file)).unwrap();
+        assert_eq!(sidecar.samples, n, "{format}");
+        assert_eq!(sidecar.format, format);
+        let v = Command::new(BIN).arg("verify").arg(&file).output().unwrap();
+        assert!(
+            v.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&v.stdout)
+        );
+        let Some(python) = python() else {
+            continue;
+        };
+        let script = match format {
+            "parquet" => {
+                "import sys, json, pyarrow.parquet as pq\n\
+t = pq.read_table(sys.argv[1])\n\
+json.dump([t.column('index').to_pylist(), [repr(v) for v in t.column('ADC1_Ch1 Ex_real').to_pylist()]], open(sys.argv[2], 'w'))\n"
+            }
+            _ => {
+                "import sys, json\n\
+from mcap.reader import make_reader\n\
+r = make_reader(open(sys.argv[1], 'rb'))\n\
+assert r.get_summary().statistics.message_count > 0\n\
+rows = [json.loads(m.data) for _, _, m in r.iter_messages()]\n\
+json.dump([[m['index'] for m in rows], [repr(m['ADC1_Ch1_Ex_real']) for m in rows]], open(sys.argv[2], 'w'))\n"
+            }
+        };
+        let dump = dir.path().join("rows.json");
+        let o = Command::new(python)
+            .args(["-c", script])
+            .arg(&file)
+            .arg(&dump)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // Floats travel as Python's repr text, parsed here exactly.
+        let (index, ch1): (Vec<u64>, Vec<String>) =
+            serde_json::from_slice(&std::fs::read(&dump).unwrap()).unwrap();
+        assert_eq!(index.len() as u64, n, "{format}");
+        for (i, (got_index, got_ch1)) in index.iter().zip(&ch1).enumerate() {
+            let want = generator.sample(i as u64);
+            let got_ch1: f64 = got_ch1.parse().unwrap();
+            assert_eq!(
+                (*got_index, got_ch1),
+                (want.index, want.channels[0]),
+                "{format} row {i}"
+            );
+        }
+    }
 }

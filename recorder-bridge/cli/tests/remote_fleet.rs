@@ -13,7 +13,11 @@ use support::{csv_files, free_udp_port, run, start_serve, stop_serve};
 fn rows(out: &Path, device: &str) -> Vec<ImuRow> {
     let mut all = Vec::new();
     for f in csv_files(&out.join(device)) {
-        all.extend(parse_csv::<ImuRow>(&std::fs::read(&f).unwrap()).unwrap().rows);
+        all.extend(
+            parse_csv::<ImuRow>(&std::fs::read(&f).unwrap())
+                .unwrap()
+                .rows,
+        );
     }
     all
 }

@@ -14,7 +14,9 @@ use crate::format::footer::Footer;
 
 use crate::check::verify::parse_part;
 use crate::format::labview::LABVIEW_ROWS;
+use crate::format::schema::{EfieldSample, ImuRow, SchemaKind, StagePosition};
 use crate::store::file_writer::part_path;
+use crate::store::mcap::{McapLayout, recover_mcap};
 use crate::store::parquet::recover_parquet;
 use crate::store::sidecar::{PartMeta, RecordingState, Sidecar, SidecarError, sidecar_path};
 
@@ -148,6 +150,32 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
             });
             continue;
         }
+        if sc.format == "mcap" {
+            let damaged = |what| RecoverError::Damaged {
+                path: file.clone(),
+                what,
+            };
+            let fallback = match SchemaKind::from_name(&sc.schema) {
+                Some(SchemaKind::Imu) => McapLayout::of::<ImuRow>(&sc.stream),
+                Some(SchemaKind::Efield) => McapLayout::of::<EfieldSample>(&sc.stream),
+                Some(SchemaKind::Stage) => McapLayout::of::<StagePosition>(&sc.stream),
+                None => return Err(damaged(format!("unknown schema {:?}", sc.schema))),
+            };
+            let extra = [("dropped".to_owned(), sc.dropped.total().to_string())];
+            let r = recover_mcap(file, &fallback, &extra).map_err(damaged)?;
+            truncated += r.truncated_bytes;
+            let bytes = std::fs::read(file).map_err(io(file))?;
+            if let Ok(m) = std::fs::metadata(file).and_then(|m| m.modified()) {
+                latest = Some(latest.map_or(m, |l: std::time::SystemTime| l.max(m)));
+            }
+            parts.push(PartMeta {
+                file: crate::store::sidecar::file_name(file),
+                samples: r.messages,
+                bytes: bytes.len() as u64,
+                sha256: Some(hex::encode(Sha256::digest(&bytes))),
+            });
+            continue;
+        }
         let bytes = std::fs::read(file).map_err(io(file))?;
         // Cut to the last whole row.
         let mut keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -168,8 +196,8 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
         })?;
         read.push((file, keep, contents));
     }
-    // Parquet parts are repaired as they are read (their footer is rebuilt from the
-    // journal); their rows count with the text parts'.
+    // Parquet and MCAP parts are repaired as they are read (from the journal, from the
+    // file's own records); their rows count with the text parts'.
     let read_samples: u64 = read.iter().map(|r| r.2.samples).sum();
     settle_counts(
         &mut sc,

@@ -13,6 +13,7 @@ use crate::format::labview::{LabviewLayout, parse_labview};
 
 use crate::format::parse_error::ParseError;
 use crate::format::schema::{EfieldSample, ImuRow, Schema, SchemaKind, StagePosition};
+use crate::store::mcap::read_mcap;
 use crate::store::parquet::{journal_path, read_parquet};
 use crate::store::sidecar::{RecordingState, SIDECAR_VERSION, Sidecar, SidecarError, sidecar_path};
 
@@ -151,6 +152,58 @@ fn parquet_part(
     })
 }
 
+/// Reads an MCAP data file record by record (every chunk decompressed, every CRC
+/// checked), noting a missing summary (the recorder died), a channel or metadata that
+/// disagrees with the sidecar, and statistics that disagree with the messages.
+fn mcap_part(
+    sc: &Sidecar,
+    file: &Path,
+    problems: &mut Vec<String>,
+) -> Result<PartContents, String> {
+    let c = read_mcap(file)?;
+    let name = file.display();
+    if let Some(e) = &c.damage {
+        problems.push(format!(
+            "{name}: readable up to byte {} only ({e}): the recorder died or is still running; run `kwik-record recover`",
+            c.good_bytes
+        ));
+    } else if !c.summary {
+        problems.push(format!(
+            "{name}: no summary section; run `kwik-record recover`"
+        ));
+    }
+    let want = (format!("/{}", sc.stream), format!("kwik.{}", sc.schema));
+    if c.channels != [want.clone()] {
+        problems.push(format!(
+            "{name}: channels {:?}, expected one, {want:?}",
+            c.channels
+        ));
+    }
+    match c.metadata.iter().find(|(k, _)| k == "session_id") {
+        Some((_, id)) if *id == sc.session_id => {}
+        Some((_, id)) => problems.push(format!(
+            "{name}: metadata session {id} is not the sidecar's {}",
+            sc.session_id
+        )),
+        None => problems.push(format!("{name}: no session_id metadata")),
+    }
+    if let Some(n) = c.summary_messages {
+        if n != c.messages {
+            problems.push(format!(
+                "{name}: the summary counts {n} messages, the chunks hold {}",
+                c.messages
+            ));
+        }
+    }
+    Ok(PartContents {
+        samples: c.messages,
+        footer: None,
+        partial_tail: 0,
+        blocks: Vec::new(),
+        span_us: 0,
+    })
+}
+
 /// Checks a recording, given its data file (any part) or its `.meta.json`.
 pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
     let sc_path = sidecar_path(path);
@@ -208,6 +261,8 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
         }
         let contents = if sc.format == "parquet" {
             parquet_part(&sc, &file, &mut problems)
+        } else if sc.format == "mcap" {
+            mcap_part(&sc, &file, &mut problems)
         } else {
             parse_part(&sc, &bytes)
         };

@@ -1,7 +1,8 @@
-//! `export`: a CSV recording to Parquet, through the same writer as live recording.
-//! The input is read a line at a time (memory stays bounded by one row group); the
-//! output is written under a `.partial` name and renamed only once it is complete, so
-//! a bad input line leaves no file that looks finished.
+//! `export`: a CSV recording to Parquet or MCAP, or a LabVIEW recording to MCAP,
+//! through the same writers as live recording. The input is read a line (a LabVIEW
+//! block) at a time, so memory stays bounded by one row group or chunk; the output is
+//! written under a `.partial` name and renamed only once it is complete, so a bad input
+//! line leaves no file that looks finished.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -11,13 +12,18 @@ use std::sync::Arc;
 use chrono::DateTime;
 use sha2::{Digest, Sha256};
 
-use crate::format::columns::ParquetOptions;
+use crate::check::verify::layout_of;
+use crate::format::columns::{Columnar, McapOptions, ParquetOptions};
 use crate::format::csv::CsvLines;
 use crate::format::encoder::Format;
+use crate::format::labview::{LABVIEW_ROWS, LabviewLayout, parse_labview};
 use crate::format::parse_error::ParseError;
-use crate::format::schema::{EfieldSample, ImuRow, Schema, SchemaKind, StagePosition};
+use crate::format::schema::{
+    EfieldSample, ImuRow, LabviewValues, Schema, SchemaKind, StagePosition,
+};
 use crate::store::exporter::{BatchWriter, WriteOutcome};
-use crate::store::file_writer::WriterStop;
+use crate::store::file_writer::{FileReport, WriterStop};
+use crate::store::mcap::{McapConfig, McapWriter};
 use crate::store::parquet::{ParquetConfig, ParquetWriter, journal_path};
 use crate::store::sidecar::{PartMeta, Sidecar, SidecarError, file_name, sidecar_path};
 
@@ -49,6 +55,16 @@ pub enum ExportError {
         path: PathBuf,
         /// What is wrong, with the line number.
         error: ParseError,
+    },
+    /// A block of a LabVIEW input is malformed; nothing was left at the output path.
+    #[error("{path}: line {line}: {what}; nothing was exported")]
+    Labview {
+        /// The file.
+        path: PathBuf,
+        /// One-based number of the block's first line.
+        line: usize,
+        /// What is wrong.
+        what: String,
     },
     /// The input ends in the middle of a line (a recording cut by a crash).
     #[error(
@@ -96,22 +112,41 @@ pub fn default_output(input: &Path, format: &Format) -> PathBuf {
     sc.with_file_name(format!("{stem}.export.{}", format.extension()))
 }
 
+/// Which writer an export uses.
+enum Target<'a> {
+    Parquet(&'a ParquetOptions),
+    Mcap(&'a McapOptions),
+}
+
 /// Exports the recording of `input` (a data file or its `.meta.json`) to `format`
 /// at `output`, with a sidecar beside it (the input's, describing the new file).
+/// Standard CSV recordings export to Parquet and MCAP; LabVIEW ones to MCAP (their
+/// rows lack the index and segment columns of the Parquet schema).
 pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportReport, ExportError> {
-    let Format::Parquet(options) = format else {
-        return Err(ExportError::Unsupported(format!(
-            "export writes Parquet; {} is what recordings are made in",
-            format.name()
-        )));
+    let target = match format {
+        Format::Parquet(o) => Target::Parquet(o),
+        Format::Mcap(o) => Target::Mcap(o),
+        other => {
+            return Err(ExportError::Unsupported(format!(
+                "export writes Parquet or MCAP; {} is what recordings are made in",
+                other.name()
+            )));
+        }
     };
     let sc_path = sidecar_path(input);
     let sc = Sidecar::read(&sc_path)?;
-    if sc.format != "csv" {
-        return Err(ExportError::Unsupported(format!(
-            "export reads standard CSV recordings; this one is {}",
-            sc.format
-        )));
+    match (sc.format.as_str(), &target) {
+        ("csv", _) | ("labview", Target::Mcap(_)) => {}
+        ("labview", _) => {
+            return Err(ExportError::Unsupported(
+                "LabVIEW recordings export to MCAP only: their rows have no index or segment id for the Parquet columns".into(),
+            ));
+        }
+        (other, _) => {
+            return Err(ExportError::Unsupported(format!(
+                "export reads standard CSV and LabVIEW recordings; this one is {other}"
+            )));
+        }
     }
     let kind = SchemaKind::from_name(&sc.schema).ok_or_else(|| {
         ExportError::Unsupported(format!("unknown schema {:?} in the sidecar", sc.schema))
@@ -129,10 +164,19 @@ pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportRepo
         n.push(".partial");
         PathBuf::from(n)
     };
-    let result = match kind {
-        SchemaKind::Imu => write_parquet::<ImuRow>(&sc, &inputs, &partial, options),
-        SchemaKind::Efield => write_parquet::<EfieldSample>(&sc, &inputs, &partial, options),
-        SchemaKind::Stage => write_parquet::<StagePosition>(&sc, &inputs, &partial, options),
+    let result = if sc.format == "labview" {
+        layout_of(&sc)
+            .map_err(ExportError::Unsupported)
+            .and_then(|layout| {
+                let w = mcap_writer::<LabviewValues>(&sc, &partial, &target)?;
+                labview_into(&inputs, &layout, w, &partial)
+            })
+    } else {
+        match kind {
+            SchemaKind::Imu => csv_as::<ImuRow>(&sc, &inputs, &partial, &target),
+            SchemaKind::Efield => csv_as::<EfieldSample>(&sc, &inputs, &partial, &target),
+            SchemaKind::Stage => csv_as::<StagePosition>(&sc, &inputs, &partial, &target),
+        }
     };
     let samples = match result {
         Ok(n) => n,
@@ -165,6 +209,10 @@ pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportRepo
     out_sc
         .settings
         .insert("exported_from".into(), file_name(&sc_path));
+    if sc.format == "labview" {
+        // The messages are LabVIEW rows: the schema verify expects on the channel.
+        out_sc.schema = LabviewValues::NAME.to_owned();
+    }
     std::fs::rename(&partial, output).map_err(write_err)?;
     out_sc.write_atomic(&out_sidecar)?;
     Ok(ExportReport {
@@ -175,50 +223,96 @@ pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportRepo
     })
 }
 
-/// Streams the CSV parts into one Parquet file at `out`; returns the samples written.
-fn write_parquet<S: Schema>(
+/// The recording's facts as `(key, value)` metadata (Parquet prefixes them `kwik.`).
+fn facts(sc: &Sidecar) -> Vec<(&'static str, String)> {
+    let json = |v: serde_json::Result<String>| v.unwrap_or_default();
+    vec![
+        ("session_id", sc.session_id.clone()),
+        ("stream", sc.stream.clone()),
+        ("schema", sc.schema.clone()),
+        ("start_utc", sc.start_utc.clone()),
+        ("device", json(serde_json::to_string(&sc.device))),
+        ("settings", json(serde_json::to_string(&sc.settings))),
+        ("dropped_by_stage", json(serde_json::to_string(&sc.dropped))),
+    ]
+}
+
+fn start_us(sc: &Sidecar) -> i64 {
+    DateTime::parse_from_rfc3339(&sc.start_utc)
+        .map(|t| t.timestamp_micros())
+        .unwrap_or(0)
+}
+
+fn create_err(out: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |e| ExportError::Write {
+        path: out.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn mcap_writer<R: Columnar>(
+    sc: &Sidecar,
+    out: &Path,
+    target: &Target<'_>,
+) -> Result<McapWriter<R>, ExportError> {
+    let Target::Mcap(options) = target else {
+        return Err(ExportError::Unsupported(
+            "this recording exports to MCAP only".into(),
+        ));
+    };
+    let config = McapConfig {
+        path: out.to_path_buf(),
+        // Chunks by size only: an export has no crash window worth bounding.
+        sync_interval: std::time::Duration::MAX,
+        start_utc_us: start_us(sc),
+        stream: sc.stream.clone(),
+        metadata: facts(sc)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        options: (*options).clone(),
+        size_limit: None,
+    };
+    let dropped = sc.dropped.total();
+    McapWriter::<R>::create(config, Arc::new(move || dropped)).map_err(create_err(out))
+}
+
+/// Streams the CSV parts into `target` at `out`; returns the samples written.
+fn csv_as<S: Schema>(
     sc: &Sidecar,
     inputs: &[PathBuf],
     out: &Path,
-    options: &ParquetOptions,
+    target: &Target<'_>,
 ) -> Result<u64, ExportError> {
-    let start_utc_us = DateTime::parse_from_rfc3339(&sc.start_utc)
-        .map(|t| t.timestamp_micros())
-        .unwrap_or(0);
-    let metadata = vec![
-        ("kwik.session_id".to_owned(), sc.session_id.clone()),
-        ("kwik.stream".to_owned(), sc.stream.clone()),
-        ("kwik.schema".to_owned(), sc.schema.clone()),
-        ("kwik.start_utc".to_owned(), sc.start_utc.clone()),
-        (
-            "kwik.device".to_owned(),
-            serde_json::to_string(&sc.device).unwrap_or_default(),
-        ),
-        (
-            "kwik.settings".to_owned(),
-            serde_json::to_string(&sc.settings).unwrap_or_default(),
-        ),
-        (
-            "kwik.dropped_by_stage".to_owned(),
-            serde_json::to_string(&sc.dropped).unwrap_or_default(),
-        ),
-    ];
-    let config = ParquetConfig {
-        path: out.to_path_buf(),
-        // Row groups by size only: an export has no crash window worth bounding.
-        sync_interval: std::time::Duration::MAX,
-        start_utc_us,
-        metadata,
-        options: options.clone(),
-    };
-    let dropped = sc.dropped.total();
-    let mut writer =
-        ParquetWriter::<S>::create(config, Arc::new(move || dropped)).map_err(|e| {
-            ExportError::Write {
+    match target {
+        Target::Mcap(_) => csv_into(inputs, mcap_writer::<S>(sc, out, target)?, out),
+        Target::Parquet(options) => {
+            let config = ParquetConfig {
                 path: out.to_path_buf(),
-                message: e.to_string(),
-            }
-        })?;
+                // Row groups by size only: an export has no crash window worth bounding.
+                sync_interval: std::time::Duration::MAX,
+                start_utc_us: start_us(sc),
+                metadata: facts(sc)
+                    .into_iter()
+                    .map(|(k, v)| (format!("kwik.{k}"), v))
+                    .collect(),
+                options: (*options).clone(),
+                size_limit: None,
+            };
+            let dropped = sc.dropped.total();
+            let w = ParquetWriter::<S>::create(config, Arc::new(move || dropped))
+                .map_err(create_err(out))?;
+            csv_into(inputs, w, out)
+        }
+    }
+}
+
+/// Streams the CSV parts into `writer`; returns the samples written.
+fn csv_into<S: Schema, W: BatchWriter<S, Report = FileReport>>(
+    inputs: &[PathBuf],
+    mut writer: W,
+    out: &Path,
+) -> Result<u64, ExportError> {
     let mut batch = Vec::with_capacity(EXPORT_BATCH);
     for input in inputs {
         let read_err = |source| ExportError::Read {
@@ -258,6 +352,78 @@ fn write_parquet<S: Schema>(
         })?;
     }
     push(&mut writer, &batch, out)?;
+    finish(writer, out)
+}
+
+/// Streams the LabVIEW parts, a 16-row block at a time, into `writer`; returns the
+/// samples written.
+fn labview_into<W: BatchWriter<LabviewValues, Report = FileReport>>(
+    inputs: &[PathBuf],
+    layout: &LabviewLayout,
+    mut writer: W,
+    out: &Path,
+) -> Result<u64, ExportError> {
+    for input in inputs {
+        let read_err = |source| ExportError::Read {
+            path: input.clone(),
+            source,
+        };
+        let mut reader = BufReader::with_capacity(1 << 20, File::open(input).map_err(read_err)?);
+        let mut block = Vec::new();
+        let mut line = 0usize;
+        loop {
+            block.clear();
+            let first = line + 1;
+            let mut rows = 0;
+            while rows < LABVIEW_ROWS {
+                let n = reader.read_until(b'\n', &mut block).map_err(read_err)?;
+                if n == 0 {
+                    break;
+                }
+                line += 1;
+                rows += 1;
+                if block.last() != Some(&b'\n') {
+                    return Err(ExportError::CutLine {
+                        path: input.clone(),
+                        line,
+                    });
+                }
+            }
+            if rows == 0 {
+                break;
+            }
+            if rows < LABVIEW_ROWS {
+                return Err(ExportError::Labview {
+                    path: input.clone(),
+                    line: first,
+                    what: format!("the last block has {rows} of its {LABVIEW_ROWS} rows"),
+                });
+            }
+            let parsed = parse_labview(&block, layout).map_err(|e| ExportError::Labview {
+                path: input.clone(),
+                line: first,
+                what: e.to_string(),
+            })?;
+            push(&mut writer, &parsed.samples, out)?;
+        }
+    }
+    finish(writer, out)
+}
+
+fn push<S, W: BatchWriter<S>>(w: &mut W, batch: &[S], out: &Path) -> Result<(), ExportError> {
+    match w.write_batch(batch) {
+        WriteOutcome::Continue => Ok(()),
+        _ => Err(ExportError::Write {
+            path: out.to_path_buf(),
+            message: "the writer stopped".into(),
+        }),
+    }
+}
+
+fn finish<S, W: BatchWriter<S, Report = FileReport>>(
+    writer: W,
+    out: &Path,
+) -> Result<u64, ExportError> {
     let report = writer.finish();
     if let Some(stop) = report.stop {
         return Err(ExportError::Write {
@@ -269,14 +435,4 @@ fn write_parquet<S: Schema>(
         });
     }
     Ok(report.parts.iter().map(|p| p.samples).sum())
-}
-
-fn push<S: Schema>(w: &mut ParquetWriter<S>, batch: &[S], out: &Path) -> Result<(), ExportError> {
-    match w.write_batch(batch) {
-        WriteOutcome::Continue => Ok(()),
-        _ => Err(ExportError::Write {
-            path: out.to_path_buf(),
-            message: "the Parquet writer stopped".into(),
-        }),
-    }
 }

@@ -1,5 +1,6 @@
-//! Typed columns of the columnar formats (Parquet): what each schema's columns are and
-//! the buffers a batch of samples is split into. Pure: no I/O, no clock.
+//! Typed columns of the columnar formats (Parquet, and the messages of MCAP): what each
+//! schema's columns are and the buffers a batch of samples is split into. Pure: no I/O,
+//! no clock.
 
 /// Options of the Parquet layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,36 @@ impl Default for ParquetOptions {
     fn default() -> Self {
         ParquetOptions { zstd_level: 3 }
     }
+}
+
+/// Options of the MCAP layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McapOptions {
+    /// zstd level of the chunks (default 3, as for Parquet pages).
+    pub zstd_level: u32,
+}
+
+impl Default for McapOptions {
+    fn default() -> Self {
+        McapOptions { zstd_level: 3 }
+    }
+}
+
+/// Rows that split into typed columns: every [`crate::Schema`], and the LabVIEW
+/// projection of the E-field samples (what a LabVIEW file holds), so the columnar
+/// writers take either.
+pub trait Columnar: Copy + Send + 'static {
+    /// Name of the row type (`efield`, `stage`, `xiao-imu`, `efield-labview`).
+    const NAME: &'static str;
+    /// The typed columns, in order (one of type `Timestamp` at most).
+    const TYPED_COLUMNS: &'static [ColumnSpec];
+    /// Whether [`Columnar::time_us`] is a device clock whose zero is not the group's t0
+    /// (the first row is then put at t0).
+    const DEVICE_CLOCK: bool;
+    /// The row's time in µs (since t0, or on the device clock).
+    fn time_us(&self) -> u64;
+    /// Pushes the row's values, one per [`Columnar::TYPED_COLUMNS`] entry.
+    fn put_columns(&self, row: &mut RowSink<'_>);
 }
 
 /// The type of one typed column.

@@ -1,7 +1,7 @@
 //! Samples of one schema to file bytes in one layout ([`Format`]): the standard CSV or
 //! the legacy LabVIEW blocks.
 
-use crate::format::columns::ParquetOptions;
+use crate::format::columns::{McapOptions, ParquetOptions};
 use crate::format::compat::{CsvCompat, HeaderFacts, xiao_totals};
 use crate::format::csv::{CsvOptions, write_header};
 use crate::format::footer::Footer;
@@ -19,6 +19,8 @@ pub enum Format {
     Labview(LabviewLayout),
     /// Parquet: typed columns, zstd (written by the Parquet writer, not as text).
     Parquet(ParquetOptions),
+    /// MCAP: one JSON message per sample in zstd chunks (written by the MCAP writer).
+    Mcap(McapOptions),
 }
 
 impl Default for Format {
@@ -34,6 +36,7 @@ impl Format {
             Format::Csv(_) => "csv",
             Format::Labview(_) => "labview",
             Format::Parquet(_) => "parquet",
+            Format::Mcap(_) => "mcap",
         }
     }
 
@@ -42,12 +45,13 @@ impl Format {
         match self {
             Format::Csv(_) | Format::Labview(_) => "csv",
             Format::Parquet(_) => "parquet",
+            Format::Mcap(_) => "mcap",
         }
     }
 
     /// Whether the layout is text that an [`Encoder`] writes.
     pub fn is_text(&self) -> bool {
-        !matches!(self, Format::Parquet(_))
+        !matches!(self, Format::Parquet(_) | Format::Mcap(_))
     }
 }
 
@@ -68,8 +72,11 @@ pub enum EncoderError {
         /// The schema.
         schema: &'static str,
     },
-    /// A size limit was asked for a layout that cannot be split into parts.
-    #[error("size limits are not available for {0} files yet; leave --size-limit out")]
+    /// A size limit that stops the recording was asked for a layout that can only
+    /// split into parts.
+    #[error(
+        "a size limit on {0} files splits them into parts; add --split or leave --size-limit out"
+    )]
     SizeLimitUnsupported(&'static str),
     /// The layout is not text (Parquet has its own writer).
     #[error("the {0} layout is not text; it has its own writer")]
@@ -107,7 +114,9 @@ impl<S: Schema> Encoder<S> {
                 });
             }
             Format::Csv(_) => Vec::new(),
-            Format::Parquet(_) => return Err(EncoderError::NotText("parquet")),
+            Format::Parquet(_) | Format::Mcap(_) => {
+                return Err(EncoderError::NotText(format.name()));
+            }
         };
         Ok(Encoder {
             format,
@@ -183,7 +192,7 @@ impl<S: Schema> Encoder<S> {
                 }
             }
             // Invariant: `new` refuses layouts that are not text.
-            Format::Parquet(_) => false,
+            Format::Parquet(_) | Format::Mcap(_) => false,
         }
     }
 
@@ -210,7 +219,7 @@ impl<S: Schema> Encoder<S> {
                 });
                 held + samples.len() - self.block.len()
             }
-            Format::Parquet(_) => 0,
+            Format::Parquet(_) | Format::Mcap(_) => 0,
         }
     }
 
@@ -219,7 +228,7 @@ impl<S: Schema> Encoder<S> {
     pub fn max_bytes_per_sample(&self) -> usize {
         match &self.format {
             Format::Csv(o) => S::max_row_len(o.floats) + 1,
-            Format::Parquet(_) => 0,
+            Format::Parquet(_) | Format::Mcap(_) => 0,
             Format::Labview(l) => {
                 // 3 time cells, 6 values, 6 constants, 1 flag; each with its comma.
                 let consts: usize = l.constants().iter().map(|c| c.len() + 1).sum();
@@ -237,7 +246,7 @@ impl<S: Schema> Encoder<S> {
     pub fn finish(&mut self, footer: Footer, out: &mut Vec<u8>) {
         match &self.format {
             Format::Csv(o) if o.compat.has_footer() => footer.write(out),
-            Format::Csv(_) | Format::Parquet(_) => {}
+            Format::Csv(_) | Format::Parquet(_) | Format::Mcap(_) => {}
             Format::Labview(layout) => {
                 if !self.block.is_empty() {
                     write_labview_block(layout, &self.block, out);

@@ -85,6 +85,60 @@ pub trait Schema: Packed + Copy + Send + Sync + PartialEq + fmt::Debug + 'static
     }
 }
 
+// The trait is named by its path, not imported: in scope beside `Schema` its items
+// would be ambiguous for every schema.
+impl<S: Schema> crate::format::columns::Columnar for S {
+    const NAME: &'static str = <S as Schema>::NAME;
+    const TYPED_COLUMNS: &'static [ColumnSpec] = <S as Schema>::TYPED_COLUMNS;
+    const DEVICE_CLOCK: bool = <S as Schema>::DEVICE_CLOCK;
+
+    fn time_us(&self) -> u64 {
+        Schema::time_us(self)
+    }
+
+    fn put_columns(&self, row: &mut RowSink<'_>) {
+        Schema::put_columns(self, row)
+    }
+}
+
+/// The LabVIEW projection as rows: what a LabVIEW file holds (time, the six channels it
+/// carries, the scan state; no index, no segment id, no ADC2 ch3/ch4).
+impl crate::format::columns::Columnar for LabviewValues {
+    const NAME: &'static str = "efield-labview";
+    const TYPED_COLUMNS: &'static [ColumnSpec] = &[
+        col("time", T::Timestamp),
+        col("timestamp_rel", T::Seconds),
+        col("is_active_line", T::Bool),
+        col("ADC1_Ch1 Ex_real", T::Float64),
+        col("ADC1_Ch2 Ex_imag", T::Float64),
+        col("ADC1_Ch3 Ey_real", T::Float64),
+        col("ADC1_Ch4 Ey_imag", T::Float64),
+        col("ADC2_Ch1 Ez_real", T::Float64),
+        col("ADC2_Ch2 Ez_imag", T::Float64),
+    ];
+    const DEVICE_CLOCK: bool = false;
+
+    fn time_us(&self) -> u64 {
+        self.time.0
+    }
+
+    fn put_columns(&self, row: &mut RowSink<'_>) {
+        row.time(self.time.0);
+        row.seconds(self.time.0);
+        row.bool(self.line == LineState::Active);
+        for v in [
+            self.ex_real,
+            self.ex_imag,
+            self.ey_real,
+            self.ey_imag,
+            self.ez_real,
+            self.ez_imag,
+        ] {
+            row.f64(v);
+        }
+    }
+}
+
 /// One XIAO nRF52840 Sense sample: `millis,ax,ay,az,gx,gy,gz,tempC,audioRMS`.
 ///
 /// Field-for-field the same as the `xiao-proto` sample (device milliseconds, IMU in g

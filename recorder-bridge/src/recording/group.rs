@@ -25,6 +25,7 @@ use crate::recording::shared::GroupShared;
 use crate::recording::status::{GroupState, GroupStatus, RecordingSummary};
 use crate::recording::worker::{GroupLaunch, Pending, PendingStream};
 use crate::store::disk;
+use crate::store::file_writer::SizeLimitAction;
 use crate::store::sidecar::RecordingState;
 
 /// A recording group being assembled: add streams, then [`RecordingGroup::start`].
@@ -103,7 +104,12 @@ impl RecordingGroup {
         for s in &streams {
             s.check(&config.format)?;
         }
-        if !config.format.is_text() && config.size_limit.is_some() {
+        // Columnar files split into whole parts between row groups or chunks; stopping
+        // at a limit would leave rows the writer accepted unwritten.
+        if !config.format.is_text()
+            && config.size_limit.is_some()
+            && config.on_size_limit != SizeLimitAction::Split
+        {
             return Err(StartError::Format(EncoderError::SizeLimitUnsupported(
                 config.format.name(),
             )));

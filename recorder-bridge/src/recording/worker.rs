@@ -16,6 +16,7 @@ use crate::recording::config::{LineFilter, RecordingConfig, SegmentMarking, Star
 use crate::recording::shared::{GroupShared, StreamShared};
 use crate::store::exporter::{BatchWriter, Exporter, WriteOutcome};
 use crate::store::file_writer::{FileConfig, FileProgress, FileReport, FileWriter, WriterStop};
+use crate::store::mcap::{McapConfig, McapWriter};
 use crate::store::parquet::{ParquetConfig, ParquetWriter};
 use crate::sync::lock_std as lock;
 
@@ -39,7 +40,7 @@ pub(crate) struct GroupLaunch {
     pub(crate) comments: Vec<String>,
     /// What headers that state facts (the XIAO compatibility header) say.
     pub(crate) facts: HeaderFacts,
-    /// The session id, for files that carry metadata (Parquet).
+    /// The session id, for files that carry metadata (Parquet, MCAP).
     pub(crate) session_id: String,
     /// The group's t0 in UTC: RFC 3339, and µs since the Unix epoch.
     pub(crate) start_utc: String,
@@ -106,8 +107,35 @@ impl<S: Schema> PendingStream for Pending<S> {
                     start_utc_us: group.start_utc_us,
                     metadata,
                     options: options.clone(),
+                    // The group refuses a size limit that would stop a columnar file.
+                    size_limit: cfg.size_limit,
                 };
                 StreamWriter::Parquet(ParquetWriter::create(pq, dropped).map_err(data_file)?)
+            }
+            Format::Mcap(options) => {
+                let mut metadata = vec![
+                    ("session_id".to_owned(), group.session_id.clone()),
+                    ("stream".to_owned(), self.name.clone()),
+                    ("schema".to_owned(), S::NAME.to_owned()),
+                    ("start_utc".to_owned(), group.start_utc.clone()),
+                ];
+                metadata.extend(
+                    group
+                        .metadata
+                        .iter()
+                        .map(|(k, v)| (k.trim_start_matches("kwik.").to_owned(), v.clone())),
+                );
+                let mc = McapConfig {
+                    path: data.clone(),
+                    sync_interval: cfg.sync_interval,
+                    start_utc_us: group.start_utc_us,
+                    stream: self.name.clone(),
+                    metadata,
+                    options: options.clone(),
+                    // The group refuses a size limit that would stop a columnar file.
+                    size_limit: cfg.size_limit,
+                };
+                StreamWriter::Mcap(McapWriter::create(mc, dropped).map_err(data_file)?)
             }
             _ => {
                 let encoder =
@@ -156,12 +184,13 @@ impl<S: Schema> PendingStream for Pending<S> {
     }
 }
 
-/// The data-file writer of one stream: text (CSV, LabVIEW) or Parquet. One per stream,
+/// The data-file writer of one stream: text (CSV, LabVIEW), Parquet or MCAP. One per stream,
 /// moved once to the writer thread: the size difference of the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum StreamWriter<S: Schema> {
     Text(FileWriter<S>),
     Parquet(ParquetWriter<S>),
+    Mcap(McapWriter<S>),
 }
 
 impl<S: Schema> StreamWriter<S> {
@@ -169,6 +198,7 @@ impl<S: Schema> StreamWriter<S> {
         match self {
             StreamWriter::Text(w) => w.progress(),
             StreamWriter::Parquet(w) => w.progress(),
+            StreamWriter::Mcap(w) => w.progress(),
         }
     }
 }
@@ -180,6 +210,7 @@ impl<S: Schema> BatchWriter<S> for StreamWriter<S> {
         match self {
             StreamWriter::Text(w) => w.write_batch(batch),
             StreamWriter::Parquet(w) => w.write_batch(batch),
+            StreamWriter::Mcap(w) => w.write_batch(batch),
         }
     }
 
@@ -187,6 +218,7 @@ impl<S: Schema> BatchWriter<S> for StreamWriter<S> {
         match self {
             StreamWriter::Text(w) => w.tick(),
             StreamWriter::Parquet(w) => w.tick(),
+            StreamWriter::Mcap(w) => w.tick(),
         }
     }
 
@@ -194,6 +226,7 @@ impl<S: Schema> BatchWriter<S> for StreamWriter<S> {
         match self {
             StreamWriter::Text(w) => w.finish(),
             StreamWriter::Parquet(w) => w.finish(),
+            StreamWriter::Mcap(w) => w.finish(),
         }
     }
 }

@@ -834,8 +834,20 @@ mod tests {
             first_seq: 12,
             count: 3,
         };
-        let marker = (14, Unsent::Message(Bytes::from(filtered.to_bytes().unwrap())));
-        let samples = vec![s(5, 3), s(6, 3), s(7, 0), s(9, 3), s(10, 300), s(11, 1), marker, s(15, 2)];
+        let marker = (
+            14,
+            Unsent::Message(Bytes::from(filtered.to_bytes().unwrap())),
+        );
+        let samples = vec![
+            s(5, 3),
+            s(6, 3),
+            s(7, 0),
+            s(9, 3),
+            s(10, 300),
+            s(11, 1),
+            marker,
+            s(15, 2),
+        ];
         let mut out = Vec::new();
         assert_eq!(encode_samples(&samples, true, &mut out), 7);
         let msgs = decode_all(&out);
@@ -856,7 +868,7 @@ mod tests {
         );
         assert!(matches!(msgs[2], Message::Sample { seq: 10, ref body } if body.len() == 300));
         // Every body arrives as it was sent.
-        let got: Vec<(u64, Bytes)> = msgs
+        let got: Vec<(u64, Unsent)> = msgs
             .iter()
             .flat_map(|m| match m {
                 Message::Sample { seq, body } => {

@@ -18,7 +18,8 @@ pub use accounting::{GatewayCounters, GatewayCounts, ServerStreamCounters, Serve
 pub use gateway::outbox::Outbox;
 pub use gateway::spool::{Spool, SpoolError, SpoolRecord};
 pub use gateway::{
-    DEFAULT_BATCH_DELAY, DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError, GatewayReport,
+    DEFAULT_BATCH_DELAY, DEFAULT_CONNECT_TIMEOUT, Gateway, GatewayConfig, GatewayError,
+    GatewayReport,
 };
 pub use sample::{SampleError, WireSample};
 pub use server::arrivals::ArrivalLog;
@@ -28,7 +29,7 @@ pub use server::stream::{StreamReport, StreamRing};
 pub use server::{RecorderServer, ServerReports};
 pub use tls::{IdentityError, ServerIdentity, load_ca};
 pub use wire::{
-    CONTROL_VERSION, EncodeError, MIN_WIRE_VERSION, Message, MessageDecoder, RunId,
-    SamplesEncoder, Sending, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireError,
-    WireFormat, WireSchema, WireStats,
+    CONTROL_VERSION, EncodeError, MIN_WIRE_VERSION, Message, MessageDecoder, RunId, SamplesEncoder,
+    Sending, StartRequest, StreamHeader, StreamKey, WIRE_VERSION, WireError, WireFormat,
+    WireSchema, WireStats,
 };

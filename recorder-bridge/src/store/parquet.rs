@@ -34,7 +34,9 @@ use sha2::{Digest, Sha256};
 use crate::format::columns::{ColumnBatch, ColumnData, ColumnSpec, ColumnType, ParquetOptions};
 use crate::format::schema::Schema;
 use crate::store::exporter::{BatchWriter, WriteOutcome};
-use crate::store::file_writer::{FileProgress, FileReport, PartInfo, WriterStop, hash_file};
+use crate::store::file_writer::{
+    FileProgress, FileReport, PartInfo, WriterStop, hash_file, part_path,
+};
 
 /// Rows after which a row group is written even before the sync interval (bounds the
 /// memory the column buffers take: ~100 MB for the E-field schema).
@@ -53,6 +55,11 @@ pub struct ParquetConfig {
     pub metadata: Vec<(String, String)>,
     /// Layout options.
     pub options: ParquetOptions,
+    /// Size limit per part in bytes (footer included): before a row group would take a
+    /// part past it (judged from the part's bytes per row so far), the part is closed
+    /// with its footer and the stream goes on in the next numbered part
+    /// (`_part002.parquet`, ...). A part holds at least one row group. `None`: one file.
+    pub size_limit: Option<u64>,
 }
 
 /// The journal beside a live Parquet file.
@@ -162,7 +169,14 @@ pub struct ParquetWriter<S: Schema> {
     journal: File,
     config: ParquetConfig,
     schema: TypePtr,
+    kv: Vec<KeyValue>,
     batch: Option<ColumnBatch>,
+    /// The open part (1-based) and the parts closed before it.
+    part: u32,
+    parts: Vec<PartInfo>,
+    /// Row groups in the open part.
+    part_groups: usize,
+    /// Rows in the open part's row groups.
     rows_flushed: u64,
     bytes_reported: u64,
     last_flush: Instant,
@@ -195,24 +209,7 @@ impl<S: Schema> ParquetWriter<S> {
             .iter()
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
             .collect();
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&config.path)?;
-        let mut journal = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(journal_path(&config.path))?;
-        journal.write_all(&journal_record(&footer_bytes(
-            &schema,
-            Some(kv.clone()),
-            Vec::new(),
-        )?))?;
-        journal.sync_all()?;
-        let props = properties(S::TYPED_COLUMNS, &config.options, kv);
-        let writer =
-            SerializedFileWriter::new(file, schema.clone(), Arc::new(props)).map_err(to_io)?;
+        let (writer, journal) = open_part::<S>(&config.path, &schema, &kv, &config.options)?;
         let progress = Arc::new(FileProgress::default());
         progress.set_part(1, &config.path);
         Ok(ParquetWriter {
@@ -220,7 +217,11 @@ impl<S: Schema> ParquetWriter<S> {
             journal,
             config,
             schema,
+            kv,
             batch: None,
+            part: 1,
+            parts: Vec::new(),
+            part_groups: 0,
             rows_flushed: 0,
             bytes_reported: 0,
             last_flush: Instant::now(),
@@ -229,6 +230,72 @@ impl<S: Schema> ParquetWriter<S> {
             dropped,
             _schema: std::marker::PhantomData,
         })
+    }
+
+    fn path(&self) -> PathBuf {
+        part_path(&self.config.path, self.part)
+    }
+
+    /// Whether `rows` more rows, as one row group, could take the open part past the
+    /// size limit.
+    fn would_pass_limit(&self, rows: usize) -> bool {
+        let (Some(limit), Some(w)) = (self.config.size_limit, self.writer.as_ref()) else {
+            return false;
+        };
+        if self.part_groups == 0 {
+            return false;
+        }
+        let bytes = w.bytes_written() as u64;
+        let per_row = bytes.div_ceil(self.rows_flushed.max(1));
+        // The footer: about 200 bytes per column chunk, plus the schema and metadata.
+        let footer = 4096
+            + 200 * (self.part_groups as u64 + 1) * S::TYPED_COLUMNS.len() as u64
+            + self
+                .kv
+                .iter()
+                .map(|k| k.key.len() + k.value.as_ref().map_or(0, String::len))
+                .sum::<usize>() as u64;
+        bytes + per_row * rows as u64 + footer > limit
+    }
+
+    /// Closes the open part with its footer and records it.
+    fn close_part(&mut self) -> io::Result<()> {
+        let Some(mut w) = self.writer.take() else {
+            return Ok(());
+        };
+        w.append_key_value_metadata(KeyValue::new(
+            "kwik.dropped".to_owned(),
+            (self.dropped)().to_string(),
+        ));
+        let file = w.into_inner().map_err(to_io)?;
+        file.sync_all()?;
+        let path = self.path();
+        std::fs::remove_file(journal_path(&path))?;
+        let bytes = std::fs::metadata(&path)?.len();
+        self.progress
+            .add_bytes(bytes.saturating_sub(self.bytes_reported));
+        self.parts.push(PartInfo {
+            sha256: hash_file(&path).ok().map(hex::encode),
+            path,
+            samples: self.rows_flushed,
+            bytes,
+        });
+        Ok(())
+    }
+
+    fn next_part(&mut self) -> io::Result<()> {
+        self.close_part()?;
+        self.part += 1;
+        let path = self.path();
+        let (writer, journal) =
+            open_part::<S>(&path, &self.schema, &self.kv, &self.config.options)?;
+        self.writer = Some(writer);
+        self.journal = journal;
+        self.part_groups = 0;
+        self.rows_flushed = 0;
+        self.bytes_reported = 0;
+        self.progress.set_part(u64::from(self.part), &path);
+        Ok(())
     }
 
     /// Live progress.
@@ -253,7 +320,7 @@ impl<S: Schema> ParquetWriter<S> {
     /// Writes the buffered rows as one row group, syncs it, journals its footer entry.
     fn flush_row_group(&mut self) -> io::Result<()> {
         self.last_flush = Instant::now();
-        let (Some(w), Some(batch)) = (self.writer.as_mut(), self.batch.as_mut()) else {
+        let (Some(_), Some(batch)) = (self.writer.as_ref(), self.batch.as_ref()) else {
             return Ok(());
         };
         let rows = batch.rows();
@@ -266,6 +333,12 @@ impl<S: Schema> ParquetWriter<S> {
                 S::NAME
             )));
         }
+        if self.would_pass_limit(rows) {
+            self.next_part()?;
+        }
+        let (Some(w), Some(batch)) = (self.writer.as_mut(), self.batch.as_mut()) else {
+            return Ok(());
+        };
         let mut rg = w.next_row_group().map_err(to_io)?;
         for data in &batch.columns {
             let Some(mut col) = rg.next_column().map_err(to_io)? else {
@@ -288,6 +361,7 @@ impl<S: Schema> ParquetWriter<S> {
         self.journal.write_all(&journal_record(&footer))?;
         self.journal.sync_data()?;
         batch.clear();
+        self.part_groups += 1;
         self.rows_flushed += rows as u64;
         let bytes = w.bytes_written() as u64;
         self.progress.add_bytes(bytes - self.bytes_reported);
@@ -307,18 +381,33 @@ impl<S: Schema> ParquetWriter<S> {
 
     fn close(&mut self) -> io::Result<()> {
         self.flush_row_group()?;
-        let Some(mut w) = self.writer.take() else {
-            return Ok(());
-        };
-        w.append_key_value_metadata(KeyValue::new(
-            "kwik.dropped".to_owned(),
-            (self.dropped)().to_string(),
-        ));
-        let file = w.into_inner().map_err(to_io)?;
-        file.sync_all()?;
-        std::fs::remove_file(journal_path(&self.config.path))?;
-        Ok(())
+        self.close_part()
     }
+}
+
+/// Creates a part (refusing to overwrite a file) and its journal, whose first record
+/// holds the schema and the key-value metadata.
+fn open_part<S: Schema>(
+    path: &Path,
+    schema: &TypePtr,
+    kv: &[KeyValue],
+    options: &ParquetOptions,
+) -> io::Result<(SerializedFileWriter<File>, File)> {
+    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut journal = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(journal_path(path))?;
+    journal.write_all(&journal_record(&footer_bytes(
+        schema,
+        Some(kv.to_vec()),
+        Vec::new(),
+    )?))?;
+    journal.sync_all()?;
+    let props = properties(S::TYPED_COLUMNS, options, kv.to_vec());
+    let writer = SerializedFileWriter::new(file, schema.clone(), Arc::new(props)).map_err(to_io)?;
+    Ok((writer, journal))
 }
 
 impl<S: Schema> BatchWriter<S> for ParquetWriter<S> {
@@ -371,22 +460,22 @@ impl<S: Schema> BatchWriter<S> for ParquetWriter<S> {
                 self.fail(&e);
             }
         }
-        let path = self.config.path.clone();
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let sha256 = if self.stop.is_none() {
-            hash_file(&path).ok().map(hex::encode)
-        } else {
-            None
-        };
-        self.progress
-            .add_bytes(bytes.saturating_sub(self.bytes_reported));
-        FileReport {
-            parts: vec![PartInfo {
+        let mut parts = std::mem::take(&mut self.parts);
+        if self.stop.is_some() {
+            // The open part as far as its row groups went: `recover` closes it.
+            let path = self.path();
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            self.progress
+                .add_bytes(bytes.saturating_sub(self.bytes_reported));
+            parts.push(PartInfo {
                 path,
                 samples: self.rows_flushed,
                 bytes,
-                sha256,
-            }],
+                sha256: None,
+            });
+        }
+        FileReport {
+            parts,
             stop: self.stop,
         }
     }

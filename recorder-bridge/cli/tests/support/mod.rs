@@ -78,3 +78,25 @@ pub(crate) fn stop_serve(mut server: std::process::Child) {
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     assert!(server.wait().unwrap().success());
 }
+
+/// The test venv's interpreter, or `None` (with one line saying why) unless
+/// `KWIK_REQUIRE_PYTHON=1`.
+pub(crate) fn python() -> Option<PathBuf> {
+    let p = match std::env::var_os("KWIK_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/py-venv/bin/python"),
+    };
+    if p.exists() {
+        return Some(p);
+    }
+    let msg = format!(
+        "no Python interpreter at {} (set KWIK_PYTHON or run tools/py-venv); skipping the reader check",
+        p.display()
+    );
+    assert!(
+        std::env::var("KWIK_REQUIRE_PYTHON").as_deref() != Ok("1"),
+        "{msg}"
+    );
+    eprintln!("{msg}");
+    None
+}

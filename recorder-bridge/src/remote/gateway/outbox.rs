@@ -296,7 +296,10 @@ mod tests {
             got,
             vec![
                 (0, Unsent::Sample(Bytes::from_static(&[0xA5, 0x23, 16, 0]))),
-                (3, Unsent::Message(Bytes::from_static(&[0xA5, 0x23, 16, 0, 1]))),
+                (
+                    3,
+                    Unsent::Message(Bytes::from_static(&[0xA5, 0x23, 16, 0, 1]))
+                ),
                 (4, Unsent::Sample(Bytes::from_static(&[7]))),
             ]
         );

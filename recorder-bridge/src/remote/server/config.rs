@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::format::encoder::Format;
 use crate::recording::config::{RecordingConfig, StartError};
 use crate::remote::server::arrivals::ArrivalLog;
 use crate::remote::wire::StreamKey;
@@ -26,6 +27,11 @@ pub struct RecorderServerConfig {
     pub ring_capacity: usize,
     /// Records when each sample first arrives (latency measurements; default none).
     pub arrivals: Option<Arc<ArrivalLog>>,
+    /// The layout of every stream's files, whatever the gateways ask (default `None`:
+    /// what each gateway's start request asks, standard CSV or LabVIEW). With Parquet
+    /// or MCAP a stream's backlog grows to two sync intervals of samples at its rate,
+    /// since its samples count as written only once their row group or chunk is synced.
+    pub format: Option<Format>,
 }
 
 impl Default for RecorderServerConfig {
@@ -37,6 +43,7 @@ impl Default for RecorderServerConfig {
             backlog_limit: 4096,
             ring_capacity: 16384,
             arrivals: None,
+            format: None,
         }
     }
 }

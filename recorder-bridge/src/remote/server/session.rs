@@ -123,7 +123,9 @@ async fn control_reader(
                     } else {
                         Some(Message::Error {
                             key: StreamKey::default(),
-                            text: format!("protocol version {version} not supported (server speaks {MIN_WIRE_VERSION} to {WIRE_VERSION})"),
+                            text: format!(
+                                "protocol version {version} not supported (server speaks {MIN_WIRE_VERSION} to {WIRE_VERSION})"
+                            ),
                         })
                     }
                 }

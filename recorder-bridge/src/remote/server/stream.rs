@@ -238,10 +238,25 @@ where
         rc.out_dir = dir;
         rc.prefix = prefix;
         rc.segments = SegmentMarking::FromSamples;
-        rc.format = match req.format {
-            WireFormat::Labview => Format::Labview(LabviewLayout::default()),
-            _ => Format::Csv(CsvOptions::default()),
+        rc.format = match (&config.format, req.format) {
+            (Some(f), _) => f.clone(),
+            (None, WireFormat::Labview) => Format::Labview(LabviewLayout::default()),
+            (None, _) => Format::Csv(CsvOptions::default()),
         };
+        // A columnar file counts a sample as written once its row group or chunk is
+        // synced: the backlog (and the ring behind it) must hold a sync interval of
+        // samples at the stream's rate, or the server would stall the gateway until
+        // each sync.
+        let backlog_limit = if rc.format.is_text() {
+            config.backlog_limit
+        } else {
+            let interval =
+                (f64::from(h.rate_hz) * rc.sync_interval.as_secs_f64() * 2.0).min(1e7) as u64;
+            config.backlog_limit.max(interval)
+        };
+        let ring_capacity = config
+            .ring_capacity
+            .max(usize::try_from(backlog_limit.saturating_mul(2)).unwrap_or(usize::MAX));
         rc.duration_limit =
             (req.duration_limit_ms > 0).then(|| Duration::from_millis(req.duration_limit_ms));
         rc.size_limit = (req.size_limit > 0).then_some(req.size_limit);
@@ -256,7 +271,7 @@ where
         d.insert("anchor_host_utc_us".into(), h.host_utc_us.to_string());
         rc.settings
             .insert("first_seq".into(), first_seq.to_string());
-        let (writer, reader) = ring::<S>(config.ring_capacity);
+        let (writer, reader) = ring::<S>(ring_capacity);
         let live: StreamRing = reader.clone().into();
         let room = Arc::new(RoomSignal::default());
         let mut group = RecordingGroup::new(rc);
@@ -293,7 +308,7 @@ where
             counters: ServerStreamCounters::default(),
             after_stop: AtomicU64::new(0),
             written_cache: AtomicU64::new(0),
-            backlog_limit: config.backlog_limit,
+            backlog_limit,
             files,
             sidecar,
             arrivals: config.arrivals.clone(),
