@@ -253,7 +253,9 @@ mod tests {
     fn overflow_spools_in_order_and_resends_after_rewind() {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(GatewayCounters::default());
-        let spool = Spool::create(&dir.path().join("s"), 20 * 100).unwrap();
+        // 100 spool records of 21 bytes: 12 of record header, the entry's kind byte and
+        // an 8-byte body.
+        let spool = Spool::create(&dir.path().join("s"), 21 * 100).unwrap();
         let mut o = Outbox::new(10, Some(spool), counters.clone());
         for s in 0..200 {
             o.push(s, &msg(s));
