@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{BIN, csv_files, free_udp_port, python};
+use support::{BIN, csv_files, free_udp_port, python, start_serve, stop_serve};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -103,38 +103,6 @@ fn one_of_two_paths_killed_mid_run_loses_nothing() {
     }
 }
 
-fn start_serve(out: &Path, port: u16) -> Child {
-    start_serve_with(out, port, &[])
-}
-
-fn start_serve_with(out: &Path, port: u16, extra: &[String]) -> Child {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--json", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the "listening" line.
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = BufReader::new(stdout);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.contains("listening"), "{line}");
-    // Keep reading so the server never writes into a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    child
-}
-
-/// SIGTERM to a `serve` child: it finalises its recordings and must exit cleanly.
-fn stop_serve(mut server: Child) {
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    assert!(server.wait().unwrap().success());
-}
-
 /// A two-thread runtime and the configuration of a gateway streaming a simulated board
 /// of `n` real-time 1 kHz IMU samples as `device` to the server on `port`.
 fn imu_gateway(
@@ -198,7 +166,7 @@ fn server_killed_and_restarted_mid_run_gateway_spools_and_resumes_exactly_once()
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
     let port = free_udp_port();
-    let mut server = start_serve(&out, port);
+    let mut server = start_serve(&out, port, &[]);
     let n = 4_000u64;
     let (rt, mut gc, sim) = imu_gateway(&out, port, "xiao-restart", 8, n);
     gc.queue_capacity = 300;
@@ -214,7 +182,7 @@ fn server_killed_and_restarted_mid_run_gateway_spools_and_resumes_exactly_once()
     server.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let spooled_while_down = gw.counts().spooled;
-    let server = start_serve(&out, port);
+    let server = start_serve(&out, port, &[]);
     let report = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(60), gw.finish())
             .await
@@ -274,11 +242,8 @@ fn prometheus_endpoint_counts_move_during_a_recording_and_match_the_sidecar() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
     let (port, mport) = (free_udp_port(), free_tcp_port());
-    let server = start_serve_with(
-        &out,
-        port,
-        &["--metrics".into(), format!("127.0.0.1:{mport}")],
-    );
+    let metrics = format!("127.0.0.1:{mport}");
+    let server = start_serve(&out, port, &["--metrics", &metrics]);
     let n = 3_000u64;
     let (rt, gc, sim) = imu_gateway(&out, port, "xiao-metrics", 4, n);
     let _guard = rt.enter();
@@ -356,7 +321,7 @@ fn sim_efield_through_stream_and_serve_is_recorded_exactly_in_csv_and_labview() 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
     let port = free_udp_port();
-    let server = start_serve(&out, port);
+    let server = start_serve(&out, port, &[]);
     let (rate, seconds) = (2_000u32, 1.5f64);
     let n = (f64::from(rate) * seconds) as u64;
     let generator = SimEfield {
@@ -435,15 +400,10 @@ fn sim_efield_through_stream_and_serve_is_recorded_exactly_in_parquet_and_mcap()
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("rec");
         let port = free_udp_port();
-        let server = start_serve_with(
+        let server = start_serve(
             &out,
             port,
-            &[
-                "--format".into(),
-                format.into(),
-                "--sync-interval".into(),
-                "200ms".into(),
-            ],
+            &["--format", format, "--sync-interval", "200ms"],
         );
         let device = format!("bench-{format}");
         let run = Command::new(BIN)

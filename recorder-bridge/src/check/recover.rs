@@ -67,6 +67,47 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecoverError + '_ {
     }
 }
 
+/// What repairing one columnar part did.
+struct Repaired {
+    samples: u64,
+    truncated_bytes: u64,
+}
+
+/// Repairs `file` in place when the recording is Parquet or MCAP (`None` for the text
+/// layouts, which the caller cuts and footers itself).
+fn repair_columnar(sc: &Sidecar, file: &Path) -> Result<Option<Repaired>, RecoverError> {
+    let damaged = |what| RecoverError::Damaged {
+        path: file.to_path_buf(),
+        what,
+    };
+    let repaired = match sc.format.as_str() {
+        "parquet" => {
+            let extra = [("kwik.dropped".to_owned(), sc.dropped.total().to_string())];
+            let r = recover_parquet(file, &extra).map_err(damaged)?;
+            Repaired {
+                samples: r.rows,
+                truncated_bytes: r.truncated_bytes,
+            }
+        }
+        "mcap" => {
+            let fallback = match SchemaKind::from_name(&sc.schema) {
+                Some(SchemaKind::Imu) => McapLayout::of::<ImuRow>(&sc.stream),
+                Some(SchemaKind::Efield) => McapLayout::of::<EfieldSample>(&sc.stream),
+                Some(SchemaKind::Stage) => McapLayout::of::<StagePosition>(&sc.stream),
+                None => return Err(damaged(format!("unknown schema {:?}", sc.schema))),
+            };
+            let extra = [("dropped".to_owned(), sc.dropped.total().to_string())];
+            let r = recover_mcap(file, &fallback, &extra).map_err(damaged)?;
+            Repaired {
+                samples: r.messages,
+                truncated_bytes: r.truncated_bytes,
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(repaired))
+}
+
 /// Makes the counts of a crashed recording balance (`produced = samples +
 /// filtered_inactive + dropped`, as `verify` checks) once the files are known to hold
 /// `samples` rows. The last sidecar refresh before the crash may predate rows that
@@ -131,12 +172,9 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
     let mut truncated = 0u64;
     let mut latest = None;
     for file in &files {
-        if sc.format == "parquet" {
-            let extra = [("kwik.dropped".to_owned(), sc.dropped.total().to_string())];
-            let r = recover_parquet(file, &extra).map_err(|what| RecoverError::Damaged {
-                path: file.clone(),
-                what,
-            })?;
+        // Parquet and MCAP parts are repaired in place from their own records; what
+        // is left to do is to describe the repaired part.
+        if let Some(r) = repair_columnar(&sc, file)? {
             truncated += r.truncated_bytes;
             let bytes = std::fs::read(file).map_err(io(file))?;
             if let Ok(m) = std::fs::metadata(file).and_then(|m| m.modified()) {
@@ -144,33 +182,7 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
             }
             parts.push(PartMeta {
                 file: crate::store::sidecar::file_name(file),
-                samples: r.rows,
-                bytes: bytes.len() as u64,
-                sha256: Some(hex::encode(Sha256::digest(&bytes))),
-            });
-            continue;
-        }
-        if sc.format == "mcap" {
-            let damaged = |what| RecoverError::Damaged {
-                path: file.clone(),
-                what,
-            };
-            let fallback = match SchemaKind::from_name(&sc.schema) {
-                Some(SchemaKind::Imu) => McapLayout::of::<ImuRow>(&sc.stream),
-                Some(SchemaKind::Efield) => McapLayout::of::<EfieldSample>(&sc.stream),
-                Some(SchemaKind::Stage) => McapLayout::of::<StagePosition>(&sc.stream),
-                None => return Err(damaged(format!("unknown schema {:?}", sc.schema))),
-            };
-            let extra = [("dropped".to_owned(), sc.dropped.total().to_string())];
-            let r = recover_mcap(file, &fallback, &extra).map_err(damaged)?;
-            truncated += r.truncated_bytes;
-            let bytes = std::fs::read(file).map_err(io(file))?;
-            if let Ok(m) = std::fs::metadata(file).and_then(|m| m.modified()) {
-                latest = Some(latest.map_or(m, |l: std::time::SystemTime| l.max(m)));
-            }
-            parts.push(PartMeta {
-                file: crate::store::sidecar::file_name(file),
-                samples: r.messages,
+                samples: r.samples,
                 bytes: bytes.len() as u64,
                 sha256: Some(hex::encode(Sha256::digest(&bytes))),
             });

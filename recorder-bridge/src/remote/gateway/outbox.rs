@@ -35,6 +35,12 @@ fn is_sample(bytes: &[u8]) -> bool {
     bytes.first() == Some(&SAMPLE)
 }
 
+/// Where [`Outbox::insert`] put an entry.
+enum Held {
+    Memory,
+    Spool,
+}
+
 /// What [`Outbox::take_unsent`] hands out, in sequence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsent {
@@ -88,25 +94,14 @@ impl Outbox {
     /// Adds a sample's encoded body. Never blocks on the network; may write to the
     /// spool file. Returns false when the sample had to be dropped (counted).
     pub fn push(&mut self, seq: u64, body: &[u8]) -> bool {
-        let bytes = tagged(SAMPLE, body);
-        let spooling = self.spool.as_ref().is_some_and(|s| !s.is_empty());
-        if !spooling && self.mem.len() < self.mem_cap {
-            self.mem.push_back(Entry { seq, bytes });
-            GatewayCounters::add(&self.counters.queued, 1);
-            return true;
-        }
-        if let Some(spool) = self.spool.as_mut() {
-            match spool.push(seq, &bytes) {
-                Ok(()) => {
-                    GatewayCounters::add(&self.counters.spooled, 1);
-                    return true;
-                }
-                Err(SpoolError::Full(_)) => {}
-                Err(e) => self.spool_error = Some(e.to_string()),
-            }
-        }
-        GatewayCounters::add(&self.counters.dropped_overflow, 1);
-        false
+        let held = self.insert(seq, tagged(SAMPLE, body));
+        let counter = match held {
+            Some(Held::Memory) => &self.counters.queued,
+            Some(Held::Spool) => &self.counters.spooled,
+            None => &self.counters.dropped_overflow,
+        };
+        GatewayCounters::add(counter, 1);
+        held.is_some()
     }
 
     /// Adds a [`Message::Filtered`](crate::remote::wire::Message::Filtered) range in
@@ -114,21 +109,29 @@ impl Outbox {
     /// spool counters leave it out. Returns false when it had to be dropped (the server
     /// then counts the range as missing, and a warning is logged).
     pub fn push_marker(&mut self, seq: u64, message: &[u8]) -> bool {
-        let bytes = tagged(MESSAGE, message);
+        let held = self.insert(seq, tagged(MESSAGE, message)).is_some();
+        if !held {
+            tracing::warn!(seq, "queue and spool full: a filtered range was dropped");
+        }
+        held
+    }
+
+    /// Holds an entry in memory while there is room and nothing is spooled (order),
+    /// else in the spool; `None` when both are full.
+    fn insert(&mut self, seq: u64, bytes: Bytes) -> Option<Held> {
         let spooling = self.spool.as_ref().is_some_and(|s| !s.is_empty());
         if !spooling && self.mem.len() < self.mem_cap {
             self.mem.push_back(Entry { seq, bytes });
-            return true;
+            return Some(Held::Memory);
         }
-        if let Some(spool) = self.spool.as_mut() {
-            match spool.push(seq, &bytes) {
-                Ok(()) => return true,
-                Err(SpoolError::Full(_)) => {}
-                Err(e) => self.spool_error = Some(e.to_string()),
+        match self.spool.as_mut()?.push(seq, &bytes) {
+            Ok(()) => Some(Held::Spool),
+            Err(SpoolError::Full(_)) => None,
+            Err(e) => {
+                self.spool_error = Some(e.to_string());
+                None
             }
         }
-        tracing::warn!(seq, "queue and spool full: a filtered range was dropped");
-        false
     }
 
     /// Moves spooled samples back to memory while there is room.
