@@ -6,11 +6,11 @@ mod support;
 
 use support::{BIN, csv_files, free_udp_port, python, start_serve, stop_serve};
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kwik_recorder::{
