@@ -793,7 +793,15 @@ async fn stream_samples(
             }
             continue;
         }
-        let mut buf = Vec::with_capacity(WRITE_BYTES + WRITE_BYTES / 8);
+        // Room for the bodies and each one's framing at worst (a Sample message of its
+        // own: 4 bytes of header and 8 of sequence number); filtered ranges are small.
+        let room: usize = samples
+            .iter()
+            .map(|(_, u)| match u {
+                Unsent::Sample(b) | Unsent::Message(b) => b.len() + 12,
+            })
+            .sum();
+        let mut buf = Vec::with_capacity(room);
         let n = encode_samples(&samples, batched, &mut buf);
         tokio::select! {
             r = data.write_chunk(Bytes::from(buf)) => r.map_err(|e| format!("write: {e}"))?,
