@@ -54,6 +54,15 @@ pub enum BackpressureEvent {
     },
 }
 
+impl BackpressureEvent {
+    /// The session or send stream the event is about.
+    pub fn scope(&self) -> BackpressureScope {
+        match self {
+            Self::Started { scope, .. } | Self::Ended { scope, .. } => *scope,
+        }
+    }
+}
+
 type Signal = Option<(BackpressureReason, Instant)>;
 
 /// (Sender) What the peer signalled, per scope, with when it started. Only
