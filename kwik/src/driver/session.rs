@@ -83,6 +83,16 @@ impl PathSpec {
         self
     }
 
+    /// The local address, if set.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// The remote address, if set (`None`: the session's server).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
     /// Starts the path as a backup path.
     pub fn backup(mut self) -> Self {
         self.status = Some(PathStatus::Backup);
@@ -355,20 +365,25 @@ impl Session {
         if let Some(r) = shared.state.lock().close_reason() {
             return Err(AddPathError::SessionClosed(r.clone()));
         }
-        let endpoint = match spec.local {
+        let (endpoint, own) = match spec.local {
             Some(local) => {
                 let ep = quinn::Endpoint::client(local).map_err(ConnectError::from)?;
-                client.extra.lock().push(ep.clone());
-                ep
+                (ep.clone(), Some(ep))
             }
-            None => client.quinn.clone(),
+            None => (client.quinn.clone(), None),
         };
         let route = Route {
             endpoint,
             remote: spec.remote.unwrap_or(client.server),
         };
         let status = spec.status.unwrap_or(PathStatus::Available);
-        dial(shared, client, route, status, spec.weight).await
+        let path = dial(shared, client, route, status, spec.weight).await?;
+        // Kept only for a path that joined: an application retrying a failing
+        // uplink does not pile up endpoints.
+        if let Some(ep) = own {
+            client.extra.lock().push(ep);
+        }
+        Ok(path)
     }
 
     /// Removes a live path: the peer is told, its unacknowledged data moves to the

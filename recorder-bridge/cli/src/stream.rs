@@ -28,6 +28,20 @@ pub(crate) enum FormatArg {
     Labview,
 }
 
+/// `--path LOCAL[@REMOTE]`.
+fn parse_path(s: &str) -> Result<kwik::PathSpec, String> {
+    let addr = |a: &str, what: &str| {
+        a.parse::<SocketAddr>()
+            .map_err(|e| format!("{what} address {a:?}: {e} (expected e.g. 192.168.1.20:0)"))
+    };
+    Ok(match s.split_once('@') {
+        Some((local, remote)) => {
+            kwik::PathSpec::local(addr(local, "local")?).with_remote(addr(remote, "remote")?)
+        }
+        None => kwik::PathSpec::local(addr(s, "local")?),
+    })
+}
+
 /// `kwik-record stream`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StreamArgs {
@@ -37,9 +51,11 @@ pub(crate) struct StreamArgs {
     /// Device: serial:PATH, ble:NAME, sim-imu or sim-efield.
     #[arg(long)]
     source: String,
-    /// Local address of an extra path (repeat for more uplinks), e.g. 192.168.1.20:0.
-    #[arg(long = "path")]
-    paths: Vec<SocketAddr>,
+    /// An extra path (repeat for more uplinks): its local address, e.g.
+    /// 192.168.1.20:0, optionally `@` another address of the server (or a relay in
+    /// front of it) for that path, e.g. 192.168.1.20:0@10.0.0.5:4433 (default: --to).
+    #[arg(long = "path", value_name = "LOCAL[@REMOTE]", value_parser = parse_path)]
+    paths: Vec<kwik::PathSpec>,
     /// Scheduler of the sensor stream.
     #[arg(long, value_enum, default_value = "min-rtt")]
     scheduler: SchedulerArg,
@@ -131,7 +147,7 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
     };
     let mut config = GatewayConfig::new(server, client, key);
     config.server_name = a.server_name.clone();
-    config.extra_paths = a.paths.iter().map(|p| kwik::PathSpec::local(*p)).collect();
+    config.extra_paths = a.paths.clone();
     config.scheduler = Some(a.scheduler.into());
     config.prefix = a.prefix.clone();
     config.size_limit = a.size_limit;

@@ -459,6 +459,8 @@ async fn deliver<S: WireSample>(
     let mut drain_started: Option<Instant> = None;
     let mut last_error = None;
     let mut failures_in_a_row = 0u32;
+    // Counts the sessions tried: each failure moves on to the next route.
+    let mut attempt = 0usize;
     loop {
         if shared.source_done.load(Ordering::Acquire) {
             let t0 = *drain_started.get_or_insert_with(Instant::now);
@@ -467,7 +469,7 @@ async fn deliver<S: WireSample>(
             }
         }
         let connects_before = shared.counters.connects.load(Ordering::Relaxed);
-        match connect_once(&config, &endpoint, &shared, &header).await {
+        match connect_once(&config, &endpoint, &shared, &header, attempt).await {
             Ok(Outcome::Done(report)) => {
                 endpoint.close(0, b"done");
                 return GatewayReport {
@@ -487,6 +489,7 @@ async fn deliver<S: WireSample>(
                     failures_in_a_row = 0;
                 }
                 failures_in_a_row = failures_in_a_row.saturating_add(1);
+                attempt = attempt.wrapping_add(1);
                 tokio::time::sleep(retry_wait(config.reconnect_interval, failures_in_a_row)).await;
             }
         }
@@ -522,27 +525,88 @@ async fn write_msg(send: &mut kwik::SendStream, m: &Message) -> Result<(), Strin
         .map_err(|e| e.to_string())
 }
 
+/// The server address a session is opened on at `attempt` and the extra paths it
+/// gets. The server first, then each extra path's own remote address in turn: when
+/// the server's address is unreachable but another route to it works, the session
+/// opens there (and the server's address becomes an extra path).
+fn routes(config: &GatewayConfig, attempt: usize) -> (SocketAddr, Vec<kwik::PathSpec>) {
+    let mut remotes = vec![config.server];
+    remotes.extend(
+        config
+            .extra_paths
+            .iter()
+            .filter_map(kwik::PathSpec::remote_addr)
+            .filter(|r| *r != config.server),
+    );
+    let primary = remotes[attempt % remotes.len()];
+    let extra = config
+        .extra_paths
+        .iter()
+        .map(|spec| match spec.remote_addr() {
+            Some(r) if r == primary => spec.with_remote(config.server),
+            _ => *spec,
+        })
+        .collect();
+    (primary, extra)
+}
+
+/// Adds the extra paths that could not be added when the session opened, one try
+/// each per `every`, until all are in (or the task is aborted with the session).
+async fn add_missing_paths(
+    session: kwik::Session,
+    mut missing: Vec<kwik::PathSpec>,
+    every: Duration,
+) {
+    while !missing.is_empty() {
+        tokio::time::sleep(every).await;
+        let mut still = Vec::new();
+        for spec in missing {
+            match session.add_path(spec).await {
+                Ok(id) => tracing::info!(path = %id, "extra path added"),
+                Err(kwik::AddPathError::SessionClosed(_)) => return,
+                Err(_) => still.push(spec),
+            }
+        }
+        missing = still;
+    }
+}
+
 async fn connect_once(
     config: &GatewayConfig,
     endpoint: &kwik::Endpoint,
     shared: &Arc<Shared>,
     header: &StreamHeader,
+    attempt: usize,
 ) -> Result<Outcome, String> {
+    let (primary, extra_paths) = routes(config, attempt);
     let session = tokio::time::timeout(
         config.connect_timeout,
-        endpoint.connect(config.server, &config.server_name),
+        endpoint.connect(primary, &config.server_name),
     )
     .await
-    .map_err(|_| format!("connect timed out after {:?}", config.connect_timeout))?
-    .map_err(|e| format!("connect: {e}"))?;
+    .map_err(|_| {
+        format!(
+            "connect to {primary} timed out after {:?}",
+            config.connect_timeout
+        )
+    })?
+    .map_err(|e| format!("connect to {primary}: {e}"))?;
     GatewayCounters::add(&shared.counters.connects, 1);
-    for spec in &config.extra_paths {
-        if let Err(e) = session.add_path(*spec).await {
-            tracing::warn!(error = %e, "extra path not added");
+    let mut missing = Vec::new();
+    for spec in extra_paths {
+        if let Err(e) = session.add_path(spec).await {
+            tracing::warn!(error = %e, "extra path not added; retrying while the session lasts");
+            missing.push(spec);
         }
     }
+    let adder = tokio::spawn(add_missing_paths(
+        session.clone(),
+        missing,
+        config.reconnect_interval.saturating_mul(4),
+    ));
     *lock(&shared.session) = Some(session.clone());
     let r = run_session(config, &session, shared, header).await;
+    adder.abort();
     if r.is_err() {
         session.close(1, b"gateway reconnecting");
     }
@@ -903,6 +967,44 @@ mod tests {
             msgs.iter()
                 .all(|m| matches!(m, Message::Sample { .. } | Message::Filtered { .. }))
         );
+    }
+
+    #[test]
+    fn sessions_rotate_over_the_server_and_the_extra_paths_remotes() {
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+        let up: SocketAddr = "10.0.0.2:0".parse().unwrap();
+        let up2: SocketAddr = "10.0.0.3:0".parse().unwrap();
+        let client = kwik::ClientConfig::with_root_certificates([]).unwrap();
+        let mut config = GatewayConfig::new(
+            a,
+            client,
+            StreamKey {
+                device: "d".into(),
+                stream: "s".into(),
+            },
+        );
+        config.extra_paths = vec![
+            kwik::PathSpec::local(up).with_remote(b),
+            kwik::PathSpec::local(up2),
+        ];
+        let (first, extra) = routes(&config, 0);
+        assert_eq!(first, a);
+        assert_eq!(extra, config.extra_paths);
+        // The second try opens on the other route; the server's address takes its place.
+        let (second, extra) = routes(&config, 1);
+        assert_eq!(second, b);
+        assert_eq!(
+            extra,
+            vec![
+                kwik::PathSpec::local(up).with_remote(a),
+                kwik::PathSpec::local(up2)
+            ]
+        );
+        assert_eq!(routes(&config, 2).0, a);
+        // Without extra remotes every try is the server.
+        config.extra_paths.clear();
+        assert_eq!(routes(&config, 7), (a, Vec::new()));
     }
 
     #[test]

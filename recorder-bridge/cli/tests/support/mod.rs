@@ -7,6 +7,12 @@ use std::process::{Command, Output};
 /// The `kwik-record` binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_kwik-record");
 
+/// The binary the long-running tests start: `KWIK_RECORD_BIN` if set (a copy that
+/// a rebuild during a 30-minute soak does not replace), else [`BIN`].
+pub(crate) fn bin() -> PathBuf {
+    std::env::var_os("KWIK_RECORD_BIN").map_or_else(|| PathBuf::from(BIN), PathBuf::from)
+}
+
 /// Runs `kwik-record ARGS` in `cwd` to completion.
 pub(crate) fn run(args: &[&str], cwd: &Path) -> Output {
     Command::new(BIN)
@@ -55,7 +61,7 @@ pub(crate) fn free_udp_port() -> u16 {
 /// never writes into a closed pipe.
 pub(crate) fn start_serve(out: &Path, port: u16, extra: &[&str]) -> std::process::Child {
     use std::io::BufRead;
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["serve", "--json", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--out")
