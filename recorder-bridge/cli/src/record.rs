@@ -1,7 +1,7 @@
 //! `kwik-record record`: a board on a serial port or simulated sources, one recording
 //! group, progress while it runs and the summary at the end.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ use crate::exit::{Exit, usage};
 enum SourceKind {
     /// A XIAO board's frames on a serial port (its USB port, or a pseudo-terminal).
     Serial(PathBuf),
+    /// A XIAO board's notifications over BLE, found by its advertised name.
+    Ble(String),
     /// A simulated source, at its own rate or `--rate`.
     Sim(SimKind, Option<u32>),
 }
@@ -48,7 +50,7 @@ impl SourceKind {
     /// The schema (and stream) name of its samples.
     fn schema(&self) -> &'static str {
         match self {
-            SourceKind::Serial(_) => SimKind::Imu.schema(),
+            SourceKind::Serial(_) | SourceKind::Ble(_) => SimKind::Imu.schema(),
             SourceKind::Sim(kind, _) => kind.schema(),
         }
     }
@@ -57,6 +59,7 @@ impl SourceKind {
     fn name(&self) -> String {
         match self {
             SourceKind::Serial(p) => format!("serial:{}", p.display()),
+            SourceKind::Ble(name) => format!("ble:{name}"),
             SourceKind::Sim(SimKind::Imu, _) => "sim-imu".into(),
             SourceKind::Sim(SimKind::Efield, _) => "sim-efield".into(),
             SourceKind::Sim(SimKind::Stage, _) => "sim-stage".into(),
@@ -68,6 +71,11 @@ fn parse_source(s: &str) -> Result<SourceKind, String> {
     if let Some(path) = s.strip_prefix("serial:") {
         if !path.is_empty() {
             return Ok(SourceKind::Serial(path.into()));
+        }
+    }
+    if let Some(name) = s.strip_prefix("ble:") {
+        if !name.is_empty() {
+            return Ok(SourceKind::Ble(name.into()));
         }
     }
     let (name, rate) = match s.split_once('@') {
@@ -88,8 +96,8 @@ fn parse_source(s: &str) -> Result<SourceKind, String> {
         _ => {
             return Err(format!(
                 "unknown source {s:?}; use serial:PATH (the board's USB port, e.g. \
-                 serial:/dev/ttyACM0), sim-imu, sim-efield or sim-stage (optionally with \
-                 @HZ, e.g. sim-efield@128000)"
+                 serial:/dev/ttyACM0), ble:NAME (the board's advertised name), sim-imu, \
+                 sim-efield or sim-stage (optionally with @HZ, e.g. sim-efield@128000)"
             ));
         }
     };
@@ -99,7 +107,8 @@ fn parse_source(s: &str) -> Result<SourceKind, String> {
 #[derive(Debug, Args)]
 pub(crate) struct RecordArgs {
     /// What to record: serial:PATH (a XIAO board's USB port, e.g. serial:/dev/ttyACM0;
-    /// the recording stops when the board goes away), sim-imu, sim-efield or sim-stage
+    /// the recording stops when the board goes away), ble:NAME (a board over BLE, by
+    /// its advertised name; needs a build with `--features ble`), sim-imu, sim-efield or sim-stage
     /// (a simulator's rate can follow, e.g. sim-efield@128000). Repeat it to record
     /// several streams in one group, started and stopped together with one t0 (e.g.
     /// --source sim-efield@128000 --source sim-stage@100); one stream per schema.
@@ -197,13 +206,17 @@ pub(crate) fn cmd_record(a: RecordArgs, json: bool) -> Result<ExitCode> {
     config.export.batch = a.batch.max(1);
     let names: Vec<String> = a.sources.iter().map(SourceKind::name).collect();
     config.device.insert("name".into(), names.join(" + "));
-    let serial = a.sources.iter().any(|s| matches!(s, SourceKind::Serial(_)));
-    let kind = match (serial, a.sources.len() > 1) {
-        (true, false) => "xiao-serial",
-        (true, true) => "xiao-serial + simulator",
-        (false, _) => "simulator",
+    let board = a.sources.iter().find_map(|s| match s {
+        SourceKind::Serial(_) => Some("xiao-serial"),
+        SourceKind::Ble(_) => Some("xiao-ble"),
+        SourceKind::Sim(..) => None,
+    });
+    let kind = match (board, a.sources.len() > 1) {
+        (Some(board), false) => board.to_owned(),
+        (Some(board), true) => format!("{board} + simulator"),
+        (None, _) => "simulator".to_owned(),
     };
-    config.device.insert("kind".into(), kind.into());
+    config.device.insert("kind".into(), kind);
     for source in &a.sources {
         if let SourceKind::Sim(kind, own) = source {
             config.settings.insert(
@@ -258,7 +271,17 @@ fn attach(
     taps: &mut kwik_recorder::Taps,
 ) -> Result<Start> {
     let (kind, rate) = match source {
-        SourceKind::Serial(path) => return attach_board(path, group, taps),
+        SourceKind::Serial(path) => {
+            let port = kwik_recorder::serial(path).with_context(|| {
+                format!(
+                    "cannot open serial port {}; check the board is plugged in and that you \
+                     may read the port (e.g. membership of the dialout group)",
+                    path.display()
+                )
+            })?;
+            return Ok(attach_board(port, group, taps));
+        }
+        SourceKind::Ble(name) => return attach_ble(name, group, taps),
         SourceKind::Sim(kind, own) => (*kind, sim_rate(*kind, own.or(rate))?),
     };
     Ok(match kind {
@@ -296,20 +319,13 @@ where
     })
 }
 
-/// A XIAO board's frames from a serial port; its sequence gaps and corrupt frames are
-/// counted as source losses.
-fn attach_board(
-    path: &Path,
-    group: &mut RecordingGroup,
-    taps: &mut kwik_recorder::Taps,
-) -> Result<Start> {
-    let port = kwik_recorder::serial(path).with_context(|| {
-        format!(
-            "cannot open serial port {}; check the board is plugged in and that you may \
-             read the port (e.g. membership of the dialout group)",
-            path.display()
-        )
-    })?;
+/// A XIAO board (on a serial port or over BLE); its sequence gaps and corrupt frames
+/// are counted as source losses. The port or link is opened by the caller, so a
+/// missing board fails before any file is created.
+fn attach_board<S>(board: S, group: &mut RecordingGroup, taps: &mut kwik_recorder::Taps) -> Start
+where
+    S: kwik_recorder::SampleSource<Sample = kwik_recorder::ImuRow> + Send + 'static,
+{
     // Four seconds at the board's highest rate (about 4 kHz): ample for a recorder that
     // reads every few milliseconds.
     let (writer, reader) = ring::<kwik_recorder::ImuRow>(16_384);
@@ -323,9 +339,45 @@ fn attach_board(
         <kwik_recorder::ImuRow as kwik_recorder::Schema>::NAME,
         reader,
     );
-    Ok(Box::new(move |notes| {
-        Producer::spawn(port, writer, notes).context("cannot start reading the serial port")
-    }))
+    Box::new(move |notes| {
+        Producer::spawn(board, writer, notes).context("cannot start reading the board")
+    })
+}
+
+/// The board advertising `name` over BLE (15 s to find it). Its notifications arrive
+/// on a runtime that lives as long as the process.
+#[cfg(feature = "ble")]
+fn attach_ble(
+    name: &str,
+    group: &mut RecordingGroup,
+    taps: &mut kwik_recorder::Taps,
+) -> Result<Start> {
+    static BLE_RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = match BLE_RUNTIME.get() {
+        Some(rt) => rt,
+        None => {
+            let rt = crate::runtime::runtime()?;
+            BLE_RUNTIME.get_or_init(|| rt)
+        }
+    };
+    let board = rt
+        .block_on(kwik_recorder::BleSource::connect(
+            name,
+            Duration::from_secs(15),
+        ))
+        .with_context(|| format!("cannot connect to the BLE board {name:?}"))?;
+    Ok(attach_board(board, group, taps))
+}
+
+#[cfg(not(feature = "ble"))]
+fn attach_ble(
+    _name: &str,
+    _group: &mut RecordingGroup,
+    _taps: &mut kwik_recorder::Taps,
+) -> Result<Start> {
+    Err(anyhow::anyhow!(
+        "this kwik-record was built without BLE; rebuild with `--features ble` (needs a BLE adapter and BlueZ)"
+    ))
 }
 
 /// Shows progress until the recording ends by itself, Ctrl-C, or `source_ended`

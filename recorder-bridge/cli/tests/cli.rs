@@ -85,6 +85,37 @@ fn errors_say_what_to_do_and_exit_non_zero() {
     assert!(!o.status.success());
 }
 
+/// `record --source ble:NAME` without a reachable board (no BLE adapter here; none of
+/// these machines has a virtual controller): a clear error, exit code 3, no files. A
+/// build without the feature says how to get it.
+#[test]
+fn record_from_ble_without_a_board_fails_clearly_before_any_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        &[
+            "record",
+            "--source",
+            "ble:XIAO-Sense",
+            "--duration",
+            "1s",
+            "--out",
+            "rec",
+        ],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    if cfg!(feature = "ble") {
+        assert!(
+            err.contains("cannot connect to the BLE board \"XIAO-Sense\""),
+            "{err}"
+        );
+    } else {
+        assert!(err.contains("rebuild with `--features ble`"), "{err}");
+    }
+    assert!(find(&dir.path().join("rec"), ".csv").is_empty());
+}
+
 fn kill_then_recover(format: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
