@@ -376,6 +376,7 @@ async fn server_answers_to(version: u8) -> Vec<Message> {
         duration_limit_ms: 0,
         size_limit: 0,
         format: WireFormat::Csv,
+        held_from: None,
     })
     .encode(&mut bytes)
     .unwrap();
@@ -594,6 +595,7 @@ async fn a_gateway_without_control_keeps_recording() {
             duration_limit_ms: 0,
             size_limit: 0,
             format: kwik_recorder::WireFormat::Csv,
+            held_from: None,
         })
         .to_bytes()
         .unwrap(),

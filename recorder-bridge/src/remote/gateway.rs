@@ -629,6 +629,61 @@ async fn run_session(
         },
     )
     .await?;
+    let mut dec = MessageDecoder::new();
+    // The server's answer to a message, read from the control stream: `Ok(Some)` for
+    // what `want` picks, an error for a refusal or a closed stream.
+    async fn answer<T>(
+        dec: &mut MessageDecoder,
+        recv: &mut kwik::RecvStream,
+        shared: &Shared,
+        version: u8,
+        mut want: impl FnMut(&Message) -> Option<T>,
+    ) -> Result<T, String> {
+        loop {
+            while let Some(m) = dec.next_message() {
+                match m {
+                    Ok(Message::Error { text, .. }) => {
+                        if version > MIN_WIRE_VERSION && text.starts_with("protocol version") {
+                            // An older server: speak its version from the next session on.
+                            shared.version.store(MIN_WIRE_VERSION, Ordering::Relaxed);
+                        }
+                        return Err(format!("server refused: {text}"));
+                    }
+                    Ok(m) => {
+                        if let Some(t) = want(&m) {
+                            return Ok(t);
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            match recv.read_chunk(64 * 1024).await {
+                Ok(Some(c)) => dec.push(&c),
+                Ok(None) => return Err("control stream closed".to_string()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    // A server of version 2 or later answers the Hello at once (batched samples; from
+    // version 3 the gateway's held range); one of version 1 never does.
+    let server_version = if version >= 2 {
+        let hello = |m: &Message| match m {
+            Message::Hello { version, .. } => Some(*version),
+            _ => None,
+        };
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            answer(&mut dec, &mut ctl_recv, shared, version, hello),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => MIN_WIRE_VERSION,
+        }
+    } else {
+        MIN_WIRE_VERSION
+    };
+    let held_from = (server_version >= 3).then(|| lock(&shared.outbox).acked_below());
     write_msg(
         &mut ctl,
         &Message::Start(StartRequest {
@@ -639,36 +694,19 @@ async fn run_session(
                 .map_or(0, |d| d.as_millis().max(1) as u64),
             size_limit: config.size_limit.unwrap_or(0),
             format: config.format,
+            held_from,
         }),
     )
     .await?;
-    // Wait for Started: the server's resume point. A server of protocol version 2 or
-    // later answers the Hello first, which allows batched samples.
-    let mut dec = MessageDecoder::new();
-    let mut server_version = MIN_WIRE_VERSION;
-    let next_seq = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            while let Some(m) = dec.next_message() {
-                match m {
-                    Ok(Message::Hello { version, .. }) => server_version = version,
-                    Ok(Message::Started { next_seq, .. }) => return Ok(next_seq),
-                    Ok(Message::Error { text, .. }) => {
-                        if version > MIN_WIRE_VERSION && text.starts_with("protocol version") {
-                            // An older server: speak its version from the next session on.
-                            shared.version.store(MIN_WIRE_VERSION, Ordering::Relaxed);
-                        }
-                        return Err(format!("server refused: {text}"));
-                    }
-                    _ => {}
-                }
-            }
-            match ctl_recv.read_chunk(64 * 1024).await {
-                Ok(Some(c)) => dec.push(&c),
-                Ok(None) => return Err("control stream closed".to_string()),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    })
+    // Wait for Started: the server's resume point.
+    let started = |m: &Message| match m {
+        Message::Started { next_seq, .. } => Some(*next_seq),
+        _ => None,
+    };
+    let next_seq = tokio::time::timeout(
+        Duration::from_secs(10),
+        answer(&mut dec, &mut ctl_recv, shared, version, started),
+    )
     .await
     .map_err(|_| "no answer to start".to_string())??;
     {

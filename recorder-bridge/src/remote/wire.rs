@@ -9,8 +9,10 @@
 pub const MAGIC: u8 = 0xA5;
 /// Version of this protocol a peer speaks, carried in [`Message::Hello`]. Version 2
 /// added [`Message::Samples`] (many samples in one message) and the server's Hello
-/// reply that tells a gateway it may send them.
-pub const WIRE_VERSION: u8 = 2;
+/// reply that tells a gateway it may send them. Version 3 added
+/// [`StartRequest::held_from`], which a gateway sends only to a server that answered
+/// its Hello with 3 or more.
+pub const WIRE_VERSION: u8 = 3;
 /// Oldest protocol version a server still accepts from a gateway.
 pub const MIN_WIRE_VERSION: u8 = 1;
 /// Layout version of a [`StreamHeader`] (its first byte); unchanged since version 1.
@@ -142,6 +144,11 @@ pub struct StartRequest {
     pub size_limit: u64,
     /// Layout of the data file.
     pub format: WireFormat,
+    /// The lowest sequence number the gateway still holds: everything below was
+    /// confirmed by a server (this one, or another of a fleet) or counted lost by the
+    /// gateway. A server that has less of this run starts here instead of counting the
+    /// samples another server has as missing. `None`: not sent (before version 3).
+    pub held_from: Option<u64>,
 }
 
 /// The first message of every sensor stream.
@@ -396,6 +403,9 @@ impl Message {
                     WireFormat::Csv => 0,
                     WireFormat::Labview => 1,
                 });
+                if let Some(seq) = r.held_from {
+                    out.extend_from_slice(&seq.to_le_bytes());
+                }
                 kind::START
             }
             Message::Stop(k) => {
@@ -526,12 +536,14 @@ impl Message {
                     1 => WireFormat::Labview,
                     _ => return Err(WireError::BadField("format")),
                 };
+                let held_from = (r.at < r.buf.len()).then(|| r.u64()).transpose()?;
                 Message::Start(StartRequest {
                     header,
                     prefix,
                     duration_limit_ms,
                     size_limit,
                     format,
+                    held_from,
                 })
             }
             kind::STOP => Message::Stop(r.key()?),
@@ -890,6 +902,15 @@ mod tests {
                 duration_limit_ms: 10_000,
                 size_limit: 1 << 20,
                 format: WireFormat::Labview,
+                held_from: None,
+            }),
+            Message::Start(StartRequest {
+                header: header(),
+                prefix: String::new(),
+                duration_limit_ms: 0,
+                size_limit: 0,
+                format: WireFormat::Csv,
+                held_from: Some(1 << 40),
             }),
             Message::Stop(key()),
             Message::StatusRequest(key()),

@@ -207,6 +207,11 @@ impl Outbox {
         GatewayCounters::add(&self.counters.acked, samples);
     }
 
+    /// Everything below this sequence number was acknowledged (or never held).
+    pub fn acked_below(&self) -> u64 {
+        self.acked_below
+    }
+
     /// A new connection: everything unconfirmed goes out again. Returns how many
     /// samples will be re-sent from memory.
     pub fn rewind(&mut self) -> usize {

@@ -304,6 +304,7 @@ async fn attach(
         duration_limit_ms: 0,
         size_limit: 0,
         format: WireFormat::Csv,
+        held_from: None,
     };
     shared.start(req).await.map(|(s, _)| s)
 }

@@ -35,9 +35,15 @@ impl ServerShared {
         if let Some(s) = existing {
             if s.run() == req.header.run && s.schema() == req.header.schema {
                 let next = s.committed();
-                return Ok((s, next));
+                if req.held_from.is_none_or(|held| held <= next) {
+                    return Ok((s, next));
+                }
+                // The gateway has moved past what this recording holds: another
+                // server of a fleet recorded the samples between. This part ends
+                // here and the next starts where the gateway is.
             }
-            // A new run of the device (or another schema): finish the old recording.
+            // A new run of the device (or another schema), or the same run after
+            // another server's part: finish the old recording.
             let me = self.clone();
             let k = key.clone();
             let _ = tokio::task::spawn_blocking(move || me.finish(&k)).await;

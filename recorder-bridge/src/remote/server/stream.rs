@@ -227,7 +227,11 @@ where
         check_name(&h.key.device)?;
         check_name(&h.key.stream)?;
         let dir = config.out_dir.join(&h.key.device);
-        let first_seq = resume_point(&dir, &h.key, h.run).unwrap_or(h.anchor_seq);
+        // Where this server's files of the run end, else the run's start; and never
+        // below what the gateway still holds (the rest is on another server).
+        let first_seq = resume_point(&dir, &h.key, h.run)
+            .unwrap_or(h.anchor_seq)
+            .max(req.held_from.unwrap_or(0));
         let prefix = if req.prefix.is_empty() {
             h.key.stream.as_str()
         } else {
