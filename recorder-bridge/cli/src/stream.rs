@@ -45,9 +45,11 @@ fn parse_path(s: &str) -> Result<kwik::PathSpec, String> {
 /// `kwik-record stream`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StreamArgs {
-    /// Recorder server, HOST:PORT.
-    #[arg(long)]
-    to: String,
+    /// Recorder server, HOST:PORT. Repeat it for a fleet of servers (sharing one CA
+    /// and object store): the gateway moves to the next when its server cannot be
+    /// reached, its spool bridging the gap.
+    #[arg(long, required = true)]
+    to: Vec<String>,
     /// Device: serial:PATH, ble:NAME, sim-imu or sim-efield.
     #[arg(long)]
     source: String,
@@ -117,11 +119,16 @@ pub(crate) struct StreamArgs {
 /// SIGTERM; then delivers what is left and stops the remote recording. Exit 1 if a
 /// sample was not confirmed on the server's disk.
 pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
-    let server =
-        a.to.to_socket_addrs()
-            .map_err(|e| anyhow!("cannot resolve --to {}: {e}", a.to))?
-            .next()
-            .ok_or_else(|| anyhow!("--to {} resolves to no address", a.to))?;
+    let mut servers = Vec::new();
+    for to in &a.to {
+        servers.push(
+            to.to_socket_addrs()
+                .map_err(|e| anyhow!("cannot resolve --to {to}: {e}"))?
+                .next()
+                .ok_or_else(|| anyhow!("--to {to} resolves to no address"))?,
+        );
+    }
+    let server = servers.remove(0);
     let ca = load_ca(&a.ca).map_err(|e| {
         anyhow!("{e}; copy the server's ca.der here or pass --ca (the server prints its path)")
     })?;
@@ -148,6 +155,7 @@ pub(crate) fn stream(a: StreamArgs, json: bool) -> Result<ExitCode> {
     let mut config = GatewayConfig::new(server, client, key);
     config.server_name = a.server_name.clone();
     config.extra_paths = a.paths.clone();
+    config.fallback_servers = servers;
     config.scheduler = Some(a.scheduler.into());
     config.prefix = a.prefix.clone();
     config.size_limit = a.size_limit;

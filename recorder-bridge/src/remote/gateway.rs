@@ -49,6 +49,10 @@ const WRITE_BYTES: usize = 256 * 1024;
 pub struct GatewayConfig {
     /// The recorder server.
     pub server: SocketAddr,
+    /// Further recorder servers of a fleet (sharing the server's CA and object
+    /// store), tried in turn after `server` when a session cannot be opened or is
+    /// lost; the outbox and spool carry what none has confirmed across the move.
+    pub fallback_servers: Vec<SocketAddr>,
     /// Name the server's certificate must carry (default `localhost`).
     pub server_name: String,
     /// TLS roots and session behaviour.
@@ -99,6 +103,7 @@ impl GatewayConfig {
     pub fn new(server: SocketAddr, client: kwik::ClientConfig, key: StreamKey) -> Self {
         GatewayConfig {
             server,
+            fallback_servers: Vec::new(),
             server_name: crate::remote::tls::DEFAULT_SERVER_NAME.into(),
             client,
             bind: if server.is_ipv4() {
@@ -526,19 +531,41 @@ async fn write_msg(send: &mut kwik::SendStream, m: &Message) -> Result<(), Strin
 }
 
 /// The server address a session is opened on at `attempt` and the extra paths it
-/// gets. The server first, then each extra path's own remote address in turn: when
-/// the server's address is unreachable but another route to it works, the session
-/// opens there (and the server's address becomes an extra path).
+/// gets. In turn: the server, each extra path's own remote address (another route to
+/// the same server; the server's address then becomes that extra path), then each
+/// fallback server of a fleet (with the extra paths that name no remote: uplinks to
+/// whichever server the session is on).
 fn routes(config: &GatewayConfig, attempt: usize) -> (SocketAddr, Vec<kwik::PathSpec>) {
-    let mut remotes = vec![config.server];
-    remotes.extend(
-        config
+    let mut same_server = vec![config.server];
+    for r in config
+        .extra_paths
+        .iter()
+        .filter_map(kwik::PathSpec::remote_addr)
+    {
+        if !same_server.contains(&r) {
+            same_server.push(r);
+        }
+    }
+    let fallbacks: Vec<SocketAddr> = config
+        .fallback_servers
+        .iter()
+        .copied()
+        .filter(|f| !same_server.contains(f))
+        .collect();
+    let i = attempt % (same_server.len() + fallbacks.len());
+    if let Some(&fallback) = i
+        .checked_sub(same_server.len())
+        .and_then(|j| fallbacks.get(j))
+    {
+        let uplinks = config
             .extra_paths
             .iter()
-            .filter_map(kwik::PathSpec::remote_addr)
-            .filter(|r| *r != config.server),
-    );
-    let primary = remotes[attempt % remotes.len()];
+            .filter(|spec| spec.remote_addr().is_none())
+            .copied()
+            .collect();
+        return (fallback, uplinks);
+    }
+    let primary = same_server[i];
     let extra = config
         .extra_paths
         .iter()
@@ -1040,6 +1067,13 @@ mod tests {
             ]
         );
         assert_eq!(routes(&config, 2).0, a);
+        // A fleet: after the routes to the first server, the others in turn, with the
+        // uplinks only.
+        let c: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        config.fallback_servers = vec![c];
+        assert_eq!(routes(&config, 2), (c, vec![kwik::PathSpec::local(up2)]));
+        assert_eq!(routes(&config, 3).0, a);
+        config.fallback_servers.clear();
         // Without extra remotes every try is the server.
         config.extra_paths.clear();
         assert_eq!(routes(&config, 7), (a, Vec::new()));
