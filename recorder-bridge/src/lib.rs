@@ -46,7 +46,8 @@ pub use capture::sources::signal::{
     RateHz, SignalGenerator, SimEfield, SimImu, SimStage, ZeroRate,
 };
 pub use capture::sources::xiao::{device_entries, imu_row, imu_sample};
-pub use check::recover::{RecoverError, RecoverReport, recover};
+pub use check::recover::{RecoverError, RecoverReport, recover, recover_interrupted};
+pub use check::runs::{RunPiece, RunSummary, RunsReport, check_runs};
 pub use check::verify::{PartContents, VerifyError, VerifyReport, verify};
 pub use convert::export::{ExportError, ExportReport, default_output, export};
 pub use dashboard::ApiError;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kwik_recorder::{Sidecar, recover, verify};
+use kwik_recorder::{RunPiece, RunsReport, Sidecar, VerifyReport, check_runs, recover, verify};
 
 use crate::exit::{Exit, usage};
 
@@ -112,7 +112,91 @@ pub(crate) fn cmd_recover(file: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints what verifying several recordings found (each by its name, or the error
+/// that kept it from being checked) and how their runs fit together; exit code as for
+/// one recording, over all of them.
+pub(crate) fn report_many(
+    checked: Vec<(String, Result<VerifyReport, String>)>,
+    runs: &RunsReport,
+    json: bool,
+) -> ExitCode {
+    let ok = runs.problems.is_empty()
+        && checked
+            .iter()
+            .all(|(_, r)| r.as_ref().is_ok_and(VerifyReport::is_ok));
+    if json {
+        let recordings: Vec<_> = checked
+            .iter()
+            .map(|(name, r)| match r {
+                Ok(r) => serde_json::json!({ "recording": name, "ok": r.is_ok(), "report": r }),
+                Err(e) => serde_json::json!({ "recording": name, "ok": false, "error": e }),
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::json!({ "ok": ok, "recordings": recordings, "runs": runs })
+        );
+    } else {
+        if checked.is_empty() {
+            outln!("no recordings found");
+        }
+        for (name, r) in &checked {
+            match r {
+                Ok(r) if r.is_ok() => outln!(
+                    "OK {name}: {} samples in {} file(s) match the sidecar",
+                    r.samples,
+                    r.parts
+                ),
+                Ok(r) => {
+                    outln!("MISMATCH {name}:");
+                    for p in &r.problems {
+                        outln!("  - {p}");
+                    }
+                }
+                Err(e) => outln!("ERROR {name}: {e}"),
+            }
+        }
+        for run in &runs.runs {
+            outln!(
+                "run {} of {}: samples {}..{} in {} recording(s)",
+                run.run,
+                run.stream,
+                run.first_seq,
+                run.end_seq,
+                run.recordings
+            );
+        }
+        for d in &runs.duplicates {
+            outln!("note: {d}: the same samples twice (a failover's unconfirmed tail)");
+        }
+        for p in &runs.problems {
+            outln!("MISMATCH {p}");
+        }
+    }
+    Exit::lossless(ok).into()
+}
+
+/// `verify FOLDER`: every recording below it, and how their runs fit together.
+fn cmd_verify_folder(dir: &Path, json: bool) -> ExitCode {
+    let mut sidecars = Vec::new();
+    find_sidecars(dir, 4, &mut sidecars);
+    sidecars.sort();
+    let mut checked = Vec::new();
+    let mut pieces = Vec::new();
+    for sc in sidecars {
+        let name = sc.display().to_string();
+        if let Ok(s) = Sidecar::read(&sc) {
+            pieces.extend(RunPiece::of(&name, &s));
+        }
+        checked.push((name, verify(&sc).map_err(|e| e.to_string())));
+    }
+    report_many(checked, &check_runs(pieces), json)
+}
+
 pub(crate) fn cmd_verify(file: &Path, json: bool) -> Result<ExitCode> {
+    if file.is_dir() {
+        return Ok(cmd_verify_folder(file, json));
+    }
     let r = verify(file)?;
     if json {
         outln!("{}", serde_json::json!({ "ok": r.is_ok(), "report": r }));

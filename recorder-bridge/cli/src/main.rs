@@ -94,6 +94,9 @@ enum Command {
     Verify {
         /// A data file of the recording, or its .meta.json; or its address in an object
         /// store, s3://BUCKET/KEY (downloaded into a temporary folder and checked there).
+        /// A folder (local, or s3://BUCKET/PREFIX/ in a store): every recording below
+        /// it, and the recordings of each gateway run (across server restarts and a
+        /// fleet's servers) checked to hold each sample exactly once.
         file: PathBuf,
         #[command(flatten)]
         store: StoreConnArgs,

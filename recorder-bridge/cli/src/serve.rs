@@ -62,6 +62,18 @@ pub(crate) fn serve(a: ServeArgs, json: bool) -> Result<ExitCode> {
             i
         }
     };
+    // Recordings a killed server left: repaired before anything records here, so that
+    // they count as ended (and go to the store with the rest).
+    for (sidecar, r) in kwik_recorder::recover_interrupted(&a.out) {
+        match r {
+            Ok(r) => {
+                tracing::info!(sidecar = %sidecar.display(), samples = r.samples, "recovered an interrupted recording")
+            }
+            Err(e) => {
+                tracing::warn!(sidecar = %sidecar.display(), error = %e, "cannot recover an interrupted recording")
+            }
+        }
+    }
     let rt = runtime()?;
     let upload = a.store.start(&a.out)?;
     crate::interrupt::install();

@@ -309,12 +309,33 @@ pub(crate) fn cmd_verify_store(
 ) -> Result<ExitCode> {
     let store = connect(address, conn)?;
     let key = store.url().object_key().to_owned();
-    if key.is_empty() {
-        return Err(usage(
-            "give the address of a recording's file, e.g. s3://BUCKET/PREFIX/DAY/NAME.meta.json",
-        ));
-    }
     let tmp = tempfile::tempdir().context("cannot make a temporary folder")?;
+    // A folder (s3://BUCKET/PREFIX/DEVICE, ending in / or with no file suffix): every
+    // recording below it, and how the recordings of each run fit together.
+    let last = key.rsplit('/').next().unwrap_or("");
+    if key.is_empty() || key.ends_with('/') || !last.contains('.') {
+        let rt = runtime()?;
+        let found = rt.block_on(list_sidecars(&store)).map_err(err)?;
+        let mut checked = Vec::new();
+        let mut pieces = Vec::new();
+        for (i, s) in found.into_iter().enumerate() {
+            let name = format!("s3://{}/{}", store.url().bucket(), s.key);
+            if let Ok(sc) = &s.sidecar {
+                pieces.extend(kwik_recorder::RunPiece::of(&name, sc));
+            }
+            let into = tmp.path().join(i.to_string());
+            let r = std::fs::create_dir_all(&into)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    rt.block_on(fetch_recording(&store, &s.key, &into))
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|local| verify(&local).map_err(|e| e.to_string()));
+            checked.push((name, r));
+        }
+        let runs = kwik_recorder::check_runs(pieces);
+        return Ok(crate::files::report_many(checked, &runs, json));
+    }
     let local = runtime()?
         .block_on(fetch_recording(&store, &key, tmp.path()))
         .map_err(err)?;

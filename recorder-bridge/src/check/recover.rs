@@ -127,6 +127,44 @@ fn settle_counts(sc: &mut Sidecar, samples: u64) {
     }
 }
 
+/// Repairs every recording below the recordings folder `root` (`<device>/<day>/`)
+/// whose sidecar still says it is being recorded: the ones a killed process left. Call
+/// it only when nothing records into `root` (a server at start-up, before it listens).
+/// Returns each repaired recording's sidecar with the outcome.
+pub fn recover_interrupted(root: &Path) -> Vec<(PathBuf, Result<RecoverReport, RecoverError>)> {
+    let mut out = Vec::new();
+    let dirs = |p: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for device in dirs(root) {
+        for day in dirs(&device) {
+            let Ok(files) = std::fs::read_dir(&day) else {
+                continue;
+            };
+            let mut sidecars: Vec<PathBuf> = files
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".meta.json"))
+                .collect();
+            sidecars.sort();
+            for sc in sidecars {
+                if Sidecar::read(&sc).is_ok_and(|s| s.state == RecordingState::Recording) {
+                    let r = recover(&sc);
+                    out.push((sc, r));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Repairs a recording given any of its data files or its `.meta.json`.
 pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
     let sc_path = sidecar_path(path);
