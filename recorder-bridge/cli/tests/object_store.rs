@@ -646,3 +646,180 @@ fn serve_uploads_each_finished_remote_recording_under_device_and_day() {
         "{v:?}"
     );
 }
+
+/// `serve --out OUT --tls-dir TLS --store s3://BUCKET/lab` on `port`, returning once it
+/// listens; its further output is discarded.
+fn start_fleet_server(s3: &S3Server, out: &Path, tls: &Path, port: u16) -> Child {
+    let mut args = strings(&["serve", "--json", "--listen"]);
+    args.push(format!("127.0.0.1:{port}"));
+    args.extend(["--out".into(), out.display().to_string()]);
+    args.extend(["--tls-dir".into(), tls.display().to_string()]);
+    args.extend(store_flags(s3, &[]));
+    let mut child = kwik(&args, SECRET_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    child
+}
+
+/// SIGTERM, and the server must exit cleanly (its recordings finished and uploaded).
+fn stop_fleet_server(mut child: Child) {
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+/// A gateway streams to a fleet of two servers sharing one CA and one bucket. Server A
+/// is killed (SIGKILL) mid-run; the gateway moves to B and its queue bridges the gap;
+/// A, started again, repairs and uploads the part it was writing. The recording in the
+/// bucket is complete: `verify s3://…/device/` passes over both servers' parts, and the
+/// rows equal the simulator's, value by value.
+#[test]
+fn a_fleet_keeps_recording_when_its_server_dies_and_the_bucket_holds_every_sample() {
+    let Some(bin) = require_server() else { return };
+    let s3 = S3Server::start(bin);
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let (out_a, out_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (port_a, port_b) = (free_udp_port(), free_udp_port());
+    let mut a = start_fleet_server(&s3, &out_a, &tls, port_a);
+    let b = start_fleet_server(&s3, &out_b, &tls, port_b);
+    const SECONDS: u64 = 6;
+    const RATE: u64 = 1000;
+    let gw = Command::new(BIN)
+        .args(["stream", "--json", "--source", "sim-imu", "--seed", "5"])
+        .args([
+            "--rate",
+            &RATE.to_string(),
+            "--duration",
+            &SECONDS.to_string(),
+        ])
+        .args(["--device", "xiao-fleet", "--connect-timeout", "1s"])
+        .arg("--to")
+        .arg(format!("127.0.0.1:{port_a}"))
+        .arg("--to")
+        .arg(format!("127.0.0.1:{port_b}"))
+        .arg("--ca")
+        .arg(tls.join("ca.der"))
+        .arg("--spool")
+        .arg(dir.path().join("spool"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A records for a while, then dies without a chance to finish anything.
+    let t = Instant::now();
+    while support::csv_files(&out_a.join("xiao-fleet")).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "A never started recording"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(2000));
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let done = gw.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "gateway: {:?}\n{stdout}",
+        done.status
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        report["counts"]["device_samples"],
+        SECONDS * RATE,
+        "{report}"
+    );
+    assert_eq!(report["counts"]["acked"], SECONDS * RATE, "{report}");
+    assert!(
+        report["counts"]["connects"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+    stop_fleet_server(b);
+    // A comes back: it repairs the part it was writing and uploads it with the rest.
+    let a = start_fleet_server(&s3, &out_a, &tls, port_a);
+    let until = Instant::now() + Duration::from_secs(30);
+    while !support::find(&out_a.join("xiao-fleet"), ".csv").is_empty() {
+        assert!(Instant::now() < until, "A did not upload its repaired part");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop_fleet_server(a);
+
+    let verify = kwik(
+        &[
+            vec![
+                "verify".to_owned(),
+                format!("s3://{BUCKET}/lab/xiao-fleet/"),
+            ],
+            s3.flags(),
+        ]
+        .concat(),
+        SECRET_KEY,
+    )
+    .arg("--json")
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "verify: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let runs = v["runs"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{v}");
+    assert!(runs[0]["recordings"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(
+        runs[0]["end_seq"].as_u64().unwrap() - runs[0]["first_seq"].as_u64().unwrap(),
+        SECONDS * RATE,
+        "{v}"
+    );
+    println!("fleet: {}", serde_json::to_string(&v["runs"]).unwrap());
+
+    // Value by value, from the objects themselves: each recording's rows from its
+    // first sample number on; a sample two recordings hold must be the same.
+    let objects = s3.objects();
+    let mut by_seq = std::collections::BTreeMap::new();
+    for (key, bytes) in &objects {
+        let Some(stem) = key.strip_suffix(".meta.json") else {
+            continue;
+        };
+        let sc: kwik_recorder::Sidecar = serde_json::from_slice(bytes).unwrap();
+        assert!(stem.starts_with("lab/xiao-fleet/"), "{key}");
+        let first: u64 = sc.settings["first_seq"].parse().unwrap();
+        let mut seq = first;
+        for part in &sc.parts {
+            let dir = key.rsplit_once('/').unwrap().0;
+            let data = &objects
+                .iter()
+                .find(|(k, _)| *k == format!("{dir}/{}", part.file))
+                .unwrap_or_else(|| panic!("{} not in the bucket", part.file))
+                .1;
+            for row in kwik_recorder::parse_csv::<kwik_recorder::ImuRow>(data)
+                .unwrap()
+                .rows
+            {
+                if let Some(old) = by_seq.insert(seq, row) {
+                    assert_eq!(old, row, "sample {seq} differs between two recordings");
+                }
+                seq += 1;
+            }
+        }
+    }
+    let sim = kwik_recorder::SimImuConfig {
+        seed: 5,
+        rate_hz: std::num::NonZeroU32::new(RATE as u32).unwrap(),
+        limit: None,
+        real_time: false,
+    };
+    let got: Vec<_> = by_seq.into_values().collect();
+    assert_eq!(got.len() as u64, SECONDS * RATE);
+    assert!(
+        got == sim.expected(SECONDS * RATE),
+        "the rows differ from the simulator's"
+    );
+}
