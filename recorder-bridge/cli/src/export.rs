@@ -26,8 +26,8 @@ pub(crate) struct ExportArgs {
     /// The layout to write.
     #[arg(long, value_enum)]
     to: ExportTo,
-    /// Output file (default: beside the input, STEM.export.EXT, with
-    /// STEM.export.meta.json as its sidecar).
+    /// Output file (default: beside the input, STEM-EXT.EXT, with STEM-EXT.meta.json
+    /// as its sidecar, e.g. imu_20260101_120000-parquet.parquet).
     #[arg(long)]
     out: Option<PathBuf>,
     /// zstd level of Parquet pages or MCAP chunks (1-22).

@@ -261,7 +261,7 @@ fn export_from_the_command_line() {
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let out = v["output"].as_str().unwrap().to_owned();
-    assert!(out.ends_with(".export.parquet"), "{out}");
+    assert!(out.ends_with("-parquet.parquet"), "{out}");
     let o = run(&["verify", &out], dir.path());
     assert!(o.status.success(), "{}", text(&o));
     // Cut the CSV mid-row: refused, nothing written.
@@ -286,7 +286,6 @@ fn export_from_the_command_line() {
     assert!(!dir.path().join("cut.mcap.partial").exists());
     // The whole file again: `export --to mcap`, then `verify`.
     std::fs::write(&csv[0], &bytes).unwrap();
-    // (The default output's sidecar would be the Parquet export's: give another name.)
     let o = run(
         &[
             "--json",
@@ -305,4 +304,14 @@ fn export_from_the_command_line() {
     assert_eq!(v["samples"], sc.samples, "{v}");
     let o = run(&["verify", "whole.mcap"], dir.path());
     assert!(o.status.success(), "{}", text(&o));
+    // The default MCAP export sits beside the default Parquet one: both verify.
+    let o = run(&["--json", "export", input, "--to", "mcap"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mcap = v["output"].as_str().unwrap().to_owned();
+    assert!(mcap.ends_with("-mcap.mcap"), "{mcap}");
+    for f in [&out, &mcap] {
+        let o = run(&["verify", f], dir.path());
+        assert!(o.status.success(), "{f}: {}", text(&o));
+    }
 }

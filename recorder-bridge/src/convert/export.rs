@@ -103,13 +103,15 @@ pub struct ExportReport {
 }
 
 /// The default output of exporting `input` (any data file of a recording or its
-/// sidecar) to `format`: beside the input, `<stem>.export.<ext>`, whose sidecar is
-/// `<stem>.export.meta.json`.
+/// sidecar) to `format`: beside the input, `<stem>-<ext>.<ext>`, whose sidecar is
+/// `<stem>-<ext>.meta.json` (one per layout, so exports to two layouts sit side by
+/// side).
 pub fn default_output(input: &Path, format: &Format) -> PathBuf {
     let sc = sidecar_path(input);
     let name = file_name(&sc);
     let stem = name.trim_end_matches(".meta.json");
-    sc.with_file_name(format!("{stem}.export.{}", format.extension()))
+    let ext = format.extension();
+    sc.with_file_name(format!("{stem}-{ext}.{ext}"))
 }
 
 /// Which writer an export uses.
