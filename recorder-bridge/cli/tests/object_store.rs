@@ -647,14 +647,14 @@ fn serve_uploads_each_finished_remote_recording_under_device_and_day() {
     );
 }
 
-/// `serve --out OUT --tls-dir TLS --store s3://BUCKET/lab` on `port`, returning once it
+/// `serve --out OUT --tls-dir TLS --store s3://BUCKET/lab EXTRA` on `port`, returning once it
 /// listens; its further output is discarded.
-fn start_fleet_server(s3: &S3Server, out: &Path, tls: &Path, port: u16) -> Child {
+fn start_fleet_server(s3: &S3Server, out: &Path, tls: &Path, port: u16, extra: &[&str]) -> Child {
     let mut args = strings(&["serve", "--json", "--listen"]);
     args.push(format!("127.0.0.1:{port}"));
     args.extend(["--out".into(), out.display().to_string()]);
     args.extend(["--tls-dir".into(), tls.display().to_string()]);
-    args.extend(store_flags(s3, &[]));
+    args.extend(store_flags(s3, extra));
     let mut child = kwik(&args, SECRET_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -688,8 +688,8 @@ fn a_fleet_keeps_recording_when_its_server_dies_and_the_bucket_holds_every_sampl
     let tls = dir.path().join("tls");
     let (out_a, out_b) = (dir.path().join("a"), dir.path().join("b"));
     let (port_a, port_b) = (free_udp_port(), free_udp_port());
-    let mut a = start_fleet_server(&s3, &out_a, &tls, port_a);
-    let b = start_fleet_server(&s3, &out_b, &tls, port_b);
+    let mut a = start_fleet_server(&s3, &out_a, &tls, port_a, &[]);
+    let b = start_fleet_server(&s3, &out_b, &tls, port_b, &[]);
     const SECONDS: u64 = 6;
     const RATE: u64 = 1000;
     let gw = Command::new(BIN)
@@ -745,7 +745,7 @@ fn a_fleet_keeps_recording_when_its_server_dies_and_the_bucket_holds_every_sampl
     );
     stop_fleet_server(b);
     // A comes back: it repairs the part it was writing and uploads it with the rest.
-    let a = start_fleet_server(&s3, &out_a, &tls, port_a);
+    let a = start_fleet_server(&s3, &out_a, &tls, port_a, &[]);
     let until = Instant::now() + Duration::from_secs(30);
     while !support::find(&out_a.join("xiao-fleet"), ".csv").is_empty() {
         assert!(Instant::now() < until, "A did not upload its repaired part");
@@ -822,4 +822,56 @@ fn a_fleet_keeps_recording_when_its_server_dies_and_the_bucket_holds_every_sampl
         got == sim.expected(SECONDS * RATE),
         "the rows differ from the simulator's"
     );
+}
+
+/// `serve --keep-hours H`: the local copy of an uploaded recording stays for H hours
+/// after its upload was verified, then goes; the objects stay.
+#[test]
+fn keep_hours_keeps_the_local_copy_that_long_then_removes_it() {
+    let Some(bin) = require_server() else { return };
+    let s3 = S3Server::start(bin);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("srv");
+    let port = free_udp_port();
+    // 0.002 h = 7.2 s.
+    let server = start_fleet_server(
+        &s3,
+        &out,
+        &out.join("tls"),
+        port,
+        &["--keep-hours", "0.002"],
+    );
+    let gw = Command::new(BIN)
+        .args(["stream", "--json", "--source", "sim-imu", "--rate", "200"])
+        .args(["--duration", "1", "--device", "xiao-keep"])
+        .arg("--to")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--ca")
+        .arg(out.join("tls").join("ca.der"))
+        .output()
+        .unwrap();
+    assert!(gw.status.success(), "{gw:?}");
+    let device = out.join("xiao-keep");
+    let t = Instant::now();
+    while s3.objects().len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(30), "nothing uploaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let uploaded = Instant::now();
+    // Uploaded and verified, and still here for the hours asked.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(support::find(&device, ".csv").len(), 1, "removed too early");
+    while !support::find(&device, ".csv").is_empty() {
+        assert!(
+            uploaded.elapsed() < Duration::from_secs(30),
+            "never removed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kept = uploaded.elapsed();
+    assert!(kept >= Duration::from_secs(6), "removed after {kept:?}");
+    assert!(support::find(&device, ".meta.json").is_empty());
+    let keys: Vec<String> = s3.objects().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    stop_fleet_server(server);
 }

@@ -329,6 +329,12 @@ struct Task {
 
 impl Task {
     async fn run(mut self) -> UploadReport {
+        // Day folders emptied by retention on an earlier day.
+        for device in subfolders(&self.root) {
+            for day in subfolders(&device) {
+                remove_if_old_and_empty(&day);
+            }
+        }
         let resumed: Vec<PathBuf> = self.journal.entries().map(|e| e.path.clone()).collect();
         for rel in resumed {
             self.shared.count(|c| c.resumed += 1);
@@ -638,7 +644,42 @@ impl Task {
         }
         self.ledger.forget(files.iter().map(PathBuf::as_path))?;
         self.shared.count(|c| c.removed_local += removed);
+        if let Some(day) = files
+            .first()
+            .and_then(|f| self.root.join(f).parent().map(Path::to_path_buf))
+        {
+            remove_if_old_and_empty(&day);
+        }
         Ok(true)
+    }
+}
+
+fn subfolders(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes a recordings day folder (`<device>/YYYY-MM-DD`) once retention emptied it,
+/// if its date is before yesterday (UTC): a recorder may still be about to write into
+/// today's or yesterday's folder (a local midnight), and a folder removed under it
+/// would fail its next file. A folder that is not empty, or not named by a date, stays.
+pub(crate) fn remove_if_old_and_empty(day: &Path) {
+    let Some(date) = day
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| chrono::NaiveDate::parse_from_str(n, "%Y-%m-%d").ok())
+    else {
+        return;
+    };
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    if date < yesterday && std::fs::remove_dir(day).is_ok() {
+        tracing::debug!(folder = %day.display(), "removed an emptied day folder");
     }
 }
 
@@ -709,6 +750,27 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_old_empty_day_folders_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dev = root.path().join("xiao");
+        let today = chrono::Utc::now().date_naive();
+        let name = |d: chrono::NaiveDate| dev.join(d.format("%Y-%m-%d").to_string());
+        let old = name(today - chrono::Days::new(3));
+        let old_full = name(today - chrono::Days::new(4));
+        let recent = name(today - chrono::Days::new(1));
+        let other = dev.join("notes");
+        for d in [&old, &old_full, &recent, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(old_full.join("x.csv"), b"1").unwrap();
+        for d in [&old, &old_full, &recent, &other] {
+            remove_if_old_and_empty(d);
+        }
+        assert!(!old.exists());
+        assert!(old_full.exists() && recent.exists() && other.exists());
+    }
 
     #[test]
     fn part_sizes_outside_what_s3_takes_are_refused() {
