@@ -42,6 +42,9 @@ pub(crate) enum CompatArg {
     /// The XIAO recorder's CSV and sidecar (xiao-imu streams): its comment header
     /// (unless --no-comments), no footer, its sidecar field names beside ours.
     Xiao,
+    /// The E-field imaging bench's position exporter (stage streams only): a
+    /// `# Metadata` block, the header row, `# End of export,N`.
+    Bench,
 }
 
 /// How the data files are laid out.
@@ -83,6 +86,7 @@ impl FormatArgs {
                 compat: match self.compat {
                     CompatArg::Kwik => CsvCompat::Kwik,
                     CompatArg::Xiao => CsvCompat::Xiao,
+                    CompatArg::Bench => CsvCompat::Bench,
                 },
             }),
             FormatKind::Labview => Format::Labview(

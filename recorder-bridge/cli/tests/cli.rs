@@ -397,3 +397,83 @@ fn several_sources_record_one_group() {
         "{err}"
     );
 }
+
+/// `--format labview` with an E-field and a stage stream: the E-field in LabVIEW blocks,
+/// the stage positions as the bench's position exporter wrote them beside such files
+/// (`# Metadata` block, empty line, header row, rows, `# End of export,N`), with the
+/// generator's values. Killed (SIGKILL) mid-run, `recover` completes both and both verify.
+#[test]
+fn a_labview_group_writes_stage_positions_in_the_bench_layout_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "record",
+            "--source",
+            "sim-efield@2000",
+            "--source",
+            "sim-stage@200",
+        ])
+        .args([
+            "--format",
+            "labview",
+            "--sync-interval",
+            "50ms",
+            "--out",
+            "r",
+            "--quiet",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stage_file = || {
+        find(&dir.path().join("r"), ".csv")
+            .into_iter()
+            .find(|f| f.to_string_lossy().contains("stage"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stage_file().is_some_and(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 4000)) {
+        assert!(Instant::now() < deadline, "no stage rows on disk");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stage = stage_file().unwrap();
+    for f in find(&dir.path().join("r"), ".csv") {
+        let o = run(&["recover", f.to_str().unwrap()], dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = run(&["verify", f.to_str().unwrap()], dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+    let text = std::fs::read_to_string(&stage).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "# Metadata");
+    let header = lines
+        .iter()
+        .position(|l| *l == "index,timestamp_rel,segment_id,is_active_line,x,y")
+        .expect("the header row");
+    assert_eq!(lines[header - 1], "", "an empty line before the header row");
+    assert!(lines[1..header - 1].iter().all(|l| l.starts_with("# ")));
+    let rows = &lines[header + 1..lines.len() - 1];
+    assert_eq!(
+        *lines.last().unwrap(),
+        format!("# End of export,{}", rows.len())
+    );
+    let sc = kwik_recorder::Sidecar::read(&kwik_recorder::sidecar_path(&stage)).unwrap();
+    assert_eq!(
+        (sc.format.as_str(), sc.state),
+        ("csv", kwik_recorder::RecordingState::Recovered)
+    );
+    assert_eq!(sc.csv.as_ref().unwrap().compat, "bench");
+    assert_eq!(sc.samples, rows.len() as u64);
+    // The rows are the generator's, written as a standard CSV would write them.
+    use kwik_recorder::SignalGenerator;
+    let generator = kwik_recorder::SimStage {
+        rate: kwik_recorder::RateHz::try_from(200).unwrap(),
+    };
+    let parsed = kwik_recorder::parse_csv::<kwik_recorder::StagePosition>(text.as_bytes()).unwrap();
+    assert_eq!(parsed.rows.len(), rows.len());
+    for (i, row) in parsed.rows.iter().enumerate() {
+        assert_eq!(*row, generator.sample(i as u64), "row {i}");
+    }
+}

@@ -284,7 +284,7 @@ pub fn recover(path: &Path) -> Result<RecoverReport, RecoverError> {
                 samples: contents.samples,
                 dropped: sc.dropped.total(),
             }
-            .write(&mut footer);
+            .write_for(sc.csv_compat(), &mut footer);
             let mut f = OpenOptions::new()
                 .append(true)
                 .open(file)

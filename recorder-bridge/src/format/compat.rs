@@ -14,6 +14,12 @@ pub enum CsvCompat {
     /// comment lines are on) and no footer, so notebooks written for it read the file
     /// unchanged; the sidecar carries its field names too.
     Xiao,
+    /// The E-field imaging bench's position exporter (`stage` schema only), as it wrote
+    /// positions whatever the layout of the E-field file, LabVIEW included: a
+    /// `# Metadata` block of comment lines and an empty line before the header row
+    /// (when comment lines are on), the same columns as KWIK's, and the footer
+    /// `# End of export,N`. `--format labview` writes stage streams this way.
+    Bench,
 }
 
 impl CsvCompat {
@@ -22,6 +28,7 @@ impl CsvCompat {
         match self {
             CsvCompat::Kwik => "kwik",
             CsvCompat::Xiao => "xiao",
+            CsvCompat::Bench => "bench",
         }
     }
 
@@ -30,13 +37,26 @@ impl CsvCompat {
         match name {
             "kwik" => Some(CsvCompat::Kwik),
             "xiao" => Some(CsvCompat::Xiao),
+            "bench" => Some(CsvCompat::Bench),
             _ => None,
         }
     }
 
-    /// Whether files in this layout end with the KWIK footer line.
+    /// Whether files in this layout end with a footer line ([`Footer`] in this
+    /// layout's form).
+    ///
+    /// [`Footer`]: crate::format::footer::Footer
     pub fn has_footer(self) -> bool {
-        self == CsvCompat::Kwik
+        self != CsvCompat::Xiao
+    }
+
+    /// The only schema this layout is for, if it is for one.
+    pub fn schema(self) -> Option<&'static str> {
+        match self {
+            CsvCompat::Kwik => None,
+            CsvCompat::Xiao => Some("xiao-imu"),
+            CsvCompat::Bench => Some("stage"),
+        }
     }
 }
 

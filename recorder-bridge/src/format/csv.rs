@@ -45,12 +45,18 @@ pub(crate) fn write_header<S: Schema>(
         totals_at = Some(out.len() - start);
         out.extend_from_slice(&xiao_totals(0, 0));
     } else if opts.comment_header {
+        if opts.compat == CsvCompat::Bench {
+            out.extend_from_slice(b"# Metadata\n");
+        }
         for c in comments {
             out.extend_from_slice(b"# ");
             // A newline inside a comment would break the layout.
             out.extend(c.bytes().map(|b| if b == b'\n' { b' ' } else { b }));
             out.push(b'\n');
         }
+    }
+    if opts.comment_header && opts.compat == CsvCompat::Bench {
+        out.push(b'\n');
     }
     out.extend_from_slice(S::COLUMNS.join(",").as_bytes());
     out.push(b'\n');
@@ -89,7 +95,8 @@ impl<S: Schema> CsvLines<S> {
             return Err(ParseError::Footer { line: lineno });
         }
         if !self.header_seen {
-            if line.starts_with('#') {
+            // Comment lines, and the empty line after the bench layout's metadata.
+            if line.starts_with('#') || line.is_empty() {
                 return Ok(None);
             }
             if line != self.header {
@@ -182,6 +189,10 @@ pub fn parse_csv<S: Schema>(bytes: &[u8]) -> Result<ParsedCsv<S>, ParseError> {
         if !header_seen {
             if let Some(c) = line.strip_prefix('#') {
                 comments.push(c.strip_prefix(' ').unwrap_or(c).to_owned());
+                continue;
+            }
+            // The empty line after the bench layout's metadata.
+            if line.is_empty() {
                 continue;
             }
             if line != header {

@@ -30,6 +30,23 @@ impl Default for Format {
 }
 
 impl Format {
+    /// The layout a stream of `schema` is written in when its recording asks for this
+    /// one: the same, except that a LabVIEW recording writes stage positions as the
+    /// bench's position exporter did beside its LabVIEW E-field files
+    /// ([`CsvCompat::Bench`]); other schemas without a LabVIEW layout are refused
+    /// when the recording starts.
+    pub fn for_schema(&self, schema: &str) -> Format {
+        match self {
+            Format::Labview(_) if CsvCompat::Bench.schema() == Some(schema) => {
+                Format::Csv(CsvOptions {
+                    compat: CsvCompat::Bench,
+                    ..CsvOptions::default()
+                })
+            }
+            other => other.clone(),
+        }
+    }
+
     /// Short name (`csv` or `labview`), as used by the CLI and sidecars.
     pub fn name(&self) -> &'static str {
         match self {
@@ -107,7 +124,7 @@ impl<S: Schema> Encoder<S> {
                 return Err(EncoderError::LabviewUnsupported(S::NAME));
             }
             Format::Labview(l) => Vec::with_capacity(l.block()),
-            Format::Csv(o) if o.compat == CsvCompat::Xiao && S::NAME != "xiao-imu" => {
+            Format::Csv(o) if o.compat.schema().is_some_and(|only| only != S::NAME) => {
                 return Err(EncoderError::CompatUnsupported {
                     compat: o.compat.name(),
                     schema: S::NAME,
@@ -245,7 +262,7 @@ impl<S: Schema> Encoder<S> {
     /// Ends a file: emits a partial LabVIEW block, or the CSV footer.
     pub fn finish(&mut self, footer: Footer, out: &mut Vec<u8>) {
         match &self.format {
-            Format::Csv(o) if o.compat.has_footer() => footer.write(out),
+            Format::Csv(o) if o.compat.has_footer() => footer.write_for(o.compat, out),
             Format::Csv(_) | Format::Parquet(_) | Format::Mcap(_) => {}
             Format::Labview(layout) => {
                 if !self.block.is_empty() {

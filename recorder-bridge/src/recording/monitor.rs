@@ -44,20 +44,21 @@ fn sidecar_of(group: &GroupShared, s: &StreamShared, state: RecordingState) -> S
     };
     let secs = elapsed.as_secs_f64();
     let now = Utc::now();
+    let format = cfg.format.for_schema(s.schema);
     let mut sc = Sidecar {
         version: SIDECAR_VERSION,
         session_id: group.id.0.clone(),
         stream: s.name.clone(),
         schema: s.schema.to_owned(),
-        format: cfg.format.name().to_owned(),
-        labview: match &cfg.format {
+        format: format.name().to_owned(),
+        labview: match &format {
             Format::Labview(l) => Some(LabviewMeta {
                 block: l.block(),
                 constants: l.constants().to_vec(),
             }),
             _ => None,
         },
-        csv: csv_meta(&cfg.format),
+        csv: csv_meta(&format),
         state,
         start_utc: group
             .start_utc

@@ -63,7 +63,7 @@ impl<S: Schema> PendingStream for Pending<S> {
 
     fn check(&self, format: &Format) -> Result<(), EncoderError> {
         if format.is_text() {
-            Encoder::<S>::new(format.clone()).map(|_| ())
+            Encoder::<S>::new(format.for_schema(S::NAME)).map(|_| ())
         } else {
             Ok(())
         }
@@ -75,9 +75,10 @@ impl<S: Schema> PendingStream for Pending<S> {
         base: PathBuf,
     ) -> Result<(Arc<StreamShared>, StreamRun), StartError> {
         let cfg = &group.config;
+        let format = cfg.format.for_schema(S::NAME);
         let mut comments = group.comments.clone();
         comments.insert(1, format!("schema={} stream={}", S::NAME, self.name));
-        let data = base.with_extension(cfg.format.extension());
+        let data = base.with_extension(format.extension());
         // The footer's dropped count reads the shared counters, set up just below.
         let slot: Arc<Mutex<Option<Arc<StreamShared>>>> = Arc::new(Mutex::new(None));
         let slot2 = slot.clone();
@@ -92,7 +93,7 @@ impl<S: Schema> PendingStream for Pending<S> {
             path: data.clone(),
             source,
         };
-        let writer = match &cfg.format {
+        let writer = match &format {
             Format::Parquet(options) => {
                 let mut metadata = vec![
                     ("kwik.session_id".to_owned(), group.session_id.clone()),
@@ -138,8 +139,7 @@ impl<S: Schema> PendingStream for Pending<S> {
                 StreamWriter::Mcap(McapWriter::create(mc, dropped).map_err(data_file)?)
             }
             _ => {
-                let encoder =
-                    Encoder::<S>::new(cfg.format.clone())?.with_facts(group.facts.clone());
+                let encoder = Encoder::<S>::new(format.clone())?.with_facts(group.facts.clone());
                 let file_cfg = FileConfig {
                     path: data.clone(),
                     comments,

@@ -180,8 +180,8 @@ struct Shared {
     source_done: AtomicBool,
     stop: AtomicBool,
     session: Mutex<Option<kwik::Session>>,
-    /// Protocol version this gateway offers in its Hello: [`WIRE_VERSION`], or
-    /// [`MIN_WIRE_VERSION`] after a server refused the newer one.
+    /// Protocol version this gateway offers in its Hello: [`WIRE_VERSION`], one less
+    /// after each refusal of an older server, down to [`MIN_WIRE_VERSION`].
     version: AtomicU8,
     /// Paused by the server ([`Message::Control`]); kept across sessions.
     paused: AtomicBool,
@@ -671,8 +671,9 @@ async fn run_session(
                 match m {
                     Ok(Message::Error { text, .. }) => {
                         if version > MIN_WIRE_VERSION && text.starts_with("protocol version") {
-                            // An older server: speak its version from the next session on.
-                            shared.version.store(MIN_WIRE_VERSION, Ordering::Relaxed);
+                            // An older server: offer one version less from the next
+                            // session on, down to the oldest.
+                            shared.version.store(version - 1, Ordering::Relaxed);
                         }
                         return Err(format!("server refused: {text}"));
                     }

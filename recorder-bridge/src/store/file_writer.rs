@@ -401,15 +401,14 @@ impl<S: Schema> FileWriter<S> {
             Ordering::Relaxed,
         );
         let mut footer = Vec::new();
-        if matches!(
-            self.encoder.format(),
-            crate::format::encoder::Format::Csv(o) if o.compat.has_footer()
-        ) {
-            Footer {
-                samples: part.samples,
-                dropped: (self.dropped)(),
+        if let crate::format::encoder::Format::Csv(o) = self.encoder.format() {
+            if o.compat.has_footer() {
+                Footer {
+                    samples: part.samples,
+                    dropped: (self.dropped)(),
+                }
+                .write_for(o.compat, &mut footer);
             }
-            .write(&mut footer);
         }
         let fits = self.config.fault.is_none_or(|f| {
             part.flushed_bytes + self.total_bytes_closed + footer.len() as u64 <= f.after_bytes
