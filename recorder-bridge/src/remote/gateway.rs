@@ -640,6 +640,44 @@ async fn connect_once(
     r
 }
 
+/// Reads the control stream until the server's message that `want` picks (its
+/// answer), skipping others; an Error from the server (a refusal) or the stream's end
+/// is an error. A refusal of the protocol version makes the next session offer one
+/// version less.
+async fn answer<T>(
+    dec: &mut MessageDecoder,
+    recv: &mut kwik::RecvStream,
+    shared: &Shared,
+    version: u8,
+    mut want: impl FnMut(&Message) -> Option<T>,
+) -> Result<T, String> {
+    loop {
+        while let Some(m) = dec.next_message() {
+            match m {
+                Ok(Message::Error { text, .. }) => {
+                    if version > MIN_WIRE_VERSION && text.starts_with("protocol version") {
+                        // An older server: offer one version less from the next
+                        // session on, down to the oldest.
+                        shared.version.store(version - 1, Ordering::Relaxed);
+                    }
+                    return Err(format!("server refused: {text}"));
+                }
+                Ok(m) => {
+                    if let Some(t) = want(&m) {
+                        return Ok(t);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        match recv.read_chunk(64 * 1024).await {
+            Ok(Some(c)) => dec.push(&c),
+            Ok(None) => return Err("control stream closed".to_string()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 async fn run_session(
     config: &GatewayConfig,
     session: &kwik::Session,
@@ -657,41 +695,6 @@ async fn run_session(
     )
     .await?;
     let mut dec = MessageDecoder::new();
-    // The server's answer to a message, read from the control stream: `Ok(Some)` for
-    // what `want` picks, an error for a refusal or a closed stream.
-    async fn answer<T>(
-        dec: &mut MessageDecoder,
-        recv: &mut kwik::RecvStream,
-        shared: &Shared,
-        version: u8,
-        mut want: impl FnMut(&Message) -> Option<T>,
-    ) -> Result<T, String> {
-        loop {
-            while let Some(m) = dec.next_message() {
-                match m {
-                    Ok(Message::Error { text, .. }) => {
-                        if version > MIN_WIRE_VERSION && text.starts_with("protocol version") {
-                            // An older server: offer one version less from the next
-                            // session on, down to the oldest.
-                            shared.version.store(version - 1, Ordering::Relaxed);
-                        }
-                        return Err(format!("server refused: {text}"));
-                    }
-                    Ok(m) => {
-                        if let Some(t) = want(&m) {
-                            return Ok(t);
-                        }
-                    }
-                    Err(_) => {}
-                }
-            }
-            match recv.read_chunk(64 * 1024).await {
-                Ok(Some(c)) => dec.push(&c),
-                Ok(None) => return Err("control stream closed".to_string()),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
     // A server of version 2 or later answers the Hello at once (batched samples; from
     // version 3 the gateway's held range); one of version 1 never does.
     let server_version = if version >= 2 {
