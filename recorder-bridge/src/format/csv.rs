@@ -69,6 +69,8 @@ pub(crate) fn write_header<S: Schema>(
 pub struct CsvLines<S> {
     header: String,
     header_seen: bool,
+    /// Comment lines before the header row, without the `# ` prefix.
+    comments: Vec<String>,
     footer: Option<Footer>,
     line: usize,
     _schema: std::marker::PhantomData<S>,
@@ -79,6 +81,7 @@ impl<S: Schema> Default for CsvLines<S> {
         CsvLines {
             header: S::COLUMNS.join(","),
             header_seen: false,
+            comments: Vec::new(),
             footer: None,
             line: 0,
             _schema: std::marker::PhantomData,
@@ -95,8 +98,13 @@ impl<S: Schema> CsvLines<S> {
             return Err(ParseError::Footer { line: lineno });
         }
         if !self.header_seen {
-            // Comment lines, and the empty line after the bench layout's metadata.
-            if line.starts_with('#') || line.is_empty() {
+            if let Some(c) = line.strip_prefix('#') {
+                self.comments
+                    .push(c.strip_prefix(' ').unwrap_or(c).to_owned());
+                return Ok(None);
+            }
+            // The empty line after the bench layout's metadata.
+            if line.is_empty() {
                 return Ok(None);
             }
             if line != self.header {
@@ -175,54 +183,16 @@ pub fn parse_csv<S: Schema>(bytes: &[u8]) -> Result<ParsedCsv<S>, ParseError> {
         Some(i) => (&text[..=i], text.len() - i - 1),
         None => ("", text.len()),
     };
-    let mut comments = Vec::new();
+    let mut lines = CsvLines::<S>::default();
     let mut rows = Vec::new();
-    let mut footer = None;
-    let mut header_seen = false;
-    let header = S::COLUMNS.join(",");
-    let mut fields: Vec<&str> = Vec::with_capacity(S::COLUMNS.len());
-    for (n, line) in whole.lines().enumerate() {
-        let lineno = n + 1;
-        if footer.is_some() {
-            return Err(ParseError::Footer { line: lineno });
-        }
-        if !header_seen {
-            if let Some(c) = line.strip_prefix('#') {
-                comments.push(c.strip_prefix(' ').unwrap_or(c).to_owned());
-                continue;
-            }
-            // The empty line after the bench layout's metadata.
-            if line.is_empty() {
-                continue;
-            }
-            if line != header {
-                return Err(ParseError::Header {
-                    schema: S::NAME,
-                    found: line.to_owned(),
-                });
-            }
-            header_seen = true;
-            continue;
-        }
-        if line.starts_with('#') {
-            footer = Some(Footer::parse(line).ok_or(ParseError::Footer { line: lineno })?);
-            continue;
-        }
-        fields.clear();
-        fields.extend(line.split(','));
-        let row = S::parse_row(&fields).map_err(|error| ParseError::Row {
-            line: lineno,
-            error,
-        })?;
-        rows.push(row);
+    for line in whole.lines() {
+        rows.extend(lines.push(line)?);
     }
-    if !header_seen {
-        return Err(ParseError::NoHeader);
-    }
+    lines.finish()?;
     Ok(ParsedCsv {
-        comments,
+        footer: lines.footer,
+        comments: lines.comments,
         rows,
-        footer,
         partial_tail,
     })
 }
