@@ -1133,3 +1133,67 @@ async fn expired_grants_of_a_stalled_secondary_are_reclaimed() {
     client.close(0, b"");
     assert_eq!(timed(staller).await.unwrap(), 2);
 }
+
+/// A joined peer that sends garbage on its secondary path's control channel: the
+/// secondary closes the connection with the path code and a phrase naming the frame
+/// type, and goes on accepting joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_a_secondary_path_is_closed_with_the_frame_type_named() {
+    let d = shared_deployment().await;
+    let shared = TokenKey::new(SHARED_KEY);
+    let session = SessionId::from_bytes([0x79; 16]);
+    let path = PathId::new(1 << 32);
+    let raw = quinn::Endpoint::client(LOCALHOST).unwrap();
+    let conn = raw
+        .connect_with(
+            d.pki.quinn_client_config(&[kwik::ALPN]).unwrap(),
+            d.secondary_ep.local_addr().unwrap(),
+            SERVER_NAME,
+        )
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut buf = BytesMut::new();
+    Frame::Join {
+        session,
+        path,
+        token: TokenIssuer::new(shared).issue(session, path, now_ms(), 60_000),
+    }
+    .encode(&mut buf);
+    send.write_all(&buf).await.unwrap();
+    let mut reader = FrameReader::new();
+    assert!(matches!(
+        next_frame(&mut recv, &mut reader).await,
+        Some(Frame::Welcome { .. })
+    ));
+    let _secondary = timed(d.secondary_ep.accept_secondary()).await.unwrap();
+    // An unknown frame type (0x3f), then noise.
+    send.write_all(&[0x3f, 0x03, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff])
+        .await
+        .unwrap();
+    match timed(conn.closed()).await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            let reason = String::from_utf8_lossy(&c.reason).into_owned();
+            assert_eq!(c.error_code.into_inner(), 0x1_0001, "{reason}");
+            assert!(
+                reason.starts_with("protocol violation on a path (unknown type 0x3f frame)"),
+                "{reason}"
+            );
+        }
+        other => panic!("not an application close: {other:?}"),
+    }
+    // The secondary still welcomes a good join.
+    let other = SessionId::from_bytes([0x7a; 16]);
+    let token = TokenIssuer::new(TokenKey::new(SHARED_KEY)).issue(other, path, now_ms(), 60_000);
+    let answer = raw_join(
+        &d.pki,
+        d.secondary_ep.local_addr().unwrap(),
+        other,
+        path,
+        token,
+    )
+    .await;
+    assert!(matches!(answer, Frame::Welcome { session, .. } if session == other));
+    d.client.close(0, b"");
+}
