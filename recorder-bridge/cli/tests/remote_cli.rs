@@ -199,6 +199,24 @@ fn server_killed_and_restarted_mid_run_gateway_spools_and_resumes_exactly_once()
     let rows = rows_in_order(&out.join("xiao-restart"));
     assert_eq!(rows.len() as u64, n, "every sample exactly once");
     assert_eq!(rows, sim.expected(n));
+    // `verify FOLDER`: both recordings, and the run whole across the restart.
+    let v = Command::new(BIN)
+        .args(["verify", "--json"])
+        .arg(out.join("xiao-restart"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success(), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let runs = v["runs"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{v}");
+    assert!(runs[0]["recordings"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(
+        runs[0]["end_seq"].as_u64().unwrap() - runs[0]["first_seq"].as_u64().unwrap(),
+        n,
+        "{v}"
+    );
+    assert_eq!(v["runs"]["duplicate_samples"], 0, "{v}");
 }
 
 fn free_tcp_port() -> u16 {
