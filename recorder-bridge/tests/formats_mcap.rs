@@ -87,8 +87,9 @@ fn stage_live_and_exported() {
     live_and_exported::<StagePosition>();
 }
 
-/// A LabVIEW recording exported to MCAP: the messages are the LabVIEW rows (time, scan
-/// state, the six channels it carries), equal to the CSV of the same samples.
+/// A LabVIEW recording exported to MCAP and to Parquet: the messages and rows are the
+/// LabVIEW rows (time, scan state, the six channels it carries), equal to the CSV of the
+/// same samples.
 #[test]
 fn labview_exported() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,14 +105,26 @@ fn labview_exported() {
     let sc = Sidecar::read(&sidecar_path(&out)).unwrap();
     assert_eq!(sc.schema, "efield-labview");
     compare(&out, &csv);
-    // Parquet has no place for the rows' missing index and segment id.
-    let e = export(
-        &lv,
-        &Format::Parquet(Default::default()),
-        &dir.path().join("lv.parquet"),
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("MCAP only"), "{e}");
+    // To Parquet too: the same rows as typed columns, read by pyarrow and polars.
+    let pq = dir.path().join("lv-pq.parquet");
+    let exported = export(&lv, &Format::Parquet(Default::default()), &pq).unwrap();
+    assert_eq!(exported.samples, 2500);
+    let report = verify(&pq).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(
+        Sidecar::read(&sidecar_path(&pq)).unwrap().schema,
+        "efield-labview"
+    );
+    assert_eq!(kwik_recorder::read_parquet(&pq).unwrap().rows, 2500);
+    if let Some(python) = py::python() {
+        let session = Sidecar::read(&sidecar_path(&pq)).unwrap().session_id;
+        let out = py::run(
+            &python,
+            "parquet_vs_csv.py",
+            &[&pq, &csv, Path::new(&session)],
+        );
+        assert!(out.starts_with("ok 2500 rows"), "{out}");
+    }
     // A damaged block names its first line; nothing is left behind.
     let text = std::fs::read_to_string(&lv).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();

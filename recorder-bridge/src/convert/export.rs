@@ -122,8 +122,8 @@ enum Target<'a> {
 
 /// Exports the recording of `input` (a data file or its `.meta.json`) to `format`
 /// at `output`, with a sidecar beside it (the input's, describing the new file).
-/// Standard CSV recordings export to Parquet and MCAP; LabVIEW ones to MCAP (their
-/// rows lack the index and segment columns of the Parquet schema).
+/// Standard CSV and LabVIEW recordings export to Parquet and MCAP (a LabVIEW one as
+/// the rows the layout holds: `efield-labview`, see [`LabviewValues`]).
 pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportReport, ExportError> {
     let target = match format {
         Format::Parquet(o) => Target::Parquet(o),
@@ -137,18 +137,11 @@ pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportRepo
     };
     let sc_path = sidecar_path(input);
     let sc = Sidecar::read(&sc_path)?;
-    match (sc.format.as_str(), &target) {
-        ("csv", _) | ("labview", Target::Mcap(_)) => {}
-        ("labview", _) => {
-            return Err(ExportError::Unsupported(
-                "LabVIEW recordings export to MCAP only: their rows have no index or segment id for the Parquet columns".into(),
-            ));
-        }
-        (other, _) => {
-            return Err(ExportError::Unsupported(format!(
-                "export reads standard CSV and LabVIEW recordings; this one is {other}"
-            )));
-        }
+    if !matches!(sc.format.as_str(), "csv" | "labview") {
+        return Err(ExportError::Unsupported(format!(
+            "export reads standard CSV and LabVIEW recordings; this one is {}",
+            sc.format
+        )));
     }
     let kind = SchemaKind::from_name(&sc.schema).ok_or_else(|| {
         ExportError::Unsupported(format!("unknown schema {:?} in the sidecar", sc.schema))
@@ -169,9 +162,15 @@ pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportRepo
     let result = if sc.format == "labview" {
         layout_of(&sc)
             .map_err(ExportError::Unsupported)
-            .and_then(|layout| {
-                let w = mcap_writer::<LabviewValues>(&sc, &partial, &target)?;
-                labview_into(&inputs, &layout, w, &partial)
+            .and_then(|layout| match &target {
+                Target::Mcap(_) => {
+                    let w = mcap_writer::<LabviewValues>(&sc, &partial, &target)?;
+                    labview_into(&inputs, &layout, w, &partial)
+                }
+                Target::Parquet(options) => {
+                    let w = parquet_writer::<LabviewValues>(&sc, &partial, options)?;
+                    labview_into(&inputs, &layout, w, &partial)
+                }
             })
     } else {
         match kind {
@@ -212,8 +211,9 @@ pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportRepo
         .settings
         .insert("exported_from".into(), file_name(&sc_path));
     if sc.format == "labview" {
-        // The messages are LabVIEW rows: the schema verify expects on the channel.
-        out_sc.schema = LabviewValues::NAME.to_owned();
+        // The rows are the LabVIEW layout's: the schema verify expects (the MCAP
+        // channel's, the Parquet file's columns).
+        out_sc.schema = <LabviewValues as Columnar>::NAME.to_owned();
     }
     std::fs::rename(&partial, output).map_err(write_err)?;
     out_sc.write_atomic(&out_sidecar)?;
@@ -225,13 +225,15 @@ pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportRepo
     })
 }
 
-/// The recording's facts as `(key, value)` metadata (Parquet prefixes them `kwik.`).
-fn facts(sc: &Sidecar) -> Vec<(&'static str, String)> {
+/// The recording's facts as `(key, value)` metadata (Parquet prefixes them `kwik.`),
+/// for rows of `schema` (the sidecar's, or `efield-labview` for a LabVIEW recording's
+/// rows).
+fn facts(sc: &Sidecar, schema: &str) -> Vec<(&'static str, String)> {
     let json = |v: serde_json::Result<String>| v.unwrap_or_default();
     vec![
         ("session_id", sc.session_id.clone()),
         ("stream", sc.stream.clone()),
-        ("schema", sc.schema.clone()),
+        ("schema", schema.to_owned()),
         ("start_utc", sc.start_utc.clone()),
         ("device", json(serde_json::to_string(&sc.device))),
         ("settings", json(serde_json::to_string(&sc.settings))),
@@ -252,6 +254,27 @@ fn create_err(out: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     }
 }
 
+fn parquet_writer<R: Columnar>(
+    sc: &Sidecar,
+    out: &Path,
+    options: &ParquetOptions,
+) -> Result<ParquetWriter<R>, ExportError> {
+    let config = ParquetConfig {
+        path: out.to_path_buf(),
+        // Row groups by size only: an export has no crash window worth bounding.
+        sync_interval: std::time::Duration::MAX,
+        start_utc_us: start_us(sc),
+        metadata: facts(sc, R::NAME)
+            .into_iter()
+            .map(|(k, v)| (format!("kwik.{k}"), v))
+            .collect(),
+        options: options.clone(),
+        size_limit: None,
+    };
+    let dropped = sc.dropped.total();
+    ParquetWriter::<R>::create(config, Arc::new(move || dropped)).map_err(create_err(out))
+}
+
 fn mcap_writer<R: Columnar>(
     sc: &Sidecar,
     out: &Path,
@@ -268,7 +291,7 @@ fn mcap_writer<R: Columnar>(
         sync_interval: std::time::Duration::MAX,
         start_utc_us: start_us(sc),
         stream: sc.stream.clone(),
-        metadata: facts(sc)
+        metadata: facts(sc, R::NAME)
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
@@ -288,24 +311,7 @@ fn csv_as<S: Schema>(
 ) -> Result<u64, ExportError> {
     match target {
         Target::Mcap(_) => csv_into(inputs, mcap_writer::<S>(sc, out, target)?, out),
-        Target::Parquet(options) => {
-            let config = ParquetConfig {
-                path: out.to_path_buf(),
-                // Row groups by size only: an export has no crash window worth bounding.
-                sync_interval: std::time::Duration::MAX,
-                start_utc_us: start_us(sc),
-                metadata: facts(sc)
-                    .into_iter()
-                    .map(|(k, v)| (format!("kwik.{k}"), v))
-                    .collect(),
-                options: (*options).clone(),
-                size_limit: None,
-            };
-            let dropped = sc.dropped.total();
-            let w = ParquetWriter::<S>::create(config, Arc::new(move || dropped))
-                .map_err(create_err(out))?;
-            csv_into(inputs, w, out)
-        }
+        Target::Parquet(options) => csv_into(inputs, parquet_writer::<S>(sc, out, options)?, out),
     }
 }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::check::verify::layout_of;
 use crate::dashboard::channels::Channels;
 use crate::dashboard::decimate::{Columns, MinMax};
+use crate::format::csv::CsvLines;
 use crate::format::labview::{LABVIEW_ROWS, parse_labview};
 use crate::format::schema::{EfieldSample, ImuRow, SchemaKind, StagePosition};
 use crate::format::segment::LineState;
@@ -298,7 +299,6 @@ fn preview_of<S: Channels>(
     let mut columns = Columns::new(S::NAMES.len());
     let mut values = vec![0.0; S::NAMES.len()];
     let mut samples = 0u64;
-    let header = S::COLUMNS.join(",");
     for part in parts {
         let data_err = |reason: String| PreviewError::Data {
             path: root.relative(part),
@@ -307,8 +307,9 @@ fn preview_of<S: Channels>(
         let f = File::open(part).map_err(|e| data_err(e.to_string()))?;
         let mut lines = BufReader::new(f);
         let mut line = String::new();
-        let mut header_seen = false;
-        let mut n = 0usize;
+        // The same rules as `verify` (comment lines, the bench layout's empty line, the
+        // header row, the footer).
+        let mut csv = CsvLines::<S>::default();
         loop {
             line.clear();
             let read = lines
@@ -318,20 +319,10 @@ fn preview_of<S: Channels>(
             if read == 0 || !line.ends_with('\n') {
                 break;
             }
-            n += 1;
             let l = line.trim_end_matches(['\n', '\r']);
-            if l.starts_with('#') {
+            let Some(row) = csv.push(l).map_err(|e| data_err(e.to_string()))? else {
                 continue;
-            }
-            if !header_seen {
-                if l != header {
-                    return Err(data_err(format!("line {n} is not the {} header", S::NAME)));
-                }
-                header_seen = true;
-                continue;
-            }
-            let fields: Vec<&str> = l.split(',').collect();
-            let row = S::parse_row(&fields).map_err(|e| data_err(format!("line {n}: {e}")))?;
+            };
             row.values(&mut values);
             dec.push(row.time_s(), &values, &mut columns);
             samples += 1;

@@ -31,8 +31,8 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnPath, SchemaDescriptor, Type, TypePtr};
 use sha2::{Digest, Sha256};
 
+use crate::format::columns::Columnar;
 use crate::format::columns::{ColumnBatch, ColumnData, ColumnSpec, ColumnType, ParquetOptions};
-use crate::format::schema::Schema;
 use crate::store::exporter::{BatchWriter, WriteOutcome};
 use crate::store::file_writer::{
     FileProgress, FileReport, PartInfo, WriterStop, hash_file, part_path,
@@ -77,7 +77,7 @@ fn to_io(e: parquet::errors::ParquetError) -> io::Error {
 }
 
 /// The Parquet schema of `S`'s typed columns.
-pub(crate) fn parquet_schema<S: Schema>() -> io::Result<TypePtr> {
+pub(crate) fn parquet_schema<S: Columnar>() -> io::Result<TypePtr> {
     let fields = S::TYPED_COLUMNS
         .iter()
         .map(|c| {
@@ -164,7 +164,7 @@ fn journal_record(footer: &[u8]) -> Vec<u8> {
 
 /// A [`BatchWriter`] that writes one schema to a live Parquet file (see the module
 /// docs for what a crash loses).
-pub struct ParquetWriter<S: Schema> {
+pub struct ParquetWriter<S: Columnar> {
     writer: Option<SerializedFileWriter<File>>,
     journal: File,
     config: ParquetConfig,
@@ -186,7 +186,7 @@ pub struct ParquetWriter<S: Schema> {
     _schema: std::marker::PhantomData<S>,
 }
 
-impl<S: Schema> std::fmt::Debug for ParquetWriter<S> {
+impl<S: Columnar> std::fmt::Debug for ParquetWriter<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ParquetWriter")
             .field("path", &self.config.path)
@@ -196,7 +196,7 @@ impl<S: Schema> std::fmt::Debug for ParquetWriter<S> {
     }
 }
 
-impl<S: Schema> ParquetWriter<S> {
+impl<S: Columnar> ParquetWriter<S> {
     /// Creates the file (refusing to overwrite one) and its journal. `dropped` reports
     /// this stream's losses so far, for the metadata written at close.
     pub fn create(
@@ -387,7 +387,7 @@ impl<S: Schema> ParquetWriter<S> {
 
 /// Creates a part (refusing to overwrite a file) and its journal, whose first record
 /// holds the schema and the key-value metadata.
-fn open_part<S: Schema>(
+fn open_part<S: Columnar>(
     path: &Path,
     schema: &TypePtr,
     kv: &[KeyValue],
@@ -410,7 +410,7 @@ fn open_part<S: Schema>(
     Ok((writer, journal))
 }
 
-impl<S: Schema> BatchWriter<S> for ParquetWriter<S> {
+impl<S: Columnar> BatchWriter<S> for ParquetWriter<S> {
     type Report = FileReport;
 
     fn write_batch(&mut self, batch: &[S]) -> WriteOutcome {

@@ -20,6 +20,12 @@ SCHEMAS = {
                   "ADC2_Ch2 Ez_imag", "ADC2_Ch3", "ADC2_Ch4"]}},
     "stage": {"index": pa.uint64(), "timestamp_rel": pa.float64(), "segment_id": pa.uint32(),
               "is_active_line": pa.bool_(), "x": pa.float64(), "y": pa.float64()},
+    # A LabVIEW recording exported: the columns the layout holds, compared with the
+    # same columns of the standard CSV of the same samples.
+    "efield-labview": {"timestamp_rel": pa.float64(), "is_active_line": pa.bool_(),
+                       **{c: pa.float64() for c in ["ADC1_Ch1 Ex_real", "ADC1_Ch2 Ex_imag",
+                          "ADC1_Ch3 Ey_real", "ADC1_Ch4 Ey_imag", "ADC2_Ch1 Ez_real",
+                          "ADC2_Ch2 Ez_imag"]}},
 }
 POLARS = {pa.uint32(): pl.UInt32, pa.uint64(): pl.UInt64, pa.float32(): pl.Float32,
           pa.float64(): pl.Float64, pa.bool_(): pl.Boolean}
@@ -38,6 +44,8 @@ overrides = {n: POLARS[t] for n, t in want.items() if t != pa.bool_()}
 if "is_active_line" in want:
     overrides["is_active_line"] = pl.Int8
 csv = pl.read_csv(csv_path, comment_prefix="#", schema_overrides=overrides)
+if schema == "efield-labview":
+    csv = csv.select(list(want))
 if "is_active_line" in csv.columns:
     csv = csv.with_columns(pl.col("is_active_line") == 1)
 assert csv.columns == [c for c in want], (csv.columns, list(want))
