@@ -14,8 +14,7 @@ pub(crate) enum ExportTo {
     /// Parquet: typed columns, zstd; the sidecar's metadata in the file's key-value
     /// metadata.
     Parquet,
-    /// MCAP: a JSON message per sample (for Foxglove), zstd chunks, a summary; from a
-    /// CSV or a LabVIEW recording.
+    /// MCAP: a JSON message per sample (for Foxglove), zstd chunks, a summary.
     Mcap,
 }
 

@@ -104,8 +104,8 @@ enum Command {
     /// Upload the finished recordings of a folder to object storage (what a stopped
     /// `record --store` or `serve --store` left, its journal first), then exit.
     Upload(UploadCommandArgs),
-    /// Write a finished recording again in another layout (Parquet from CSV; MCAP from
-    /// CSV or LabVIEW), with its own sidecar.
+    /// Write a finished recording again in another layout (Parquet or MCAP, from a CSV
+    /// or LabVIEW recording), with its own sidecar.
     Export(ExportArgs),
     /// Loopback demo: recorder server, simulated XIAO and a two-path gateway; one path
     /// is killed halfway; exits non-zero if any sample was lost.

@@ -163,8 +163,8 @@ pub fn export(input: &Path, format: &Format, output: &Path) -> Result<ExportRepo
         layout_of(&sc)
             .map_err(ExportError::Unsupported)
             .and_then(|layout| match &target {
-                Target::Mcap(_) => {
-                    let w = mcap_writer::<LabviewValues>(&sc, &partial, &target)?;
+                Target::Mcap(options) => {
+                    let w = mcap_writer::<LabviewValues>(&sc, &partial, options)?;
                     labview_into(&inputs, &layout, w, &partial)
                 }
                 Target::Parquet(options) => {
@@ -278,13 +278,8 @@ fn parquet_writer<R: Columnar>(
 fn mcap_writer<R: Columnar>(
     sc: &Sidecar,
     out: &Path,
-    target: &Target<'_>,
+    options: &McapOptions,
 ) -> Result<McapWriter<R>, ExportError> {
-    let Target::Mcap(options) = target else {
-        return Err(ExportError::Unsupported(
-            "this recording exports to MCAP only".into(),
-        ));
-    };
     let config = McapConfig {
         path: out.to_path_buf(),
         // Chunks by size only: an export has no crash window worth bounding.
@@ -295,7 +290,7 @@ fn mcap_writer<R: Columnar>(
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
-        options: (*options).clone(),
+        options: options.clone(),
         size_limit: None,
     };
     let dropped = sc.dropped.total();
@@ -310,7 +305,7 @@ fn csv_as<S: Schema>(
     target: &Target<'_>,
 ) -> Result<u64, ExportError> {
     match target {
-        Target::Mcap(_) => csv_into(inputs, mcap_writer::<S>(sc, out, target)?, out),
+        Target::Mcap(options) => csv_into(inputs, mcap_writer::<S>(sc, out, options)?, out),
         Target::Parquet(options) => csv_into(inputs, parquet_writer::<S>(sc, out, options)?, out),
     }
 }
