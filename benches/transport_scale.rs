@@ -43,6 +43,10 @@ struct Cli {
     /// kwik only: ping interval per path in ms (default: kwik's default).
     #[arg(long)]
     ping_ms: Option<u64>,
+    /// Skip the idle-CPU windows (18 s; their figures print as 0), e.g. when a
+    /// profiler should see the set-up alone.
+    #[arg(long)]
+    skip_idle: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -50,15 +54,20 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let idle = if cli.skip_idle {
+        IdleWindows::Skip
+    } else {
+        IdleWindows::Measure
+    };
     common::runtime::run_bounded(async move {
         let scale = match cli.stack {
-            Stack::Quinn => quinn_scale(cli.count, cli.concurrency).await?,
+            Stack::Quinn => quinn_scale(cli.count, cli.concurrency, idle).await?,
             Stack::Kwik => {
                 let mut config = kwik::SessionConfig::default();
                 if let Some(ms) = cli.ping_ms {
                     config = config.ping_interval(Duration::from_millis(ms));
                 }
-                kwik_scale(cli.count, cli.concurrency, config).await?
+                kwik_scale(cli.count, cli.concurrency, config, idle).await?
             }
         };
         scale.print(&format!("scale-{:?}", cli.stack), cli.count);
@@ -66,9 +75,18 @@ fn main() -> Result<()> {
     })
 }
 
+/// Whether a scenario measures the CPU its idle connections cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdleWindows {
+    Measure,
+    Skip,
+}
+
 /// Results of a scale scenario.
 struct Scale {
     setup_secs: f64,
+    /// CPU the process used during the set-up of the batch (both ends), seconds.
+    setup_cpu_secs: f64,
     established: usize,
     failed: usize,
     first_error: Option<String>,
@@ -88,9 +106,10 @@ impl Scale {
         let rate = self.established as f64 / self.setup_secs;
         let per_conn = self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64
             / self.established.max(1) as f64;
+        let cpu_ms = self.setup_cpu_secs * 1e3 / self.established.max(1) as f64;
         let ms = |q: f64| self.connect_ms.value_at_quantile(q);
         println!(
-            "{name}: {} of {count} established ({} failed) in {:.3} s = {rate:.0} /s; connect p50 {} ms, p99 {} ms, max {} ms; VmRSS {} -> {} KiB = {per_conn:.1} KiB each (client + server ends, one process)",
+            "{name}: {} of {count} established ({} failed) in {:.3} s = {rate:.0} /s, {cpu_ms:.2} ms CPU each; connect p50 {} ms, p99 {} ms, max {} ms; VmRSS {} -> {} KiB = {per_conn:.1} KiB each (client + server ends, one process)",
             self.established,
             self.failed,
             self.setup_secs,
@@ -104,7 +123,7 @@ impl Scale {
             println!("  first failure: {error}");
         }
         println!(
-            "RESULT {name} established={} failed={} setup_rate_per_s={rate:.0} kib_per_conn={per_conn:.1} connect_p99_ms={} idle_cpu_percent={:.1} idle_cpu_settled_percent={:.1}",
+            "RESULT {name} established={} failed={} setup_rate_per_s={rate:.0} setup_cpu_ms_per_conn={cpu_ms:.2} kib_per_conn={per_conn:.1} connect_p99_ms={} idle_cpu_percent={:.1} idle_cpu_settled_percent={:.1}",
             self.established,
             self.failed,
             ms(0.99),
@@ -116,7 +135,7 @@ impl Scale {
 
 /// `count` quinn connections to one server endpoint, each exchanging a small message on
 /// one bi stream and then staying open.
-async fn quinn_scale(count: usize, concurrency: usize) -> Result<Scale> {
+async fn quinn_scale(count: usize, concurrency: usize, idle: IdleWindows) -> Result<Scale> {
     let pair = QuinnPair::new()?;
     let server_addr = pair.server.local_addr()?;
     let server = pair.server.clone();
@@ -145,7 +164,7 @@ async fn quinn_scale(count: usize, concurrency: usize) -> Result<Scale> {
         }
     };
     let (clients, servers, scale) =
-        measure_scale(count, concurrency, connect_one, &mut held_rx).await?;
+        measure_scale(count, concurrency, idle, connect_one, &mut held_rx).await?;
     for conn in &clients {
         conn.close(0u32.into(), b"bench over");
     }
@@ -160,6 +179,7 @@ async fn kwik_scale(
     count: usize,
     concurrency: usize,
     config: kwik::SessionConfig,
+    idle: IdleWindows,
 ) -> Result<Scale> {
     let pair = Loopback::new(config)?;
     let server_addr = pair.server.local_addr()?;
@@ -187,7 +207,7 @@ async fn kwik_scale(
         }
     };
     let (clients, servers, scale) =
-        measure_scale(count, concurrency, connect_one, &mut held_rx).await?;
+        measure_scale(count, concurrency, idle, connect_one, &mut held_rx).await?;
     for session in &clients {
         session.close(0, b"bench over");
     }
@@ -224,6 +244,7 @@ async fn ping(mut send: impl AsyncWrite + Unpin, recv: impl AsyncRead + Unpin) -
 async fn measure_scale<C, S, F, Fut>(
     count: usize,
     concurrency: usize,
+    idle: IdleWindows,
     connect_one: F,
     held: &mut tokio::sync::mpsc::UnboundedReceiver<S>,
 ) -> Result<(Vec<C>, Vec<S>, Scale)>
@@ -237,6 +258,7 @@ where
     let warm_server = held.recv().await.context("server side ended")?;
     let rss_before_kib = vm_rss_kib()?;
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let setup_cpu_before = cpu_seconds()?;
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..count {
@@ -265,6 +287,7 @@ where
         }
     }
     let setup_secs = start.elapsed().as_secs_f64();
+    let setup_cpu_secs = cpu_seconds()? - setup_cpu_before;
     let established = clients.len();
     let mut servers = Vec::with_capacity(count + 1);
     while servers.len() < established {
@@ -276,19 +299,10 @@ where
     // Let acknowledgements and stream state settle before reading memory.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_after_kib = vm_rss_kib()?;
-    // CPU the established, idle connections cost (keep-alives, pings, timers).
-    let idle_window = Duration::from_secs(3);
-    let cpu_before = cpu_seconds()?;
-    tokio::time::sleep(idle_window).await;
-    let idle_cpu_percent = (cpu_seconds()? - cpu_before) / idle_window.as_secs_f64() * 100.0;
-    // Settled: longer than kwik's longest idle ping interval with default
-    // settings (3.3 s), so pings that come in bursts are counted fairly.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let settled_window = Duration::from_secs(10);
-    let cpu_before = cpu_seconds()?;
-    tokio::time::sleep(settled_window).await;
-    let idle_cpu_settled_percent =
-        (cpu_seconds()? - cpu_before) / settled_window.as_secs_f64() * 100.0;
+    let (idle_cpu_percent, idle_cpu_settled_percent) = match idle {
+        IdleWindows::Measure => idle_cpu().await?,
+        IdleWindows::Skip => (0.0, 0.0),
+    };
     clients.push(warm);
     servers.push(warm_server);
     Ok((
@@ -296,6 +310,7 @@ where
         servers,
         Scale {
             setup_secs,
+            setup_cpu_secs,
             established,
             failed,
             first_error,
@@ -306,4 +321,21 @@ where
             idle_cpu_settled_percent,
         },
     ))
+}
+
+/// CPU the established, idle connections cost (keep-alives, pings, timers), in % of
+/// one core: over 3 s from now, and over 10 s from 5 s after that.
+async fn idle_cpu() -> Result<(f64, f64)> {
+    let idle_window = Duration::from_secs(3);
+    let cpu_before = cpu_seconds()?;
+    tokio::time::sleep(idle_window).await;
+    let first = (cpu_seconds()? - cpu_before) / idle_window.as_secs_f64() * 100.0;
+    // Settled: longer than kwik's longest idle ping interval with default
+    // settings (3.3 s), so pings that come in bursts are counted fairly.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let settled_window = Duration::from_secs(10);
+    let cpu_before = cpu_seconds()?;
+    tokio::time::sleep(settled_window).await;
+    let settled = (cpu_seconds()? - cpu_before) / settled_window.as_secs_f64() * 100.0;
+    Ok((first, settled))
 }
