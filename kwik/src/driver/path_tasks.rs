@@ -101,7 +101,13 @@ pub(crate) async fn timer_task(shared: Arc<SessionShared>) {
         if shared.is_closed() {
             return;
         }
-        let deadline = shared.state.lock().next_deadline();
+        let deadline = {
+            let state = shared.state.lock();
+            let deadline = state.next_deadline();
+            // Under the core's lock: `with_state` compares against it there.
+            *shared.timer_armed.lock() = deadline;
+            deadline
+        };
         let far = Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(deadline.unwrap_or(far).into());
         tokio::select! {

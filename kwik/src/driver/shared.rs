@@ -120,6 +120,9 @@ pub(crate) struct SessionShared {
     pub(crate) paths: Mutex<HashMap<PathId, PathIo>>,
     pub(crate) accept: Notify,
     pub(crate) timer: Notify,
+    /// The deadline the timer task sleeps until (`None`: no deadline), set
+    /// under the core's lock.
+    pub(crate) timer_armed: Mutex<Option<Instant>>,
     pub(crate) wakers: StreamWakers,
     pub(crate) events: EventHub<PathEvent>,
     pub(crate) backpressure: EventHub<BackpressureEvent>,
@@ -148,6 +151,7 @@ impl SessionShared {
             paths: Mutex::new(HashMap::new()),
             accept: Notify::new(),
             timer: Notify::new(),
+            timer_armed: Mutex::new(None),
             wakers: StreamWakers::default(),
             events: EventHub::default(),
             backpressure: EventHub::default(),
@@ -160,10 +164,44 @@ impl SessionShared {
     }
 
     /// Runs `f` on the core, then acts on the events it produced and wakes the
-    /// path tasks.
+    /// path tasks that have something to do: a writer whose path has control
+    /// frames queued or data it may send, and the timer when the core's next
+    /// deadline is earlier than the one it sleeps on. The others would only
+    /// look and go back to sleep (most calls change one stream or one path).
     pub(crate) fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut SessionState) -> R) -> R {
-        let r = self.with_state_quiet(f);
-        self.kick();
+        let mut events = Vec::new();
+        let mut work = Vec::new();
+        let (r, wake_timer) = {
+            let mut state = self.state.lock();
+            let r = f(&mut state);
+            while let Some(e) = state.poll_event() {
+                events.push(e);
+            }
+            state.pending_work(&mut work);
+            // Under the core's lock, as the timer arms under it (no deadline can
+            // fall between the timer's reading and this comparison).
+            let wake_timer = earlier(state.next_deadline(), *self.timer_armed.lock());
+            (r, wake_timer)
+        };
+        for e in events {
+            self.on_event(e);
+        }
+        if !work.is_empty() {
+            let paths = self.paths.lock();
+            for w in &work {
+                if let Some(p) = paths.get(&w.path) {
+                    if w.control {
+                        p.control.notify_one();
+                    }
+                    if w.data {
+                        p.data.notify_one();
+                    }
+                }
+            }
+        }
+        if wake_timer {
+            self.timer.notify_one();
+        }
         r
     }
 
@@ -197,6 +235,7 @@ impl SessionShared {
         }
     }
 
+    /// Wakes every path's writers and the timer (a path was attached).
     pub(crate) fn kick(&self) {
         for p in self.paths.lock().values() {
             p.control.notify_one();
@@ -370,6 +409,17 @@ impl SessionShared {
 
     pub(crate) fn path_alive(&self, id: PathId) -> bool {
         self.paths.lock().contains_key(&id)
+    }
+}
+
+/// Whether a core whose next deadline is `next` must wake a timer sleeping
+/// until `armed`: only for an earlier deadline (a later one is found when the
+/// timer wakes at `armed` and looks again).
+fn earlier(next: Option<Instant>, armed: Option<Instant>) -> bool {
+    match (next, armed) {
+        (Some(next), Some(armed)) => next < armed,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 

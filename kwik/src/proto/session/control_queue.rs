@@ -120,6 +120,11 @@ impl ControlQueue {
         self.frames.len()
     }
 
+    /// True when no frame is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
     /// Frames that replaced a queued one so far.
     pub(crate) fn coalesced(&self) -> u64 {
         self.coalesced

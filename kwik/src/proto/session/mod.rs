@@ -54,6 +54,17 @@ use crate::proto::scheduler::Scheduler;
 use crate::proto::wire::frame::{BackpressureReason, Frame, PathStatus};
 use crate::proto::wire::segment::Piece;
 
+/// What one path's writers would find if woken now (see
+/// [`SessionState::pending_work`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PathWork {
+    pub(crate) path: PathId,
+    /// Control frames are queued for the path.
+    pub(crate) control: bool,
+    /// Stream data may be ready for the path, or it has data streams to finish.
+    pub(crate) data: bool,
+}
+
 /// The state of one session (one side).
 #[derive(Debug)]
 pub(crate) struct SessionState {
@@ -345,6 +356,24 @@ impl SessionState {
     /// Bytes of `stream` written but not yet acknowledged (None: stream done).
     pub(crate) fn retained(&self, stream: StreamId) -> Option<u64> {
         self.send.retained(stream)
+    }
+
+    /// The paths whose writers have something to do now: queued control
+    /// frames, or stream data that [`Self::poll_data`] might hand out (a
+    /// superset: credit and the scheduler may still hold it back) or data
+    /// streams to finish. Paths with neither are left out, so the driver
+    /// wakes only the writers that would not go straight back to sleep.
+    pub(crate) fn pending_work(&self, out: &mut Vec<PathWork>) {
+        for (path, control, done) in self.paths.queued() {
+            let data = done || self.send.may_have_data(path);
+            if control || data {
+                out.push(PathWork {
+                    path,
+                    control,
+                    data,
+                });
+            }
+        }
     }
 
     /// Streams of this path whose data streams the driver may finish.

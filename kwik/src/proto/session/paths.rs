@@ -573,6 +573,15 @@ impl Paths {
         }
     }
 
+    /// The live paths, each with whether control frames are queued for it and
+    /// whether it has data streams for the driver to finish.
+    pub(crate) fn queued(&self) -> impl Iterator<Item = (PathId, bool, bool)> + '_ {
+        self.paths
+            .values()
+            .filter(|p| p.is_alive())
+            .map(|p| (p.id, !p.control.is_empty(), !p.done_streams.is_empty()))
+    }
+
     /// Streams of this path whose data streams the driver may finish.
     pub(crate) fn take_done_streams(&mut self, path: PathId) -> Vec<StreamId> {
         self.paths

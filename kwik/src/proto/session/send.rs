@@ -409,6 +409,17 @@ impl SendSide {
         Some(picked)
     }
 
+    /// Whether [`Self::poll_data`] might pick something for `path`: false only
+    /// when nothing waits to be re-sent or filled in and no stream has new data
+    /// for it. A superset of what `poll_data` picks (credit, windows and the
+    /// scheduler may still hold data back), so a writer woken on it may find
+    /// nothing, but one left asleep on `false` misses nothing.
+    pub(crate) fn may_have_data(&self, path: PathId) -> bool {
+        !self.resend.is_empty()
+            || !self.fill.is_empty()
+            || self.streams.values().any(|b| b.has_new_data(path))
+    }
+
     /// Re-sends first, then positioned writes, then new data round-robin.
     fn pick(&mut self, path: PathId, views: &[PathView]) -> Option<Picked> {
         if scheduler::may_resend(path, views) {
