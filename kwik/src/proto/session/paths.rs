@@ -340,7 +340,10 @@ pub(crate) struct PingRound {
 /// and the next id this side hands out.
 #[derive(Debug)]
 pub(crate) struct Paths {
-    paths: BTreeMap<PathId, Path>,
+    /// Boxed: a map node holds room for eleven entries, and a session has one
+    /// path or a few, so inline paths would leave kilobytes of every
+    /// session's node unused.
+    paths: BTreeMap<PathId, Box<Path>>,
     next: u64,
     /// Which side this is (a label of the paths' metrics).
     side: Side,
@@ -368,7 +371,8 @@ impl Paths {
             return false;
         }
         self.next = self.next.max(id.into_inner() + 1);
-        self.paths.insert(id, Path::new(id, status, now, self.side));
+        self.paths
+            .insert(id, Box::new(Path::new(id, status, now, self.side)));
         true
     }
 
@@ -388,11 +392,14 @@ impl Paths {
 
     /// The path if it is alive.
     pub(crate) fn live_mut(&mut self, id: PathId) -> Option<&mut Path> {
-        self.paths.get_mut(&id).filter(|p| p.is_alive())
+        self.paths
+            .get_mut(&id)
+            .map(|p| &mut **p)
+            .filter(|p| p.is_alive())
     }
 
     pub(crate) fn is_live(&self, id: PathId) -> bool {
-        self.paths.get(&id).is_some_and(Path::is_alive)
+        self.paths.get(&id).is_some_and(|p| p.is_alive())
     }
 
     pub(crate) fn live(&self) -> usize {
@@ -400,7 +407,7 @@ impl Paths {
     }
 
     pub(crate) fn stats(&self) -> Vec<PathStats> {
-        self.paths.values().map(Path::stats).collect()
+        self.paths.values().map(|p| p.stats()).collect()
     }
 
     /// Marks a live path abandoned: nothing is in flight on it any more and its
@@ -610,7 +617,7 @@ impl Paths {
             .paths
             .get_mut(&path)
             .is_some_and(|p| p.on_pong(seq, now));
-        (validated, self.paths.get(&path).and_then(Path::srtt))
+        (validated, self.paths.get(&path).and_then(|p| p.srtt()))
     }
 
     /// Sends the pings due at `now` and notes overdue pongs. `waiting`: data
