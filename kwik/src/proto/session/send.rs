@@ -75,7 +75,9 @@ pub(crate) struct Acked {
 /// The send streams of a session and the peer's credits.
 #[derive(Debug)]
 pub(crate) struct SendSide {
-    streams: HashMap<StreamId, SendBuffer>,
+    /// Boxed: the table grows in steps of whole buckets (four for a first
+    /// stream), and most sessions send on one stream or a few.
+    streams: HashMap<StreamId, Box<SendBuffer>>,
     order: VecDeque<StreamId>,
     resend: VecDeque<(StreamId, u64)>,
     /// Positioned writes behind a stream's send cursor, to schedule.
@@ -112,7 +114,11 @@ impl SendSide {
     pub(crate) fn insert(&mut self, id: StreamId, policy: Scheduler) {
         self.streams.insert(
             id,
-            SendBuffer::new(policy, self.peer_stream_credit, self.max_segment),
+            Box::new(SendBuffer::new(
+                policy,
+                self.peer_stream_credit,
+                self.max_segment,
+            )),
         );
         self.order.push_back(id);
     }
@@ -338,12 +344,12 @@ impl SendSide {
 
     /// Bytes of `stream` written but not yet acknowledged (None: stream done).
     pub(crate) fn retained(&self, stream: StreamId) -> Option<u64> {
-        self.streams.get(&stream).map(SendBuffer::retained)
+        self.streams.get(&stream).map(|b| b.retained())
     }
 
     /// Bytes written and not yet acknowledged, over every stream.
     pub(crate) fn total_retained(&self) -> u64 {
-        self.streams.values().map(SendBuffer::retained).sum()
+        self.streams.values().map(|b| b.retained()).sum()
     }
 
     /// `path` died: what it carried and nobody acknowledged is re-sent.
