@@ -290,7 +290,9 @@ impl Session {
 /// ```
 pub struct Presentation {
     config: PresentationConfig,
-    streams: IdMap<StreamState>,
+    /// Boxed: the table grows in steps of whole buckets (four for a first
+    /// stream), and a session often reads one stream or a few.
+    streams: IdMap<Box<StreamState>>,
     session: Session,
     ready: ReadyQueue,
 }
@@ -353,7 +355,7 @@ impl Presentation {
         buffer.set_max_segments(self.config.max_segments_per_stream);
         self.streams.insert(
             id,
-            StreamState {
+            Box::new(StreamState {
                 buffer,
                 window: ReceiveWindow::new(window, self.config.max_stream_window),
                 backpressure: Backpressure::new(
@@ -363,7 +365,7 @@ impl Presentation {
                 reader_waiting: false,
                 last_activity: session.clock,
                 gap_reported: None,
-            },
+            }),
         );
         debug!(stream = %id, credit = window, "stream opened");
         Ok(window)
