@@ -43,6 +43,18 @@ pub(crate) async fn write_frame(
     send.write_all(&buf).await
 }
 
+/// Writes `frames` in order in one write (so they can share a packet).
+pub(crate) async fn write_frames(
+    send: &mut quinn::SendStream,
+    frames: &[Frame],
+) -> Result<(), quinn::WriteError> {
+    let mut buf = BytesMut::new();
+    for frame in frames {
+        frame.encode(&mut buf);
+    }
+    send.write_all(&buf).await
+}
+
 /// The next frame of a control channel, within [`HANDSHAKE_TIMEOUT`].
 pub(crate) async fn read_frame(
     recv: &mut quinn::RecvStream,

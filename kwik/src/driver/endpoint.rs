@@ -15,7 +15,7 @@ use quinn::VarInt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::driver::control::{HANDSHAKE_TIMEOUT, read_frame, unix_ms, write_frame};
+use crate::driver::control::{HANDSHAKE_TIMEOUT, read_frame, unix_ms, write_frame, write_frames};
 use crate::driver::dial::Route;
 use crate::driver::error::{ConnectError, EndpointError};
 use crate::driver::links::spawn_client_join;
@@ -350,12 +350,19 @@ async fn serve_connection(
     let lost = |e: ConnectError| Refusal::from(connect_fault(e));
     match decision {
         FirstFrame::Open { state, welcome } => {
-            write_frame(&mut send, &welcome)
+            // The path's first frames (its first ping) leave with the WELCOME,
+            // in one packet.
+            let mut state = *state;
+            let mut first = vec![welcome];
+            while let Some(f) = state.poll_control(PathId::INITIAL) {
+                first.push(f);
+            }
+            write_frames(&mut send, &first)
                 .await
                 .map_err(|e| lost(e.into()))?;
             let id = state.id();
             let shared = SessionShared::new(
-                *state,
+                state,
                 None,
                 Some(ServerSide {
                     sessions: server.sessions.clone(),

@@ -50,6 +50,14 @@ impl SessionState {
         if !self.paths.insert(id, status, now) {
             return;
         }
+        // Queued now rather than at the timer's next tick, so it can leave
+        // with the path's first frames.
+        self.paths.ping_now(
+            id,
+            now,
+            self.config.ping_interval,
+            self.config.idle_ping_cap(),
+        );
         self.stats.paths_added += 1;
         self.events.push_back(Event::Path(PathEvent::Added(id)));
         if id != PathId::INITIAL {

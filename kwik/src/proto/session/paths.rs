@@ -652,6 +652,21 @@ impl Paths {
         round
     }
 
+    /// Queues a ping on the live path `id` now, whatever its deadline (a new
+    /// path's first ping).
+    pub(crate) fn ping_now(
+        &mut self,
+        id: PathId,
+        now: Instant,
+        interval: Duration,
+        idle_cap: Duration,
+    ) {
+        if let Some(p) = self.live_mut(id) {
+            let ping = p.on_ping_due(now, interval, idle_cap);
+            p.control.push_back(ping);
+        }
+    }
+
     /// Whether a live, healthy path other than `id` exists.
     pub(crate) fn others_healthy(&self, id: PathId) -> bool {
         self.paths
