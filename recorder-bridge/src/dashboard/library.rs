@@ -1,7 +1,7 @@
 //! The recordings on disk as the browser sees them: listed by folder with their
 //! sidecars, resolved strictly inside the recordings root (no `..`, no absolute path,
 //! no symlink leading out), deleted whole (data parts and sidecar) unless in progress,
-//! and previewed as min/max columns read line by line (bounded memory).
+//! and previewed as min/max columns read row by row (bounded memory).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::check::verify::layout_of;
 use crate::dashboard::channels::Channels;
+use crate::dashboard::columnar_preview;
 use crate::dashboard::decimate::{Columns, MinMax};
 use crate::format::csv::CsvLines;
 use crate::format::labview::{LABVIEW_ROWS, parse_labview};
@@ -71,7 +72,7 @@ pub enum PreviewError {
     Sidecar(#[from] SidecarError),
     /// The layout or schema has no preview.
     #[error(
-        "no preview for {0}; previews read standard CSV of the xiao-imu, efield and stage schemas and the LabVIEW layout"
+        "no preview for {0}; previews read the xiao-imu, efield and stage schemas in CSV, Parquet and MCAP, and the LabVIEW layout"
     )]
     Unsupported(String),
     /// A data file could not be read or parsed.
@@ -259,7 +260,7 @@ impl RecordingsRoot {
     pub fn preview(&self, rel: &str, width: usize) -> Result<Preview, PreviewError> {
         let sc = self.sidecar_of(rel)?;
         let meta = Sidecar::read(&sc)?;
-        if meta.format != "csv" && meta.format != "labview" {
+        if !matches!(meta.format.as_str(), "csv" | "labview" | "parquet" | "mcap") {
             return Err(PreviewError::Unsupported(format!(
                 "the {} layout",
                 meta.format
@@ -271,8 +272,12 @@ impl RecordingsRoot {
             parts.push(self.resolve(&self.relative(&dir.join(&part.file)))?);
         }
         let path = self.relative(&sc);
-        if meta.format == "labview" {
-            return preview_labview(self, path, &meta, &parts, width);
+        match meta.format.as_str() {
+            "labview" => return preview_labview(self, path, &meta, &parts, width),
+            "parquet" | "mcap" => {
+                return columnar_preview::preview(self, path, &meta, &parts, width);
+            }
+            _ => {}
         }
         match SchemaKind::from_name(&meta.schema) {
             Some(SchemaKind::Imu) => preview_of::<ImuRow>(self, path, &meta, &parts, width),
@@ -342,7 +347,7 @@ fn preview_of<S: Channels>(
 
 /// What a LabVIEW file holds of each E-field sample (ADC2 ch3/ch4 are not in it), as
 /// its preview draws it.
-const LABVIEW_CHANNELS: &[&str] = &[
+pub(super) const LABVIEW_CHANNELS: &[&str] = &[
     "ex_real (adc1_ch1)",
     "ex_imag (adc1_ch2)",
     "ey_real (adc1_ch3)",
@@ -351,7 +356,7 @@ const LABVIEW_CHANNELS: &[&str] = &[
     "ez_imag (adc2_ch2)",
     "scan_state",
 ];
-const LABVIEW_UNITS: &[&str] = &["V", "V", "V", "V", "V", "V", "0/1"];
+pub(super) const LABVIEW_UNITS: &[&str] = &["V", "V", "V", "V", "V", "V", "0/1"];
 
 /// The preview of a LabVIEW layout recording: read one 16-row block at a time (memory
 /// bounded by the block size), each block parsed by the same parser `verify` uses, with

@@ -15,6 +15,7 @@
 pub mod access;
 mod api;
 pub mod channels;
+mod columnar_preview;
 pub mod decimate;
 pub mod devices;
 pub mod library;

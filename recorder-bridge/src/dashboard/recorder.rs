@@ -10,6 +10,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::dashboard::tap::Taps;
+use crate::format::columns::{McapOptions, ParquetOptions};
 use crate::format::csv::CsvOptions;
 use crate::format::encoder::Format;
 use crate::format::labview::LabviewLayout;
@@ -31,7 +32,7 @@ pub struct StartSettings {
     pub size_limit_bytes: Option<u64>,
     /// At the size limit continue in numbered parts instead of stopping.
     pub split: bool,
-    /// `csv` (default) or `labview`.
+    /// `csv` (default), `labview`, `parquet` or `mcap`.
     pub format: Option<String>,
 }
 
@@ -330,9 +331,11 @@ impl LiveRecorder {
             None => c.format,
             Some("csv") => Format::Csv(CsvOptions::default()),
             Some("labview") => Format::Labview(LabviewLayout::default()),
+            Some("parquet") => Format::Parquet(ParquetOptions::default()),
+            Some("mcap") => Format::Mcap(McapOptions::default()),
             Some(other) => {
                 return Err(PanelError::Setting(format!(
-                    "format {other:?}; use csv or labview"
+                    "format {other:?}; use csv, labview, parquet or mcap"
                 )));
             }
         };

@@ -603,6 +603,26 @@ pub fn read_mcap(path: &Path) -> Result<McapContents, String> {
     Ok(c)
 }
 
+/// Calls `each` with the body of every message of the MCAP file at `path`, in file
+/// order, until it returns false. Returns why the reading stopped early when the file
+/// stops being whole (a file being recorded, or a crash), `None` when it did not.
+pub fn for_each_message(
+    path: &Path,
+    mut each: impl FnMut(&[u8]) -> bool,
+) -> io::Result<Option<String>> {
+    let mut file = File::open(path)?;
+    let stop = scan(&mut file, LinearReaderOptions::default(), |opcode, body| {
+        if opcode != op::MESSAGE {
+            return Ok(());
+        }
+        match mcap::parse_record(opcode, body).map_err(|e| e.to_string())? {
+            mcap::records::Record::Message { data, .. } if !each(&data) => Err(String::new()),
+            _ => Ok(()),
+        }
+    });
+    Ok(stop.filter(|e| !e.is_empty()))
+}
+
 /// What [`recover_mcap`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct McapRepair {

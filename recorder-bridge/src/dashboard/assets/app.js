@@ -310,7 +310,7 @@ async function refreshList() {
     const verifyCell = el("td", {});
     verifyCell.append(el("button", { type: "button", onclick: () => verifyOne(r.path, verifyCell) }, "verify"));
     const files = el("td", {});
-    for (const d of r.data) files.append(el("a", { class: "dl", href: withToken("/api/recordings/file?path=" + q(d)), "data-kind": "data" }, d.split("/").pop().endsWith(".csv") ? "data" : "part"));
+    for (const d of r.data) files.append(el("a", { class: "dl", href: withToken("/api/recordings/file?path=" + q(d)), "data-kind": "data" }, d.split("/").pop().split(".").pop()));
     files.append(el("a", { class: "dl", href: withToken("/api/recordings/file?path=" + q(r.path)), "data-kind": "sidecar" }, "sidecar"));
     const actions = el("td", {},
       el("button", { type: "button", onclick: () => showPreview([r.path]) }, "preview"), " ",
