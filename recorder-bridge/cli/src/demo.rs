@@ -84,7 +84,7 @@ pub(crate) fn demo(a: DemoArgs, json: bool) -> Result<ExitCode> {
     }
     if dashboard.is_some() {
         rt.block_on(async {
-            crate::ui::until_interrupted("demo finished", json).await;
+            crate::ui::until_interrupted("demo finished", json, None).await;
             crate::ui::close(dashboard).await;
         });
     }

@@ -43,6 +43,10 @@ pub(crate) struct UiCommandArgs {
     /// Access token (see `record --ui-token`).
     #[arg(long, value_name = "TOKEN", value_parser = parse_token)]
     ui_token: Option<AccessToken>,
+    /// Stop after this long (`10s`, `2m`, `1h` or bare seconds; default: until Ctrl-C
+    /// or SIGTERM).
+    #[arg(long, value_parser = crate::args::parse_duration)]
+    duration: Option<Duration>,
 }
 
 fn parse_token(s: &str) -> Result<AccessToken, String> {
@@ -83,11 +87,15 @@ pub(crate) async fn close(d: Option<Dashboard>) {
 }
 
 /// Keeps the process (and its dashboard) up until Ctrl-C, saying so once.
-pub(crate) async fn until_interrupted(what: &str, json: bool) {
+pub(crate) async fn until_interrupted(what: &str, json: bool, duration: Option<Duration>) {
     if !json {
-        outln!("{what}; the dashboard stays up until Ctrl-C");
+        match duration {
+            Some(d) => outln!("{what}; the dashboard stays up for {d:?} or until Ctrl-C"),
+            None => outln!("{what}; the dashboard stays up until Ctrl-C"),
+        }
     }
-    while !crate::interrupt::requested() {
+    let start = tokio::time::Instant::now();
+    while !crate::interrupt::requested() && duration.is_none_or(|d| start.elapsed() < d) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -139,7 +147,8 @@ pub(crate) fn record(
         .context("no recording was made while the dashboard ran")
 }
 
-/// `kwik-record ui`: browse, download, verify and delete recordings, until Ctrl-C.
+/// `kwik-record ui`: browse, download, verify and delete recordings, until Ctrl-C,
+/// SIGTERM or `--duration`.
 pub(crate) fn cmd_ui(a: UiCommandArgs, json: bool) -> Result<ExitCode> {
     let rt = runtime()?;
     crate::interrupt::install();
@@ -149,7 +158,7 @@ pub(crate) fn cmd_ui(a: UiCommandArgs, json: bool) -> Result<ExitCode> {
             ui_token: a.ui_token,
         };
         let dashboard = open(&ui, &a.out, DashboardParts::default(), json).await?;
-        until_interrupted(&format!("browsing {}", a.out.display()), json).await;
+        until_interrupted(&format!("browsing {}", a.out.display()), json, a.duration).await;
         close(dashboard).await;
         Ok(ExitCode::SUCCESS)
     })

@@ -187,6 +187,30 @@ fn ui_browses_and_needs_the_token_off_loopback() {
     let (code, _) = get(&format!("{b}/api/recorder?token={token}"));
     assert_eq!(code, 404, "nothing to record in a browser-only dashboard");
     terminate(child);
+
+    // With --duration it stops by itself, exit 0.
+    let start = Instant::now();
+    let o = Command::new(BIN)
+        .args([
+            "ui",
+            "--out",
+            "r",
+            "--ui",
+            "127.0.0.1:0",
+            "--duration",
+            "1s",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("dashboard: http://127.0.0.1:"), "{stdout}");
 }
 
 #[test]
