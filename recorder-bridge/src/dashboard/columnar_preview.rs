@@ -10,9 +10,8 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 
 use crate::dashboard::channels::Channels;
-use crate::dashboard::decimate::{Columns, MinMax};
 use crate::dashboard::library::{
-    LABVIEW_CHANNELS, LABVIEW_UNITS, Preview, PreviewError, RecordingsRoot,
+    LABVIEW_CHANNELS, LABVIEW_UNITS, Preview, PreviewDraw, PreviewError, RecordingsRoot,
 };
 use crate::format::columns::{ColumnSpec, ColumnType, Columnar};
 use crate::format::json_rows::json_key;
@@ -50,15 +49,9 @@ pub(super) fn preview(
     };
     let plan = Plan::new(specs, channels.len())
         .ok_or_else(|| PreviewError::Unsupported(format!("schema {}", meta.schema)))?;
-    let per_column = meta.samples.div_ceil(width.max(1) as u64).max(1);
-    let mut dec = MinMax::new(channels.len(), per_column);
-    let mut columns = Columns::new(channels.len());
-    let mut samples = 0u64;
+    let mut draw = PreviewDraw::new(meta, channels.len(), width);
     for part in parts {
-        let mut each = |t: f64, values: &[f64]| {
-            dec.push(t, values, &mut columns);
-            samples += 1;
-        };
+        let mut each = |t: f64, values: &[f64]| draw.push(t, values);
         let read = if meta.format == "mcap" {
             plan.read_mcap(part, &mut each)
         } else {
@@ -69,16 +62,7 @@ pub(super) fn preview(
             reason,
         })?;
     }
-    dec.flush(&mut columns);
-    Ok(Preview {
-        path,
-        schema: meta.schema.clone(),
-        channels,
-        units,
-        samples,
-        per_column,
-        columns,
-    })
+    Ok(draw.finish(path, meta, channels, units))
 }
 
 /// Which columns of a row type the preview draws, and where its time is.

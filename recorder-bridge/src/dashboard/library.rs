@@ -292,6 +292,54 @@ impl RecordingsRoot {
     }
 }
 
+/// A preview being drawn: samples pushed in file order become at most `width` min/max
+/// columns (each covering the same number of the sidecar's samples).
+pub(super) struct PreviewDraw {
+    dec: MinMax,
+    columns: Columns,
+    per_column: u64,
+    samples: u64,
+}
+
+impl PreviewDraw {
+    /// A preview of `channels` channels of the recording `meta` in `width` columns.
+    pub(super) fn new(meta: &Sidecar, channels: usize, width: usize) -> Self {
+        let per_column = meta.samples.div_ceil(width.max(1) as u64).max(1);
+        PreviewDraw {
+            dec: MinMax::new(channels, per_column),
+            columns: Columns::new(channels),
+            per_column,
+            samples: 0,
+        }
+    }
+
+    /// One sample at `t` seconds.
+    pub(super) fn push(&mut self, t: f64, values: &[f64]) {
+        self.dec.push(t, values, &mut self.columns);
+        self.samples += 1;
+    }
+
+    /// The preview of the sidecar `path`.
+    pub(super) fn finish(
+        mut self,
+        path: String,
+        meta: &Sidecar,
+        channels: &'static [&'static str],
+        units: &'static [&'static str],
+    ) -> Preview {
+        self.dec.flush(&mut self.columns);
+        Preview {
+            path,
+            schema: meta.schema.clone(),
+            channels,
+            units,
+            samples: self.samples,
+            per_column: self.per_column,
+            columns: self.columns,
+        }
+    }
+}
+
 fn preview_of<S: Channels>(
     root: &RecordingsRoot,
     path: String,
@@ -299,11 +347,8 @@ fn preview_of<S: Channels>(
     parts: &[PathBuf],
     width: usize,
 ) -> Result<Preview, PreviewError> {
-    let per_column = meta.samples.div_ceil(width.max(1) as u64).max(1);
-    let mut dec = MinMax::new(S::NAMES.len(), per_column);
-    let mut columns = Columns::new(S::NAMES.len());
+    let mut draw = PreviewDraw::new(meta, S::NAMES.len(), width);
     let mut values = vec![0.0; S::NAMES.len()];
-    let mut samples = 0u64;
     for part in parts {
         let data_err = |reason: String| PreviewError::Data {
             path: root.relative(part),
@@ -329,20 +374,10 @@ fn preview_of<S: Channels>(
                 continue;
             };
             row.values(&mut values);
-            dec.push(row.time_s(), &values, &mut columns);
-            samples += 1;
+            draw.push(row.time_s(), &values);
         }
     }
-    dec.flush(&mut columns);
-    Ok(Preview {
-        path,
-        schema: meta.schema.clone(),
-        channels: S::NAMES,
-        units: S::UNITS,
-        samples,
-        per_column,
-        columns,
-    })
+    Ok(draw.finish(path, meta, S::NAMES, S::UNITS))
 }
 
 /// What a LabVIEW file holds of each E-field sample (ADC2 ch3/ch4 are not in it), as
@@ -373,10 +408,7 @@ fn preview_labview(
         reason,
     })?;
     let n = LABVIEW_CHANNELS.len();
-    let per_column = meta.samples.div_ceil(width.max(1) as u64).max(1);
-    let mut dec = MinMax::new(n, per_column);
-    let mut columns = Columns::new(n);
-    let mut samples = 0u64;
+    let mut draw = PreviewDraw::new(meta, n, width);
     for part in parts {
         let data_err = |reason: String| PreviewError::Data {
             path: root.relative(part),
@@ -413,24 +445,14 @@ fn preview_labview(
                     v.ez_imag,
                     f64::from(u8::from(v.line == LineState::Active)),
                 ];
-                dec.push(v.time.as_secs_f64(), &values, &mut columns);
-                samples += 1;
+                draw.push(v.time.as_secs_f64(), &values);
             }
             block.clear();
             rows = 0;
             blocks += 1;
         }
     }
-    dec.flush(&mut columns);
-    Ok(Preview {
-        path,
-        schema: meta.schema.clone(),
-        channels: LABVIEW_CHANNELS,
-        units: LABVIEW_UNITS,
-        samples,
-        per_column,
-        columns,
-    })
+    Ok(draw.finish(path, meta, LABVIEW_CHANNELS, LABVIEW_UNITS))
 }
 
 /// Collects `*.meta.json` files, following no symlink.
