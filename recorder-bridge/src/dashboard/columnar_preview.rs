@@ -122,11 +122,12 @@ impl Plan {
         self.values.len()
     }
 
-    fn slot(&self, column: &str, key: impl Fn(&str) -> String) -> Slot {
-        if column == key(self.time) {
+    /// What the Parquet column `column` is to this plan.
+    fn slot(&self, column: &str) -> Slot {
+        if column == self.time {
             return Slot::Time;
         }
-        match self.values.iter().position(|v| key(v) == column) {
+        match self.values.iter().position(|v| *v == column) {
             Some(k) => Slot::Value(k),
             None => Slot::Skip,
         }
@@ -148,7 +149,7 @@ impl Plan {
             .schema_descr()
             .columns()
             .iter()
-            .map(|c| self.slot(c.name(), str::to_owned))
+            .map(|c| self.slot(c.name()))
             .collect();
         self.check_found(&slots)?;
         let mut values = vec![f64::NAN; self.channels()];
