@@ -38,9 +38,7 @@ pub(crate) async fn write_frame(
     send: &mut quinn::SendStream,
     frame: &Frame,
 ) -> Result<(), quinn::WriteError> {
-    let mut buf = BytesMut::new();
-    frame.encode(&mut buf);
-    send.write_all(&buf).await
+    write_frames(send, std::slice::from_ref(frame)).await
 }
 
 /// Writes `frames` in order in one write (so they can share a packet).

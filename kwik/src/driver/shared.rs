@@ -169,23 +169,14 @@ impl SessionShared {
     /// deadline is earlier than the one it sleeps on. The others would only
     /// look and go back to sleep (most calls change one stream or one path).
     pub(crate) fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut SessionState) -> R) -> R {
-        let mut events = Vec::new();
-        let mut work = Vec::new();
-        let (r, wake_timer) = {
-            let mut state = self.state.lock();
-            let r = f(&mut state);
-            while let Some(e) = state.poll_event() {
-                events.push(e);
-            }
+        let (r, (work, wake_timer)) = self.run_core(f, |state| {
+            let mut work = Vec::new();
             state.pending_work(&mut work);
             // Under the core's lock, as the timer arms under it (no deadline can
             // fall between the timer's reading and this comparison).
             let wake_timer = earlier(state.next_deadline(), *self.timer_armed.lock());
-            (r, wake_timer)
-        };
-        for e in events {
-            self.on_event(e);
-        }
+            (work, wake_timer)
+        });
         if !work.is_empty() {
             let paths = self.paths.lock();
             for w in &work {
@@ -211,19 +202,30 @@ impl SessionShared {
         self: &Arc<Self>,
         f: impl FnOnce(&mut SessionState) -> R,
     ) -> R {
+        self.run_core(f, |_| ()).0
+    }
+
+    /// Runs `f` on the core and then `after` under the same lock, then acts on the
+    /// events the core produced (outside the lock).
+    fn run_core<R, A>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut SessionState) -> R,
+        after: impl FnOnce(&SessionState) -> A,
+    ) -> (R, A) {
         let mut events = Vec::new();
-        let r = {
+        let (r, a) = {
             let mut state = self.state.lock();
             let r = f(&mut state);
             while let Some(e) = state.poll_event() {
                 events.push(e);
             }
-            r
+            let a = after(&state);
+            (r, a)
         };
         for e in events {
             self.on_event(e);
         }
-        r
+        (r, a)
     }
 
     /// Wakes the data writers of the other paths (the scheduler's view changed).

@@ -72,6 +72,9 @@ pub(crate) struct Acked {
     pub(crate) complete: bool,
 }
 
+/// Streams [`SendSide::may_have_data`] looks at one by one; with more it wakes.
+const SCAN_LIMIT: usize = 32;
+
 /// The send streams of a session and the peer's credits.
 #[derive(Debug)]
 pub(crate) struct SendSide {
@@ -419,10 +422,13 @@ impl SendSide {
     /// when nothing waits to be re-sent or filled in and no stream has new data
     /// for it. A superset of what `poll_data` picks (credit, windows and the
     /// scheduler may still hold data back), so a writer woken on it may find
-    /// nothing, but one left asleep on `false` misses nothing.
+    /// nothing, but one left asleep on `false` misses nothing. It runs after every
+    /// core call, so past [`SCAN_LIMIT`] streams it answers true instead of
+    /// looking at each (a spare wake-up costs less than the scan).
     pub(crate) fn may_have_data(&self, path: PathId) -> bool {
         !self.resend.is_empty()
             || !self.fill.is_empty()
+            || self.streams.len() > SCAN_LIMIT
             || self.streams.values().any(|b| b.has_new_data(path))
     }
 
