@@ -190,11 +190,18 @@ impl Plan {
                     return false;
                 }
             };
-            for (v, key) in values.iter_mut().zip(&keys) {
-                *v = row.get(key).map_or(f64::NAN, json_f64);
+            // A member missing is an error, as a missing Parquet column is.
+            let missing = std::iter::once(&time_key)
+                .chain(&keys)
+                .find(|k| !row.contains_key(*k));
+            if let Some(k) = missing {
+                bad = Some(format!("a message has no {k:?} member"));
+                return false;
             }
-            let t = row.get(&time_key).map_or(f64::NAN, json_f64) * self.time_scale;
-            each(t, &values);
+            for (v, key) in values.iter_mut().zip(&keys) {
+                *v = json_f64(&row[key]);
+            }
+            each(json_f64(&row[&time_key]) * self.time_scale, &values);
             true
         })
         .map_err(|e| e.to_string())?;
